@@ -1,0 +1,49 @@
+# Set-up and entry points. `make run` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FASHION_MNIST_DIR ?= $(or $(JAXVAE_FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
+WORKDIR ?= runs/default
+CONFIG ?= experiments/configs/default.py
+
+.PHONY: env data run test lint bench-env bench clean
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+# Fashion-MNIST's original IDX files, from Debian's dataset-fashion-mnist package.
+data:
+	@if [ -f "$(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz" ] || [ -f "$(FASHION_MNIST_DIR)/train-images-idx3-ubyte" ]; then \
+	  echo "Fashion-MNIST found in $(FASHION_MNIST_DIR)"; \
+	else \
+	  echo "Fashion-MNIST not in $(FASHION_MNIST_DIR): installing Debian's dataset-fashion-mnist"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q dataset-fashion-mnist; \
+	fi
+
+run: env data
+	$(BIN)/jaxvae train --config $(CONFIG) --workdir $(WORKDIR)
+
+test: env data
+	$(BIN)/python -m pytest -q tests
+
+lint: env
+	$(BIN)/ruff check src tests experiments benchmarks
+	$(BIN)/ruff format --check src tests experiments benchmarks
+
+# PyTorch reference for docs/benchmarks.md: its own environment, never a dependency of jaxvae.
+bench-env: $(VENV)-torch/.installed
+
+$(VENV)-torch/.installed:
+	test -x $(VENV)-torch/bin/python || $(PYTHON) -m venv $(VENV)-torch
+	$(VENV)-torch/bin/python -m pip install -q torch==2.13.0 numpy
+	touch $@
+
+clean:
+	rm -rf $(VENV) $(VENV)-torch build dist src/*.egg-info

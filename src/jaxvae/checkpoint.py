@@ -1,0 +1,100 @@
+"""Orbax checkpoints of the train state in ``WORKDIR/checkpoints``.
+
+Saves go through one ``CheckpointManager`` (every process takes part; Orbax coordinates the writes).
+Restoring takes an abstract state whose leaves carry the target shardings, so a checkpoint written on
+4 devices restores onto 1 (or 2 processes) and back. A newest checkpoint that cannot be read is moved
+to ``WORKDIR/checkpoints-corrupt/`` (never deleted) and the previous one is used, with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+CORRUPT_DIR = "checkpoints-corrupt"
+
+
+def checkpoint_dir(workdir: str) -> str:
+    return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+
+
+def make_manager(workdir: str, *, keep: int) -> ocp.CheckpointManager:
+    """A manager that keeps the newest ``keep`` checkpoints; saving is asynchronous."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
+    """Starts saving ``state`` as ``step`` (call ``manager.wait_until_finished()`` before exit)."""
+    manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+
+def steps(workdir: str) -> list[int]:
+    """Steps of the finished checkpoints in ``workdir``, oldest first."""
+    directory = checkpoint_dir(workdir)
+    if not os.path.isdir(directory):
+        return []
+    with ocp.CheckpointManager(directory) as manager:
+        return sorted(manager.all_steps())
+
+
+def _quarantine(workdir: str, step: int) -> str:
+    """Moves checkpoint ``step`` aside so that training can write that step again."""
+    src = os.path.join(checkpoint_dir(workdir), str(step))
+    dst_root = os.path.join(os.path.abspath(workdir), CORRUPT_DIR)
+    dst = os.path.join(dst_root, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if jax.process_index() == 0 and os.path.exists(src):
+        os.makedirs(dst_root, exist_ok=True)
+        shutil.move(src, dst)
+    return dst
+
+
+def restore_newest(
+    workdir: str,
+    abstract_state: Any,
+    *,
+    warn: Callable[[str], None] = log.warning,
+    quarantine: bool = True,
+) -> tuple[Any, int] | None:
+    """Restores the newest readable checkpoint onto ``abstract_state``'s shapes and shardings.
+
+    Args:
+      workdir: the run directory.
+      abstract_state: a pytree of ``jax.ShapeDtypeStruct`` (with ``sharding``) like the saved state.
+      warn: called with a message for each checkpoint that could not be read.
+      quarantine: move unreadable checkpoints to ``checkpoints-corrupt/`` (else leave them).
+
+    Returns:
+      ``(state, step)``, or ``None`` when there is no checkpoint at all.
+
+    Raises:
+      ValueError: checkpoints exist but none could be read.
+    """
+    available = steps(workdir)
+    if not available:
+        return None
+    directory = checkpoint_dir(workdir)
+    errors = []
+    with ocp.CheckpointManager(directory) as manager:
+        for step in reversed(available):
+            try:
+                state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+                return state, step
+            except Exception as e:  # noqa: BLE001 - any unreadable checkpoint falls back
+                reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                errors.append(f"step {step}: {reason}")
+                where = ""
+                if quarantine:
+                    where = f"; moved to {_quarantine(workdir, step)}"
+                warn(f"checkpoint at step {step} in {directory} cannot be read ({reason}){where}")
+    raise ValueError(f"no readable checkpoint in {directory}: " + "; ".join(errors))

@@ -1,0 +1,256 @@
+"""Experiment configuration: the schema every config file starts from, overrides and validation.
+
+Config files are Python files with ``get_config()`` returning an ``ml_collections.ConfigDict``; they
+start from :func:`base_config`, whose keys and types are the schema (it is locked, so a misspelt key
+is an error). Only the CLI, :mod:`jaxvae.train` and ``experiments/`` read ConfigDicts; the rest of the
+library takes the frozen specs that :func:`model_spec` and :func:`objective_spec` build.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+from jaxvae import data as data_lib
+from jaxvae.models import ModelSpec
+from jaxvae.objectives import ObjectiveSpec
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+BINARIZE = ("none", "static", "dynamic")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """All configuration keys with their defaults (a conv VAE on Fashion-MNIST)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "fashion_mnist"
+    c.data.data_dir = ""  # IDX directory (fashion_mnist) or .npz path (npz); "" = default
+    c.data.tfds_data_dir = ""  # TFDS data directory; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+    c.data.source = "auto"  # fashion_mnist: auto | idx | tfds
+    c.data.binarize = "none"  # none | static | dynamic
+    c.data.limit_train = 0  # keep only the first N train images (0 = all)
+    c.data.limit_test = 0
+
+    c.model = ml_collections.ConfigDict()
+    c.model.kind = "vae"  # vae | ae | dae
+    c.model.architecture = "conv"  # conv | mlp
+    c.model.latent_dim = 16
+    c.model.hidden = (400,)
+    c.model.channels = (32, 64)
+    c.model.likelihood = "bernoulli"  # bernoulli | gaussian | gaussian_learned
+    c.model.gaussian_std = 0.1
+    c.model.conv_impl = "fast"  # fast | lax
+
+    c.objective = ml_collections.ConfigDict()
+    c.objective.beta = 1.0
+    c.objective.warmup_steps = 0
+    c.objective.free_bits = 0.0
+    c.objective.ae_loss = "l2"
+    c.objective.noise = "gaussian"
+    c.objective.noise_level = 0.3
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 128
+    c.train.epochs = 10
+    c.train.optimizer = "adam"
+    c.train.learning_rate = 1e-3
+    c.train.weight_decay = 0.0
+    c.train.grad_clip = 0.0  # global-norm clip (0 = off)
+    c.train.steps_per_dispatch = 0  # steps run in one compiled call (0 = to the next boundary)
+    c.train.log_every_steps = 0  # metrics.jsonl line every N steps (0 = every epoch)
+    c.train.checkpoint_every_steps = 0  # 0 = every epoch
+    c.train.keep_checkpoints = 3
+    c.train.eval_every_epochs = 1  # test negative ELBO in metrics.jsonl (0 = only at the end)
+    c.train.progress = True
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 1000
+    c.eval.iwae_k = 0  # IWAE bound at the end of training (0 = skip; `jaxvae eval` computes it)
+    c.eval.iwae_num_examples = 1000
+    c.eval.num_pictures = 64
+
+    c.lock()
+    return c
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    """Imports ``path`` and returns its ``get_config()``."""
+    if not os.path.isfile(path):
+        raise ValueError(f"config file {path!r} does not exist")
+    spec = importlib.util.spec_from_file_location("_jaxvae_config", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except (AttributeError, KeyError) as e:  # a locked ConfigDict refuses unknown keys
+        raise ValueError(f"config file {path!r}: {e}") from None
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"config file {path!r} has no get_config()")
+    try:
+        config = module.get_config()
+    except (AttributeError, KeyError, TypeError) as e:
+        raise ValueError(f"config file {path!r}: {e}") from None
+    return config
+
+
+def _parse_value(key: str, text: str, current: Any) -> Any:
+    """Parses ``text`` as the type of ``current``; raises ``ValueError`` naming ``key``."""
+    kind = type(current)
+    try:
+        if isinstance(current, bool):
+            lowered = text.strip().lower()
+            if lowered in ("true", "1", "yes"):
+                return True
+            if lowered in ("false", "0", "no"):
+                return False
+            raise ValueError
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+        if isinstance(current, str):
+            return text
+        if isinstance(current, tuple | list):
+            value = ast.literal_eval(text if text.strip().startswith(("(", "[")) else f"({text},)")
+            if not isinstance(value, tuple | list):
+                raise ValueError
+            return tuple(value)
+    except (ValueError, SyntaxError):
+        pass
+    raise ValueError(f"--config.{key}={text!r}: expected a value of type {kind.__name__}")
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> None:
+    """Applies ``["a.b=value", ...]`` in place; unknown keys and wrong types raise ``ValueError``."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override --config.{item} needs a value: --config.{item}=VALUE")
+        key, text = item.split("=", 1)
+        *parents, leaf = key.split(".")
+        node = config
+        for p in parents:
+            if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
+                raise ValueError(f"unknown config key {key!r}")
+            node = node[p]
+        if leaf not in node or isinstance(node[leaf], ml_collections.ConfigDict):
+            raise ValueError(f"unknown config key {key!r}")
+        node[leaf] = _parse_value(key, text, node[leaf])
+
+
+def _check(cond: bool, key: str, value: Any, expected: str) -> None:
+    if not cond:
+        raise ValueError(f"config {key}={value!r}: expected {expected}")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks types and ranges of every key that the library reads."""
+    schema = base_config()
+    _check_types(schema, config, "")
+    t = config.train
+    for key in ("batch_size", "epochs", "keep_checkpoints"):
+        _check(t[key] > 0, f"train.{key}", t[key], "a positive integer")
+    for key in ("steps_per_dispatch", "log_every_steps", "checkpoint_every_steps"):
+        _check(t[key] >= 0, f"train.{key}", t[key], "an integer >= 0")
+    _check(t.eval_every_epochs >= 0, "train.eval_every_epochs", t.eval_every_epochs, ">= 0")
+    _check(t.learning_rate > 0, "train.learning_rate", t.learning_rate, "a positive number")
+    _check(t.optimizer in OPTIMIZERS, "train.optimizer", t.optimizer, f"one of {OPTIMIZERS}")
+    _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, ">= 0")
+    _check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip, ">= 0")
+    e = config.eval
+    _check(e.batch_size > 0, "eval.batch_size", e.batch_size, "a positive integer")
+    _check(0 <= e.iwae_k <= 100_000, "eval.iwae_k", e.iwae_k, "an integer in [0, 100000]")
+    _check(e.iwae_num_examples > 0, "eval.iwae_num_examples", e.iwae_num_examples, "> 0")
+    _check(e.num_pictures > 0, "eval.num_pictures", e.num_pictures, "a positive integer")
+    d = config.data
+    names = data_lib.DATASETS
+    _check(d.name in names, "data.name", d.name, f"one of {names}")
+    _check(d.binarize in BINARIZE, "data.binarize", d.binarize, f"one of {BINARIZE}")
+    _check(d.limit_train >= 0, "data.limit_train", d.limit_train, ">= 0")
+    _check(d.limit_test >= 0, "data.limit_test", d.limit_test, ">= 0")
+    channels = config.model.channels
+    side = 2 ** len(channels) if isinstance(channels, tuple | list) else 1
+    model_spec(config, (side, side, 1))  # the real image shape is checked once data is loaded
+    objective_spec(config)
+
+
+def _check_types(schema, config, prefix: str) -> None:
+    for key in config.keys():
+        path = f"{prefix}{key}"
+        if key not in schema:
+            raise ValueError(f"unknown config key {path!r}")
+        want, got = schema[key], config[key]
+        if isinstance(want, ml_collections.ConfigDict):
+            if not isinstance(got, ml_collections.ConfigDict):
+                raise ValueError(f"config {path} must be a section, got {got!r}")
+            _check_types(want, got, path + ".")
+            continue
+        if isinstance(want, bool):
+            ok = isinstance(got, bool)
+        elif isinstance(want, int):
+            ok = isinstance(got, int) and not isinstance(got, bool)
+        elif isinstance(want, float):
+            ok = isinstance(got, int | float) and not isinstance(got, bool)
+        elif isinstance(want, tuple | list):
+            ok = isinstance(got, tuple | list)
+        else:
+            ok = isinstance(got, type(want))
+        if not ok:
+            raise ValueError(f"config {path}={got!r}: expected a {type(want).__name__}")
+
+
+def model_spec(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> ModelSpec:
+    """The :class:`ModelSpec` of ``config.model`` for images of ``image_shape``."""
+    m = config.model
+    return ModelSpec(
+        kind=m.kind,
+        architecture=m.architecture,
+        image_shape=tuple(image_shape),
+        latent_dim=m.latent_dim,
+        hidden=tuple(m.hidden),
+        channels=tuple(m.channels),
+        likelihood=m.likelihood,
+        gaussian_std=m.gaussian_std,
+        conv_impl=m.conv_impl,
+    )
+
+
+def objective_spec(config: ml_collections.ConfigDict) -> ObjectiveSpec:
+    """The :class:`ObjectiveSpec` of ``config.objective`` (and dynamic binarization)."""
+    o = config.objective
+    return ObjectiveSpec(
+        beta=o.beta,
+        warmup_steps=o.warmup_steps,
+        free_bits=o.free_bits,
+        dynamic_binarize=config.data.binarize == "dynamic",
+        ae_loss=o.ae_loss,
+        noise=o.noise,
+        noise_level=o.noise_level,
+    )
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+    """A stable JSON text of the config (tuples become lists)."""
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+    """Rebuilds a config written by :func:`to_json` on top of the schema."""
+    config = base_config()
+    _merge(config, json.loads(text), "")
+    return config
+
+
+def _merge(node: ml_collections.ConfigDict, values: dict, prefix: str) -> None:
+    for key, value in values.items():
+        if key not in node:
+            raise ValueError(f"unknown config key {prefix + key!r} in a saved config")
+        if isinstance(node[key], ml_collections.ConfigDict):
+            _merge(node[key], value, prefix + key + ".")
+        else:
+            node[key] = tuple(value) if isinstance(value, list) else value

@@ -1,0 +1,133 @@
+"""Encoder and decoder networks (Flax Linen), applied as pure functions ``apply(params, x)``.
+
+Convolutions hold the same parameters as ``flax.linen.Conv``/``ConvTranspose`` (an ``HWIO`` kernel and
+a bias) but are computed by :mod:`jaxvae.convs`, whose default formulation has no convolution op and
+is fast on CPU; ``conv_impl="lax"`` selects the straightforward ``lax`` convolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxvae import convs
+
+
+class Conv(nn.Module):
+    """3x3 (by default) 'SAME' convolution with the parameters of ``nn.Conv``."""
+
+    features: int
+    stride: int = 1
+    kernel_size: int = 3
+    impl: str = "fast"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        kernel = self.param(
+            "kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features)
+        )
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return convs.conv2d(x, kernel, bias, stride=self.stride, impl=self.impl)
+
+
+class ConvTranspose(nn.Module):
+    """'SAME' transposed convolution with the parameters of ``nn.ConvTranspose``."""
+
+    features: int
+    stride: int = 2
+    kernel_size: int = 3
+    impl: str = "fast"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        kernel = self.param(
+            "kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features)
+        )
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return convs.conv_transpose2d(x, kernel, bias, stride=self.stride, impl=self.impl)
+
+
+class MLPEncoder(nn.Module):
+    """Flatten, ReLU hidden layers, then a dense layer to ``out_dim`` (e.g. ``2 * latent_dim``)."""
+
+    hidden: Sequence[int]
+    out_dim: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x.reshape(x.shape[0], -1)
+        for width in self.hidden:
+            h = nn.relu(nn.Dense(width)(h))
+        return nn.Dense(self.out_dim)(h)
+
+
+class MLPDecoder(nn.Module):
+    """ReLU hidden layers, then a dense layer to the pixels, reshaped to ``image_shape``."""
+
+    hidden: Sequence[int]
+    image_shape: tuple[int, int, int]
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        h = z
+        for width in self.hidden:
+            h = nn.relu(nn.Dense(width)(h))
+        size = self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
+        return nn.Dense(size)(h).reshape(z.shape[0], *self.image_shape)
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 3x3 convolutions with ReLU, flatten, then a dense layer to ``out_dim``."""
+
+    channels: Sequence[int]
+    out_dim: int
+    impl: str = "fast"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x
+        for c in self.channels:
+            h = nn.relu(Conv(c, stride=2, impl=self.impl)(h))
+        return nn.Dense(self.out_dim)(h.reshape(h.shape[0], -1))
+
+
+class ConvDecoder(nn.Module):
+    """Dense to a ``(H/2^L, W/2^L, channels[-1])`` map, then stride-2 transposed convolutions.
+
+    With ``channels=(32, 64)`` and 28x28x1 images: dense to 7x7x64, transposed convolutions to
+    14x14x32 (ReLU) and 28x28x1 (no activation).
+    """
+
+    channels: Sequence[int]
+    image_shape: tuple[int, int, int]
+    impl: str = "fast"
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        height, width, out_channels = self.image_shape
+        factor = 2 ** len(self.channels)
+        h = nn.Dense((height // factor) * (width // factor) * self.channels[-1])(z)
+        h = nn.relu(h).reshape(z.shape[0], height // factor, width // factor, self.channels[-1])
+        widths = list(self.channels[-2::-1]) + [out_channels]
+        for i, c in enumerate(widths):
+            h = ConvTranspose(c, stride=2, impl=self.impl)(h)
+            if i < len(widths) - 1:
+                h = nn.relu(h)
+        return h
+
+
+class LearnedScale(nn.Module):
+    """A per-pixel learned log standard deviation for a Gaussian decoder."""
+
+    image_shape: tuple[int, int, int]
+    init_log_scale: float
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        init = nn.initializers.constant(self.init_log_scale)
+        return self.param("log_scale", init, self.image_shape, jnp.float32)

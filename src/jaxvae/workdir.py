@@ -1,0 +1,116 @@
+"""The run directory: its config, metrics log and summary, and the checks that protect it.
+
+A workdir holds ``config.json``, ``metrics.jsonl``, ``summary.json``, ``checkpoints/`` and PNGs.
+Nothing here overwrites a run with a different configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import ml_collections
+
+from jaxvae import config as config_lib
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+
+# Keys that may differ when a run is continued: how long it trains and how it reports.
+RESUMABLE_CHANGES = ("train.epochs", "train.progress", "eval.iwae_k", "eval.iwae_num_examples")
+
+
+def ensure_writable(workdir: str) -> None:
+    """Creates ``workdir`` if needed and checks that files can be written in it."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"workdir {workdir!r} is not writable: {e.strerror or e}") from None
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> bool:
+    """Whether ``workdir`` already holds a run; raises ``ValueError`` if its config differs.
+
+    Returns:
+      ``True`` when ``workdir`` holds a run of this config (to be resumed), ``False`` when it holds
+      none.
+    """
+    path = os.path.join(workdir, CONFIG)
+    if not os.path.exists(path):
+        return False
+    try:
+        with open(path) as f:
+            saved = _flatten(json.load(f))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} cannot be read ({e}); use another --workdir") from None
+    new = _flatten(json.loads(config_lib.to_json(config)))
+    differ = sorted(
+        k for k in set(saved) | set(new) if saved.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
+    )
+    if differ:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in differ[:4])
+        more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
+        raise ValueError(
+            f"workdir {workdir!r} holds a run with a different config ({shown}{more}); "
+            "use a new --workdir"
+        )
+    return True
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Writes JSON atomically (a temporary file renamed over ``path``)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config of the run in ``workdir``."""
+    path = os.path.join(workdir, CONFIG)
+    if not os.path.isdir(workdir):
+        raise ValueError(f"workdir {workdir!r} does not exist")
+    if not os.path.exists(path):
+        raise ValueError(f"workdir {workdir!r} holds no run ({CONFIG} is missing)")
+    with open(path) as f:
+        return config_lib.from_json(f.read())
+
+
+class MetricsLog:
+    """Appends JSON lines to ``metrics.jsonl``; on resume, drops lines past the restored step."""
+
+    def __init__(self, workdir: str, *, resume_step: int | None, enabled: bool = True):
+        self.path = os.path.join(workdir, METRICS)
+        self.enabled = enabled
+        if not enabled:
+            return
+        if resume_step is None:
+            open(self.path, "w").close()
+        elif os.path.exists(self.path):
+            with open(self.path) as f:
+                lines = [line for line in f if line.strip()]
+            keep = [line for line in lines if json.loads(line).get("step", 0) <= resume_step]
+            with open(self.path + ".tmp", "w") as f:
+                f.writelines(keep)
+            os.replace(self.path + ".tmp", self.path)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record, sort_keys=True) + "\n")
