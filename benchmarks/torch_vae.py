@@ -1,0 +1,319 @@
+"""PyTorch reference VAEs for jaxvae's benchmarks (docs/benchmarks.md).
+
+A standalone script that runs in its own environment (`make bench-env` creates .venv-torch);
+PyTorch is never a dependency of jaxvae. It trains a VAE on Fashion-MNIST with the protocol of
+the PyTorch examples VAE (Adam lr 1e-3, batch 128, loss = Bernoulli cross-entropy summed over
+pixels and batch + analytic KL summed over latents and batch) and reports throughput and the test
+negative ELBO; with --iwae-k it also times the importance-weighted (IWAE) NLL evaluation.
+
+    .venv-torch/bin/python benchmarks/torch_vae.py --model mlp --epochs 10 --json
+    .venv-torch/bin/python benchmarks/torch_vae.py --model conv --epochs 1 --max-steps 200
+    .venv-torch/bin/python benchmarks/torch_vae.py --model mlp --epochs 10 \\
+        --iwae-k 5000 --iwae-num 100 --json
+
+Data: the original Fashion-MNIST IDX gz files, read with numpy + gzip from
+$JAXVAE_FASHION_MNIST_DIR (default /usr/share/datasets/fashion-mnist). Pixels are scaled to
+[0, 1] float32 and used directly as targets of a Bernoulli likelihood (no binarisation).
+
+Shuffling uses no DataLoader: the whole training set is one in-memory tensor, and each epoch
+indexes it with a fresh torch.randperm. The last partial batch is dropped (60000 // 128 = 468
+steps per epoch), as jaxvae does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
+# Steps/images of the full IWAE protocol, used to extrapolate a timed subset.
+IWAE_PROTOCOL_K = 5000
+IWAE_PROTOCOL_NUM = 10000
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _read_idx_images(path: Path) -> np.ndarray:
+    """Reads an IDX3 uint8 image file (gzipped or not) into an (N, 28, 28) uint8 array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    magic, n, rows, cols = np.frombuffer(data, dtype=">u4", count=4, offset=0)
+    if magic != 2051:
+        raise ValueError(f"{path}: not an IDX3 image file (magic {magic})")
+    images = np.frombuffer(data, dtype=np.uint8, count=int(n * rows * cols), offset=16)
+    return images.reshape(int(n), int(rows), int(cols))
+
+
+def _find(data_dir: Path, stem: str) -> Path:
+    for name in (f"{stem}.gz", stem):
+        if (data_dir / name).exists():
+            return data_dir / name
+    raise FileNotFoundError(
+        f"{stem}[.gz] not found in {data_dir} (set JAXVAE_FASHION_MNIST_DIR or run `make data`)"
+    )
+
+
+def load_fashion_mnist(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (train, test) float32 tensors of shape (N, 1, 28, 28) with values in [0, 1]."""
+    out = []
+    for stem in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+        images = _read_idx_images(_find(data_dir, stem)).astype(np.float32) / 255.0
+        out.append(torch.from_numpy(images).unsqueeze(1).contiguous())
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------- models
+
+
+class MLPVAE(nn.Module):
+    """784-400-20 ReLU MLP VAE of the PyTorch examples; the decoder returns logits."""
+
+    latent_dim = 20
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784, 400)
+        self.fc21 = nn.Linear(400, 20)
+        self.fc22 = nn.Linear(400, 20)
+        self.fc3 = nn.Linear(20, 400)
+        self.fc4 = nn.Linear(400, 784)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.relu(self.fc1(x.reshape(-1, 784)))
+        return self.fc21(h), self.fc22(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Returns flat (..., 784) logits."""
+        return self.fc4(F.relu(self.fc3(z)))
+
+
+class ConvVAE(nn.Module):
+    """Two stride-2 conv layers down to 64x7x7, 16 latents, two transposed convs back up."""
+
+    latent_dim = 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, stride=2, padding=1)  # 28 -> 14
+        self.conv2 = nn.Conv2d(32, 64, 3, stride=2, padding=1)  # 14 -> 7
+        self.fc_enc = nn.Linear(64 * 7 * 7, 2 * 16)
+        self.fc_dec = nn.Linear(16, 64 * 7 * 7)
+        self.deconv1 = nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1)
+        self.deconv2 = nn.ConvTranspose2d(32, 1, 3, stride=2, padding=1, output_padding=1)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.relu(self.conv1(x.reshape(-1, 1, 28, 28)))
+        h = F.relu(self.conv2(h))
+        stats = self.fc_enc(h.flatten(1))
+        return stats[:, :16], stats[:, 16:]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Returns flat (..., 784) logits."""
+        lead = z.shape[:-1]
+        h = F.relu(self.fc_dec(z.reshape(-1, 16))).view(-1, 64, 7, 7)
+        h = F.relu(self.deconv1(h))
+        return self.deconv2(h).reshape(*lead, 784)
+
+
+MODELS = {"mlp": MLPVAE, "conv": ConvVAE}
+
+
+def negative_elbo(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Single-sample negative ELBO summed over the batch (nats)."""
+    mu, logvar = model.encode(x)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    logits = model.decode(z)
+    rec = F.binary_cross_entropy_with_logits(logits, x.reshape(-1, 784), reduction="sum")
+    kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return rec + kl
+
+
+# --------------------------------------------------------------------------- train / eval
+
+
+def train(
+    model: nn.Module,
+    train_x: torch.Tensor,
+    epochs: int,
+    batch_size: int,
+    max_steps: int | None,
+    log: bool,
+) -> tuple[list[float], list[int]]:
+    """Trains in place; returns per-epoch wall seconds and steps."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    steps_per_epoch = train_x.shape[0] // batch_size  # drop the last partial batch
+    n_used = steps_per_epoch * batch_size
+    seconds, steps = [], []
+    model.train()
+    for epoch in range(epochs):
+        n_steps = steps_per_epoch if max_steps is None else min(steps_per_epoch, max_steps)
+        total = 0.0
+        t0 = time.perf_counter()
+        perm = torch.randperm(train_x.shape[0])[:n_used].view(steps_per_epoch, batch_size)
+        for i in range(n_steps):
+            x = train_x[perm[i]]
+            opt.zero_grad(set_to_none=True)
+            loss = negative_elbo(model, x)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        dt = time.perf_counter() - t0
+        seconds.append(dt)
+        steps.append(n_steps)
+        if log:
+            print(
+                f"epoch {epoch + 1}: {dt:.2f} s, {n_steps * batch_size / dt:.0f} images/s, "
+                f"train nelbo {total / (n_steps * batch_size):.2f}",
+                file=sys.stderr,
+            )
+    return seconds, steps
+
+
+@torch.no_grad()
+def test_nelbo(model: nn.Module, test_x: torch.Tensor, batch_size: int = 1000) -> float:
+    """Mean single-sample negative ELBO over the test set (nats/image)."""
+    model.eval()
+    total = 0.0
+    for i in range(0, test_x.shape[0], batch_size):
+        total += negative_elbo(model, test_x[i : i + batch_size]).item()
+    return total / test_x.shape[0]
+
+
+@torch.no_grad()
+def iwae_nll(
+    model: nn.Module, x: torch.Tensor, k: int, batch: int, chunk: int
+) -> tuple[float, float]:
+    """IWAE estimate of -log p(x) with k importance samples, mean over x (nats/image).
+
+    Images go through in batches of `batch`; for each batch the k samples are drawn in chunks of
+    `chunk` and their log-weights folded into a running logsumexp. Returns (nll, seconds).
+    """
+    model.eval()
+    total = 0.0
+    t0 = time.perf_counter()
+    for i in range(0, x.shape[0], batch):
+        xb = x[i : i + batch].reshape(-1, 784)
+        mu, logvar = model.encode(xb)
+        std = torch.exp(0.5 * logvar)
+        # log q(z|x) without its constant: -0.5 * eps^2 - 0.5 * logvar.
+        acc = torch.full((xb.shape[0],), -math.inf)
+        for j in range(0, k, chunk):
+            c = min(chunk, k - j)
+            eps = torch.randn(c, *mu.shape)
+            z = mu + std * eps
+            logits = model.decode(z)
+            log_px_z = -F.binary_cross_entropy_with_logits(
+                logits, xb.expand(c, -1, -1), reduction="none"
+            ).sum(-1)
+            # log p(z) - log q(z|x); the 2*pi constants cancel.
+            log_pz_qz = (0.5 * (eps.pow(2) - z.pow(2)) + 0.5 * logvar).sum(-1)
+            acc = torch.logaddexp(acc, torch.logsumexp(log_px_z + log_pz_qz, dim=0))
+        total += (math.log(k) - acc).sum().item()
+    return total / x.shape[0], time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", choices=sorted(MODELS), default="mlp")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=None, help="cap steps per epoch (checks)")
+    p.add_argument("--iwae-k", type=int, default=0, help="importance samples; 0 = no IWAE eval")
+    p.add_argument("--iwae-num", type=int, default=IWAE_PROTOCOL_NUM, help="first N test images")
+    p.add_argument("--iwae-batch", type=int, default=10, help="test images per IWAE batch")
+    p.add_argument("--iwae-chunk", type=int, default=500, help="importance samples per chunk")
+    p.add_argument("--save", type=Path, default=None, help="save the trained state_dict here")
+    p.add_argument("--load", type=Path, default=None, help="load a state_dict (use --epochs 0)")
+    p.add_argument("--json", action="store_true", help="one JSON line on stdout")
+    args = p.parse_args(argv)
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    data_dir = Path(os.environ.get("JAXVAE_FASHION_MNIST_DIR", DEFAULT_DATA_DIR))
+    train_x, test_x = load_fashion_mnist(data_dir)
+
+    model = MODELS[args.model]()
+    if args.load is not None:
+        model.load_state_dict(torch.load(args.load))
+    n_params = sum(t.numel() for t in model.parameters())
+    log = not args.json
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, model {args.model}: "
+        f"{n_params:,} parameters",
+        file=sys.stderr,
+    )
+
+    seconds, steps = train(model, train_x, args.epochs, args.batch_size, args.max_steps, log)
+    if args.save is not None:
+        torch.save(model.state_dict(), args.save)
+    ips = [s * args.batch_size / dt for s, dt in zip(steps, seconds, strict=True)]
+    nelbo = test_nelbo(model, test_x)
+    result = {
+        "framework": "torch",
+        "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "model": args.model,
+        "params": n_params,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "steps_per_epoch": steps,
+        "epoch_seconds": [round(s, 4) for s in seconds],
+        "images_per_sec": [round(v, 1) for v in ips],
+        # Epochs after the first; with a single epoch, that epoch.
+        "median_images_per_sec": round(statistics.median(ips[1:] or ips), 1) if ips else None,
+        "test_nelbo": round(nelbo, 3),
+    }
+    if log:
+        print(f"test negative ELBO: {nelbo:.2f} nats/image", file=sys.stderr)
+
+    if args.iwae_k > 0:
+        num = min(args.iwae_num, test_x.shape[0])
+        nll, secs = iwae_nll(model, test_x[:num], args.iwae_k, args.iwae_batch, args.iwae_chunk)
+        scale = (IWAE_PROTOCOL_K * IWAE_PROTOCOL_NUM) / (args.iwae_k * num)
+        result["iwae"] = {
+            "k": args.iwae_k,
+            "num_images": num,
+            "batch": args.iwae_batch,
+            "chunk": args.iwae_chunk,
+            "nll": round(nll, 3),
+            "seconds": round(secs, 4),
+            "images_per_sec": round(num / secs, 3),
+            "samples_per_sec": round(num * args.iwae_k / secs, 1),
+            # Linear extrapolation to k=5000 on all 10k test images.
+            "extrapolated_seconds_k5000_10k": round(secs * scale, 1),
+        }
+        if log:
+            print(
+                f"IWAE k={args.iwae_k} on {num} images: NLL {nll:.2f} nats/image, {secs:.2f} s, "
+                f"{num * args.iwae_k / secs:.0f} samples/s "
+                f"(k={IWAE_PROTOCOL_K} on {IWAE_PROTOCOL_NUM}: ~{secs * scale / 3600:.2f} h)",
+                file=sys.stderr,
+            )
+
+    if args.json:
+        print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
