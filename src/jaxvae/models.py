@@ -32,7 +32,9 @@ def _positive_ints(name: str, values: Any, *, allow_empty: bool = False) -> tupl
     try:
         values = tuple(int(v) for v in values)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a sequence of positive integers, got {values!r}") from None
+        raise ValueError(
+            f"{name} must be a sequence of positive integers, got {values!r}"
+        ) from None
     if (not values and not allow_empty) or any(v <= 0 for v in values):
         raise ValueError(f"{name} must be a sequence of positive integers, got {values!r}")
     return values

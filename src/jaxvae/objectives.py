@@ -16,7 +16,7 @@ from jaxvae import distributions as dist
 from jaxvae.models import Model, Params
 
 AE_LOSSES = ("l2", "l1")
-NOISE_KINDS = ("gaussian", "masking", "salt_pepper")
+NOISE_KINDS = data_lib.NOISE_KINDS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,10 +20,11 @@ import numpy as np
 import psutil
 from tqdm import tqdm
 
-from jaxvae import checkpoint, evaluate, plots, sharding, workdir as workdir_lib
+from jaxvae import api, checkpoint, evaluate, plots, sharding
 from jaxvae import config as config_lib
 from jaxvae import data as data_lib
 from jaxvae import train as train_lib
+from jaxvae import workdir as workdir_lib
 from jaxvae.models import Model, Params, make_model, num_params
 
 # Independent streams of the run's randomness, each derived from the seed.
@@ -152,6 +153,7 @@ def train(
         state, start_step = init(keys["init"]), 0
     if main and not existing:
         workdir_lib.write_json(os.path.join(workdir, workdir_lib.CONFIG), config.to_dict())
+        api.write_run_info(workdir, dataset.image_shape, dataset.name)
     metrics_log = workdir_lib.MetricsLog(
         workdir, resume_step=start_step if existing else None, enabled=main
     )

@@ -31,7 +31,9 @@ class TrainState(NamedTuple):
     step: jax.Array  # int32 scalar: steps taken, skipped ones included
     params: Params
     opt_state: optax.OptState
-    skipped: jax.Array  # int32 scalar: updates skipped because the loss or a gradient was not finite
+    skipped: (
+        jax.Array
+    )  # int32 scalar: updates skipped because the loss or a gradient was not finite
 
 
 def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:

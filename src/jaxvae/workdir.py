@@ -60,7 +60,9 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> bool:
         raise ValueError(f"{path} cannot be read ({e}); use another --workdir") from None
     new = _flatten(json.loads(config_lib.to_json(config)))
     differ = sorted(
-        k for k in set(saved) | set(new) if saved.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
+        k
+        for k in set(saved) | set(new)
+        if saved.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
     )
     if differ:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in differ[:4])

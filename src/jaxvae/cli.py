@@ -1,0 +1,225 @@
+"""The ``jaxvae`` command: train, eval, sample, bench.
+
+User mistakes (a bad flag or config value, missing data, a wrong workdir) end with one line on stderr
+and exit code 2, never a traceback, and never after anything in an existing workdir was changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+
+USAGE_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr."""
+
+    def error(self, message: str) -> None:  # noqa: D102
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(USAGE_ERROR)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jaxvae", description="Train and evaluate autoencoders and VAEs.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train (or resume) a run")
+    train.add_argument("--config", required=True, help="config file with get_config()")
+    train.add_argument("--workdir", help="run directory (default: runs/<config name>)")
+    train.add_argument("--coordinator-address", default="", help="HOST:PORT of process 0")
+    train.add_argument("--num-processes", type=int, default=0, help="processes in the run")
+    train.add_argument("--process-id", type=int, default=-1, help="this process's index")
+
+    ev = sub.add_parser("eval", help="evaluate the newest checkpoint of a run")
+    ev.add_argument("--workdir", required=True)
+    ev.add_argument("--iwae-k", type=int, default=5000, help="importance samples (default 5000)")
+    ev.add_argument("--num-examples", type=int, default=0, help="first N test images (0 = all)")
+    ev.add_argument("--batch-size", type=int, default=10, help="images per IWAE batch")
+
+    sample = sub.add_parser("sample", help="decode samples from the prior")
+    sample.add_argument("--workdir", required=True)
+    sample.add_argument("--num", type=int, default=64)
+    sample.add_argument("--out", default="", help="PNG path (default: WORKDIR/samples.png)")
+    sample.add_argument("--seed", type=int, default=0)
+
+    bench = sub.add_parser("bench", help="measure training and evaluation speed (JSON on stdout)")
+    bench.add_argument("--config", required=True)
+    bench.add_argument("--steps", type=int, default=0, help="timed steps (default: one epoch)")
+    bench.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
+    bench.add_argument("--iwae-k", type=int, default=5000)
+    bench.add_argument("--iwae-num", type=int, default=20, help="test images for the IWAE rate")
+    return parser
+
+
+def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Separates ``--config.KEY=VALUE`` (or ``--config.KEY VALUE``) from the other arguments."""
+    rest, overrides = [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config."):
+            item = arg[len("--config.") :]
+            if "=" not in item and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                item = f"{item}={argv[i + 1]}"
+                i += 1
+            overrides.append(item)
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, overrides
+
+
+def _quiet_logs() -> None:
+    """Keeps library chatter (absl, Orbax) off stderr so errors and progress stay readable."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.WARNING)
+    except ImportError:
+        pass
+    for name in ("absl", "orbax", "jax", "tensorflow_datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module="orbax")
+
+
+def _load_config(path: str, overrides: list[str]):
+    from jaxvae import config as config_lib
+
+    config = config_lib.load_config_file(path)
+    config_lib.apply_overrides(config, overrides)
+    config_lib.validate(config)
+    return config
+
+
+def _cmd_train(args, overrides) -> int:
+    from jaxvae import runner, sharding
+
+    if args.num_processes < 0:
+        raise ValueError(f"--num-processes must be >= 0, got {args.num_processes}")
+    config = _load_config(args.config, overrides)
+    workdir = args.workdir or os.path.join(
+        "runs", os.path.splitext(os.path.basename(args.config))[0]
+    )
+    sharding.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+    summary = runner.train(config, workdir)
+    import jax
+
+    if jax.process_index() == 0:
+        keys = ("test_nelbo", "test_recon", "test_kl", "steps", "wall_s", "train_images_per_sec")
+        print(json.dumps({k: summary[k] for k in keys if k in summary}))
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    import jax
+    import numpy as np
+
+    from jaxvae import api, data, evaluate, runner
+    from jaxvae import workdir as workdir_lib
+
+    if args.iwae_k <= 0:
+        raise ValueError(f"--iwae-k must be a positive integer, got {args.iwae_k}")
+    if args.num_examples < 0:
+        raise ValueError(f"--num-examples must be >= 0, got {args.num_examples}")
+    if args.batch_size <= 0:
+        raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    warn = lambda m: print(f"warning: {m}", file=sys.stderr)
+    run = api.load_run(args.workdir, warn=warn)
+    if not run.spec.stochastic:
+        raise ValueError(
+            f"eval computes ELBO and NLL of a VAE; {args.workdir!r} holds a {run.spec.kind!r}"
+        )
+    dataset = data.load_from_config(run.config.data, run.config.seed)
+    images = dataset.test_images
+    if args.num_examples:
+        images = images[: args.num_examples]
+    key = runner.run_keys(run.config.seed)["eval"]
+    params = jax.device_put(run.params)
+    elbo = evaluate.evaluate_elbo(run.model, params, images, key)
+    iw = evaluate.evaluate_iwae(
+        run.model, params, images, key, k=args.iwae_k, batch_size=args.batch_size
+    )
+    result = {
+        "test_nelbo": elbo["nelbo"],
+        "test_recon": elbo["recon"],
+        "test_kl": elbo["kl"],
+        "test_nll": iw["nll"],
+        "test_nll_se": iw["nll_se"],
+        "iwae_k": args.iwae_k,
+        "num_examples": int(images.shape[0]),
+        "step": run.step,
+        "params_digest": runner.params_digest(jax.tree.map(np.asarray, run.params)),
+    }
+    workdir_lib.write_json(os.path.join(args.workdir, "eval.json"), result)
+    print(json.dumps(result))
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    import jax
+    import numpy as np
+
+    from jaxvae import api, plots
+
+    if args.num <= 0:
+        raise ValueError(f"--num must be a positive integer, got {args.num}")
+    run = api.load_run(args.workdir, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+    if not run.spec.stochastic:
+        raise ValueError(
+            f"sampling from the prior needs a VAE; {args.workdir!r} holds a {run.spec.kind!r}"
+        )
+    out = args.out or os.path.join(args.workdir, "samples.png")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise ValueError(f"--out {out!r}: directory {parent!r} does not exist")
+    params = jax.device_put(run.params)
+    images = plots.prior_samples(run.model, params, jax.random.key(args.seed), args.num)
+    plots.save_grid(out, np.asarray(images), min(8, args.num))
+    print(out)
+    return 0
+
+
+def _cmd_bench(args, overrides) -> int:
+    from jaxvae import bench
+
+    config = _load_config(args.config, overrides)
+    result = bench.run(
+        config, steps=args.steps, repeats=args.repeats, iwae_k=args.iwae_k, iwae_num=args.iwae_num
+    )
+    print(json.dumps(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest, overrides = _split_overrides(argv)
+    parser = _build_parser()
+    args = parser.parse_args(rest)
+    if overrides and args.command not in ("train", "bench"):
+        parser.error(f"--config.{overrides[0]}: config overrides apply to train and bench only")
+    _quiet_logs()
+    try:
+        if args.command == "train":
+            return _cmd_train(args, overrides)
+        if args.command == "eval":
+            return _cmd_eval(args)
+        if args.command == "sample":
+            return _cmd_sample(args)
+        return _cmd_bench(args, overrides)
+    except (ValueError, OSError) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        sys.stderr.write(f"jaxvae {args.command}: error: {message}\n")
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write(f"jaxvae {args.command}: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
