@@ -1,0 +1,28 @@
+"""Test set-up: four host CPU devices, so that data-parallel code runs sharded in every test run."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+).strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(REPO, "experiments", "configs")
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """The real Fashion-MNIST, loaded once."""
+    from jaxvae import data
+
+    return data.load_dataset("fashion_mnist")
+
+
+@pytest.fixture
+def one_device_mesh():
+    from jaxvae import sharding
+
+    return sharding.make_mesh(jax.devices()[:1])

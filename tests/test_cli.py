@@ -1,0 +1,253 @@
+"""The jaxvae command end to end: train, resume after SIGKILL, eval against numpy, sample, and the
+one-line errors of bad input."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import scipy.special
+
+from jaxvae import cli
+from tests.conftest import CONFIGS, REPO
+
+SMOKE = os.path.join(CONFIGS, "smoke.py")
+ENV = dict(os.environ, XLA_FLAGS="", PYTHONUNBUFFERED="1")
+
+
+def jaxvae(*args, check=True, timeout=300):
+    """Runs the installed console script in a fresh process."""
+    exe = os.path.join(os.path.dirname(sys.executable), "jaxvae")
+    proc = subprocess.run(
+        [exe, *args], capture_output=True, text=True, env=ENV, cwd=REPO, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"jaxvae {args} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("runs") / "smoke")
+    jaxvae("train", "--config", SMOKE, "--workdir", workdir)
+    return workdir
+
+
+def test_train_writes_the_run_directory(smoke_run):
+    for name in (
+        "config.json",
+        "run.json",
+        "metrics.jsonl",
+        "summary.json",
+        "samples.png",
+        "reconstructions.png",
+        "interpolations.png",
+        "latent_map.png",  # the smoke model has 2 latents
+    ):
+        assert os.path.exists(os.path.join(smoke_run, name)), name
+    summary = json.load(open(os.path.join(smoke_run, "summary.json")))
+    for key in ("test_nelbo", "test_recon", "test_kl", "epochs", "steps", "seed", "wall_s"):
+        assert key in summary
+    assert summary["steps"] == 2 * (512 // 64)
+    assert abs(summary["test_nelbo"] - summary["test_recon"] - summary["test_kl"]) < 1e-6
+    assert len(summary["params_digest"]) == 64 and summary["train_images_per_sec"] > 0
+    records = [json.loads(line) for line in open(os.path.join(smoke_run, "metrics.jsonl"))]
+    assert any("test_nelbo" in r for r in records) and any("loss" in r for r in records)
+    assert sorted(os.listdir(os.path.join(smoke_run, "checkpoints"))) == ["16", "8"]
+
+
+def _numpy_mlp(params, x):
+    """The smoke model's MLP encoder/decoder, written again in float64 numpy."""
+
+    def dense(p, h):
+        return h @ np.asarray(p["kernel"], np.float64) + np.asarray(p["bias"], np.float64)
+
+    enc, dec = params["encoder"], params["decoder"]
+    h = np.maximum(dense(enc["Dense_0"], x.reshape(x.shape[0], -1)), 0)
+    mean, log_var = np.split(dense(enc["Dense_1"], h), 2, axis=-1)
+
+    def logits(z):
+        return dense(dec["Dense_1"], np.maximum(dense(dec["Dense_0"], z), 0))
+
+    return mean, log_var, logits
+
+
+def _bernoulli(x, logits):
+    return np.sum(x * logits - np.logaddexp(0, logits), axis=-1)
+
+
+def test_eval_agrees_with_numpy_through_load_run(smoke_run):
+    import jaxvae
+
+    n, k = 200, 256
+    out = jaxvae("eval", "--workdir", smoke_run, "--iwae-k", str(k), "--num-examples", str(n))
+    result = json.loads(out.stdout)
+    saved = json.load(open(os.path.join(smoke_run, "eval.json")))
+    assert saved == result and result["num_examples"] == n and result["iwae_k"] == k
+
+    run = jaxvae.load_run(smoke_run)
+    data = jaxvae.load_dataset("fashion_mnist", limit_test=n)
+    x = data.test_images.astype(np.float64).reshape(n, -1)
+    mean, log_var, logits = _numpy_mlp(run.params, x)
+    rng = np.random.default_rng(0)
+    std = np.exp(0.5 * log_var)
+    kl = 0.5 * np.sum(mean**2 + np.exp(log_var) - 1 - log_var, axis=-1)
+    z1 = mean + std * rng.standard_normal(mean.shape)
+    nelbo = np.mean(-_bernoulli(x, logits(z1)) + kl)
+    log_px = []
+    for i in range(n):
+        z = mean[i] + std[i] * rng.standard_normal((k, mean.shape[1]))
+        log_q = np.sum(-0.5 * (np.log(2 * np.pi) + log_var[i] + ((z - mean[i]) / std[i]) ** 2), -1)
+        log_p = np.sum(-0.5 * (np.log(2 * np.pi) + z**2), -1)
+        lw = _bernoulli(x[i], logits(z)) + log_p - log_q
+        log_px.append(scipy.special.logsumexp(lw) - np.log(k))
+    nll = -np.mean(log_px)
+    assert abs(result["test_nelbo"] - nelbo) < 1.0, (result["test_nelbo"], nelbo)
+    assert abs(result["test_nll"] - nll) < 1.0, (result["test_nll"], nll)
+    assert result["test_nll"] <= result["test_nelbo"]
+    se = np.std(log_px, ddof=1) / np.sqrt(n)
+    assert 0.5 * se < result["test_nll_se"] < 2 * se
+
+
+def test_load_run_functions(smoke_run):
+    import jaxvae
+
+    run = jaxvae.load_run(smoke_run)
+    x = jaxvae.load_dataset("fashion_mnist", limit_test=8).test_images
+    mean, log_var = run.encode(x)
+    assert mean.shape == (8, 2) and log_var.shape == (8, 2)
+    assert run.decode(mean).shape == (8, 28, 28, 1)
+    with pytest.raises(ValueError, match="do not fit the model"):
+        run.encode(np.zeros((2, 32, 32, 1), np.float32))
+
+
+def test_sample_writes_a_png(smoke_run, tmp_path):
+    out = str(tmp_path / "s.png")
+    assert cli.main(["sample", "--workdir", smoke_run, "--num", "9", "--out", out]) == 0
+    from PIL import Image
+
+    assert Image.open(out).size[0] > 28 * 3
+
+
+def _digest(workdir):
+    return json.load(open(os.path.join(workdir, "summary.json")))["params_digest"]
+
+
+def test_sigkill_and_resume_is_bit_identical(tmp_path):
+    args = [
+        "--config",
+        os.path.join(CONFIGS, "peer_mlp.py"),
+        "--config.data.limit_train=6400",
+        "--config.data.limit_test=500",
+        "--config.train.epochs=12",
+        "--config.train.checkpoint_every_steps=100",
+        "--config.train.keep_checkpoints=20",
+        "--config.train.progress=false",
+    ]
+    whole = str(tmp_path / "whole")
+    jaxvae("train", "--workdir", whole, *args)
+
+    killed = str(tmp_path / "killed")
+    exe = os.path.join(os.path.dirname(sys.executable), "jaxvae")
+    proc = subprocess.Popen(
+        [exe, "train", "--workdir", killed, *args],
+        env=ENV,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    first = os.path.join(killed, "checkpoints", "100")
+    deadline = time.time() + 120
+    while not os.path.isdir(first) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert os.path.isdir(first)
+    assert not os.path.exists(os.path.join(killed, "summary.json")), "the run ended before the kill"
+    out = jaxvae("train", "--workdir", killed, *args)
+    assert "resuming" in out.stderr
+    summary = json.load(open(os.path.join(killed, "summary.json")))
+    assert summary["resumed_from_step"] >= 100
+    assert _digest(killed) == _digest(whole)
+    steps = [json.loads(line)["step"] for line in open(os.path.join(killed, "metrics.jsonl"))]
+    assert steps == sorted(steps)  # no duplicated lines from the killed attempt
+
+
+def _tree_digest(path):
+    h = hashlib.sha256()
+    for root, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for f in sorted(files):
+            p = os.path.join(root, f)
+            h.update(p.encode())
+            h.update(open(p, "rb").read())
+    return h.hexdigest()
+
+
+def _one_line_error(capsys, argv):
+    code = cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_bad_inputs_give_one_line_and_leave_the_workdir_alone(smoke_run, capsys, tmp_path):
+    before = _tree_digest(smoke_run)
+    base = ["train", "--config", SMOKE, "--workdir", smoke_run]
+    assert "unknown config key 'train.epohcs'" in _one_line_error(
+        capsys, [*base, "--config.train.epohcs=3"]
+    )
+    assert "expected a value of type int" in _one_line_error(
+        capsys, [*base, "--config.train.epochs=many"]
+    )
+    assert "train.batch_size=0" in _one_line_error(capsys, [*base, "--config.train.batch_size=0"])
+    assert "latent_dim" in _one_line_error(capsys, [*base, "--config.model.latent_dim=-2"])
+    missing = str(tmp_path / "no-such-dir")
+    err = _one_line_error(capsys, [*base, f"--config.data.data_dir={missing}"])
+    assert missing in err and "dataset-fashion-mnist" in err
+    err = _one_line_error(capsys, [*base, "--config.model.hidden=32"])
+    assert "different config" in err and "model.hidden" in err
+    assert _tree_digest(smoke_run) == before
+
+
+def test_other_bad_inputs(capsys, tmp_path):
+    err = _one_line_error(capsys, ["eval", "--workdir", str(tmp_path / "nothing")])
+    assert "does not exist" in err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    err = _one_line_error(capsys, ["train", "--config", SMOKE, "--workdir", str(blocker / "run")])
+    assert "not writable" in err
+    err = _one_line_error(capsys, ["train", "--config", str(tmp_path / "nope.py")])
+    assert "does not exist" in err
+    # images whose shape does not fit a conv model with two stride-2 layers
+    npz = tmp_path / "odd.npz"
+    rng = np.random.default_rng(0)
+    np.savez(npz, train_images=rng.random((64, 30, 30)), test_images=rng.random((16, 30, 30)))
+    err = _one_line_error(
+        capsys,
+        [
+            "train",
+            "--config",
+            os.path.join(CONFIGS, "default.py"),
+            "--workdir",
+            str(tmp_path / "odd"),
+            "--config.data.name=npz",
+            f"--config.data.data_dir={npz}",
+        ],
+    )
+    assert "(30, 30, 1)" in err and "divisible by 4" in err
+    assert not os.path.exists(tmp_path / "odd" / "config.json")
+    err = _one_line_error(capsys, ["train", "--config", SMOKE, "--bogus-flag"])
+    assert "unrecognized arguments" in err
+
+
+def test_console_script_error_has_no_traceback(tmp_path):
+    proc = jaxvae("eval", "--workdir", str(tmp_path / "missing"), check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr

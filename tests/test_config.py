@@ -1,0 +1,98 @@
+"""Config files, overrides and validation."""
+
+import os
+
+import pytest
+
+from jaxvae import config as config_lib
+from tests.conftest import CONFIGS
+
+ALL_CONFIGS = sorted(f for f in os.listdir(CONFIGS) if f.endswith(".py"))
+
+
+@pytest.mark.parametrize("name", ALL_CONFIGS)
+def test_shipped_configs_validate(name):
+    config = config_lib.load_config_file(os.path.join(CONFIGS, name))
+    config_lib.validate(config)
+
+
+def test_peer_mlp_is_the_pytorch_protocol():
+    c = config_lib.load_config_file(os.path.join(CONFIGS, "peer_mlp.py"))
+    assert (c.model.architecture, tuple(c.model.hidden), c.model.latent_dim) == ("mlp", (400,), 20)
+    assert (c.train.optimizer, c.train.learning_rate, c.train.batch_size) == ("adam", 1e-3, 128)
+    assert c.train.epochs == 10 and c.data.binarize == "none"
+
+
+def test_overrides_parse_by_type():
+    c = config_lib.base_config()
+    config_lib.apply_overrides(
+        c,
+        [
+            "train.epochs=3",
+            "train.learning_rate=2e-4",
+            "train.progress=false",
+            "model.channels=16,32,64",
+            "model.hidden=(100, 50)",
+            "data.name=mnist",
+        ],
+    )
+    assert c.train.epochs == 3 and c.train.learning_rate == 2e-4 and c.train.progress is False
+    assert c.model.channels == (16, 32, 64) and c.model.hidden == (100, 50)
+    assert c.data.name == "mnist"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epoch=3", "unknown config key 'train.epoch'"),
+        ("nope.x=1", "unknown config key 'nope.x'"),
+        ("train=1", "unknown config key 'train'"),
+        ("train.epochs=three", "expected a value of type int"),
+        ("train.learning_rate=fast", "expected a value of type float"),
+        ("train.progress=maybe", "expected a value of type bool"),
+        ("train.epochs", "needs a value"),
+    ],
+)
+def test_bad_overrides(override, message):
+    with pytest.raises(ValueError, match=message):
+        config_lib.apply_overrides(config_lib.base_config(), [override])
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("train.batch_size", 0, "train.batch_size=0: expected a positive integer"),
+        ("train.epochs", -1, "train.epochs=-1"),
+        ("train.learning_rate", 0.0, "train.learning_rate"),
+        ("model.latent_dim", 0, "latent_dim must be a positive integer"),
+        ("model.channels", (32, 0), "channels must be a sequence of positive integers"),
+        ("model.kind", "gan", "model kind must be one of"),
+        ("data.name", "imagenet", "data.name='imagenet'"),
+        ("data.binarize", "yes", "data.binarize"),
+        ("objective.beta", -1.0, "beta must be >= 0"),
+        ("eval.iwae_k", -5, "eval.iwae_k"),
+    ],
+)
+def test_validate_refuses_bad_values(key, value, message):
+    c = config_lib.base_config()
+    section, leaf = key.split(".")
+    c[section][leaf] = value
+    with pytest.raises(ValueError, match=message):
+        config_lib.validate(c)
+
+
+def test_json_round_trip():
+    c = config_lib.load_config_file(os.path.join(CONFIGS, "dae.py"))
+    again = config_lib.from_json(config_lib.to_json(c))
+    assert config_lib.to_json(again) == config_lib.to_json(c)
+    assert again.model.channels == (32, 64)
+
+
+def test_config_file_with_unknown_key(tmp_path):
+    path = tmp_path / "bad.py"
+    path.write_text(
+        "from jaxvae.config import base_config\n"
+        "def get_config():\n    c = base_config()\n    c.train.epohcs = 2\n    return c\n"
+    )
+    with pytest.raises(ValueError, match="epohcs"):
+        config_lib.load_config_file(str(path))
