@@ -162,6 +162,24 @@ def test_inside_scan():
         assert _rel_err(p_fast[name], p_lax[name]) < 1e-5, name
 
 
+@pytest.mark.parametrize("op", [convs.conv2d, convs.conv_transpose2d])
+def test_second_order_gradients(op):
+    rng = np.random.default_rng(4)
+    x, kernel = _draw(rng, (2, 7, 6, 3)), _draw(rng, (3, 3, 3, 4), 0.3)
+
+    def grad_norm(impl):
+        def f(x, k):
+            return jnp.sum(jnp.sin(op(x, k, stride=2, impl=impl)))
+
+        def g(x, k):
+            return jnp.sum(jax.grad(f, argnums=(0, 1))(x, k)[1] ** 2)
+
+        return jax.grad(g, argnums=(0, 1))(x, kernel)
+
+    for got, want in zip(grad_norm("fast"), grad_norm("lax"), strict=True):
+        assert _rel_err(got, want) < RTOL
+
+
 def test_jit_and_vmap():
     rng = np.random.default_rng(3)
     x, kernel = _draw(rng, (3, 2, 5, 5, 2)), _draw(rng, (3, 3, 2, 3))
