@@ -82,7 +82,7 @@ def _bernoulli(x, logits):
 
 
 def test_eval_agrees_with_numpy_through_load_run(smoke_run):
-    import jaxvae
+    import jaxvae as jv
 
     n, k = 200, 256
     out = jaxvae("eval", "--workdir", smoke_run, "--iwae-k", str(k), "--num-examples", str(n))
@@ -90,8 +90,8 @@ def test_eval_agrees_with_numpy_through_load_run(smoke_run):
     saved = json.load(open(os.path.join(smoke_run, "eval.json")))
     assert saved == result and result["num_examples"] == n and result["iwae_k"] == k
 
-    run = jaxvae.load_run(smoke_run)
-    data = jaxvae.load_dataset("fashion_mnist", limit_test=n)
+    run = jv.load_run(smoke_run)
+    data = jv.load_dataset("fashion_mnist", limit_test=n)
     x = data.test_images.astype(np.float64).reshape(n, -1)
     mean, log_var, logits = _numpy_mlp(run.params, x)
     rng = np.random.default_rng(0)
@@ -115,10 +115,10 @@ def test_eval_agrees_with_numpy_through_load_run(smoke_run):
 
 
 def test_load_run_functions(smoke_run):
-    import jaxvae
+    import jaxvae as jv
 
-    run = jaxvae.load_run(smoke_run)
-    x = jaxvae.load_dataset("fashion_mnist", limit_test=8).test_images
+    run = jv.load_run(smoke_run)
+    x = jv.load_dataset("fashion_mnist", limit_test=8).test_images
     mean, log_var = run.encode(x)
     assert mean.shape == (8, 2) and log_var.shape == (8, 2)
     assert run.decode(mean).shape == (8, 28, 28, 1)

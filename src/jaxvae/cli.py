@@ -200,9 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     rest, overrides = _split_overrides(argv)
     parser = _build_parser()
-    args = parser.parse_args(rest)
-    if overrides and args.command not in ("train", "bench"):
-        parser.error(f"--config.{overrides[0]}: config overrides apply to train and bench only")
+    try:
+        args = parser.parse_args(rest)
+        if overrides and args.command not in ("train", "bench"):
+            parser.error(f"--config.{overrides[0]}: config overrides apply to train and bench only")
+    except SystemExit as e:  # argparse's usage errors (one line, see _Parser) and --help
+        return e.code if isinstance(e.code, int) else USAGE_ERROR
     _quiet_logs()
     try:
         if args.command == "train":

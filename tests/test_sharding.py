@@ -1,0 +1,117 @@
+"""Data parallelism: one device, four forced CPU devices, and two processes of two devices agree;
+checkpoints move between device counts."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from jaxvae import config as config_lib
+from jaxvae import runner, sharding
+from tests.conftest import CONFIGS, REPO
+
+
+def _config(epochs=1, **train):
+    c = config_lib.load_config_file(os.path.join(CONFIGS, "peer_mlp.py"))
+    c.data.limit_train = 2560
+    c.data.limit_test = 500
+    c.model.hidden = (128,)
+    c.train.epochs = epochs
+    c.train.progress = False
+    c.eval.num_pictures = 16
+    for k, v in train.items():
+        c.train[k] = v
+    return c
+
+
+def _mesh(n):
+    return sharding.make_mesh(jax.devices()[:n])
+
+
+def test_four_devices_match_one(tmp_path):
+    one = runner.train(_config(2), str(tmp_path / "one"), mesh=_mesh(1))
+    four = runner.train(_config(2), str(tmp_path / "four"), mesh=_mesh(4))
+    assert four["devices"] == 4 and one["devices"] == 1
+    # Same data order and randomness; only the order of floating-point sums differs.
+    assert abs(one["test_nelbo"] - four["test_nelbo"]) < 0.05, (one, four)
+
+
+def test_checkpoint_on_four_devices_continues_on_one(tmp_path):
+    plain = runner.train(_config(2), str(tmp_path / "plain"), mesh=_mesh(1))
+    moved = str(tmp_path / "moved")
+    runner.train(_config(1), moved, mesh=_mesh(4))
+    continued = runner.train(_config(2), moved, mesh=_mesh(1))
+    assert continued["resumed_from_step"] == 20 and continued["steps"] == 40
+    assert abs(plain["test_nelbo"] - continued["test_nelbo"]) < 0.05
+
+
+def test_batch_that_does_not_divide_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="does not divide by the 4 devices"):
+        runner.train(_config(1, batch_size=126), str(tmp_path / "x"), mesh=_mesh(4))
+    assert not os.path.exists(tmp_path / "x")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one_device(tmp_path):
+    """Two local processes of two CPU devices each, joined by jax.distributed (gloo collectives)."""
+    args = [
+        "train",
+        "--config",
+        os.path.join(CONFIGS, "peer_mlp.py"),
+        "--workdir",
+        str(tmp_path / "multi"),
+        "--config.data.limit_train=2560",
+        "--config.data.limit_test=500",
+        "--config.model.hidden=128",
+        "--config.train.epochs=2",
+        "--config.train.progress=false",
+        "--config.eval.num_pictures=16",
+    ]
+    exe = os.path.join(os.path.dirname(sys.executable), "jaxvae")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    address = f"localhost:{_free_port()}"
+    procs = [
+        subprocess.Popen(
+            [
+                exe,
+                *args,
+                "--coordinator-address",
+                address,
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+    summary = json.load(open(tmp_path / "multi" / "summary.json"))
+    assert summary["processes"] == 2 and summary["devices"] == 4
+    one = runner.train(_config(2), str(tmp_path / "one"), mesh=_mesh(1))
+    assert abs(summary["test_nelbo"] - one["test_nelbo"]) < 0.05, (summary, one)
+    assert os.listdir(tmp_path / "multi" / "checkpoints") == ["40"] or sorted(
+        os.listdir(tmp_path / "multi" / "checkpoints")
+    ) == ["20", "40"]
+    # the multi-process checkpoint loads in a single process
+    import jaxvae as jv
+
+    run = jv.load_run(str(tmp_path / "multi"))
+    assert run.step == 40
+    assert runner.params_digest(run.params) == summary["params_digest"]
