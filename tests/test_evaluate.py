@@ -161,9 +161,16 @@ def test_iwae_rejects_bad_arguments():
     vae = _model()
     params = _random_params(vae, seed=0)
     x = _images(2)
-    for bad_k in (0, -3, 2.0):
+    for bad_k in (0, -3, 2.0, True, np.int64(0)):
         with pytest.raises(ValueError, match="IWAE k must be a positive integer"):
             evaluate_iwae(vae, params, x, jax.random.key(0), k=bad_k)
+    out = evaluate_iwae(vae, params, x, jax.random.key(0), k=np.int32(3))
+    assert out["iwae_k"] == 3 and type(out["iwae_k"]) is int
+    with pytest.raises(ValueError, match="empty"):
+        evaluate_iwae(vae, params, x[:0], jax.random.key(0), k=2)
+    # the whole array is checked, not just its first image
+    with pytest.raises(ValueError, match=r"\(5,\) do not fit the model"):
+        evaluate_elbo(vae, params, np.zeros(5, np.float32), jax.random.key(0))
     with pytest.raises(
         ValueError, match=r"4, 4, 2\) do not fit the model: expected \[N, 4, 4, 1\]"
     ):

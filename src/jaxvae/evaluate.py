@@ -57,6 +57,13 @@ def _elbo_terms(model: Model, params: Params, x: jax.Array, index: jax.Array, ke
     return {"recon": recon, "kl": kl, "mean": mean}
 
 
+def _check_images(model: Model, images) -> None:
+    """Refuses images of the wrong shape, and an empty set, before anything is compiled."""
+    model.check_images(jax.ShapeDtypeStruct(np.shape(images), np.float32))
+    if np.shape(images)[0] == 0:
+        raise ValueError("no images to evaluate: got an empty array")
+
+
 def evaluate_elbo(
     model: Model,
     params: Params,
@@ -72,7 +79,7 @@ def evaluate_elbo(
       ``nelbo``, ``recon`` (``-E_q log p(x|z)``), ``kl`` (analytic), all nats per image, and
       ``active_units``: latent dimensions whose posterior mean varies with ``Cov_x > 0.01``.
     """
-    model.check_images(np.asarray(images[:1]))
+    _check_images(model, images)
     fn = lambda x, i, p, k: _elbo_terms(model, p, x, i, k)
     out = _run_batched(fn, images, batch_size, mesh, params, key)
     recon, kl = out["recon"].astype(np.float64), out["kl"].astype(np.float64)
@@ -144,11 +151,12 @@ def evaluate_iwae(
       ``nll``: mean over images of ``-log p_k(x)`` (nats per image; ``k=1`` is the negative ELBO),
       ``nll_se``: its standard error over images, ``iwae_k`` and ``num_examples``.
     """
-    if not isinstance(k, int) or k <= 0:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise ValueError(f"IWAE k must be a positive integer, got {k!r}")
+    k = int(k)
     if not model.spec.stochastic:
         raise ValueError(f"the IWAE bound needs a VAE, not a model of kind {model.spec.kind!r}")
-    model.check_images(np.asarray(images[:1]))
+    _check_images(model, images)
     chunk = min(chunk, k)
     fn = lambda x, i, p, key_: _iwae_batch(model, p, x, i, k, chunk, key_)
     log_px = _run_batched(fn, images, batch_size, mesh, params, key)["log_px"].astype(np.float64)
@@ -179,7 +187,7 @@ def evaluate_ae(
 ) -> dict[str, float]:
     """Reconstruction error of an autoencoder on clean inputs: summed L2 and L1 per image, and the
     mean squared error per pixel."""
-    model.check_images(np.asarray(images[:1]))
+    _check_images(model, images)
     fn = lambda x, i, p: _ae_errors(model, p, x, i)
     out = _run_batched(fn, images, batch_size, mesh, params)
     pixels = int(np.prod(model.spec.image_shape))
