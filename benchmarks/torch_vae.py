@@ -152,14 +152,16 @@ def train(
     batch_size: int,
     max_steps: int | None,
     log: bool,
-) -> tuple[list[float], list[int]]:
-    """Trains in place; returns per-epoch wall seconds and steps."""
+    test_x: torch.Tensor | None = None,
+) -> tuple[list[float], list[int], list[float]]:
+    """Trains in place; returns per-epoch training seconds, steps and, when ``test_x`` is given, the
+    test negative ELBO after each epoch (pytorch/examples tests after every epoch)."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     steps_per_epoch = train_x.shape[0] // batch_size  # drop the last partial batch
     n_used = steps_per_epoch * batch_size
-    seconds, steps = [], []
-    model.train()
+    seconds, steps, tests = [], [], []
     for epoch in range(epochs):
+        model.train()
         n_steps = steps_per_epoch if max_steps is None else min(steps_per_epoch, max_steps)
         total = 0.0
         t0 = time.perf_counter()
@@ -174,13 +176,15 @@ def train(
         dt = time.perf_counter() - t0
         seconds.append(dt)
         steps.append(n_steps)
+        if test_x is not None:
+            tests.append(test_nelbo(model, test_x))
         if log:
             print(
                 f"epoch {epoch + 1}: {dt:.2f} s, {n_steps * batch_size / dt:.0f} images/s, "
                 f"train nelbo {total / (n_steps * batch_size):.2f}",
                 file=sys.stderr,
             )
-    return seconds, steps
+    return seconds, steps, tests
 
 
 @torch.no_grad()
@@ -242,6 +246,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--iwae-batch", type=int, default=10, help="test images per IWAE batch")
     p.add_argument("--iwae-chunk", type=int, default=500, help="importance samples per chunk")
     p.add_argument("--save", type=Path, default=None, help="save the trained state_dict here")
+    p.add_argument(
+        "--test-every-epoch",
+        action="store_true",
+        help="test negative ELBO after every epoch, as pytorch/examples and jaxvae's configs do",
+    )
     p.add_argument("--load", type=Path, default=None, help="load a state_dict (use --epochs 0)")
     p.add_argument("--json", action="store_true", help="one JSON line on stdout")
     args = p.parse_args(argv)
@@ -263,7 +272,15 @@ def main(argv: list[str] | None = None) -> dict:
         file=sys.stderr,
     )
 
-    seconds, steps = train(model, train_x, args.epochs, args.batch_size, args.max_steps, log)
+    seconds, steps, tests = train(
+        model,
+        train_x,
+        args.epochs,
+        args.batch_size,
+        args.max_steps,
+        log,
+        test_x if args.test_every_epoch else None,
+    )
     if args.save is not None:
         torch.save(model.state_dict(), args.save)
     ips = [s * args.batch_size / dt for s, dt in zip(steps, seconds, strict=True)]
@@ -283,6 +300,8 @@ def main(argv: list[str] | None = None) -> dict:
         "median_images_per_sec": round(statistics.median(ips[1:] or ips), 1) if ips else None,
         "test_nelbo": round(nelbo, 3),
     }
+    if tests:
+        result["test_nelbo_per_epoch"] = [round(v, 3) for v in tests]
     if log:
         print(f"test negative ELBO: {nelbo:.2f} nats/image", file=sys.stderr)
 

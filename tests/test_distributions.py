@@ -241,3 +241,14 @@ def test_reparameterize_gradients_flow_to_mean_and_log_var():
     z = dist.reparameterize(key, m_arr, lv_arr)
     jac = jax.jacobian(lambda b: dist.reparameterize(key, m_arr, b))(lv_arr)
     np.testing.assert_allclose(np.diag(jac), 0.5 * (z - m_arr), rtol=1e-5)
+
+
+def test_softplus_matches_float64_and_its_gradient_is_the_sigmoid():
+    x = np.concatenate([np.linspace(-100, 100, 2001), [0.0, -1e-8, 1e-8, 88.0, -88.0]])
+    x32 = jnp.asarray(x, jnp.float32)
+    expected = np.logaddexp(0.0, np.asarray(x32, np.float64))
+    np.testing.assert_allclose(np.asarray(dist.softplus(x32)), expected, rtol=2e-7, atol=2e-7)
+    grad = jax.vmap(jax.grad(dist.softplus))(x32)
+    np.testing.assert_allclose(
+        np.asarray(grad), scipy.special.expit(np.asarray(x32, np.float64)), atol=2e-7
+    )

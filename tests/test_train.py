@@ -138,3 +138,12 @@ def test_optimizer_from_config():
     updates, _ = tx.update({"w": jnp.full(3, 100.0)}, tx.init(params), params)
     # clipped to global norm 1, then SGD with lr 0.1
     np.testing.assert_allclose(np.linalg.norm(updates["w"]), 0.1, rtol=1e-5)
+
+
+def test_all_finite_is_exact():
+    big = jnp.full((1000,), 3e38, jnp.float32)  # a plain sum of these would overflow to inf
+    assert bool(train_lib.all_finite({"a": big, "b": -big}, jnp.float32(1.0)))
+    for bad in (jnp.inf, -jnp.inf, jnp.nan):
+        tree = {"a": big, "b": jnp.zeros((3, 4)).at[2, 1].set(bad)}
+        assert not bool(jax.jit(train_lib.all_finite)(tree))
+    assert not bool(train_lib.all_finite({"a": jnp.ones(3)}, jnp.float32(jnp.nan)))

@@ -1,0 +1,155 @@
+"""jaxvae against the PyTorch reference, timed from outside (docs/benchmarks.md).
+
+Each round runs four fresh processes, taking turns: ``jaxvae train`` for 1 epoch, the PyTorch
+reference for 1 epoch, ``jaxvae train`` for 4 epochs, the PyTorch reference for 4 epochs. The
+training speed of each is ``3 epochs x 59,904 images / (wall of the 4-epoch run - wall of the
+1-epoch run)``: start-up, data loading, compilation and the final evaluation cancel out; what
+remains is everything a user waits for per epoch: training and the test negative ELBO after each
+epoch for both (as pytorch/examples does), plus jaxvae's metrics line and checkpoint. The figures are the medians over the
+rounds, and the speed-up is the median of the per-round ratios.
+
+    make env bench-env data
+    .venv/bin/python benchmarks/compare.py --model mlp --rounds 3
+    .venv/bin/python benchmarks/compare.py --model conv --rounds 3
+
+Prints one JSON document on stdout (and to ``--output``), progress on stderr. Each run records
+``other_cpu``, the mean number of CPUs other processes kept busy meanwhile (from /proc/stat), so a
+contended measurement can be told from a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = {"mlp": "experiments/configs/peer_mlp.py", "conv": "experiments/configs/peer_conv.py"}
+IMAGES_PER_EPOCH = (60_000 // 128) * 128
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs together, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def _timed(cmd: list[str]) -> dict:
+    """Runs ``cmd``; returns its wall time, its last stdout line, and the CPU use of others."""
+    busy0, total0 = _cpu_ticks()
+    own0 = os.times()
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    busy1, total1 = _cpu_ticks()
+    own1 = os.times()
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    ticks = os.sysconf("SC_CLK_TCK")
+    own = (own1.children_user + own1.children_system) - (own0.children_user + own0.children_system)
+    cpus = (total1 - total0) / ticks / wall if wall > 0 else 1.0
+    others = max(0.0, ((busy1 - busy0) / ticks - own) / wall) if cpus else 0.0
+    return {"wall_s": wall, "other_cpu": round(others, 3), "stdout": proc.stdout.strip()}
+
+
+def _jaxvae(model: str, epochs: int, workdir: str) -> dict:
+    exe = os.path.join(os.path.dirname(sys.executable), "jaxvae")
+    run = _timed(
+        [
+            exe,
+            "train",
+            "--config",
+            CONFIGS[model],
+            "--workdir",
+            workdir,
+            f"--config.train.epochs={epochs}",
+            "--config.train.progress=false",
+        ]
+    )
+    summary = json.load(open(os.path.join(workdir, "summary.json")))
+    return {"wall_s": run["wall_s"], "other_cpu": run["other_cpu"], "nelbo": summary["test_nelbo"]}
+
+
+def _torch(python: str, model: str, epochs: int) -> dict:
+    run = _timed(
+        [
+            python,
+            "benchmarks/torch_vae.py",
+            "--model",
+            model,
+            f"--epochs={epochs}",
+            "--test-every-epoch",
+            "--json",
+        ]
+    )
+    out = json.loads(run["stdout"].splitlines()[-1])
+    return {"wall_s": run["wall_s"], "other_cpu": run["other_cpu"], "nelbo": out["test_nelbo"]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=sorted(CONFIGS), default="mlp")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--torch-python", default=os.path.join(REPO, ".venv-torch", "bin", "python"))
+    p.add_argument("--output", default="")
+    args = p.parse_args(argv)
+    if not os.access(args.torch_python, os.X_OK):
+        sys.exit(f"no PyTorch interpreter at {args.torch_python}: run `make bench-env` first")
+
+    rounds = []
+    with tempfile.TemporaryDirectory(prefix="jaxvae-compare-") as tmp:
+        for r in range(args.rounds):
+            runs = {
+                "jax1": _jaxvae(args.model, 1, os.path.join(tmp, f"j1-{r}")),
+                "torch1": _torch(args.torch_python, args.model, 1),
+                "jax4": _jaxvae(args.model, 4, os.path.join(tmp, f"j4-{r}")),
+                "torch4": _torch(args.torch_python, args.model, 4),
+            }
+            jax_rate = 3 * IMAGES_PER_EPOCH / (runs["jax4"]["wall_s"] - runs["jax1"]["wall_s"])
+            torch_rate = (
+                3 * IMAGES_PER_EPOCH / (runs["torch4"]["wall_s"] - runs["torch1"]["wall_s"])
+            )
+            rounds.append(
+                {
+                    "jaxvae_images_per_sec": jax_rate,
+                    "torch_images_per_sec": torch_rate,
+                    "speedup": jax_rate / torch_rate,
+                    "runs": runs,
+                }
+            )
+            print(
+                f"round {r}: jaxvae {jax_rate:,.0f} img/s, torch {torch_rate:,.0f} img/s, "
+                f"x{jax_rate / torch_rate:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
+    result = {
+        "model": args.model,
+        "config": CONFIGS[args.model],
+        "rounds": args.rounds,
+        "jaxvae_images_per_sec": statistics.median(r["jaxvae_images_per_sec"] for r in rounds),
+        "torch_images_per_sec": statistics.median(r["torch_images_per_sec"] for r in rounds),
+        "speedup": statistics.median(r["speedup"] for r in rounds),
+        "speedup_all": [round(r["speedup"], 3) for r in rounds],
+        "jaxvae_4_epoch_nelbo": [r["runs"]["jax4"]["nelbo"] for r in rounds],
+        "torch_4_epoch_nelbo": [r["runs"]["torch4"]["nelbo"] for r in rounds],
+        "max_other_cpu": max(run["other_cpu"] for r in rounds for run in r["runs"].values()),
+        "per_round": rounds,
+    }
+    text = json.dumps(result, indent=1)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text + "\n")
+    print(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()
