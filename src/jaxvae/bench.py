@@ -31,6 +31,23 @@ def _flops(compiled) -> float | None:
         return None
 
 
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Measured float32 matrix-product rate of the default device (median of ``repeats``), GFLOP/s.
+
+    The reference for "fraction of peak": what this JAX/XLA reaches on a large square product.
+    """
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    reps = 8
+    f = jax.jit(lambda a: jax.lax.fori_loop(0, reps, lambda i, x: (x @ a) * (1.0 / n), a))
+    jax.block_until_ready(f(a))
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(f(a))
+        times.append(time.perf_counter() - t)
+    return 2.0 * n**3 * reps / statistics.median(times) / 1e9
+
+
 def _device_peak_bytes() -> int | None:
     stats = [d.memory_stats() for d in jax.local_devices()]
     peaks = [s.get("peak_bytes_in_use") for s in stats if s]
@@ -111,10 +128,17 @@ def run(
             statistics.median(rates) * flops_per_image / 1e9 if flops_per_image else None
         ),
     }
+    peak = matmul_peak_gflops()
+    result["matmul_peak_gflops"] = peak
+    if result["train_gflops_per_sec"]:
+        result["train_fraction_of_matmul_peak"] = result["train_gflops_per_sec"] / peak
     if iwae_k and iwae_num and spec.stochastic:
         x = dataset.test_images[:iwae_num]
         bs = 10 if iwae_num >= 10 else iwae_num
         evaluate.evaluate_iwae(model, state.params, x[:bs], keys["eval"], k=iwae_k, batch_size=bs)
+        chunk = min(500, iwae_k)
+        one = evaluate.iwae_cost(model, state.params, x[:bs], keys["eval"], k=chunk, chunk=chunk)
+        flops_per_sample = (_flops(one) or 0.0) / (bs * chunk) or None
         t = time.perf_counter()
         iw = evaluate.evaluate_iwae(
             model, state.params, x, keys["eval"], k=iwae_k, batch_size=bs, mesh=mesh
@@ -128,7 +152,12 @@ def run(
             "samples_per_sec": x.shape[0] * iwae_k / dt,
             "estimated_s_for_10k_images": 10_000 * dt / x.shape[0],
             "nll": iw["nll"],
+            "flops_per_sample": flops_per_sample,
         }
+        if flops_per_sample:
+            floor = 10_000 * iwae_k * flops_per_sample / (peak * 1e9)
+            result["iwae"]["floor_s_for_10k_images_at_matmul_peak"] = floor
+            result["iwae"]["fraction_of_matmul_peak"] = floor / (10_000 * dt / x.shape[0])
     result["peak_host_memory_mb"] = runner._peak_rss_mb()
     result["peak_device_memory_mb"] = (
         _device_peak_bytes() / 2**20 if _device_peak_bytes() is not None else None

@@ -134,6 +134,11 @@ def _iwae_batch(model, params, x, index, k, chunk, key):
     return {"log_px": _iwae_log_px(model, params, x, jax.random.fold_in(key, index), k, chunk)}
 
 
+def iwae_cost(model: Model, params: Params, x, key: jax.Array, *, k: int, chunk: int):
+    """The compiled IWAE function of one batch ``x`` (for its ``cost_analysis()``)."""
+    return _iwae_batch.lower(model, params, jnp.asarray(x), jnp.int32(0), k, chunk, key).compile()
+
+
 def evaluate_iwae(
     model: Model,
     params: Params,

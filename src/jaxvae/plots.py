@@ -11,6 +11,18 @@ import numpy as np
 from PIL import Image
 
 from jaxvae.models import Model, Params
+from jaxvae.xla_options import inference_jit
+
+
+@inference_jit(static_argnums=(0,))
+def _mean_image(model: Model, params: Params, z: jax.Array) -> jax.Array:
+    return model.mean_image(params, z)
+
+
+@inference_jit(static_argnums=(0,))
+def encode(model: Model, params: Params, x: jax.Array):
+    """``model.encode``, compiled once per shape."""
+    return model.encode(params, x)
 
 
 def grid(images: np.ndarray, ncols: int, *, pad: int = 2, scale: int = 2) -> np.ndarray:
@@ -52,13 +64,13 @@ def prior_samples(
         mu = codes.mean(0)
         cov = np.cov(codes, rowvar=False).reshape(d, d) + 1e-6 * np.eye(d)
         z = jnp.asarray(mu + np.asarray(eps) @ np.linalg.cholesky(cov).T, jnp.float32)
-    return model.mean_image(params, z)
+    return _mean_image(model, params, z)
 
 
 def reconstructions(model: Model, params: Params, x: jax.Array, ncols: int) -> jax.Array:
     """Rows of ``ncols`` inputs, each followed by a row of their reconstructions (posterior mean)."""
-    code, _ = model.encode(params, x)
-    out = model.mean_image(params, code)
+    code, _ = encode(model, params, x)
+    out = _mean_image(model, params, code)
     rows = []
     for start in range(0, x.shape[0], ncols):
         rows += [x[start : start + ncols], out[start : start + ncols]]
@@ -69,11 +81,11 @@ def interpolations(
     model: Model, params: Params, x_from: jax.Array, x_to: jax.Array, steps: int
 ) -> jax.Array:
     """For each pair, ``steps`` images decoded along the line between the two posterior means."""
-    z0, _ = model.encode(params, x_from)
-    z1, _ = model.encode(params, x_to)
+    z0, _ = encode(model, params, x_from)
+    z1, _ = encode(model, params, x_to)
     t = jnp.linspace(0.0, 1.0, steps)[None, :, None]
     z = (1 - t) * z0[:, None, :] + t * z1[:, None, :]
-    return model.mean_image(params, z.reshape(-1, z0.shape[-1]))
+    return _mean_image(model, params, z.reshape(-1, z0.shape[-1]))
 
 
 def latent_map(model: Model, params: Params, size: int = 20, extent: float = 2.5) -> jax.Array:
@@ -83,4 +95,4 @@ def latent_map(model: Model, params: Params, size: int = 20, extent: float = 2.5
     axis = jnp.linspace(extent, -extent, size)
     zy, zx = jnp.meshgrid(axis, -axis, indexing="ij")
     z = jnp.stack([zx.ravel(), zy.ravel()], axis=-1)
-    return model.mean_image(params, z)
+    return _mean_image(model, params, z)

@@ -80,7 +80,7 @@ def write_pictures(
     """samples.png, reconstructions.png, interpolations.png and, for 2 latents, latent_map.png."""
     params = jax.device_put(host_params(params))
     x = jnp.asarray(dataset.test_images[: max(num, 32)])
-    codes = None if model.spec.stochastic else np.asarray(model.encode(params, x)[0])
+    codes = None if model.spec.stochastic else np.asarray(plots.encode(model, params, x)[0])
     ncols = 8
     written = []
 

@@ -35,25 +35,30 @@ def inference_jit(static_argnums: Sequence[int] = ()) -> Callable[[Callable], Ca
 
     def wrap(fun: Callable) -> Callable:
         plain = jax.jit(fun, static_argnums=tuple(static_argnums))
-        tuned: list[Any] = []
+        chosen: list[Any] = []
 
-        @functools.wraps(fun)
-        def call(*args):
-            if not tuned:
+        def jitted():
+            if not chosen:
                 options = inference_options()
-                tuned.append(
+                chosen.append(
                     jax.jit(fun, static_argnums=tuple(static_argnums), compiler_options=options)
                     if options
                     else plain
                 )
+            return chosen[0]
+
+        @functools.wraps(fun)
+        def call(*args):
+            f = jitted()
             try:
-                return tuned[0](*args)
+                return f(*args)
             except jax.errors.JaxRuntimeError as e:
-                if tuned[0] is plain or "xla_cpu_experimental_ynn_fusion_type" not in str(e):
+                if f is plain or "xla_cpu_experimental_ynn_fusion_type" not in str(e):
                     raise
-                tuned[0] = plain
+                chosen[0] = plain
                 return plain(*args)
 
+        call.lower = lambda *args: jitted().lower(*args)
         return call
 
     return wrap
