@@ -243,6 +243,12 @@ def test_other_bad_inputs(capsys, tmp_path):
     )
     assert "(30, 30, 1)" in err and "divisible by 4" in err
     assert not os.path.exists(tmp_path / "odd" / "config.json")
+    # a fresh process: jax.distributed must start before anything else touches JAX
+    proc = jaxvae(
+        "train", "--config", SMOKE, "--workdir", str(tmp_path / "d"), "--distributed", check=False
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "no multi-process cluster" in proc.stderr and not os.path.exists(tmp_path / "d")
     err = _one_line_error(capsys, ["train", "--config", SMOKE, "--bogus-flag"])
     assert "unrecognized arguments" in err
 

@@ -34,6 +34,11 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--coordinator-address", default="", help="HOST:PORT of process 0")
     train.add_argument("--num-processes", type=int, default=0, help="processes in the run")
     train.add_argument("--process-id", type=int, default=-1, help="this process's index")
+    train.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process run that JAX detects by itself (TPU pod slice, SLURM, MPI)",
+    )
 
     ev = sub.add_parser("eval", help="evaluate the newest checkpoint of a run")
     ev.add_argument("--workdir", required=True)
@@ -106,7 +111,9 @@ def _cmd_train(args, overrides) -> int:
     workdir = args.workdir or os.path.join(
         "runs", os.path.splitext(os.path.basename(args.config))[0]
     )
-    sharding.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+    sharding.initialize_distributed(
+        args.coordinator_address, args.num_processes, args.process_id, auto=args.distributed
+    )
     summary = runner.train(config, workdir)
     import jax
 

@@ -24,7 +24,11 @@ _CLUSTER_ENV = (
 
 
 def initialize_distributed(
-    coordinator_address: str = "", num_processes: int = 0, process_id: int = -1
+    coordinator_address: str = "",
+    num_processes: int = 0,
+    process_id: int = -1,
+    *,
+    auto: bool = False,
 ) -> None:
     """Starts ``jax.distributed`` when asked, or when a cluster environment is detected.
 
@@ -33,6 +37,8 @@ def initialize_distributed(
         Open MPI), and with nothing to detect, runs as a single process.
       num_processes: total number of processes (0 = detect).
       process_id: this process's index (-1 = detect).
+      auto: call ``jax.distributed.initialize()`` with no arguments even when no cluster variable
+        is set: JAX then finds the cluster itself (a Cloud TPU pod slice through its metadata).
     """
     if coordinator_address or num_processes > 0 or process_id >= 0:
         if not coordinator_address or num_processes <= 0 or process_id < 0:
@@ -49,9 +55,16 @@ def initialize_distributed(
             process_id=process_id,
         )
         return
-    if any(os.environ.get(var) for var in _CLUSTER_ENV):
+    if auto or any(os.environ.get(var) for var in _CLUSTER_ENV):
         # A cluster JAX recognises by itself (SLURM, Open MPI, a multi-host TPU slice).
-        jax.distributed.initialize()
+        try:
+            jax.distributed.initialize()
+        except (ValueError, RuntimeError) as e:
+            raise ValueError(
+                f"JAX found no multi-process cluster to join ({str(e).splitlines()[0]}); give "
+                "--coordinator-address, "
+                "--num-processes and --process-id, or leave out --distributed"
+            ) from None
 
 
 def make_mesh(devices=None) -> Mesh:
