@@ -96,3 +96,16 @@ def test_config_file_with_unknown_key(tmp_path):
     )
     with pytest.raises(ValueError, match="epohcs"):
         config_lib.load_config_file(str(path))
+
+
+def test_conv_impl_auto_is_fast_on_cpu_and_lax_elsewhere():
+    assert config_lib.resolve_conv_impl("auto", "cpu") == "fast"
+    assert config_lib.resolve_conv_impl("auto", "gpu") == "lax"
+    assert config_lib.resolve_conv_impl("auto", "tpu") == "lax"
+    assert config_lib.resolve_conv_impl("lax", "cpu") == "lax"
+    c = config_lib.load_config_file(os.path.join(CONFIGS, "default.py"))
+    assert c.model.conv_impl == "auto"
+    assert config_lib.model_spec(c, (28, 28, 1)).conv_impl == "fast"  # the tests run on CPU
+    c.model.conv_impl = "cudnn"
+    with pytest.raises(ValueError, match="conv_impl"):
+        config_lib.validate(c)

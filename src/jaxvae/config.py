@@ -14,6 +14,7 @@ import json
 import os
 from typing import Any
 
+import jax
 import ml_collections
 
 from jaxvae import data as data_lib
@@ -46,7 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.channels = (32, 64)
     c.model.likelihood = "bernoulli"  # bernoulli | gaussian | gaussian_learned
     c.model.gaussian_std = 0.1
-    c.model.conv_impl = "fast"  # fast | lax
+    c.model.conv_impl = "auto"  # auto (fast on CPU, lax elsewhere) | fast | lax
 
     c.objective = ml_collections.ConfigDict()
     c.objective.beta = 1.0
@@ -204,6 +205,15 @@ def _check_types(schema, config, prefix: str) -> None:
             raise ValueError(f"config {path}={got!r}: expected a {type(want).__name__}")
 
 
+def resolve_conv_impl(name: str, backend: str | None = None) -> str:
+    """``"auto"`` is ``"fast"`` (no convolution ops; docs/conv-formulations.md) on CPU and the
+    ``lax`` convolutions on GPU and TPU, whose own kernels are fast there. Both have the same
+    parameters, so a checkpoint moves between them."""
+    if name != "auto":
+        return name
+    return "fast" if (backend or jax.default_backend()) == "cpu" else "lax"
+
+
 def model_spec(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> ModelSpec:
     """The :class:`ModelSpec` of ``config.model`` for images of ``image_shape``."""
     m = config.model
@@ -216,7 +226,7 @@ def model_spec(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) 
         channels=tuple(m.channels),
         likelihood=m.likelihood,
         gaussian_std=m.gaussian_std,
-        conv_impl=m.conv_impl,
+        conv_impl=resolve_conv_impl(m.conv_impl),
     )
 
 
