@@ -45,5 +45,17 @@ $(VENV)-torch/.installed:
 	$(VENV)-torch/bin/python -m pip install -q torch==2.13.0 numpy
 	touch $@
 
+# docs/benchmarks.md: every figure there comes from these commands (about 15 minutes on 2 cores;
+# run nothing else meanwhile). Results go to benchmarks/results/.
+RESULTS := benchmarks/results
+bench: env bench-env data
+	mkdir -p $(RESULTS)
+	$(BIN)/python benchmarks/compare.py --model mlp --rounds 7 --output $(RESULTS)/compare_mlp.json
+	$(BIN)/python benchmarks/compare.py --model conv --rounds 3 --output $(RESULTS)/compare_conv.json
+	$(BIN)/jaxvae bench --config experiments/configs/peer_mlp.py --iwae-num 50 > $(RESULTS)/bench_mlp.json
+	$(BIN)/jaxvae bench --config experiments/configs/peer_conv.py --iwae-num 20 > $(RESULTS)/bench_conv.json
+	$(BIN)/jaxvae bench --config experiments/configs/default.py --iwae-num 20 > $(RESULTS)/bench_default.json
+	$(BIN)/python benchmarks/iwae.py --workdir runs/bench_peer_mlp --output $(RESULTS)/iwae.json
+
 clean:
 	rm -rf $(VENV) $(VENV)-torch build dist src/*.egg-info

@@ -1,11 +1,13 @@
 """Config files, overrides and validation."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
 from jaxvae import config as config_lib
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, REPO
 
 ALL_CONFIGS = sorted(f for f in os.listdir(CONFIGS) if f.endswith(".py"))
 
@@ -109,3 +111,14 @@ def test_conv_impl_auto_is_fast_on_cpu_and_lax_elsewhere():
     c.model.conv_impl = "cudnn"
     with pytest.raises(ValueError, match="conv_impl"):
         config_lib.validate(c)
+
+
+def test_validate_does_not_start_the_jax_backend():
+    """jax.distributed.initialize() must come first in multi-process runs, after validation."""
+    code = (
+        "import jax._src.xla_bridge as xb; from jaxvae import config as c; "
+        "cfg = c.load_config_file('experiments/configs/default.py'); c.validate(cfg); "
+        "assert not xb._backends, 'validate started a backend'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -176,7 +176,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(d.limit_test >= 0, "data.limit_test", d.limit_test, ">= 0")
     channels = config.model.channels
     side = 2 ** len(channels) if isinstance(channels, tuple | list) else 1
-    model_spec(config, (side, side, 1))  # the real image shape is checked once data is loaded
+    # The real image shape is checked once data is loaded. A fixed backend: validation must not
+    # start JAX's backend, which jax.distributed.initialize() has to precede.
+    model_spec(config, (side, side, 1), backend="cpu")
     objective_spec(config)
 
 
@@ -214,8 +216,14 @@ def resolve_conv_impl(name: str, backend: str | None = None) -> str:
     return "fast" if (backend or jax.default_backend()) == "cpu" else "lax"
 
 
-def model_spec(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> ModelSpec:
-    """The :class:`ModelSpec` of ``config.model`` for images of ``image_shape``."""
+def model_spec(
+    config: ml_collections.ConfigDict,
+    image_shape: tuple[int, ...],
+    *,
+    backend: str | None = None,
+) -> ModelSpec:
+    """The :class:`ModelSpec` of ``config.model`` for images of ``image_shape``, with
+    ``conv_impl="auto"`` resolved for ``backend`` (default: JAX's default backend)."""
     m = config.model
     return ModelSpec(
         kind=m.kind,
@@ -226,7 +234,7 @@ def model_spec(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) 
         channels=tuple(m.channels),
         likelihood=m.likelihood,
         gaussian_std=m.gaussian_std,
-        conv_impl=resolve_conv_impl(m.conv_impl),
+        conv_impl=resolve_conv_impl(m.conv_impl, backend),
     )
 
 
