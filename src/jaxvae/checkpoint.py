@@ -34,9 +34,17 @@ def make_manager(workdir: str, *, keep: int) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
-    """Starts saving ``state`` as ``step`` (call ``manager.wait_until_finished()`` before exit)."""
+def save(manager: ocp.CheckpointManager, step: int, state: Any, *, wait: bool = False) -> None:
+    """Saves ``state`` as ``step``.
+
+    Asynchronous unless ``wait``: the write goes on in background threads while training continues
+    on the accelerator (call ``manager.wait_until_finished()`` before exit). On the CPU backend the
+    writer and the training program share the same cores; waiting (about 20 ms for a 650k-parameter
+    model's state) then costs less than the contention (measured: 50-100 ms per checkpoint).
+    """
     manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    if wait:
+        manager.wait_until_finished()
 
 
 def steps(workdir: str) -> list[int]:

@@ -174,6 +174,7 @@ def train(
     ckpt_every = t_cfg.checkpoint_every_steps or per_epoch
     intervals = (ckpt_every, t_cfg.log_every_steps, t_cfg.steps_per_dispatch)
     manager = checkpoint.make_manager(workdir, keep=t_cfg.keep_checkpoints)
+    wait_for_saves = jax.default_backend() == "cpu"  # see checkpoint.save
     step, train_seconds, images_seen = start_step, 0.0, 0
     bar = tqdm(
         total=total,
@@ -220,7 +221,7 @@ def train(
                         f"{record['loss']:.3f}  test {_headline(m)}"
                     )
             if step % ckpt_every == 0 or step == total:
-                checkpoint.save(manager, step, state)
+                checkpoint.save(manager, step, state, wait=wait_for_saves)
     finally:
         bar.close()
         manager.wait_until_finished()
