@@ -257,3 +257,36 @@ def test_console_script_error_has_no_traceback(tmp_path):
     proc = jaxvae("eval", "--workdir", str(tmp_path / "missing"), check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+
+
+def test_bench_reports_speed_flops_and_memory():
+    proc = jaxvae(
+        "bench",
+        "--config",
+        SMOKE,
+        "--steps",
+        "4",
+        "--repeats",
+        "2",
+        "--iwae-k",
+        "50",
+        "--iwae-num",
+        "10",
+    )
+    r = json.loads(proc.stdout)
+    assert r["timed_steps"] == 4 and len(r["train_images_per_sec_all"]) == 2
+    assert r["train_images_per_sec"] > 0 and r["compile_s"] > 0
+    # matmul FLOPs of the smoke MLP (784-64-2x2, 2-64-784): forward F, backward 2F minus the
+    # input gradient of the first layer, which is not needed
+    h, latent, pixels = 64, 2, 784
+    f = 2 * (pixels * h + h * 2 * latent + latent * h + h * pixels)
+    matmul_flops = 3 * f - 2 * pixels * h
+    assert matmul_flops <= r["flops_per_image"] <= 1.5 * matmul_flops, r["flops_per_image"]
+    assert 0 < r["train_fraction_of_matmul_peak"] < 1 and r["matmul_peak_gflops"] > 1
+    iw = r["iwae"]
+    assert iw["k"] == 50 and iw["num_examples"] == 10 and iw["samples_per_sec"] > 0
+    decoder_flops = 2 * (latent * h + h * pixels)
+    assert decoder_flops <= iw["flops_per_sample"] <= 1.5 * decoder_flops + 20 * pixels
+    mem = r["train_program_memory"]
+    assert mem["arguments_mb"] >= 512 * pixels * 4 / 2**20  # the resident training images
+    assert r["peak_host_memory_mb"] > 0

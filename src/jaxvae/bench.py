@@ -48,6 +48,26 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2.0 * n**3 * reps / statistics.median(times) / 1e9
 
 
+def _program_memory_mb(compiled) -> dict[str, float] | None:
+    """Device memory of the compiled training program (arguments, outputs, scratch), per device,
+    from XLA's buffer assignment: available on every backend, CPU included."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - not every backend reports it
+        return None
+    if m is None:
+        return None
+    mb = lambda b: b / 2**20
+    out = {
+        "arguments_mb": mb(m.argument_size_in_bytes),
+        "outputs_mb": mb(m.output_size_in_bytes),
+        "aliased_mb": mb(m.alias_size_in_bytes),
+        "temp_mb": mb(m.temp_size_in_bytes),
+    }
+    out["total_mb"] = out["arguments_mb"] + out["outputs_mb"] - out["aliased_mb"] + out["temp_mb"]
+    return out
+
+
 def _device_peak_bytes() -> int | None:
     stats = [d.memory_stats() for d in jax.local_devices()]
     peaks = [s.get("peak_bytes_in_use") for s in stats if s]
@@ -158,6 +178,7 @@ def run(
             floor = 10_000 * iwae_k * flops_per_sample / (peak * 1e9)
             result["iwae"]["floor_s_for_10k_images_at_matmul_peak"] = floor
             result["iwae"]["fraction_of_matmul_peak"] = floor / (10_000 * dt / x.shape[0])
+    result["train_program_memory"] = _program_memory_mb(compiled)
     result["peak_host_memory_mb"] = runner._peak_rss_mb()
     result["peak_device_memory_mb"] = (
         _device_peak_bytes() / 2**20 if _device_peak_bytes() is not None else None
