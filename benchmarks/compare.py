@@ -24,45 +24,18 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import REPO, emit, timed
+
 CONFIGS = {"mlp": "experiments/configs/peer_mlp.py", "conv": "experiments/configs/peer_conv.py"}
 IMAGES_PER_EPOCH = (60_000 // 128) * 128
 
 
-def _cpu_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs together, from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
-
-
-def _timed(cmd: list[str]) -> dict:
-    """Runs ``cmd``; returns its wall time, its last stdout line, and the CPU use of others."""
-    busy0, total0 = _cpu_ticks()
-    own0 = os.times()
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    busy1, total1 = _cpu_ticks()
-    own1 = os.times()
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    ticks = os.sysconf("SC_CLK_TCK")
-    own = (own1.children_user + own1.children_system) - (own0.children_user + own0.children_system)
-    cpus = (total1 - total0) / ticks / wall if wall > 0 else 1.0
-    others = max(0.0, ((busy1 - busy0) / ticks - own) / wall) if cpus else 0.0
-    return {"wall_s": wall, "other_cpu": round(others, 3), "stdout": proc.stdout.strip()}
-
-
 def _jaxvae(model: str, epochs: int, workdir: str) -> dict:
     exe = os.path.join(os.path.dirname(sys.executable), "jaxvae")
-    run = _timed(
+    run = timed(
         [
             exe,
             "train",
@@ -79,7 +52,7 @@ def _jaxvae(model: str, epochs: int, workdir: str) -> dict:
 
 
 def _torch(python: str, model: str, epochs: int) -> dict:
-    run = _timed(
+    run = timed(
         [
             python,
             "benchmarks/torch_vae.py",
@@ -153,11 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
         "max_other_cpu": max(run["other_cpu"] for r in rounds for run in r["runs"].values()),
         "per_round": rounds,
     }
-    text = json.dumps(result, indent=1)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
-    print(text)
+    emit(result, args.output)
     return result
 
 

@@ -18,22 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import REPO, emit, timed
+
 BIN = os.path.dirname(sys.executable)
 CONFIG = "experiments/configs/peer_mlp.py"
 
 
 def _run(cmd: list[str]) -> tuple[float, str]:
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return wall, proc.stdout.strip().splitlines()[-1]
+    run = timed(cmd)
+    return run["wall_s"], run["stdout"].splitlines()[-1]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -93,11 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
             "nll_on_subset": t["iwae"]["nll"],
             "test_nelbo": t["test_nelbo"],
         }
-    text = json.dumps(result, indent=1)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
-    print(text)
+    emit(result, args.output)
     return result
 
 
