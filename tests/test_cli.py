@@ -290,3 +290,18 @@ def test_bench_reports_speed_flops_and_memory():
     mem = r["train_program_memory"]
     assert mem["arguments_mb"] >= 512 * pixels * 4 / 2**20  # the resident training images
     assert r["peak_host_memory_mb"] > 0
+
+
+def test_log_file_gets_epoch_lines_not_a_progress_bar(tmp_path):
+    import io
+
+    from jaxvae import config as config_lib
+    from jaxvae import runner
+
+    config = config_lib.load_config_file(SMOKE)
+    config.train.progress = True
+    log = io.StringIO()  # not a terminal
+    runner.train(config, str(tmp_path / "run"), stream=log)
+    text = log.getvalue()
+    assert "epoch 1/2" in text and "epoch 2/2" in text and "done: nelbo" in text
+    assert "step/s" not in text and "\r" not in text

@@ -181,7 +181,8 @@ def train(
         initial=step,
         unit="step",
         file=stream,
-        disable=not (main and t_cfg.progress),
+        # A bar is for a terminal; in a log file the per-epoch lines say the same.
+        disable=not (main and t_cfg.progress and getattr(stream, "isatty", lambda: False)()),
         dynamic_ncols=True,
     )
     try:
