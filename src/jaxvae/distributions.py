@@ -20,6 +20,21 @@ def _sum_event(x: jax.Array, batch_dims: int) -> jax.Array:
     return jnp.sum(x, axis=tuple(range(batch_dims, x.ndim)))
 
 
+def _flat_events(batch_dims: int, *arrays: ArrayLike) -> list[jax.Array]:
+    """Broadcasts ``arrays`` together and flattens their event axes into one last axis.
+
+    Images end in a channel axis of size 1; XLA:CPU vectorizes elementwise loops along the last
+    axis, so computing on ``[N, H, W, 1]`` runs scalar code. On ``[N, H*W*C]`` the log-likelihood
+    of 5000 x 784 pixels (value and sum) takes 1.6 ms instead of 8.
+    """
+    arrays = [jnp.asarray(a) for a in arrays]
+    shape = jnp.broadcast_shapes(*(a.shape for a in arrays))
+    if len(shape) < batch_dims:
+        raise ValueError(f"batch_dims={batch_dims} exceeds the rank of the shape {shape}")
+    target = (*shape[:batch_dims], -1)
+    return [jnp.broadcast_to(a, shape).reshape(target) for a in arrays]
+
+
 def reparameterize(key: jax.Array, mean: ArrayLike, log_var: ArrayLike) -> jax.Array:
     """Draws ``z = mean + exp(log_var / 2) * eps`` with ``eps ~ N(0, I)``.
 
@@ -66,8 +81,8 @@ def bernoulli_log_prob(x: ArrayLike, logits: ArrayLike, *, batch_dims: int = 1) 
     Written as ``x * l - softplus(l)``, which is exact for any ``x`` in [0, 1] (continuous pixels used
     as Bernoulli targets, as in the classic VAE protocol) and stable for large ``|l|``.
     """
-    x, logits = jnp.asarray(x), jnp.asarray(logits)
-    return _sum_event(x * logits - softplus(logits), batch_dims)
+    x, logits = _flat_events(batch_dims, x, logits)
+    return jnp.sum(x * logits - softplus(logits), axis=-1)
 
 
 def softplus(x: ArrayLike) -> jax.Array:
@@ -85,6 +100,6 @@ def gaussian_log_prob(
     x: ArrayLike, mean: ArrayLike, log_scale: ArrayLike, *, batch_dims: int = 1
 ) -> jax.Array:
     """``log N(x; mean, exp(log_scale)^2)`` summed over the event axes (``log_scale`` broadcasts)."""
-    x, mean, log_scale = jnp.asarray(x), jnp.asarray(mean), jnp.asarray(log_scale)
+    x, mean, log_scale = _flat_events(batch_dims, x, mean, log_scale)
     lp = -0.5 * _LOG_2PI - log_scale - 0.5 * jnp.square((x - mean) * jnp.exp(-log_scale))
-    return _sum_event(jnp.broadcast_to(lp, jnp.broadcast_shapes(x.shape, lp.shape)), batch_dims)
+    return jnp.sum(lp, axis=-1)

@@ -7,6 +7,7 @@ function compiles once; with a mesh, batches are split over its ``"data"`` axis.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -17,7 +18,6 @@ from jax.sharding import Mesh
 from jaxvae import distributions as dist
 from jaxvae import objectives, sharding
 from jaxvae.models import Model, Params
-from jaxvae.xla_options import inference_jit
 
 
 def _batches(images: np.ndarray, batch_size: int):
@@ -47,7 +47,7 @@ def _run_batched(fn, images, batch_size, mesh, *extra):
     return {name: np.concatenate(v) for name, v in out.items()}
 
 
-@inference_jit(static_argnums=(0,))
+@functools.partial(jax.jit, static_argnums=(0,))
 def _elbo_terms(model: Model, params: Params, x: jax.Array, index: jax.Array, key: jax.Array):
     key = jax.random.fold_in(key, index)
     mean, log_var = model.encode(params, x)
@@ -129,7 +129,7 @@ def _iwae_log_px(model: Model, params: Params, x: jax.Array, key: jax.Array, k: 
     return run_max + jnp.log(run_sum) - math.log(k)
 
 
-@inference_jit(static_argnums=(0, 4, 5))
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
 def _iwae_batch(model, params, x, index, k, chunk, key):
     return {"log_px": _iwae_log_px(model, params, x, jax.random.fold_in(key, index), k, chunk)}
 
@@ -170,7 +170,7 @@ def evaluate_iwae(
     return {"nll": float(-np.mean(log_px)), "nll_se": se, "iwae_k": k, "num_examples": n}
 
 
-@inference_jit(static_argnums=(0,))
+@functools.partial(jax.jit, static_argnums=(0,))
 def _ae_errors(model: Model, params: Params, x: jax.Array, index: jax.Array):
     del index
     code, _ = model.encode(params, x)

@@ -5,21 +5,22 @@ The functions that compute pictures are pure array functions; :func:`save_grid` 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
 from jaxvae.models import Model, Params
-from jaxvae.xla_options import inference_jit
 
 
-@inference_jit(static_argnums=(0,))
+@functools.partial(jax.jit, static_argnums=(0,))
 def _mean_image(model: Model, params: Params, z: jax.Array) -> jax.Array:
     return model.mean_image(params, z)
 
 
-@inference_jit(static_argnums=(0,))
+@functools.partial(jax.jit, static_argnums=(0,))
 def encode(model: Model, params: Params, x: jax.Array):
     """``model.encode``, compiled once per shape."""
     return model.encode(params, x)
