@@ -50,7 +50,7 @@ $(VENV)-torch/.installed:
 RESULTS := benchmarks/results
 bench: env bench-env data
 	mkdir -p $(RESULTS)
-	$(BIN)/python benchmarks/compare.py --model mlp --rounds 7 --output $(RESULTS)/compare_mlp.json
+	$(BIN)/python benchmarks/compare.py --model mlp --rounds 15 --output $(RESULTS)/compare_mlp.json
 	$(BIN)/python benchmarks/compare.py --model conv --rounds 3 --output $(RESULTS)/compare_conv.json
 	$(BIN)/jaxvae bench --config experiments/configs/peer_mlp.py --iwae-num 50 > $(RESULTS)/bench_mlp.json
 	$(BIN)/jaxvae bench --config experiments/configs/peer_conv.py --iwae-num 20 > $(RESULTS)/bench_conv.json

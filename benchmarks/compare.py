@@ -13,6 +13,10 @@ disturbed run cannot move much; the per-round figures and their ratios are repor
     .venv/bin/python benchmarks/compare.py --model mlp --rounds 3
     .venv/bin/python benchmarks/compare.py --model conv --rounds 3
 
+On a GPU machine whose python3 holds both JAX and PyTorch (benchmarks/gpu.sh):
+
+    python3 benchmarks/compare.py --model mlp --torch-python python3 --torch-device cuda
+
 Prints one JSON document on stdout (and to ``--output``), progress on stderr. Each run records
 ``other_cpu``, the mean number of CPUs other processes kept busy meanwhile (from /proc/stat), so a
 contended measurement can be told from a quiet one.
@@ -34,10 +38,11 @@ IMAGES_PER_EPOCH = (60_000 // 128) * 128
 
 
 def _jaxvae(model: str, epochs: int, workdir: str) -> dict:
-    exe = os.path.join(os.path.dirname(sys.executable), "jaxvae")
     run = timed(
         [
-            exe,
+            sys.executable,
+            "-m",
+            "jaxvae",
             "train",
             "--config",
             CONFIGS[model],
@@ -51,7 +56,7 @@ def _jaxvae(model: str, epochs: int, workdir: str) -> dict:
     return {"wall_s": run["wall_s"], "other_cpu": run["other_cpu"], "nelbo": summary["test_nelbo"]}
 
 
-def _torch(python: str, model: str, epochs: int) -> dict:
+def _torch(python: str, model: str, epochs: int, device: str) -> dict:
     run = timed(
         [
             python,
@@ -61,7 +66,10 @@ def _torch(python: str, model: str, epochs: int) -> dict:
             f"--epochs={epochs}",
             "--test-every-epoch",
             "--json",
+            f"--device={device}",
         ]
+        # TensorFloat-32 matrix products on a GPU, as JAX's default precision uses there.
+        + (["--tf32"] if device == "cuda" else [])
     )
     out = json.loads(run["stdout"].splitlines()[-1])
     return {"wall_s": run["wall_s"], "other_cpu": run["other_cpu"], "nelbo": out["test_nelbo"]}
@@ -72,9 +80,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--model", choices=sorted(CONFIGS), default="mlp")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--torch-python", default=os.path.join(REPO, ".venv-torch", "bin", "python"))
+    p.add_argument("--torch-device", default="cpu", help="cpu, or cuda on a GPU machine")
     p.add_argument("--output", default="")
     args = p.parse_args(argv)
-    if not os.access(args.torch_python, os.X_OK):
+    if os.sep in args.torch_python and not os.access(args.torch_python, os.X_OK):
         sys.exit(f"no PyTorch interpreter at {args.torch_python}: run `make bench-env` first")
 
     rounds = []
@@ -82,9 +91,9 @@ def main(argv: list[str] | None = None) -> dict:
         for r in range(args.rounds):
             runs = {
                 "jax1": _jaxvae(args.model, 1, os.path.join(tmp, f"j1-{r}")),
-                "torch1": _torch(args.torch_python, args.model, 1),
+                "torch1": _torch(args.torch_python, args.model, 1, args.torch_device),
                 "jax4": _jaxvae(args.model, 4, os.path.join(tmp, f"j4-{r}")),
-                "torch4": _torch(args.torch_python, args.model, 4),
+                "torch4": _torch(args.torch_python, args.model, 4, args.torch_device),
             }
             jax_rate = 3 * IMAGES_PER_EPOCH / (runs["jax4"]["wall_s"] - runs["jax1"]["wall_s"])
             torch_rate = (
@@ -116,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
         "model": args.model,
         "config": CONFIGS[args.model],
         "rounds": args.rounds,
+        "torch_device": args.torch_device,
         "jaxvae_images_per_sec": jax_rate,
         "torch_images_per_sec": torch_rate,
         "speedup": jax_rate / torch_rate,

@@ -272,6 +272,8 @@ def test_bench_reports_speed_flops_and_memory():
         "50",
         "--iwae-num",
         "10",
+        "--iwae-batch",
+        "5",
     )
     r = json.loads(proc.stdout)
     assert r["timed_steps"] == 4 and len(r["train_images_per_sec_all"]) == 2
@@ -283,6 +285,19 @@ def test_bench_reports_speed_flops_and_memory():
     matmul_flops = 3 * f - 2 * pixels * h
     assert matmul_flops <= r["flops_per_image"] <= 1.5 * matmul_flops, r["flops_per_image"]
     assert 0 < r["train_fraction_of_matmul_peak"] < 1 and r["matmul_peak_gflops"] > 1
+    # roofline: at least the float32 parameters are read once per step, and the bound is the
+    # slower of the FLOP time and the byte time at the measured rates
+    params_bytes = 4 * (pixels * h + h + h * 2 * latent + 2 * latent + latent * h + h)
+    assert (
+        r["bytes_per_image"] * r["config"]["batch_size"] >= params_bytes
+        and r["memory_bandwidth_gbs"] > 0.1
+    )
+    floor_s = max(
+        r["flops_per_image"] / (r["matmul_peak_gflops"] * 1e9),
+        r["bytes_per_image"] / (r["memory_bandwidth_gbs"] * 1e9),
+    )
+    assert r["roofline_images_per_sec"] == pytest.approx(1 / floor_s)
+    assert r["train_fraction_of_roofline"] > 0  # may pass 1 where the working set is cached
     iw = r["iwae"]
     assert iw["k"] == 50 and iw["num_examples"] == 10 and iw["samples_per_sec"] > 0
     decoder_flops = 2 * (latent * h + h * pixels)
@@ -290,6 +305,12 @@ def test_bench_reports_speed_flops_and_memory():
     mem = r["train_program_memory"]
     assert mem["arguments_mb"] >= 512 * pixels * 4 / 2**20  # the resident training images
     assert r["peak_host_memory_mb"] > 0
+
+
+def test_bench_refuses_a_bad_iwae_batch():
+    proc = jaxvae("bench", "--config", SMOKE, "--iwae-batch", "0", check=False)
+    assert proc.returncode == 2 and "--iwae-batch > 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_log_file_gets_epoch_lines_not_a_progress_bar(tmp_path):

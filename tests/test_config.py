@@ -102,7 +102,7 @@ def test_config_file_with_unknown_key(tmp_path):
 
 def test_conv_impl_auto_is_fast_on_cpu_and_lax_elsewhere():
     assert config_lib.resolve_conv_impl("auto", "cpu") == "fast"
-    assert config_lib.resolve_conv_impl("auto", "gpu") == "lax"
+    assert config_lib.resolve_conv_impl("auto", "gpu") == "fast"
     assert config_lib.resolve_conv_impl("auto", "tpu") == "lax"
     assert config_lib.resolve_conv_impl("lax", "cpu") == "lax"
     c = config_lib.load_config_file(os.path.join(CONFIGS, "default.py"))

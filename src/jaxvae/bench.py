@@ -22,20 +22,44 @@ from jaxvae import train as train_lib
 from jaxvae.models import make_model, num_params
 
 
-def _flops(compiled) -> float | None:
+def _cost(compiled, name: str) -> float | None:
+    """One entry of XLA's cost analysis of ``compiled`` ("flops", "bytes accessed"), or None."""
     try:
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, list | tuple) else cost
-        return float(cost["flops"]) if cost and "flops" in cost else None
+        return float(cost[name]) if cost and name in cost else None
     except Exception:  # noqa: BLE001 - not every backend reports costs
         return None
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+def _flops(compiled) -> float | None:
+    return _cost(compiled, "flops")
+
+
+def cpu_flops(fn, *args, static_argnums: tuple[int, ...] = ()) -> float | None:
+    """FLOPs of ``fn(*args)`` as XLA's CPU compiler counts them, whatever the default device.
+
+    The same program is counted on every backend: a GPU's cost analysis leaves out the FLOPs of
+    the library calls (cuBLAS, cuDNN) its compiler turns products and convolutions into.
+    """
+    cpu = jax.devices("cpu")[0]
+    args = [a if i in static_argnums else jax.device_put(a, cpu) for i, a in enumerate(args)]
+    jitted = jax.jit(fn, static_argnums=static_argnums)
+    return _flops(jitted.lower(*args).compile())
+
+
+def _peak_size(n: int | None, cpu: int, accelerator: int) -> int:
+    return n if n is not None else (cpu if jax.default_backend() == "cpu" else accelerator)
+
+
+def matmul_peak_gflops(n: int | None = None, repeats: int = 5) -> float:
     """Measured float32 matrix-product rate of the default device (median of ``repeats``), GFLOP/s.
 
-    The reference for "fraction of peak": what this JAX/XLA reaches on a large square product.
+    The reference for "fraction of peak": what this JAX/XLA reaches on a large square product
+    (2048 x 2048 on CPU, 8192 x 8192 on an accelerator), at the same default matmul precision the
+    training step uses.
     """
+    n = _peak_size(n, 2048, 8192)
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     reps = 8
     f = jax.jit(lambda a: jax.lax.fori_loop(0, reps, lambda i, x: (x @ a) * (1.0 / n), a))
@@ -46,6 +70,25 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
         jax.block_until_ready(f(a))
         times.append(time.perf_counter() - t)
     return 2.0 * n**3 * reps / statistics.median(times) / 1e9
+
+
+def memory_bandwidth_gbs(n: int | None = None, repeats: int = 5) -> float:
+    """Measured memory bandwidth of the default device, GB/s, counting bytes read and written.
+
+    Streams an array of ``n`` float32 (64 MiB on CPU, 1 GiB on an accelerator) through an
+    elementwise update several times per dispatch, median of ``repeats``.
+    """
+    n = _peak_size(n, 2**24, 2**28)
+    reps = 8
+    f = jax.jit(lambda x: jax.lax.fori_loop(0, reps, lambda i, y: y * 0.5 + 1.0, x))
+    x = jnp.zeros((n,), jnp.float32)
+    jax.block_until_ready(f(x))
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(f(x))
+        times.append(time.perf_counter() - t)
+    return 2 * 4 * n * reps / statistics.median(times) / 1e9
 
 
 def _program_memory_mb(compiled) -> dict[str, float] | None:
@@ -81,12 +124,17 @@ def run(
     repeats: int = 3,
     iwae_k: int = 5000,
     iwae_num: int = 20,
+    iwae_batch: int = 10,
 ) -> dict[str, Any]:
-    """Measures ``config``'s training engine and IWAE evaluation; returns a JSON-able dict."""
-    if steps < 0 or repeats <= 0 or iwae_k < 0 or iwae_num < 0:
+    """Measures ``config``'s training engine and IWAE evaluation; returns a JSON-able dict.
+
+    Besides images/s it places the step on the device's roofline: FLOPs and bytes per image from
+    XLA's cost analysis of one step, against the measured matmul rate and memory bandwidth.
+    """
+    if steps < 0 or repeats <= 0 or iwae_k < 0 or iwae_num < 0 or iwae_batch <= 0:
         raise ValueError(
-            f"bench needs --steps >= 0, --repeats > 0, --iwae-k >= 0 and --iwae-num >= 0, got "
-            f"{steps}, {repeats}, {iwae_k}, {iwae_num}"
+            f"bench needs --steps >= 0, --repeats > 0, --iwae-k >= 0, --iwae-num >= 0 and "
+            f"--iwae-batch > 0, got {steps}, {repeats}, {iwae_k}, {iwae_num}, {iwae_batch}"
         )
     config_lib.validate(config)
     dataset = data_lib.load_from_config(config.data, config.seed)
@@ -111,8 +159,11 @@ def run(
     t = time.perf_counter()
     compiled = engine.lower(state, images, keys["train"], keys["data"], jnp.int32(1)).compile()
     compile_s = time.perf_counter() - t
-    one_step = jax.jit(step_fn).lower(state, images[:batch], keys["train"]).compile()
-    flops_per_image = (_flops(one_step) or 0.0) / batch or None
+    one_step = (state, images[:batch], keys["train"])
+    flops_per_image = (cpu_flops(step_fn, *one_step) or 0.0) / batch or None
+    # Bytes from the program compiled for this device, whose fusions decide what goes through memory.
+    compiled_step = jax.jit(step_fn).lower(*one_step).compile()
+    bytes_per_image = (_cost(compiled_step, "bytes accessed") or 0.0) / batch or None
 
     def dispatch(state, count):
         """Runs ``count`` steps from an epoch start; returns the state and the seconds taken."""
@@ -127,6 +178,7 @@ def run(
     for _ in range(repeats):
         state, seconds = dispatch(state, steps)
         rates.append(steps * batch / seconds)
+    train_device_peak = _device_peak_bytes()  # before the measurements below allocate their own
     result: dict[str, Any] = {
         "config": {
             "model": f"{spec.kind}/{spec.architecture}",
@@ -149,16 +201,31 @@ def run(
         ),
     }
     peak = matmul_peak_gflops()
+    bandwidth = memory_bandwidth_gbs()
     result["matmul_peak_gflops"] = peak
+    result["memory_bandwidth_gbs"] = bandwidth
+    result["bytes_per_image"] = bytes_per_image
     if result["train_gflops_per_sec"]:
         result["train_fraction_of_matmul_peak"] = result["train_gflops_per_sec"] / peak
+    if flops_per_image and bytes_per_image:
+        # Roofline: the step can go no faster than its FLOPs at the matmul rate or its bytes at
+        # the memory bandwidth, whichever takes longer.
+        floor_s = max(flops_per_image / (peak * 1e9), bytes_per_image / (bandwidth * 1e9))
+        result["arithmetic_intensity"] = flops_per_image / bytes_per_image
+        result["roofline_images_per_sec"] = 1.0 / floor_s
+        result["train_fraction_of_roofline"] = result["train_images_per_sec"] * floor_s
     if iwae_k and iwae_num and spec.stochastic:
         x = dataset.test_images[:iwae_num]
-        bs = 10 if iwae_num >= 10 else iwae_num
+        bs = min(iwae_batch, iwae_num)
         evaluate.evaluate_iwae(model, state.params, x[:bs], keys["eval"], k=iwae_k, batch_size=bs)
         chunk = min(500, iwae_k)
-        one = evaluate.iwae_cost(model, state.params, x[:bs], keys["eval"], k=chunk, chunk=chunk)
-        flops_per_sample = (_flops(one) or 0.0) / (bs * chunk) or None
+        one = cpu_flops(
+            lambda p, x_, key: evaluate.iwae_log_px(model, p, x_, key, k=chunk, chunk=chunk),
+            state.params,
+            x[:bs],
+            keys["eval"],
+        )
+        flops_per_sample = (one or 0.0) / (bs * chunk) or None
         t = time.perf_counter()
         iw = evaluate.evaluate_iwae(
             model, state.params, x, keys["eval"], k=iwae_k, batch_size=bs, mesh=mesh
@@ -181,7 +248,7 @@ def run(
     result["train_program_memory"] = _program_memory_mb(compiled)
     result["peak_host_memory_mb"] = runner._peak_rss_mb()
     result["peak_device_memory_mb"] = (
-        _device_peak_bytes() / 2**20 if _device_peak_bytes() is not None else None
+        train_device_peak / 2**20 if train_device_peak is not None else None
     )
     result["train_data_mb"] = float(np.asarray(dataset.train_images).nbytes / 2**20)
     return result

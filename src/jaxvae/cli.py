@@ -58,6 +58,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
     bench.add_argument("--iwae-k", type=int, default=5000)
     bench.add_argument("--iwae-num", type=int, default=20, help="test images for the IWAE rate")
+    bench.add_argument("--iwae-batch", type=int, default=10, help="images per IWAE batch")
     return parser
 
 
@@ -197,7 +198,12 @@ def _cmd_bench(args, overrides) -> int:
 
     config = _load_config(args.config, overrides)
     result = bench.run(
-        config, steps=args.steps, repeats=args.repeats, iwae_k=args.iwae_k, iwae_num=args.iwae_num
+        config,
+        steps=args.steps,
+        repeats=args.repeats,
+        iwae_k=args.iwae_k,
+        iwae_num=args.iwae_num,
+        iwae_batch=args.iwae_batch,
     )
     print(json.dumps(result))
     return 0

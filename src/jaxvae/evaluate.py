@@ -134,9 +134,10 @@ def _iwae_batch(model, params, x, index, k, chunk, key):
     return {"log_px": _iwae_log_px(model, params, x, jax.random.fold_in(key, index), k, chunk)}
 
 
-def iwae_cost(model: Model, params: Params, x, key: jax.Array, *, k: int, chunk: int):
-    """The compiled IWAE function of one batch ``x`` (for its ``cost_analysis()``)."""
-    return _iwae_batch.lower(model, params, jnp.asarray(x), jnp.int32(0), k, chunk, key).compile()
+def iwae_log_px(model: Model, params: Params, x, key: jax.Array, *, k: int, chunk: int):
+    """The IWAE estimate of ``log p(x)`` per image of one batch ``x`` (unjitted, for tools that
+    compile it themselves: ``jaxvae bench`` counts its FLOPs)."""
+    return _iwae_log_px(model, params, jnp.asarray(x), key, k, chunk)
 
 
 def evaluate_iwae(
