@@ -12,6 +12,7 @@ disturbed run cannot move much; the per-round figures and their ratios are repor
     make env bench-env data
     .venv/bin/python benchmarks/compare.py --model mlp --rounds 3
     .venv/bin/python benchmarks/compare.py --model conv --rounds 3
+    .venv/bin/python benchmarks/compare.py --pool A.json B.json   # several series together
 
 On a GPU machine whose python3 holds both JAX and PyTorch (benchmarks/gpu.sh):
 
@@ -75,6 +76,38 @@ def _torch(python: str, model: str, epochs: int, device: str) -> dict:
     return {"wall_s": run["wall_s"], "other_cpu": run["other_cpu"], "nelbo": out["test_nelbo"]}
 
 
+def summarize(rounds: list[dict]) -> dict:
+    """Each framework's speed from the median wall time of each run length over ``rounds``."""
+
+    def rate(name: str) -> float:
+        walls = {
+            e: statistics.median(r["runs"][f"{name}{e}"]["wall_s"] for r in rounds) for e in (1, 4)
+        }
+        return 3 * IMAGES_PER_EPOCH / (walls[4] - walls[1])
+
+    jax_rate, torch_rate = rate("jax"), rate("torch")
+    return {
+        "jaxvae_images_per_sec": jax_rate,
+        "torch_images_per_sec": torch_rate,
+        "speedup": jax_rate / torch_rate,
+        "median_of_round_speedups": statistics.median(r["speedup"] for r in rounds),
+        "speedup_all": [round(r["speedup"], 3) for r in rounds],
+        "jaxvae_4_epoch_nelbo": [r["runs"]["jax4"]["nelbo"] for r in rounds],
+        "torch_4_epoch_nelbo": [r["runs"]["torch4"]["nelbo"] for r in rounds],
+        "max_other_cpu": max(run["other_cpu"] for r in rounds for run in r["runs"].values()),
+    }
+
+
+def pool(paths: list[str]) -> dict:
+    """The same figures over the rounds of several result files of one model."""
+    results = [json.load(open(p)) for p in paths]
+    models = {r["model"] for r in results}
+    if len(models) != 1:
+        sys.exit(f"--pool needs results of one model, got {sorted(models)}")
+    rounds = [r for result in results for r in result["per_round"]]
+    return {"model": models.pop(), "pooled": paths, "rounds": len(rounds)} | summarize(rounds)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=sorted(CONFIGS), default="mlp")
@@ -82,7 +115,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--torch-python", default=os.path.join(REPO, ".venv-torch", "bin", "python"))
     p.add_argument("--torch-device", default="cpu", help="cpu, or cuda on a GPU machine")
     p.add_argument("--output", default="")
+    p.add_argument("--pool", nargs="+", default=[], help="summarize these result files together")
     args = p.parse_args(argv)
+    if args.pool:
+        result = pool(args.pool)
+        emit(result, args.output)
+        return result
     if os.sep in args.torch_python and not os.access(args.torch_python, os.X_OK):
         sys.exit(f"no PyTorch interpreter at {args.torch_python}: run `make bench-env` first")
 
@@ -114,28 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
                 flush=True,
             )
 
-    def rate(name: str) -> float:
-        walls = {
-            e: statistics.median(r["runs"][f"{name}{e}"]["wall_s"] for r in rounds) for e in (1, 4)
-        }
-        return 3 * IMAGES_PER_EPOCH / (walls[4] - walls[1])
-
-    jax_rate, torch_rate = rate("jax"), rate("torch")
-    result = {
-        "model": args.model,
-        "config": CONFIGS[args.model],
-        "rounds": args.rounds,
-        "torch_device": args.torch_device,
-        "jaxvae_images_per_sec": jax_rate,
-        "torch_images_per_sec": torch_rate,
-        "speedup": jax_rate / torch_rate,
-        "median_of_round_speedups": statistics.median(r["speedup"] for r in rounds),
-        "speedup_all": [round(r["speedup"], 3) for r in rounds],
-        "jaxvae_4_epoch_nelbo": [r["runs"]["jax4"]["nelbo"] for r in rounds],
-        "torch_4_epoch_nelbo": [r["runs"]["torch4"]["nelbo"] for r in rounds],
-        "max_other_cpu": max(run["other_cpu"] for r in rounds for run in r["runs"].values()),
-        "per_round": rounds,
-    }
+    result = {"model": args.model, "config": CONFIGS[args.model], "rounds": args.rounds}
+    result |= summarize(rounds) | {"torch_device": args.torch_device, "per_round": rounds}
     emit(result, args.output)
     return result
 
