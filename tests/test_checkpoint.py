@@ -104,3 +104,34 @@ def test_saved_on_four_devices_restores_on_one_and_back(tmp_path):
         jax.tree.map(np.asarray, jax.device_get(restored4)),
         jax.tree.map(np.asarray, jax.device_get(state)),
     )
+
+
+def test_save_due_policy():
+    due = lambda step, every=0, interval=30.0, since=5.0: checkpoint.save_due(
+        step,
+        total=40,
+        per_epoch=10,
+        every_steps=every,
+        min_interval_s=interval,
+        seconds_since_save=since,
+    )
+    assert due(40) and due(40, every=7)  # the last step always saves
+    assert due(10, since=None)  # the first epoch end of a run with no checkpoint yet
+    assert not due(10) and due(10, since=30.0)  # afterwards, no sooner than the interval
+    assert due(20, interval=0.0)  # interval 0: every epoch
+    assert not due(15, since=None) and not due(15, interval=0.0)  # never mid-epoch by default
+    assert due(14, every=7) and not due(10, every=7, since=None)  # every N steps, exactly
+
+
+@pytest.mark.parametrize("interval, expected", [(1e6, ["32", "8"]), (0.0, ["16", "24", "32"])])
+def test_checkpoints_of_a_run_follow_the_interval(tmp_path, interval, expected):
+    from jaxvae import config as config_lib
+    from jaxvae import runner
+
+    config = config_lib.load_config_file(
+        os.path.join(os.path.dirname(__file__), "..", "experiments", "configs", "smoke.py")
+    )
+    config.train.epochs = 4  # 8 steps per epoch
+    config.train.checkpoint_min_interval_s = interval
+    runner.train(config, str(tmp_path / "run"))
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == expected

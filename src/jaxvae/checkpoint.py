@@ -47,6 +47,32 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, *, wait: bool = 
         manager.wait_until_finished()
 
 
+def save_due(
+    step: int,
+    *,
+    total: int,
+    per_epoch: int,
+    every_steps: int,
+    min_interval_s: float,
+    seconds_since_save: float | None,
+) -> bool:
+    """Whether the run saves a checkpoint after ``step``.
+
+    Always after the last step. With ``every_steps`` > 0, every ``every_steps`` steps. Otherwise at
+    epoch ends, but no sooner than ``min_interval_s`` after the previous checkpoint
+    (``seconds_since_save`` is None while this run has none, written or restored: the first epoch's
+    end then saves, so a disk problem shows at once). Short epochs thus do not pay for a checkpoint
+    each, and a killed run loses at most about ``min_interval_s`` of training.
+    """
+    if step == total:
+        return True
+    if every_steps > 0:
+        return step % every_steps == 0
+    if step % per_epoch != 0:
+        return False
+    return seconds_since_save is None or seconds_since_save >= min_interval_s
+
+
 def steps(workdir: str) -> list[int]:
     """Steps of the finished checkpoints in ``workdir``, oldest first."""
     directory = checkpoint_dir(workdir)

@@ -66,7 +66,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.grad_clip = 0.0  # global-norm clip (0 = off)
     c.train.steps_per_dispatch = 0  # steps run in one compiled call (0 = to the next boundary)
     c.train.log_every_steps = 0  # metrics.jsonl line every N steps (0 = every epoch)
-    c.train.checkpoint_every_steps = 0  # 0 = every epoch
+    c.train.checkpoint_every_steps = 0  # 0 = every epoch, at most once per the interval below
+    # With checkpoint_every_steps=0: at most one checkpoint per this many seconds; the end of the
+    # first epoch and the last step always save (0 = every epoch).
+    c.train.checkpoint_min_interval_s = 30.0
     c.train.keep_checkpoints = 3
     c.train.eval_every_epochs = 1  # test negative ELBO in metrics.jsonl (0 = only at the end)
     c.train.progress = True
@@ -159,6 +162,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key in ("steps_per_dispatch", "log_every_steps", "checkpoint_every_steps"):
         _check(t[key] >= 0, f"train.{key}", t[key], "an integer >= 0")
     _check(t.eval_every_epochs >= 0, "train.eval_every_epochs", t.eval_every_epochs, ">= 0")
+    _check(
+        t.checkpoint_min_interval_s >= 0,
+        "train.checkpoint_min_interval_s",
+        t.checkpoint_min_interval_s,
+        ">= 0",
+    )
     _check(t.learning_rate > 0, "train.learning_rate", t.learning_rate, "a positive number")
     _check(t.optimizer in OPTIMIZERS, "train.optimizer", t.optimizer, f"one of {OPTIMIZERS}")
     _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, ">= 0")

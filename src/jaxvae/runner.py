@@ -171,11 +171,13 @@ def train(
 
     total = config.train.epochs * per_epoch
     t_cfg = config.train
-    ckpt_every = t_cfg.checkpoint_every_steps or per_epoch
+    ckpt_steps = t_cfg.checkpoint_every_steps
+    ckpt_every = ckpt_steps or per_epoch
     intervals = (ckpt_every, t_cfg.log_every_steps, t_cfg.steps_per_dispatch)
     manager = checkpoint.make_manager(workdir, keep=t_cfg.keep_checkpoints)
     wait_for_saves = jax.default_backend() == "cpu"  # see checkpoint.save
     step, train_seconds, images_seen = start_step, 0.0, 0
+    last_save = time.time() if restored is not None else None  # the checkpoint resumed from
     bar = tqdm(
         total=total,
         initial=step,
@@ -221,8 +223,20 @@ def train(
                         f"epoch {epoch}/{t_cfg.epochs}  step {step}  train loss "
                         f"{record['loss']:.3f}  test {_headline(m)}"
                     )
-            if step % ckpt_every == 0 or step == total:
+            since = None if last_save is None else time.time() - last_save
+            due = checkpoint.save_due(
+                step,
+                total=total,
+                per_epoch=per_epoch,
+                every_steps=ckpt_steps,
+                min_interval_s=t_cfg.checkpoint_min_interval_s,
+                seconds_since_save=since,
+            )
+            if since is not None and epoch_done and step != total and not ckpt_steps:
+                due = sharding.agree(due)  # decided by a clock: process 0's decision holds
+            if due:
                 checkpoint.save(manager, step, state, wait=wait_for_saves)
+                last_save = time.time()
     finally:
         bar.close()
         manager.wait_until_finished()

@@ -106,6 +106,16 @@ def put_replicated(array: np.ndarray, mesh: Mesh) -> jax.Array:
     return put_global(array, replicated(mesh))
 
 
+def agree(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process: for decisions that depend on something other than the
+    step (a clock) but must be the same everywhere (every process takes part in a checkpoint)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
+
+
 def fetch(tree):
     """Brings a pytree of (possibly multi-process) arrays to the host as numpy, on every process."""
     if jax.process_count() == 1:
