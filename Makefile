@@ -45,14 +45,12 @@ $(VENV)-torch/.installed:
 	$(VENV)-torch/bin/python -m pip install -q torch==2.13.0 numpy
 	touch $@
 
-# docs/benchmarks.md: every figure there comes from these commands (about 35 minutes on 2 cores;
+# docs/benchmarks.md: every figure there comes from these commands (about 25 minutes on 2 cores;
 # run nothing else meanwhile). Results go to benchmarks/results/.
 RESULTS := benchmarks/results
 bench: env bench-env data
 	mkdir -p $(RESULTS)
 	$(BIN)/python benchmarks/compare.py --model mlp --rounds 15 --output $(RESULTS)/compare_mlp.json
-	$(BIN)/python benchmarks/compare.py --model mlp --rounds 15 --output $(RESULTS)/compare_mlp_2.json
-	$(BIN)/python benchmarks/compare.py --pool $(RESULTS)/compare_mlp.json $(RESULTS)/compare_mlp_2.json --output $(RESULTS)/compare_mlp_pooled.json
 	$(BIN)/python benchmarks/compare.py --model conv --rounds 3 --output $(RESULTS)/compare_conv.json
 	$(BIN)/jaxvae bench --config experiments/configs/peer_mlp.py --iwae-num 50 > $(RESULTS)/bench_mlp.json
 	$(BIN)/jaxvae bench --config experiments/configs/peer_conv.py --iwae-num 20 > $(RESULTS)/bench_conv.json
