@@ -52,6 +52,17 @@ def _peak_size(n: int | None, cpu: int, accelerator: int) -> int:
     return n if n is not None else (cpu if jax.default_backend() == "cpu" else accelerator)
 
 
+def _median_seconds(f, x, repeats: int) -> float:
+    """Median wall time of ``f(x)`` over ``repeats`` calls, after one warm-up call."""
+    jax.block_until_ready(f(x))
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(f(x))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def matmul_peak_gflops(n: int | None = None, repeats: int = 5) -> float:
     """Measured float32 matrix-product rate of the default device (median of ``repeats``), GFLOP/s.
 
@@ -63,13 +74,7 @@ def matmul_peak_gflops(n: int | None = None, repeats: int = 5) -> float:
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     reps = 8
     f = jax.jit(lambda a: jax.lax.fori_loop(0, reps, lambda i, x: (x @ a) * (1.0 / n), a))
-    jax.block_until_ready(f(a))
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(f(a))
-        times.append(time.perf_counter() - t)
-    return 2.0 * n**3 * reps / statistics.median(times) / 1e9
+    return 2.0 * n**3 * reps / _median_seconds(f, a, repeats) / 1e9
 
 
 def memory_bandwidth_gbs(n: int | None = None, repeats: int = 5) -> float:
@@ -82,13 +87,7 @@ def memory_bandwidth_gbs(n: int | None = None, repeats: int = 5) -> float:
     reps = 8
     f = jax.jit(lambda x: jax.lax.fori_loop(0, reps, lambda i, y: y * 0.5 + 1.0, x))
     x = jnp.zeros((n,), jnp.float32)
-    jax.block_until_ready(f(x))
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(f(x))
-        times.append(time.perf_counter() - t)
-    return 2 * 4 * n * reps / statistics.median(times) / 1e9
+    return 2 * 4 * n * reps / _median_seconds(f, x, repeats) / 1e9
 
 
 def _program_memory_mb(compiled) -> dict[str, float] | None:

@@ -171,8 +171,7 @@ def train(
 
     total = config.train.epochs * per_epoch
     t_cfg = config.train
-    ckpt_steps = t_cfg.checkpoint_every_steps
-    ckpt_every = ckpt_steps or per_epoch
+    ckpt_every = t_cfg.checkpoint_every_steps or per_epoch
     intervals = (ckpt_every, t_cfg.log_every_steps, t_cfg.steps_per_dispatch)
     manager = checkpoint.make_manager(workdir, keep=t_cfg.keep_checkpoints)
     wait_for_saves = jax.default_backend() == "cpu"  # see checkpoint.save
@@ -224,16 +223,16 @@ def train(
                         f"{record['loss']:.3f}  test {_headline(m)}"
                     )
             since = None if last_save is None else time.time() - last_save
+            if since is not None and epoch_done:
+                since = sharding.from_process_0(since)  # a clock reading: the same everywhere
             due = checkpoint.save_due(
                 step,
                 total=total,
                 per_epoch=per_epoch,
-                every_steps=ckpt_steps,
+                every_steps=t_cfg.checkpoint_every_steps,
                 min_interval_s=t_cfg.checkpoint_min_interval_s,
                 seconds_since_save=since,
             )
-            if since is not None and epoch_done and step != total and not ckpt_steps:
-                due = sharding.agree(due)  # decided by a clock: process 0's decision holds
             if due:
                 checkpoint.save(manager, step, state, wait=wait_for_saves)
                 last_save = time.time()

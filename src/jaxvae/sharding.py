@@ -106,14 +106,14 @@ def put_replicated(array: np.ndarray, mesh: Mesh) -> jax.Array:
     return put_global(array, replicated(mesh))
 
 
-def agree(flag: bool) -> bool:
-    """Process 0's ``flag`` on every process: for decisions that depend on something other than the
-    step (a clock) but must be the same everywhere (every process takes part in a checkpoint)."""
+def from_process_0(value: float) -> float:
+    """Process 0's ``value`` on every process: for inputs other than the step (a clock reading)
+    to decisions that must be the same everywhere (every process takes part in a checkpoint)."""
     if jax.process_count() == 1:
-        return flag
+        return value
     from jax.experimental import multihost_utils
 
-    return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
+    return float(multihost_utils.broadcast_one_to_all(np.asarray(value, np.float32)))
 
 
 def fetch(tree):
