@@ -1,11 +1,14 @@
 """jaxvae: autoencoders and variational autoencoders in JAX/Flax.
 
-The public API: models as pure functions (:func:`make_model`), objectives (:func:`vae_loss`,
-:func:`ae_loss`), distributions, data loading, the train step and engine, evaluation, and
-:func:`load_run` for trained runs.
+The public API: :func:`train` (what ``jaxvae train`` does) and :func:`load_run`; :func:`build`
+(everything a run needs from a config); model families (:mod:`jaxvae.models`, chosen by name),
+decoder likelihoods (:mod:`jaxvae.likelihoods`), objectives, distributions, data loading, the
+train step and engine, and evaluation.
 """
 
-from jaxvae.api import Run, load_run
+from jaxvae import likelihoods, models
+from jaxvae.api import Run, load_run, train
+from jaxvae.config import base_config, load_config_file
 from jaxvae.data import Dataset, add_noise, dynamic_binarize, load_dataset
 from jaxvae.distributions import (
     bernoulli_log_prob,
@@ -15,40 +18,48 @@ from jaxvae.distributions import (
     reparameterize,
     standard_normal_log_prob,
 )
-from jaxvae.evaluate import active_units, evaluate_ae, evaluate_elbo, evaluate_iwae
-from jaxvae.models import Model, ModelSpec, make_model, num_params
-from jaxvae.objectives import ObjectiveSpec, ae_loss, log_likelihood, vae_loss
-from jaxvae.train import TrainState, init_state, make_engine, make_train_step
+from jaxvae.engine import TrainState, init_state, make_engine, make_train_step
+from jaxvae.evaluate import active_units, as_data, evaluate_iwae, evaluate_model
+from jaxvae.experiment import Experiment, build, run_keys
+from jaxvae.models import DataInfo, Model, num_params
+from jaxvae.objectives import ObjectiveSpec, iwae_loss, kl_schedule, make_loss
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "DataInfo",
     "Dataset",
+    "Experiment",
     "Model",
-    "ModelSpec",
     "ObjectiveSpec",
     "Run",
     "TrainState",
     "active_units",
     "add_noise",
-    "ae_loss",
+    "as_data",
+    "base_config",
     "bernoulli_log_prob",
+    "build",
     "diag_gaussian_log_prob",
     "dynamic_binarize",
-    "evaluate_ae",
-    "evaluate_elbo",
+    "evaluate_model",
     "evaluate_iwae",
     "gaussian_kl",
     "gaussian_log_prob",
     "init_state",
+    "iwae_loss",
+    "kl_schedule",
+    "likelihoods",
+    "load_config_file",
     "load_dataset",
     "load_run",
-    "log_likelihood",
     "make_engine",
-    "make_model",
+    "make_loss",
     "make_train_step",
+    "models",
     "num_params",
     "reparameterize",
+    "run_keys",
     "standard_normal_log_prob",
-    "vae_loss",
+    "train",
 ]

@@ -1,10 +1,9 @@
-"""Loading a finished (or running) run back into Python: ``jaxvae.load_run(workdir)``."""
+"""Python entry points: ``jaxvae.train(config, workdir)`` and ``jaxvae.load_run(workdir)``."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -14,19 +13,16 @@ import ml_collections
 import numpy as np
 
 from jaxvae import checkpoint, sharding
-from jaxvae import config as config_lib
-from jaxvae import train as train_lib
+from jaxvae import experiment as build_lib
 from jaxvae import workdir as workdir_lib
-from jaxvae.models import Model, ModelSpec, Params, make_model
-
-RUN_INFO = "run.json"
+from jaxvae.models import Model, Params
 
 
-def write_run_info(workdir: str, image_shape: tuple[int, ...], dataset: str) -> None:
-    """Records what the config alone does not say: the shape of the images the model was built for."""
-    workdir_lib.write_json(
-        os.path.join(workdir, RUN_INFO), {"image_shape": list(image_shape), "dataset": dataset}
-    )
+def train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None, stream=sys.stderr):
+    """Trains (or resumes) what ``jaxvae train`` trains; returns the run's summary dict."""
+    from jaxvae import runner
+
+    return runner.train(config, workdir, mesh=mesh, stream=stream)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,62 +31,65 @@ class Run:
 
     Attributes:
       config: the run's ``ml_collections.ConfigDict``.
-      spec: the :class:`~jaxvae.models.ModelSpec`.
-      model: the :class:`~jaxvae.models.Model` (pure functions of ``params``).
+      model: the model family instance (pure functions of ``params`` and ``state``).
       params: the parameters of the newest readable checkpoint (host numpy arrays).
+      state: the model state (``{}`` for most families).
       step: the step of that checkpoint.
-      encode: ``x -> (mean, log_var)`` (``(code, None)`` for an AE); ``x`` float32 ``[N, H, W, C]``
-        in [0, 1].
-      decode: ``z -> logits`` (Bernoulli decoder) or the mean image (Gaussian decoder, AE).
+      experiment: what :func:`jaxvae.experiment.build` made of the config (without data).
+      encode: ``x -> [N, latent_dim]`` (the posterior mean or the code); ``x`` float32
+        ``[N, H, W, C]`` in [0, 1], optional ``labels``.
+      decode: ``z -> mean image`` in [0, 1] (optional ``labels``).
     """
 
     config: ml_collections.ConfigDict
-    spec: ModelSpec
     model: Model
     params: Params
+    state: Any
     step: int
-    encode: Callable[[Any], tuple[jax.Array, jax.Array | None]]
-    decode: Callable[[Any], jax.Array]
+    experiment: build_lib.Experiment
+    encode: Callable[..., jax.Array]
+    decode: Callable[..., jax.Array]
 
 
 def load_run(workdir: str, *, warn: Callable[[str], None] | None = None) -> Run:
     """Loads the run in ``workdir`` from its newest readable checkpoint.
 
     Raises:
-      ValueError: ``workdir`` does not exist, holds no run, or has no readable checkpoint.
+      ValueError: ``workdir`` does not exist, holds no run, holds a run of another format, or has
+        no readable checkpoint.
     """
     config = workdir_lib.read_config(workdir)
-    info_path = os.path.join(workdir, RUN_INFO)
-    if not os.path.exists(info_path):
-        raise ValueError(f"workdir {workdir!r} holds no run ({RUN_INFO} is missing)")
-    with open(info_path) as f:
-        info = json.load(f)
-    spec = config_lib.model_spec(config, tuple(info["image_shape"]))
-    model = make_model(spec)
-    tx = train_lib.make_optimizer(config.train)
+    info = build_lib.info_from_dict(workdir_lib.read_run_info(workdir))
     mesh = sharding.make_mesh(jax.local_devices()[:1])
-    abstract = train_lib.abstract_state(model, tx, mesh)
+    exp = build_lib.build(config, mesh=mesh, info=info, load_data=False)
     restored = checkpoint.restore_newest(
-        workdir, abstract, quarantine=False, **({"warn": warn} if warn else {})
+        workdir, exp.abstract_state(), quarantine=False, **({"warn": warn} if warn else {})
     )
     if restored is None:
         raise ValueError(f"workdir {workdir!r} has no checkpoint yet")
     state, step = restored
     params = jax.tree.map(np.asarray, state.params)
-    device_params = jax.device_put(params)
+    model_state = jax.tree.map(np.asarray, state.model_state)
+    model = exp.model
+    device = jax.device_put((params, model_state))
 
     @jax.jit
-    def _encode(x):
-        return model.encode(device_params, x)
+    def _encode(x, labels):
+        return model.encode(*device, {"image": x, "label": labels})
 
     @jax.jit
-    def _decode(z):
-        return model.decode(device_params, z)
+    def _decode(z, labels):
+        return model.decode(*device, z, labels).mean()
 
-    def encode(x):
-        return _encode(jnp.asarray(x, jnp.float32))
+    def labels_for(n, labels):
+        return jnp.zeros((n,), jnp.int32) if labels is None else jnp.asarray(labels, jnp.int32)
 
-    def decode(z):
-        return _decode(jnp.asarray(z, jnp.float32))
+    def encode(x, labels=None):
+        x = jnp.asarray(x, jnp.float32)
+        return _encode(x, labels_for(x.shape[0], labels))
 
-    return Run(config, spec, model, params, step, encode, decode)
+    def decode(z, labels=None):
+        z = jnp.asarray(z, jnp.float32)
+        return _decode(z, labels_for(z.shape[0], labels))
+
+    return Run(config, model, params, model_state, step, exp, encode, decode)

@@ -15,11 +15,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxvae import config as config_lib
-from jaxvae import data as data_lib
+from jaxvae import engine as engine_lib
 from jaxvae import evaluate, runner, sharding
-from jaxvae import train as train_lib
-from jaxvae.models import make_model, num_params
+from jaxvae import experiment as build_lib
+from jaxvae.models import num_params
 
 
 def _cost(compiled, name: str) -> float | None:
@@ -135,30 +134,23 @@ def run(
             f"bench needs --steps >= 0, --repeats > 0, --iwae-k >= 0, --iwae-num >= 0 and "
             f"--iwae-batch > 0, got {steps}, {repeats}, {iwae_k}, {iwae_num}, {iwae_batch}"
         )
-    config_lib.validate(config)
-    dataset = data_lib.load_from_config(config.data, config.seed)
-    spec = config_lib.model_spec(config, dataset.image_shape)
-    model = make_model(spec)
-    mesh = sharding.make_mesh()
+    exp = build_lib.build(config)
+    dataset, model, mesh, keys = exp.dataset, exp.model, exp.mesh, exp.keys
     batch = config.train.batch_size
-    sharding.check_batch_size(batch, mesh)
     n = dataset.train_images.shape[0]
-    per_epoch = train_lib.steps_per_epoch(n, batch)
+    per_epoch = engine_lib.steps_per_epoch(n, batch)
+    if per_epoch < 1:
+        raise ValueError(f"train.batch_size={batch} is larger than the {n} training images")
     steps = min(steps or per_epoch, per_epoch)
-    tx = train_lib.make_optimizer(config.train)
-    step_fn = train_lib.make_train_step(model, config_lib.objective_spec(config), tx)
-    keys = runner.run_keys(config.seed)
-    init = jax.jit(
-        lambda k: train_lib.init_state(model, tx, k), out_shardings=sharding.replicated(mesh)
-    )
-    state = init(keys["init"])
-    images = sharding.put_replicated(dataset.train_images, mesh)
-    engine = train_lib.make_engine(step_fn, num_examples=n, batch_size=batch, mesh=mesh)
+    step_fn = exp.train_step()
+    state = exp.init_state()
+    images = jax.tree.map(lambda a: sharding.put_replicated(a, mesh), exp.split("train"))
+    engine = engine_lib.make_engine(step_fn, num_examples=n, batch_size=batch, mesh=mesh)
 
     t = time.perf_counter()
     compiled = engine.lower(state, images, keys["train"], keys["data"], jnp.int32(1)).compile()
     compile_s = time.perf_counter() - t
-    one_step = (state, images[:batch], keys["train"])
+    one_step = (state, jax.tree.map(lambda a: a[:batch], images), keys["train"])
     flops_per_image = (cpu_flops(step_fn, *one_step) or 0.0) / batch or None
     # Bytes from the program compiled for this device, whose fusions decide what goes through memory.
     compiled_step = jax.jit(step_fn).lower(*one_step).compile()
@@ -180,11 +172,11 @@ def run(
     train_device_peak = _device_peak_bytes()  # before the measurements below allocate their own
     result: dict[str, Any] = {
         "config": {
-            "model": f"{spec.kind}/{spec.architecture}",
+            "model": f"{model.name}/{model.architecture}",
             "dataset": dataset.name,
             "batch_size": batch,
             "num_params": num_params(state.params),
-            "conv_impl": spec.conv_impl,
+            "conv_impl": model.conv_impl,
         },
         "backend": jax.default_backend(),
         "devices": mesh.devices.size,
@@ -213,39 +205,45 @@ def run(
         result["arithmetic_intensity"] = flops_per_image / bytes_per_image
         result["roofline_images_per_sec"] = 1.0 / floor_s
         result["train_fraction_of_roofline"] = result["train_images_per_sec"] * floor_s
-    if iwae_k and iwae_num and spec.stochastic:
-        x = dataset.test_images[:iwae_num]
-        bs = min(iwae_batch, iwae_num)
-        evaluate.evaluate_iwae(model, state.params, x[:bs], keys["eval"], k=iwae_k, batch_size=bs)
+    if iwae_k and iwae_num and model.has_likelihood:
+        x = {k: v[:iwae_num] for k, v in exp.split("test").items()}
+        n_x = x["image"].shape[0]
+        bs = min(iwae_batch, n_x)
+        head = {k: v[:bs] for k, v in x.items()}
+        p, s = state.params, state.model_state
+        evaluate.evaluate_iwae(model, p, s, head, keys["eval"], k=iwae_k, batch_size=bs)
         chunk = min(500, iwae_k)
         one = cpu_flops(
-            lambda p, x_, key: evaluate.iwae_log_px(model, p, x_, key, k=chunk, chunk=chunk),
-            state.params,
-            x[:bs],
+            lambda p_, s_, x_, key: evaluate.iwae_log_px(
+                model, p_, s_, x_, key, k=chunk, chunk=chunk
+            ),
+            p,
+            s,
+            head,
             keys["eval"],
         )
         flops_per_sample = (one or 0.0) / (bs * chunk) or None
         t = time.perf_counter()
         iw = evaluate.evaluate_iwae(
-            model, state.params, x, keys["eval"], k=iwae_k, batch_size=bs, mesh=mesh
+            model, p, s, x, keys["eval"], k=iwae_k, batch_size=bs, mesh=mesh
         )
         dt = time.perf_counter() - t
         result["iwae"] = {
             "k": iwae_k,
-            "num_examples": int(x.shape[0]),
+            "num_examples": int(n_x),
             "seconds": dt,
-            "images_per_sec": x.shape[0] / dt,
-            "samples_per_sec": x.shape[0] * iwae_k / dt,
-            "estimated_s_for_10k_images": 10_000 * dt / x.shape[0],
+            "images_per_sec": n_x / dt,
+            "samples_per_sec": n_x * iwae_k / dt,
+            "estimated_s_for_10k_images": 10_000 * dt / n_x,
             "nll": iw["nll"],
             "flops_per_sample": flops_per_sample,
         }
         if flops_per_sample:
             floor = 10_000 * iwae_k * flops_per_sample / (peak * 1e9)
             result["iwae"]["floor_s_for_10k_images_at_matmul_peak"] = floor
-            result["iwae"]["fraction_of_matmul_peak"] = floor / (10_000 * dt / x.shape[0])
+            result["iwae"]["fraction_of_matmul_peak"] = floor / (10_000 * dt / n_x)
     result["train_program_memory"] = _program_memory_mb(compiled)
-    result["peak_host_memory_mb"] = runner._peak_rss_mb()
+    result["peak_host_memory_mb"] = runner.peak_rss_mb()
     result["peak_device_memory_mb"] = (
         train_device_peak / 2**20 if train_device_peak is not None else None
     )

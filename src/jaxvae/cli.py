@@ -119,8 +119,11 @@ def _cmd_train(args, overrides) -> int:
     import jax
 
     if jax.process_index() == 0:
-        keys = ("test_nelbo", "test_recon", "test_kl", "steps", "wall_s", "train_images_per_sec")
-        print(json.dumps({k: summary[k] for k in keys if k in summary}))
+        shown = {
+            k: v for k, v in summary.items() if k.startswith("test_") and k != "test_kl_per_dim"
+        }
+        keys = ("steps", "wall_s", "train_images_per_sec")
+        print(json.dumps(shown | {k: summary[k] for k in keys if k in summary}))
     return 0
 
 
@@ -128,7 +131,8 @@ def _cmd_eval(args) -> int:
     import jax
     import numpy as np
 
-    from jaxvae import api, data, evaluate, runner
+    from jaxvae import api, evaluate, layout, runner
+    from jaxvae import data as data_lib
     from jaxvae import workdir as workdir_lib
 
     if args.iwae_k <= 0:
@@ -139,32 +143,32 @@ def _cmd_eval(args) -> int:
         raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
     warn = lambda m: print(f"warning: {m}", file=sys.stderr)
     run = api.load_run(args.workdir, warn=warn)
-    if not run.spec.stochastic:
-        raise ValueError(
-            f"eval computes ELBO and NLL of a VAE; {args.workdir!r} holds a {run.spec.kind!r}"
-        )
-    dataset = data.load_from_config(run.config.data, run.config.seed)
-    images = dataset.test_images
+    model = run.model
+    dataset = data_lib.load_from_config(run.config.data, run.config.seed)
+    test = {"image": dataset.test_images, "label": dataset.test_labels}
     if args.num_examples:
-        images = images[: args.num_examples]
+        test = {k: v[: args.num_examples] for k, v in test.items()}
     key = runner.run_keys(run.config.seed)["eval"]
-    params = jax.device_put(run.params)
-    elbo = evaluate.evaluate_elbo(run.model, params, images, key)
-    iw = evaluate.evaluate_iwae(
-        run.model, params, images, key, k=args.iwae_k, batch_size=args.batch_size
-    )
-    result = {
-        "test_nelbo": elbo["nelbo"],
-        "test_recon": elbo["recon"],
-        "test_kl": elbo["kl"],
-        "test_nll": iw["nll"],
-        "test_nll_se": iw["nll_se"],
-        "iwae_k": args.iwae_k,
-        "num_examples": int(images.shape[0]),
+    params, state = jax.device_put((run.params, run.state))
+    figures = evaluate.evaluate_model(model, params, state, test, key)
+    result = {f"test_{k}": v for k, v in figures.items() if k != "kl_per_dim"}
+    if model.has_likelihood:
+        iw = evaluate.evaluate_iwae(
+            model, params, state, test, key, k=args.iwae_k, batch_size=args.batch_size
+        )
+        result |= {"test_nll": iw["nll"], "test_nll_se": iw["nll_se"], "iwae_k": args.iwae_k}
+    else:
+        result["note"] = f"model kind {model.name!r} has no likelihood: no NLL bound"
+    result |= runner.nats_in_bits(model, result)
+    result |= {
+        "num_examples": int(test["image"].shape[0]),
         "step": run.step,
         "params_digest": runner.params_digest(jax.tree.map(np.asarray, run.params)),
     }
-    workdir_lib.write_json(os.path.join(args.workdir, "eval.json"), result)
+    protocol = getattr(dataset, "protocol", None)
+    if protocol:
+        result["data_protocol"] = protocol
+    workdir_lib.write_json(layout.path(args.workdir, layout.EVAL), result)
     print(json.dumps(result))
     return 0
 
@@ -173,21 +177,24 @@ def _cmd_sample(args) -> int:
     import jax
     import numpy as np
 
-    from jaxvae import api, plots
+    from jaxvae import api, layout, pictures, plots
 
     if args.num <= 0:
         raise ValueError(f"--num must be a positive integer, got {args.num}")
     run = api.load_run(args.workdir, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
-    if not run.spec.stochastic:
-        raise ValueError(
-            f"sampling from the prior needs a VAE; {args.workdir!r} holds a {run.spec.kind!r}"
-        )
-    out = args.out or os.path.join(args.workdir, "samples.png")
+    out = args.out or layout.path(args.workdir, layout.SAMPLES)
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
         raise ValueError(f"--out {out!r}: directory {parent!r} does not exist")
-    params = jax.device_put(run.params)
-    images = plots.prior_samples(run.model, params, jax.random.key(args.seed), args.num)
+    model = run.model
+    params, state = jax.device_put((run.params, run.state))
+    key = jax.random.key(args.seed)
+    images = pictures.prior_samples(model, params, state, key, args.num)
+    if images is None:
+        raise ValueError(
+            f"model kind {model.name!r} in {args.workdir!r} has no prior to sample from "
+            "(its pictures are reconstructions.png and the family's own)"
+        )
     plots.save_grid(out, np.asarray(images), min(8, args.num))
     print(out)
     return 0

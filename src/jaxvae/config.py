@@ -2,8 +2,9 @@
 
 Config files are Python files with ``get_config()`` returning an ``ml_collections.ConfigDict``; they
 start from :func:`base_config`, whose keys and types are the schema (it is locked, so a misspelt key
-is an error). Only the CLI, :mod:`jaxvae.train` and ``experiments/`` read ConfigDicts; the rest of the
-library takes the frozen specs that :func:`model_spec` and :func:`objective_spec` build.
+is an error). Each model family adds its own section ``model.<kind>`` with the defaults it declares.
+Only the CLI, the run builder (:mod:`jaxvae.experiment`), model families' ``from_config`` and
+``experiments/`` read ConfigDicts; the rest of the library takes frozen specs.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import jax
 import ml_collections
 
 from jaxvae import data as data_lib
-from jaxvae.models import ModelSpec
-from jaxvae.objectives import ObjectiveSpec
+from jaxvae import likelihoods, models
+from jaxvae.objectives import ESTIMATORS, OBJECTIVES, ObjectiveSpec
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 BINARIZE = ("none", "static", "dynamic")
@@ -40,16 +41,25 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.limit_test = 0
 
     c.model = ml_collections.ConfigDict()
-    c.model.kind = "vae"  # vae | ae | dae
+    c.model.kind = "vae"  # a registered family (jaxvae.models.families())
     c.model.architecture = "conv"  # conv | mlp
     c.model.latent_dim = 16
     c.model.hidden = (400,)
     c.model.channels = (32, 64)
-    c.model.likelihood = "bernoulli"  # bernoulli | gaussian | gaussian_learned
+    c.model.activation = "relu"  # MLP hidden layers: relu | tanh
+    c.model.layer = "dense"  # MLP hidden layers: dense | gated
+    c.model.likelihood = "bernoulli"  # bernoulli | gaussian | gaussian_learned | logistic_mixture
     c.model.gaussian_std = 0.1
+    c.model.num_mixtures = 5  # logistic_mixture components
     c.model.conv_impl = "auto"  # auto (fast on CPU and GPU, lax on TPU) | fast | lax
+    for name, family in sorted(models.families().items()):
+        if family.config_defaults:
+            c.model[name] = ml_collections.ConfigDict(dict(family.config_defaults))
 
     c.objective = ml_collections.ConfigDict()
+    c.objective.name = "elbo"  # elbo (the family's loss) | iwae
+    c.objective.k = 1  # IWAE importance samples
+    c.objective.estimator = "standard"  # IWAE gradient: standard | dreg
     c.objective.beta = 1.0
     c.objective.warmup_steps = 0
     c.objective.free_bits = 0.0
@@ -183,12 +193,32 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(d.binarize in BINARIZE, "data.binarize", d.binarize, f"one of {BINARIZE}")
     _check(d.limit_train >= 0, "data.limit_train", d.limit_train, ">= 0")
     _check(d.limit_test >= 0, "data.limit_test", d.limit_test, ">= 0")
+    m, o = config.model, config.objective
+    known = tuple(sorted(models.families()))
+    _check(m.kind in known, "model.kind", m.kind, f"one of {known}")
+    _check(
+        m.likelihood in likelihoods.names(),
+        "model.likelihood",
+        m.likelihood,
+        f"one of {likelihoods.names()}",
+    )
+    _check(o.name in OBJECTIVES, "objective.name", o.name, f"one of {OBJECTIVES}")
+    _check(o.estimator in ESTIMATORS, "objective.estimator", o.estimator, f"one of {ESTIMATORS}")
     channels = config.model.channels
     side = 2 ** len(channels) if isinstance(channels, tuple | list) else 1
     # The real image shape is checked once data is loaded. A fixed backend: validation must not
     # start JAX's backend, which jax.distributed.initialize() has to precede.
-    model_spec(config, (side, side, 1), backend="cpu")
-    objective_spec(config)
+    model = models.from_config(config, models.DataInfo((side, side, 1)), backend="cpu")
+    objective = objective_spec(config)
+    if objective.name == "iwae" and not model.has_likelihood:
+        raise ValueError(
+            f"config objective.name='iwae' needs a likelihood; model.kind={m.kind!r} has none"
+        )
+    if objective.estimator == "dreg" and not model.dreg_ok:
+        raise ValueError(
+            f"config objective.estimator='dreg' needs a generative model that shares no "
+            f"parameters with q; model.kind={m.kind!r} does"
+        )
 
 
 def _check_types(schema, config, prefix: str) -> None:
@@ -226,39 +256,11 @@ def resolve_conv_impl(name: str, backend: str | None = None) -> str:
     return "fast" if (backend or jax.default_backend()) in ("cpu", "gpu", "cuda", "rocm") else "lax"
 
 
-def model_spec(
-    config: ml_collections.ConfigDict,
-    image_shape: tuple[int, ...],
-    *,
-    backend: str | None = None,
-) -> ModelSpec:
-    """The :class:`ModelSpec` of ``config.model`` for images of ``image_shape``, with
-    ``conv_impl="auto"`` resolved for ``backend`` (default: JAX's default backend)."""
-    m = config.model
-    return ModelSpec(
-        kind=m.kind,
-        architecture=m.architecture,
-        image_shape=tuple(image_shape),
-        latent_dim=m.latent_dim,
-        hidden=tuple(m.hidden),
-        channels=tuple(m.channels),
-        likelihood=m.likelihood,
-        gaussian_std=m.gaussian_std,
-        conv_impl=resolve_conv_impl(m.conv_impl, backend),
-    )
-
-
 def objective_spec(config: ml_collections.ConfigDict) -> ObjectiveSpec:
-    """The :class:`ObjectiveSpec` of ``config.objective`` (and dynamic binarization)."""
+    """The :class:`ObjectiveSpec` of ``config.objective``."""
     o = config.objective
     return ObjectiveSpec(
-        beta=o.beta,
-        warmup_steps=o.warmup_steps,
-        free_bits=o.free_bits,
-        dynamic_binarize=config.data.binarize == "dynamic",
-        ae_loss=o.ae_loss,
-        noise=o.noise,
-        noise_level=o.noise_level,
+        name=o.name, k=o.k, estimator=o.estimator, beta=o.beta, warmup_steps=o.warmup_steps
     )
 
 

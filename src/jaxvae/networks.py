@@ -52,33 +52,74 @@ class ConvTranspose(nn.Module):
         return convs.conv_transpose2d(x, kernel, bias, stride=self.stride, impl=self.impl)
 
 
-class MLPEncoder(nn.Module):
-    """Flatten, ReLU hidden layers, then a dense layer to ``out_dim`` (e.g. ``2 * latent_dim``)."""
+ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}
+LAYERS = ("dense", "gated")
 
-    hidden: Sequence[int]
-    out_dim: int
+
+class GatedDense(nn.Module):
+    """``h = (W x + b) * sigmoid(V x + c)``: the gated dense layer of the VampPrior paper's MLPs
+    (Tomczak and Welling 2018), used without a further activation."""
+
+    features: int
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = x.reshape(x.shape[0], -1)
+        return nn.Dense(self.features)(x) * jax.nn.sigmoid(nn.Dense(self.features)(x))
+
+
+def _hidden_layer(width: int, layer: str, activation: str):
+    if layer == "gated":
+        return GatedDense(width)
+    dense = nn.Dense(width)
+    return lambda h: ACTIVATIONS[activation](dense(h))
+
+
+class MLP(nn.Module):
+    """Hidden layers (dense + ``activation``, or gated dense), then a dense layer to ``out_dim``."""
+
+    hidden: Sequence[int]
+    out_dim: int
+    activation: str = "relu"
+    layer: str = "dense"
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
         for width in self.hidden:
-            h = nn.relu(nn.Dense(width)(h))
+            h = _hidden_layer(width, self.layer, self.activation)(h)
         return nn.Dense(self.out_dim)(h)
 
 
+class MLPEncoder(nn.Module):
+    """Flatten (and append ``cond``, e.g. a one-hot label), hidden layers, then a dense layer to
+    ``out_dim`` (e.g. ``2 * latent_dim``)."""
+
+    hidden: Sequence[int]
+    out_dim: int
+    activation: str = "relu"
+    layer: str = "dense"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, cond: jax.Array | None = None) -> jax.Array:
+        h = x.reshape(x.shape[0], -1)
+        if cond is not None:
+            h = jnp.concatenate([h, cond], axis=-1)
+        return MLP(self.hidden, self.out_dim, self.activation, self.layer)(h)
+
+
 class MLPDecoder(nn.Module):
-    """ReLU hidden layers, then a dense layer to the pixels, reshaped to ``image_shape``."""
+    """Hidden layers, then a dense layer to the pixels, reshaped to ``image_shape`` (the decoder's
+    output shape: channels times the likelihood's values per channel)."""
 
     hidden: Sequence[int]
     image_shape: tuple[int, int, int]
+    activation: str = "relu"
+    layer: str = "dense"
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
-        h = z
-        for width in self.hidden:
-            h = nn.relu(nn.Dense(width)(h))
         size = self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
-        return nn.Dense(size)(h).reshape(z.shape[0], *self.image_shape)
+        out = MLP(self.hidden, size, self.activation, self.layer)(z)
+        return out.reshape(z.shape[0], *self.image_shape)
 
 
 class ConvEncoder(nn.Module):
@@ -89,11 +130,14 @@ class ConvEncoder(nn.Module):
     impl: str = "fast"
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, cond: jax.Array | None = None) -> jax.Array:
         h = x
         for c in self.channels:
             h = nn.relu(Conv(c, stride=2, impl=self.impl)(h))
-        return nn.Dense(self.out_dim)(h.reshape(h.shape[0], -1))
+        h = h.reshape(h.shape[0], -1)
+        if cond is not None:
+            h = jnp.concatenate([h, cond], axis=-1)
+        return nn.Dense(self.out_dim)(h)
 
 
 class ConvDecoder(nn.Module):
@@ -119,15 +163,3 @@ class ConvDecoder(nn.Module):
             if i < len(widths) - 1:
                 h = nn.relu(h)
         return h
-
-
-class LearnedScale(nn.Module):
-    """A per-pixel learned log standard deviation for a Gaussian decoder."""
-
-    image_shape: tuple[int, int, int]
-    init_log_scale: float
-
-    @nn.compact
-    def __call__(self) -> jax.Array:
-        init = nn.initializers.constant(self.init_log_scale)
-        return self.param("log_scale", init, self.image_shape, jnp.float32)

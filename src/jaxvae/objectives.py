@@ -1,22 +1,25 @@
-"""Training objectives: the negative ELBO (VAE, beta-VAE) and pixel losses (AE, DAE).
+"""Training objectives over any model family: the family's own loss (the ELBO for VAEs, a pixel
+loss for AEs) with a KL weight that is a schedule of the step, or the importance-weighted bound
+(IWAE, Burda et al. 2016) from the family's log-weights, with the standard or the doubly
+reparameterized gradient (DReG, Tucker et al. 2019).
 
-Every loss returns ``(scalar, terms)`` where ``terms`` is a dict of per-batch means in nats per image:
-``recon`` (negative log-likelihood, or the pixel loss for an AE), ``kl``, ``elbo`` and ``loss``.
+``make_loss(model, spec)`` returns ``f(params, state, batch, key, step) -> (loss, (terms,
+new_state))``: ``terms`` are scalar batch means in nats per image.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from jaxvae import data as data_lib
-from jaxvae import distributions as dist
-from jaxvae.models import Model, Params
+from jaxvae.models import Model
 
-AE_LOSSES = ("l2", "l1")
-NOISE_KINDS = data_lib.NOISE_KINDS
+OBJECTIVES = ("elbo", "iwae")
+ESTIMATORS = ("standard", "dreg")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,122 +27,117 @@ class ObjectiveSpec:
     """Static options of the training objective.
 
     Attributes:
-      beta: weight of the KL term (``1`` = the ELBO; ``> 1`` = beta-VAE).
-      warmup_steps: the KL weight rises linearly from 0 to ``beta`` over this many steps (0 = off).
-      free_bits: nats per latent dimension below which the batch-mean KL is not penalised (0 = off).
-      dynamic_binarize: resample binary pixels ``x ~ Bernoulli(x)`` for every batch.
-      ae_loss: ``"l2"`` (squared error) or ``"l1"`` pixel loss for AE/DAE, summed over pixels.
-      noise: DAE input corruption, one of ``NOISE_KINDS``.
-      noise_level: its strength (std for Gaussian, probability for masking and salt-and-pepper).
+      name: ``"elbo"`` (the family's own loss) or ``"iwae"`` (the k-sample bound).
+      k: importance samples of the IWAE bound (``k=1`` is the single-sample ELBO).
+      estimator: IWAE gradient, ``"standard"`` or ``"dreg"``.
+      beta: the KL weight (``1`` = the ELBO; ``> 1`` = beta-VAE).
+      warmup_steps: the KL weight rises linearly from 0 to ``beta`` over this many steps.
     """
 
+    name: str = "elbo"
+    k: int = 1
+    estimator: str = "standard"
     beta: float = 1.0
     warmup_steps: int = 0
-    free_bits: float = 0.0
-    dynamic_binarize: bool = False
-    ae_loss: str = "l2"
-    noise: str = "gaussian"
-    noise_level: float = 0.3
 
     def __post_init__(self) -> None:
+        if self.name not in OBJECTIVES:
+            raise ValueError(f"objective name must be one of {OBJECTIVES}, got {self.name!r}")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if isinstance(self.k, bool) or int(self.k) != self.k or self.k < 1:
+            raise ValueError(f"objective k must be a positive integer, got {self.k!r}")
         if not float(self.beta) >= 0:
             raise ValueError(f"beta must be >= 0, got {self.beta!r}")
         if int(self.warmup_steps) < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
-        if not float(self.free_bits) >= 0:
-            raise ValueError(f"free_bits must be >= 0, got {self.free_bits!r}")
-        if self.ae_loss not in AE_LOSSES:
-            raise ValueError(f"ae_loss must be one of {AE_LOSSES}, got {self.ae_loss!r}")
-        if self.noise not in NOISE_KINDS:
-            raise ValueError(f"noise must be one of {NOISE_KINDS}, got {self.noise!r}")
-        if not 0 <= float(self.noise_level):
-            raise ValueError(f"noise_level must be >= 0, got {self.noise_level!r}")
+        if self.name == "iwae" and (self.beta != 1.0 or self.warmup_steps):
+            raise ValueError(
+                f"the IWAE objective is a bound on log p(x): beta={self.beta!r} and "
+                f"warmup_steps={self.warmup_steps!r} apply to the ELBO objective only"
+            )
+        if self.name != "iwae" and (self.k != 1 or self.estimator != "standard"):
+            raise ValueError(
+                f"objective k={self.k!r} and estimator={self.estimator!r} apply to "
+                "objective name 'iwae' only"
+            )
 
 
-def log_likelihood(model: Model, params: Params, x: jax.Array, z: jax.Array) -> jax.Array:
-    """``log p(x | z)`` per example, summed over pixels."""
-    out = model.decode_raw(params, z)
-    if model.spec.likelihood == "bernoulli":
-        return dist.bernoulli_log_prob(x, out)
-    return dist.gaussian_log_prob(x, jax.nn.sigmoid(out), model.log_scale(params))
+def kl_schedule(spec: ObjectiveSpec) -> optax.Schedule:
+    """The KL weight as a function of the step: ``beta``, ramped linearly from 0 over
+    ``warmup_steps``."""
+    if spec.warmup_steps <= 0:
+        return optax.constant_schedule(float(spec.beta))
+    return optax.linear_schedule(0.0, float(spec.beta), int(spec.warmup_steps))
 
 
-def kl_weight(objective: ObjectiveSpec, step: jax.Array | int) -> jax.Array:
-    """The KL weight at ``step``: ``beta``, ramped linearly over ``warmup_steps``."""
-    if objective.warmup_steps <= 0:
-        return jnp.float32(objective.beta)
-    ramp = jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / objective.warmup_steps)
-    return objective.beta * ramp
+def log_mean_exp(log_w: jax.Array, axis: int = -1) -> jax.Array:
+    """``log (1/k) sum_i exp(log_w_i)`` along ``axis``, stably."""
+    return jax.nn.logsumexp(log_w, axis=axis) - math.log(log_w.shape[axis])
 
 
-def vae_loss(
-    model: Model,
-    params: Params,
-    x: jax.Array,
-    key: jax.Array,
-    *,
-    objective: ObjectiveSpec = ObjectiveSpec(),
-    step: jax.Array | int = 0,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Negative ELBO with one reparameterized sample, plus beta, KL warm-up and free bits.
+def _split_params(model: Model, params):
+    """``(theta_live, phi_live)``: the params with the inference groups, resp. the generative
+    groups, held constant."""
+    stop = jax.lax.stop_gradient
+    inference = set(model.inference_keys)
+    theta = {k: stop(v) if k in inference else v for k, v in params.items()}
+    phi = {k: v if k in inference else stop(v) for k, v in params.items()}
+    return theta, phi
 
-    ``-ELBO(x) = -E_q[log p(x|z)] + KL(q(z|x) || N(0, I))``; the returned loss is
-    ``mean(recon) + w(step) * KL_objective`` where ``KL_objective`` is the batch-mean KL, or with free
-    bits ``sum_d max(free_bits, mean_batch KL_d)``. ``terms["elbo"]`` is always the true ELBO.
+
+def iwae_loss(model: Model, params, state, batch, key, *, k: int, estimator: str = "standard"):
+    """Negative IWAE bound ``-mean_x log (1/k) sum_i w_i`` and its terms.
+
+    With ``estimator="dreg"`` the loss has the same value, but its gradient is the doubly
+    reparameterized one: ``sum_i w~_i grad_theta log w_i`` for the generative parameters and
+    ``sum_i w~_i^2 (d log w_i / d z_i)(d z_i / d phi)`` for the inference ones, where
+    ``w~ = softmax(log w)`` (Tucker et al. 2019, eq. 5).
     """
-    k_bin, k_z = jax.random.split(key)
-    if objective.dynamic_binarize:
-        x = data_lib.dynamic_binarize(k_bin, x)
-    mean, log_var = model.encode(params, x)
-    z = dist.reparameterize(k_z, mean, log_var)
-    recon = -log_likelihood(model, params, x, z)
-    kl_dims = dist.gaussian_kl(mean, log_var)
-    kl = jnp.sum(kl_dims, axis=-1)
-    if objective.free_bits > 0:
-        kl_objective = jnp.sum(jnp.maximum(objective.free_bits, jnp.mean(kl_dims, axis=0)))
+    if estimator == "standard":
+        log_w = model.log_weights(params, state, batch, key, k)
+        bound = jnp.mean(log_mean_exp(log_w))
+        loss = -bound
     else:
-        kl_objective = jnp.mean(kl)
-    loss = jnp.mean(recon) + kl_weight(objective, step) * kl_objective
-    terms = {
-        "loss": loss,
-        "recon": jnp.mean(recon),
-        "kl": jnp.mean(kl),
-        "elbo": -jnp.mean(recon + kl),
-    }
-    return loss, terms
+        if not model.dreg_ok:
+            raise ValueError(
+                f"estimator 'dreg' needs a generative model that shares no parameters with q; "
+                f"model kind {model.name!r} does"
+            )
+        theta, phi = _split_params(model, params)
+        log_w = model.log_weights(theta, state, batch, key, k)
+        log_w_phi = model.log_weights(phi, state, batch, key, k, stop_q_grad=True)
+        bound = jnp.mean(log_mean_exp(log_w))
+        w = jax.lax.stop_gradient(jax.nn.softmax(log_w_phi, axis=-1))
+        dreg = jnp.mean(jnp.sum(jnp.square(w) * log_w_phi, axis=-1))
+        loss = -(bound + dreg - jax.lax.stop_gradient(dreg))
+    ess = jnp.mean(1.0 / jnp.sum(jnp.square(jax.nn.softmax(log_w, axis=-1)), axis=-1))
+    terms = {"loss": loss, "iwae_bound": bound, "ess": jax.lax.stop_gradient(ess)}
+    return loss, terms, state
 
 
-def pixel_loss(kind: str, target: jax.Array, output: jax.Array) -> jax.Array:
-    """Per-example L1 or squared-L2 error summed over pixels."""
-    diff = output - target
-    err = jnp.abs(diff) if kind == "l1" else jnp.square(diff)
-    return jnp.sum(err, axis=tuple(range(1, err.ndim)))
+def make_loss(model: Model, spec: ObjectiveSpec):
+    """``f(params, state, batch, key, step) -> (loss, (terms, new_state))`` for ``spec``."""
+    if spec.name == "iwae" and not model.has_likelihood:
+        raise ValueError(
+            f"the IWAE objective needs a likelihood; model kind {model.name!r} has none"
+        )
+    if spec.name == "iwae" and spec.estimator == "dreg" and not model.dreg_ok:
+        raise ValueError(
+            f"estimator 'dreg' needs a generative model that shares no parameters with q; "
+            f"model kind {model.name!r} does"
+        )
+    schedule = kl_schedule(spec)
 
-
-def ae_loss(
-    model: Model,
-    params: Params,
-    x: jax.Array,
-    key: jax.Array,
-    *,
-    objective: ObjectiveSpec = ObjectiveSpec(),
-    step: jax.Array | int = 0,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Pixel loss of an autoencoder; a DAE encodes a corrupted input and reconstructs the clean one."""
-    del step
-    inputs = x
-    if model.spec.kind == "dae":
-        inputs = data_lib.add_noise(key, x, kind=objective.noise, level=objective.noise_level)
-    code, _ = model.encode(params, inputs)
-    recon = jnp.mean(pixel_loss(objective.ae_loss, x, model.decode(params, code)))
-    return recon, {"loss": recon, "recon": recon}
-
-
-def loss_fn(model: Model, objective: ObjectiveSpec):
-    """The objective for ``model``'s kind as ``f(params, x, key, step) -> (loss, terms)``."""
-    base = vae_loss if model.spec.stochastic else ae_loss
-
-    def f(params, x, key, step):
-        return base(model, params, x, key, objective=objective, step=step)
+    def f(params, state, batch, key, step):
+        if spec.name == "iwae":
+            loss, terms, new_state = iwae_loss(
+                model, params, state, batch, key, k=spec.k, estimator=spec.estimator
+            )
+        else:
+            weight = schedule(step)
+            loss, terms, new_state = model.loss(params, state, batch, key, kl_weight=weight)
+            terms = terms | {"kl_weight": jnp.asarray(weight, jnp.float32)}
+        return loss, (terms, new_state)
 
     return f

@@ -1,14 +1,16 @@
 """``jaxvae train``: from a config to a finished run directory.
 
-Validates everything before touching the workdir, resumes from the newest readable checkpoint, runs
-the device-resident engine of :mod:`jaxvae.train`, and writes metrics, checkpoints, a summary and
-pictures (process 0 writes files; every process takes part in the computation and in checkpoints).
+:func:`train` is a short loop over dispatches of the device-resident engine; the pieces it calls
+each do one thing: :func:`jaxvae.experiment.build` (everything from the config), :func:`open_run`
+(validate and prepare the workdir, restore or initialise the state), :class:`CheckpointClock`
+(when to save), :func:`eval_due` (when to evaluate), :func:`test_metrics` and
+:func:`final_summary` (the figures), :mod:`jaxvae.pictures` and :class:`Progress`. Process 0
+writes files; every process takes part in the computation and in checkpoints.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import time
 from typing import Any
@@ -20,21 +22,13 @@ import numpy as np
 import psutil
 from tqdm import tqdm
 
-from jaxvae import api, checkpoint, evaluate, plots, sharding
-from jaxvae import config as config_lib
-from jaxvae import data as data_lib
-from jaxvae import train as train_lib
+from jaxvae import checkpoint, evaluate, layout, pictures, sharding
+from jaxvae import engine as engine_lib
+from jaxvae import experiment as build_lib
 from jaxvae import workdir as workdir_lib
-from jaxvae.models import Model, Params, make_model, num_params
+from jaxvae.models import Params, num_params
 
-# Independent streams of the run's randomness, each derived from the seed.
-KEY_INIT, KEY_TRAIN, KEY_DATA, KEY_EVAL, KEY_PICTURES = range(5)
-
-
-def run_keys(seed: int) -> dict[str, jax.Array]:
-    root = jax.random.key(seed)
-    names = ("init", "train", "data", "eval", "pictures")
-    return {name: jax.random.fold_in(root, i) for i, name in enumerate(names)}
+run_keys = build_lib.run_keys  # re-exported: the run's named keys
 
 
 def params_digest(params: Params) -> str:
@@ -50,52 +44,110 @@ def params_digest(params: Params) -> str:
     return h.hexdigest()
 
 
-def host_params(params: Params) -> Params:
-    """Parameters as host numpy arrays (each process's copy of the replicated values)."""
-    return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), params)
+def test_metrics(exp: build_lib.Experiment, state: engine_lib.TrainState) -> dict[str, Any]:
+    """The family's test figures, as ``test_<name>``."""
+    m = evaluate.evaluate_model(
+        exp.model,
+        state.params,
+        state.model_state,
+        exp.split("test"),
+        exp.keys["eval"],
+        batch_size=exp.config.eval.batch_size,
+        mesh=exp.mesh,
+    )
+    return {f"test_{k}": v for k, v in m.items()}
 
 
-def test_metrics(
-    model: Model, params: Params, dataset: data_lib.Dataset, config, key, mesh
-) -> dict[str, Any]:
-    """Test-set figures: negative ELBO and its terms for a VAE, reconstruction error for an AE."""
-    images = dataset.test_images
-    if model.spec.stochastic:
-        m = evaluate.evaluate_elbo(
-            model, params, images, key, batch_size=config.eval.batch_size, mesh=mesh
+def headline(exp: build_lib.Experiment, m: dict[str, Any]) -> str:
+    names = [n for n in exp.model.headline if f"test_{n}" in m]
+    if not names:
+        return ""
+    first, rest = names[0], names[1:]
+    more = ", ".join(f"{n} {m[f'test_{n}']:.4g}" for n in rest)
+    return f"{first} {m[f'test_{first}']:.2f}" + (f" ({more})" if more else "")
+
+
+def eval_due(step: int, *, per_epoch: int, total: int, every_epochs: int) -> bool:
+    """Whether the test figures are computed after ``step``: at the end, and every
+    ``every_epochs`` epochs (0 = only at the end)."""
+    if step == total:
+        return True
+    return step % per_epoch == 0 and every_epochs > 0 and (step // per_epoch) % every_epochs == 0
+
+
+class CheckpointClock:
+    """Seconds since the last checkpoint this run wrote or resumed from, read on process 0 and
+    shared, so that every process takes the same save decision."""
+
+    def __init__(self, resumed: bool):
+        self.last = time.time() if resumed else None
+
+    def seconds_since_save(self, *, at_epoch_end: bool) -> float | None:
+        if self.last is None:
+            return None
+        since = time.time() - self.last
+        return sharding.from_process_0(since) if at_epoch_end else since
+
+    def saved(self) -> None:
+        self.last = time.time()
+
+
+class Progress:
+    """A progress bar on a terminal (not in log files), and lines from process 0."""
+
+    def __init__(self, stream, *, total: int, initial: int, enabled: bool, main: bool):
+        self.stream, self.main = stream, main
+        tty = getattr(stream, "isatty", lambda: False)()
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            unit="step",
+            file=stream,
+            disable=not (main and enabled and tty),
+            dynamic_ncols=True,
         )
-        return {
-            "test_nelbo": m["nelbo"],
-            "test_recon": m["recon"],
-            "test_kl": m["kl"],
-            "test_active_units": m["active_units"],
-        }
-    m = evaluate.evaluate_ae(model, params, images, batch_size=config.eval.batch_size, mesh=mesh)
-    return {f"test_{k}": v for k, v in m.items()} | {"test_recon": m["recon_l2"]}
+
+    def say(self, msg: str) -> None:
+        if self.main:
+            tqdm.write(msg, file=self.stream)
+
+    def advance(self, n: int, loss: float) -> None:
+        self.bar.update(n)
+        self.bar.set_postfix(loss=f"{loss:.2f}")
+
+    def close(self) -> None:
+        self.bar.close()
 
 
-def write_pictures(
-    workdir: str, model: Model, params: Params, dataset: data_lib.Dataset, key, num: int
-) -> list[str]:
-    """samples.png, reconstructions.png, interpolations.png and, for 2 latents, latent_map.png."""
-    params = jax.device_put(host_params(params))
-    x = jnp.asarray(dataset.test_images[: max(num, 32)])
-    codes = None if model.spec.stochastic else np.asarray(plots.encode(model, params, x)[0])
-    ncols = 8
-    written = []
+def open_run(exp: build_lib.Experiment, workdir: str, say) -> tuple[Any, int, bool]:
+    """Checks ``workdir`` (writable, same config, same format), then restores its newest readable
+    checkpoint or initialises a fresh state and writes config.json and run.json.
 
-    def save(name, images, cols):
-        path = os.path.join(workdir, name)
-        plots.save_grid(path, np.asarray(images), cols)
-        written.append(path)
-
-    save("samples.png", plots.prior_samples(model, params, key, num, codes=codes), ncols)
-    save("reconstructions.png", plots.reconstructions(model, params, x[:32], ncols), ncols)
-    steps = 10
-    save("interpolations.png", plots.interpolations(model, params, x[:8], x[8:16], steps), steps)
-    if model.spec.latent_dim == 2:
-        save("latent_map.png", plots.latent_map(model, params), 20)
-    return written
+    Returns:
+      ``(state, start_step, resumed)``.
+    """
+    main = jax.process_index() == 0
+    if main:
+        workdir_lib.ensure_writable(workdir)
+    existing = workdir_lib.check_compatible(workdir, exp.config)
+    if not existing and checkpoint.steps(workdir):
+        raise ValueError(
+            f"workdir {workdir!r} has checkpoints but no {layout.CONFIG}; use a new --workdir"
+        )
+    restored = None
+    if existing:
+        restored = checkpoint.restore_newest(
+            workdir, exp.abstract_state(), warn=lambda m: say(f"warning: {m}")
+        )
+    if restored is not None:
+        state, start = restored
+        say(f"resuming {workdir} from step {start}")
+    else:
+        state, start = exp.init_state(), 0
+    if main and not existing:
+        workdir_lib.write_json(layout.path(workdir, layout.CONFIG), exp.config.to_dict())
+        workdir_lib.write_run_info(workdir, build_lib.info_dict(exp.info, exp.dataset.name))
+    return state, start, existing
 
 
 def train(
@@ -112,94 +164,53 @@ def train(
         workdir, or a workdir that holds a different run. Nothing in the workdir is changed then.
     """
     wall_start = time.time()
-    config_lib.validate(config)
-    dataset = data_lib.load_from_config(config.data, config.seed)
-    spec = config_lib.model_spec(config, dataset.image_shape)
-    model = make_model(spec)
-    objective = config_lib.objective_spec(config)
-    mesh = mesh or sharding.make_mesh()
-    sharding.check_batch_size(config.train.batch_size, mesh)
-    per_epoch = train_lib.steps_per_epoch(dataset.train_images.shape[0], config.train.batch_size)
+    exp = build_lib.build(config, mesh=mesh)
+    n_train = exp.dataset.train_images.shape[0]
+    t_cfg = config.train
+    per_epoch = engine_lib.steps_per_epoch(n_train, t_cfg.batch_size)
     if per_epoch < 1:
         raise ValueError(
-            f"train.batch_size={config.train.batch_size} is larger than the "
-            f"{dataset.train_images.shape[0]} training images"
+            f"train.batch_size={t_cfg.batch_size} is larger than the {n_train} training images"
         )
     main = jax.process_index() == 0
-    if main:
-        workdir_lib.ensure_writable(workdir)
-    existing = workdir_lib.check_compatible(workdir, config)
-    if not existing and checkpoint.steps(workdir):
-        raise ValueError(
-            f"workdir {workdir!r} has checkpoints but no {workdir_lib.CONFIG}; use a new --workdir"
-        )
-
-    def say(msg: str) -> None:
-        if main:
-            tqdm.write(msg, file=stream)
-
-    tx = train_lib.make_optimizer(config.train)
-    keys = run_keys(config.seed)
-    replicated = sharding.replicated(mesh)
-    restored = None
-    if existing:
-        abstract = train_lib.abstract_state(model, tx, mesh)
-        restored = checkpoint.restore_newest(workdir, abstract, warn=lambda m: say(f"warning: {m}"))
-    if restored is not None:
-        state, start_step = restored
-        say(f"resuming {workdir} from step {start_step}")
-    else:
-        init = jax.jit(lambda k: train_lib.init_state(model, tx, k), out_shardings=replicated)
-        state, start_step = init(keys["init"]), 0
-    if main and not existing:
-        workdir_lib.write_json(os.path.join(workdir, workdir_lib.CONFIG), config.to_dict())
-        api.write_run_info(workdir, dataset.image_shape, dataset.name)
+    total = t_cfg.epochs * per_epoch
+    progress = Progress(stream, total=total, initial=0, enabled=t_cfg.progress, main=main)
+    state, start_step, existing = open_run(exp, workdir, progress.say)
+    progress.bar.update(start_step)
     metrics_log = workdir_lib.MetricsLog(
         workdir, resume_step=start_step if existing else None, enabled=main
     )
-
-    images = sharding.put_replicated(dataset.train_images, mesh)
-    engine = train_lib.make_engine(
-        train_lib.make_train_step(model, objective, tx),
-        num_examples=dataset.train_images.shape[0],
-        batch_size=config.train.batch_size,
-        mesh=mesh,
+    data = jax.tree.map(lambda a: sharding.put_replicated(a, exp.mesh), exp.split("train"))
+    engine = engine_lib.make_engine(
+        exp.train_step(), num_examples=n_train, batch_size=t_cfg.batch_size, mesh=exp.mesh
     )
+    keys = exp.keys
     t = time.time()
-    compiled = engine.lower(state, images, keys["train"], keys["data"], jnp.int32(1)).compile()
+    compiled = engine.lower(state, data, keys["train"], keys["data"], jnp.int32(1)).compile()
     compile_s = time.time() - t
 
-    total = config.train.epochs * per_epoch
-    t_cfg = config.train
-    ckpt_every = t_cfg.checkpoint_every_steps or per_epoch
-    intervals = (ckpt_every, t_cfg.log_every_steps, t_cfg.steps_per_dispatch)
+    intervals = (
+        t_cfg.checkpoint_every_steps or per_epoch,
+        t_cfg.log_every_steps,
+        t_cfg.steps_per_dispatch,
+    )
     manager = checkpoint.make_manager(workdir, keep=t_cfg.keep_checkpoints)
     wait_for_saves = jax.default_backend() == "cpu"  # see checkpoint.save
+    clock = CheckpointClock(resumed=start_step > 0)
     step, train_seconds, images_seen = start_step, 0.0, 0
-    last_save = time.time() if restored is not None else None  # the checkpoint resumed from
-    bar = tqdm(
-        total=total,
-        initial=step,
-        unit="step",
-        file=stream,
-        # A bar is for a terminal; in a log file the per-epoch lines say the same.
-        disable=not (main and t_cfg.progress and getattr(stream, "isatty", lambda: False)()),
-        dynamic_ncols=True,
-    )
     try:
         while step < total:
-            boundary = train_lib.next_boundary(
+            boundary = engine_lib.next_boundary(
                 step, per_epoch=per_epoch, total=total, intervals=intervals
             )
             n = boundary - step
             t = time.time()
-            state, sums = compiled(state, images, keys["train"], keys["data"], jnp.int32(n))
+            state, sums = compiled(state, data, keys["train"], keys["data"], jnp.int32(n))
             sums = jax.device_get(sums)  # host sync: once per dispatch
             dt = time.time() - t
             train_seconds += dt
             images_seen += n * t_cfg.batch_size
             step = boundary
-            epoch_done = step % per_epoch == 0
             record = {k: float(v) / n for k, v in sums.items() if k != "skipped"}
             record |= {
                 "step": step,
@@ -208,50 +219,75 @@ def train(
                 "images_per_sec": n * t_cfg.batch_size / dt,
             }
             if record["skipped"]:
-                say(f"warning: {record['skipped']} update(s) skipped (non-finite loss/gradient)")
+                progress.say(
+                    f"warning: {record['skipped']} update(s) skipped (non-finite loss/gradient)"
+                )
             metrics_log.write(record)
-            bar.update(n)
-            bar.set_postfix(loss=f"{record['loss']:.2f}")
-            if epoch_done or step == total:
-                epoch = step // per_epoch
-                every = t_cfg.eval_every_epochs
-                if step == total or (every and epoch % every == 0):
-                    m = test_metrics(model, state.params, dataset, config, keys["eval"], mesh)
-                    metrics_log.write({"step": step, "epoch": step / per_epoch} | m)
-                    say(
-                        f"epoch {epoch}/{t_cfg.epochs}  step {step}  train loss "
-                        f"{record['loss']:.3f}  test {_headline(m)}"
-                    )
-            since = None if last_save is None else time.time() - last_save
-            if since is not None and epoch_done:
-                since = sharding.from_process_0(since)  # a clock reading: the same everywhere
+            progress.advance(n, record["loss"])
+            if eval_due(
+                step, per_epoch=per_epoch, total=total, every_epochs=t_cfg.eval_every_epochs
+            ):
+                m = test_metrics(exp, state)
+                metrics_log.write({"step": step, "epoch": step / per_epoch} | m)
+                progress.say(
+                    f"epoch {step // per_epoch}/{t_cfg.epochs}  step {step}  train loss "
+                    f"{record['loss']:.3f}  test {headline(exp, m)}"
+                )
+            epoch_end = step % per_epoch == 0
             due = checkpoint.save_due(
                 step,
                 total=total,
                 per_epoch=per_epoch,
                 every_steps=t_cfg.checkpoint_every_steps,
                 min_interval_s=t_cfg.checkpoint_min_interval_s,
-                seconds_since_save=since,
+                seconds_since_save=clock.seconds_since_save(at_epoch_end=epoch_end),
             )
             if due:
                 checkpoint.save(manager, step, state, wait=wait_for_saves)
-                last_save = time.time()
+                clock.saved()
     finally:
-        bar.close()
+        progress.close()
         manager.wait_until_finished()
         manager.close()
 
-    final = test_metrics(model, state.params, dataset, config, keys["eval"], mesh)
-    summary: dict[str, Any] = dict(final)
-    if config.eval.iwae_k and spec.stochastic:
-        n_iwae = min(config.eval.iwae_num_examples, dataset.test_images.shape[0])
+    summary = final_summary(exp, state) | {
+        "resumed_from_step": start_step,
+        "compile_s": compile_s,
+        "train_images_per_sec": images_seen / train_seconds if train_seconds else None,
+        "wall_s": time.time() - wall_start,
+    }
+    if main:
+        pictures.write_pictures(
+            workdir,
+            exp.model,
+            state.params,
+            state.model_state,
+            exp.split("test"),
+            keys["pictures"],
+            config.eval.num_pictures,
+        )
+        workdir_lib.write_json(layout.path(workdir, layout.SUMMARY), summary)
+        where = layout.path(workdir, layout.SUMMARY)
+        progress.say(f"done: {headline(exp, summary)}  summary in {where}")
+    return summary
+
+
+def final_summary(exp: build_lib.Experiment, state: engine_lib.TrainState) -> dict[str, Any]:
+    """The test figures, the NLL bound when asked for (``eval.iwae_k``), the data protocol and
+    the run's facts."""
+    config, model = exp.config, exp.model
+    summary: dict[str, Any] = test_metrics(exp, state)
+    if config.eval.iwae_k and model.has_likelihood:
+        test = exp.split("test")
+        n_iwae = min(config.eval.iwae_num_examples, test["image"].shape[0])
         iw = evaluate.evaluate_iwae(
             model,
             state.params,
-            dataset.test_images[:n_iwae],
-            keys["eval"],
+            state.model_state,
+            {k: v[:n_iwae] for k, v in test.items()},
+            exp.keys["eval"],
             k=config.eval.iwae_k,
-            mesh=mesh,
+            mesh=exp.mesh,
         )
         summary |= {
             "test_nll": iw["nll"],
@@ -259,39 +295,44 @@ def train(
             "iwae_k": iw["iwae_k"],
             "iwae_num_examples": iw["num_examples"],
         }
+    summary |= nats_in_bits(model, summary)
     summary |= {
-        "dataset": dataset.name,
-        "model": f"{spec.kind}/{spec.architecture}",
+        "dataset": exp.dataset.name,
+        "model": f"{model.name}/{model.architecture}",
+        "likelihood": model.likelihood.name,
+        "objective": exp.objective.name,
         "epochs": config.train.epochs,
         "steps": int(state.step),
         "seed": config.seed,
         "skipped_steps": int(state.skipped),
         "num_params": num_params(state.params),
         "params_digest": params_digest(state.params),
-        "resumed_from_step": start_step,
-        "compile_s": compile_s,
-        "train_images_per_sec": images_seen / train_seconds if train_seconds else None,
-        "devices": mesh.devices.size,
+        "devices": exp.mesh.devices.size,
         "processes": jax.process_count(),
-        "peak_host_memory_mb": _peak_rss_mb(),
-        "wall_s": time.time() - wall_start,
+        "peak_host_memory_mb": peak_rss_mb(),
     }
-    if main:
-        write_pictures(
-            workdir, model, state.params, dataset, keys["pictures"], config.eval.num_pictures
-        )
-        workdir_lib.write_json(os.path.join(workdir, workdir_lib.SUMMARY), summary)
-        say(f"done: {_headline(final)}  summary in {os.path.join(workdir, workdir_lib.SUMMARY)}")
+    protocol = getattr(exp.dataset, "protocol", None)
+    if protocol:
+        summary["data_protocol"] = protocol
     return summary
 
 
-def _headline(m: dict[str, Any]) -> str:
-    if "test_nelbo" in m:
-        return f"nelbo {m['test_nelbo']:.2f} (recon {m['test_recon']:.2f}, kl {m['test_kl']:.2f})"
-    return f"recon_l2 {m['test_recon_l2']:.3f} (mse/pixel {m['test_mse_per_pixel']:.5f})"
+def nats_in_bits(model, figures: dict[str, Any]) -> dict[str, float]:
+    """Bits per dimension of the negative ELBO and NLL, for likelihoods over 8-bit values."""
+    from jaxvae import likelihoods
+
+    if not model.likelihood.discrete_8bit:
+        return {}
+    out = {}
+    for name in ("test_nelbo", "test_nll"):
+        if name in figures:
+            out[name.replace("test_", "test_bpd_")] = likelihoods.bits_per_dim(
+                figures[name], model.image_shape
+            )
+    return out
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
     """Peak resident memory of this process in MiB."""
     try:
         import resource

@@ -1,7 +1,7 @@
-"""The run directory: its config, metrics log and summary, and the checks that protect it.
+"""The run directory's config, run info and metrics log, and the checks that protect it.
 
-A workdir holds ``config.json``, ``metrics.jsonl``, ``summary.json``, ``checkpoints/`` and PNGs.
-Nothing here overwrites a run with a different configuration.
+The file names are :mod:`jaxvae.layout`'s. Nothing here overwrites a run with a different
+configuration, or resumes a run directory of another format.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from typing import Any
 import ml_collections
 
 from jaxvae import config as config_lib
-
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-SUMMARY = "summary.json"
+from jaxvae import layout
+from jaxvae.layout import CONFIG, METRICS, RUN_INFO, SUMMARY  # noqa: F401 (re-exported)
 
 # Keys that may differ when a run is continued: how long it trains and how it reports.
 RESUMABLE_CHANGES = ("train.epochs", "train.progress", "eval.iwae_k", "eval.iwae_num_examples")
@@ -53,6 +51,9 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> bool:
     path = os.path.join(workdir, CONFIG)
     if not os.path.exists(path):
         return False
+    info_path = layout.path(workdir, RUN_INFO)
+    if os.path.exists(info_path):
+        read_run_info(workdir)
     try:
         with open(path) as f:
             saved = _flatten(json.load(f))
@@ -81,6 +82,36 @@ def write_json(path: str, obj: Any) -> None:
         json.dump(obj, f, indent=2, sort_keys=True)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def write_run_info(workdir: str, info: dict[str, Any]) -> None:
+    """Records what the config alone does not say (image shape, classes, dataset), with the
+    run directory's format."""
+    write_json(layout.path(workdir, RUN_INFO), {"format": layout.RUN_FORMAT} | dict(info))
+
+
+def read_run_info(workdir: str) -> dict[str, Any]:
+    """``run.json`` of ``workdir``; refuses a run directory of another format."""
+    path = layout.path(workdir, RUN_INFO)
+    if not os.path.exists(path):
+        raise ValueError(f"workdir {workdir!r} holds no run ({RUN_INFO} is missing)")
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} cannot be read ({e}); use another --workdir") from None
+    check_format(workdir, info)
+    return info
+
+
+def check_format(workdir: str, info: dict[str, Any]) -> None:
+    found = info.get("format", 1)
+    if found != layout.RUN_FORMAT:
+        raise ValueError(
+            f"workdir {workdir!r} holds a run of format {found} (this jaxvae reads format "
+            f"{layout.RUN_FORMAT}: its checkpoints hold a different train state); "
+            "use a new --workdir, or the jaxvae version that wrote it"
+        )
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:

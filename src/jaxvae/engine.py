@@ -1,7 +1,7 @@
 """The train state, the train step and the device-resident training engine.
 
-The step is a pure function ``(state, batch, key) -> (state, metrics)``. The engine keeps the whole
-dataset on the devices and runs many steps per dispatch inside one compiled ``fori_loop``: each epoch
+The step is a pure function ``(state, batch, key) -> (state, metrics)``; a batch is a dict
+``{"image": [B, H, W, C], "label": [B]}``. The engine keeps the whole dataset on the devices and runs many steps per dispatch inside one compiled ``fori_loop``: each epoch
 has its own permutation, made on the device from ``fold_in(data_key, epoch)``, and each step gathers its
 batch by index and draws its randomness from ``fold_in(key, step)``. So the data order and randomness
 are functions of the seed and the step alone: a run resumed from a checkpoint continues bit for bit.
@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 
 from jaxvae import sharding
 from jaxvae.models import Model, Params
-from jaxvae.objectives import ObjectiveSpec, loss_fn
+from jaxvae.objectives import ObjectiveSpec, make_loss
 
 Metrics = dict[str, jax.Array]
 
@@ -30,10 +30,9 @@ class TrainState(NamedTuple):
 
     step: jax.Array  # int32 scalar: steps taken, skipped ones included
     params: Params
+    model_state: Any  # what the model updates without gradients (EMA codebooks); {} for most
     opt_state: optax.OptState
-    skipped: (
-        jax.Array
-    )  # int32 scalar: updates skipped because the loss or a gradient was not finite
+    skipped: jax.Array  # int32 scalar: updates skipped (a non-finite loss or gradient)
 
 
 def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -41,7 +40,12 @@ def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTra
     lr, wd = train_config.learning_rate, train_config.weight_decay
     name = train_config.optimizer
     if name == "adam":
-        tx = optax.adam(lr) if wd == 0 else optax.adamw(lr, weight_decay=wd)
+        if wd:
+            raise ValueError(
+                f"train.optimizer='adam' with train.weight_decay={wd!r}: Adam has no decoupled "
+                "weight decay; use train.optimizer='adamw'"
+            )
+        tx = optax.adam(lr)
     elif name == "adamw":
         tx = optax.adamw(lr, weight_decay=wd)
     elif name == "sgd":
@@ -54,9 +58,9 @@ def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTra
 
 
 def init_state(model: Model, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
-    """A fresh state: parameters from ``key``, step 0."""
-    params = model.init(key)
-    return TrainState(jnp.int32(0), params, tx.init(params), jnp.int32(0))
+    """A fresh state: parameters and model state from ``key``, step 0."""
+    params, model_state = model.init(key)
+    return TrainState(jnp.int32(0), params, model_state, tx.init(params), jnp.int32(0))
 
 
 def abstract_state(
@@ -82,32 +86,52 @@ def all_finite(*trees: Any) -> jax.Array:
     return jnp.isfinite(total)
 
 
-def make_train_step(model: Model, objective: ObjectiveSpec, tx: optax.GradientTransformation):
+def make_train_step(
+    model: Model,
+    objective: ObjectiveSpec,
+    tx: optax.GradientTransformation,
+    *,
+    preprocess=None,
+):
     """The pure train step ``(state, batch, key) -> (state, metrics)``.
 
-    ``key`` is the run's training key; the step uses ``fold_in(key, state.step)``. An update whose loss
-    or gradients are not finite is skipped (parameters and optimizer state unchanged), counted in
-    ``state.skipped`` and reported in ``metrics["skipped"]``.
+    ``key`` is the run's training key; the step uses ``fold_in(key, state.step)``, split into the
+    key of ``preprocess(key, batch) -> batch`` (an input transform such as dynamic binarization)
+    and the objective's. An update whose loss or gradients are not finite is skipped (parameters,
+    model state and optimizer state unchanged), counted in ``state.skipped`` and reported in
+    ``metrics["skipped"]``.
     """
-    objective_fn = loss_fn(model, objective)
+    objective_fn = make_loss(model, objective)
 
-    def train_step(state: TrainState, batch: jax.Array, key: jax.Array):
-        step_key = jax.random.fold_in(key, state.step)
+    def train_step(state: TrainState, batch, key: jax.Array):
+        k_pre, k_loss = jax.random.split(jax.random.fold_in(key, state.step))
+        if preprocess is not None:
+            batch = preprocess(k_pre, batch)
         grad_fn = jax.value_and_grad(objective_fn, has_aux=True)
-        (loss, terms), grads = grad_fn(state.params, batch, step_key, state.step)
+        (loss, (terms, model_state)), grads = grad_fn(
+            state.params, state.model_state, batch, k_loss, state.step
+        )
         ok = all_finite(loss, grads)
 
-        def update(params, opt_state):
+        def update(params, model_state_, opt_state):
+            del model_state_
             updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state
+            return optax.apply_updates(params, updates), model_state, opt_state
 
         # A cond, not a select over every array: a skipped update costs nothing, a taken one
         # writes each parameter and moment once.
-        params, opt_state = jax.lax.cond(
-            ok, update, lambda p, o: (p, o), state.params, state.opt_state
+        params, model_state, opt_state = jax.lax.cond(
+            ok,
+            update,
+            lambda p, m, o: (p, m, o),
+            state.params,
+            state.model_state,
+            state.opt_state,
         )
         skipped = 1 - ok.astype(jnp.int32)
-        new_state = TrainState(state.step + 1, params, opt_state, state.skipped + skipped)
+        new_state = TrainState(
+            state.step + 1, params, model_state, opt_state, state.skipped + skipped
+        )
         metrics = {name: jnp.where(ok, v, 0.0) for name, v in terms.items()}
         metrics["skipped"] = skipped.astype(jnp.float32)
         return new_state, metrics
@@ -127,11 +151,12 @@ def make_engine(
     batch_size: int,
     mesh: Mesh,
 ):
-    """A jitted ``run(state, images, key, data_key, num_steps) -> (state, metric_sums)``.
+    """A jitted ``run(state, data, key, data_key, num_steps) -> (state, metric_sums)``.
 
     Runs ``num_steps`` (a traced scalar, so every chunk length shares one compiled program) steps from
-    ``state.step``, which must all lie in one epoch. ``images`` stays on the devices, replicated; each
-    step gathers its batch by index, split over the mesh's ``"data"`` axis. The state is donated.
+    ``state.step``, which must all lie in one epoch. ``data`` (a dict of arrays with a leading
+    example axis: ``{"image", "label"}``) stays on the devices, replicated; each step gathers its
+    batch by index, split over the mesh's ``"data"`` axis. The state is donated.
     """
     sharding.check_batch_size(batch_size, mesh)
     steps_per_epoch = num_examples // batch_size
@@ -142,7 +167,12 @@ def make_engine(
     batch_sharding = sharding.batch_sharded(mesh)
     replicated = sharding.replicated(mesh)
 
-    def run(state: TrainState, images: jax.Array, key: jax.Array, data_key, num_steps):
+    def gather(data, idx):
+        return jax.tree.map(
+            lambda a: jax.lax.with_sharding_constraint(a[idx], batch_sharding), data
+        )
+
+    def run(state: TrainState, data, key: jax.Array, data_key, num_steps):
         epoch = state.step // steps_per_epoch
         start = state.step % steps_per_epoch
         order = epoch_permutation(data_key, epoch, num_examples)
@@ -151,11 +181,11 @@ def make_engine(
             state, sums = carry
             idx = jax.lax.dynamic_slice(order, ((start + i) * batch_size,), (batch_size,))
             idx = jax.lax.with_sharding_constraint(idx, batch_sharding)
-            batch = jax.lax.with_sharding_constraint(images[idx], batch_sharding)
-            state, metrics = train_step(state, batch, key)
+            state, metrics = train_step(state, gather(data, idx), key)
             return state, jax.tree.map(jnp.add, sums, metrics)
 
-        _, metric_shapes = jax.eval_shape(train_step, state, images[:batch_size], key)
+        first = jax.tree.map(lambda a: a[:batch_size], data)
+        _, metric_shapes = jax.eval_shape(train_step, state, first, key)
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
         return jax.lax.fori_loop(0, num_steps, body, (state, zeros))
 

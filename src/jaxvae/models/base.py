@@ -1,0 +1,273 @@
+"""The interface every model family implements, and the backbone networks they share.
+
+A model is a frozen (hashable) dataclass of static hyperparameters whose methods are pure
+functions of ``params`` (trained by gradients) and ``state`` (model state that gradients do not
+train, e.g. an EMA codebook; ``{}`` for most families). A batch is a dict
+``{"image": float32 [N, H, W, C] in [0, 1], "label": int32 [N]}``.
+
+What the rest of jaxvae asks of a family (and nothing else; no code outside a family's module
+tests which family it is):
+
+* ``init(key) -> (params, state)``
+* ``loss(params, state, batch, key, *, kl_weight) -> (loss, terms, state)``: its training
+  objective (``terms``: scalar batch means, logged as they are).
+* ``eval_terms(params, state, batch, key) -> {name: [N] or [N, D]}``: per-example test figures;
+  ``[N]`` arrays are averaged, ``posterior_mean`` ``[N, D]`` gives active units and ``kl_dims``
+  ``[N, D]`` the KL per latent dimension.
+* ``log_weights(params, state, batch, key, num_samples, *, stop_q_grad=False) -> [N, S]``:
+  importance log-weights ``log p(x, z_s) - log q(z_s | x)`` with ``z_s ~ q(z | x)``, used by the
+  IWAE objective and by the NLL evaluation alike (families with ``has_likelihood``).
+* ``encode(params, state, batch) -> [N, D]``, ``decode(params, state, z, labels) -> distribution``
+  (``log_prob``, ``mean``, ``sample``), ``sample_latents(params, state, key, num, labels)``,
+  ``reconstruct(params, state, batch)``, ``samples(...)`` and ``extra_pictures(...)``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from jaxvae import convs, likelihoods, networks
+
+Params = Any
+ARCHITECTURES = ("mlp", "conv")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+    """What a model needs to know about its data: image shape, classes, training-set size."""
+
+    image_shape: tuple[int, int, int]
+    num_classes: int = 10
+    num_train: int = 60_000
+
+
+def _positive_ints(name: str, values: Any, *, allow_empty: bool = False) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be a sequence of positive integers, got {values!r}"
+        ) from None
+    if (not values and not allow_empty) or any(v <= 0 for v in values):
+        raise ValueError(f"{name} must be a sequence of positive integers, got {values!r}")
+    return values
+
+
+def check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Model(abc.ABC):
+    """Static hyperparameters shared by every family; families add their own fields.
+
+    Attributes:
+      image_shape: ``(H, W, C)`` of the inputs.
+      latent_dim: size of the latent code.
+      architecture: ``"mlp"`` or ``"conv"`` backbone.
+      hidden: MLP hidden widths (encoder order; decoders mirror them).
+      channels: conv encoder channels (decoders mirror them); H and W must divide by
+        ``2 ** len(channels)``.
+      activation: MLP hidden activation, ``"relu"`` or ``"tanh"``.
+      layer: MLP hidden layer, ``"dense"`` or ``"gated"`` (gated dense, no activation).
+      conv_impl: convolution formulation, one of ``jaxvae.convs.IMPLS`` (``auto`` resolved).
+      likelihood: the decoder distribution (:mod:`jaxvae.likelihoods`).
+      num_classes: classes of the labels (conditional families use them).
+      num_train: training-set size (estimators that need it, e.g. beta-TCVAE's).
+    """
+
+    image_shape: tuple[int, int, int] = (28, 28, 1)
+    latent_dim: int = 16
+    architecture: str = "conv"
+    hidden: tuple[int, ...] = (400,)
+    channels: tuple[int, ...] = (32, 64)
+    activation: str = "relu"
+    layer: str = "dense"
+    conv_impl: str = "fast"
+    likelihood: likelihoods.Likelihood | None = None
+    num_classes: int = 10
+    num_train: int = 60_000
+
+    name: ClassVar[str] = ""
+    # Options of config.model.<name>, with their defaults and types.
+    config_defaults: ClassVar[dict[str, Any]] = {}
+    # log_weights exists: the IWAE objective and the importance-sampled NLL apply.
+    has_likelihood: ClassVar[bool] = True
+    # A prior to sample from (``jaxvae sample``); an AE's samples.png fits one to its codes.
+    has_prior: ClassVar[bool] = True
+    # Top-level parameter groups of q(z|x), disjoint from the generative model's (for DReG).
+    inference_keys: ClassVar[tuple[str, ...]] = ("encoder",)
+    # Whether the generative model shares no parameters with q (DReG's condition).
+    dreg_ok: ClassVar[bool] = True
+    # Test figures shown in logs, first = the headline (a key of eval_terms).
+    headline: ClassVar[tuple[str, ...]] = ("nelbo", "recon", "kl")
+    # Prior sampling and traversal range: z_d swept over [-r, r].
+    traversal_range: ClassVar[float] = 3.0
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)
+        check_choice("model architecture", self.architecture, ARCHITECTURES)
+        check_choice("conv_impl", self.conv_impl, convs.IMPLS)
+        check_choice("model activation", self.activation, tuple(networks.ACTIVATIONS))
+        check_choice("model layer", self.layer, networks.LAYERS)
+        set_("image_shape", _positive_ints("image_shape", self.image_shape))
+        if len(self.image_shape) != 3:
+            raise ValueError(f"image_shape must be (H, W, C), got {self.image_shape!r}")
+        set_("hidden", _positive_ints("hidden", self.hidden, allow_empty=True))
+        set_("channels", _positive_ints("channels", self.channels))
+        if int(self.latent_dim) <= 0:
+            raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
+        set_("latent_dim", int(self.latent_dim))
+        if self.likelihood is None:
+            set_("likelihood", likelihoods.make("bernoulli", image_shape=self.image_shape))
+        if tuple(self.likelihood.image_shape) != self.image_shape:
+            raise ValueError(
+                f"likelihood for images {self.likelihood.image_shape} does not fit the model's "
+                f"{self.image_shape}"
+            )
+        if self.architecture == "conv":
+            factor = 2 ** len(self.channels)
+            h, w, _ = self.image_shape
+            if h % factor or w % factor:
+                raise ValueError(
+                    f"image shape {self.image_shape} does not fit a conv model with "
+                    f"{len(self.channels)} stride-2 layers: H and W must be divisible by {factor}"
+                )
+
+    # ---- construction -------------------------------------------------------------------
+
+    @classmethod
+    def common_options(cls, config: Any, info: DataInfo, backend: str | None) -> dict[str, Any]:
+        """The shared fields from ``config.model`` and ``info``."""
+        from jaxvae import config as config_lib  # the schema's owner; imported late (cycle)
+
+        m = config.model
+        image_shape = tuple(int(v) for v in info.image_shape)
+        return dict(
+            image_shape=image_shape,
+            latent_dim=m.latent_dim,
+            architecture=m.architecture,
+            hidden=tuple(m.hidden),
+            channels=tuple(m.channels),
+            activation=m.activation,
+            layer=m.layer,
+            conv_impl=config_lib.resolve_conv_impl(m.conv_impl, backend),
+            likelihood=likelihoods.make(
+                m.likelihood,
+                image_shape=image_shape,
+                gaussian_std=m.gaussian_std,
+                num_mixtures=m.num_mixtures,
+            ),
+            num_classes=int(info.num_classes),
+            num_train=int(info.num_train),
+        )
+
+    @classmethod
+    def options(cls, config: Any) -> dict[str, Any]:
+        """The family's own fields: by default ``config.model.<name>``'s keys, as they are."""
+        if not cls.config_defaults:
+            return {}
+        section = config.model[cls.name]
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
+
+    @classmethod
+    def from_config(cls, config: Any, info: DataInfo, *, backend: str | None = None) -> Model:
+        return cls(**cls.common_options(config, info, backend), **cls.options(config))
+
+    # ---- shared backbones -----------------------------------------------------------------
+
+    def encoder_net(self, out_dim: int):
+        """The backbone encoder ``(x, cond) -> [N, out_dim]``."""
+        if self.architecture == "mlp":
+            return networks.MLPEncoder(self.hidden, out_dim, self.activation, self.layer)
+        return networks.ConvEncoder(self.channels, out_dim, impl=self.conv_impl)
+
+    def decoder_net(self):
+        """The backbone decoder ``z -> [N, *likelihood.output_shape]``."""
+        out = self.likelihood.output_shape
+        if self.architecture == "mlp":
+            return networks.MLPDecoder(self.hidden[::-1], out, self.activation, self.layer)
+        return networks.ConvDecoder(self.channels, out, impl=self.conv_impl)
+
+    def check_images(self, x: Any) -> None:
+        """Raises ``ValueError`` unless ``x`` is ``[N, *image_shape]``."""
+        shape = tuple(jnp.shape(x))
+        if len(shape) != 4 or shape[1:] != self.image_shape:
+            raise ValueError(
+                f"images of shape {shape} do not fit the model: expected "
+                f"[N, {', '.join(map(str, self.image_shape))}]"
+            )
+
+    def check_latents(self, z: Any) -> None:
+        shape = tuple(jnp.shape(z))
+        if len(shape) != 2 or shape[-1] != self.latent_dim:
+            raise ValueError(
+                f"latents of shape {shape} do not fit the model: expected [N, {self.latent_dim}]"
+            )
+
+    # ---- the interface --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def init(self, key: jax.Array) -> tuple[Params, Any]:
+        """Initial ``(params, state)``."""
+
+    @abc.abstractmethod
+    def loss(self, params, state, batch, key, *, kl_weight) -> tuple[jax.Array, dict, Any]:
+        """The training objective of one batch: ``(loss, terms, new_state)``."""
+
+    @abc.abstractmethod
+    def eval_terms(self, params, state, batch, key) -> dict[str, jax.Array]:
+        """Per-example test figures (see the module docstring)."""
+
+    @abc.abstractmethod
+    def encode(self, params, state, batch) -> jax.Array:
+        """A point in latent space per image (a posterior mean, a code): ``[N, latent_dim]``."""
+
+    @abc.abstractmethod
+    def decode(self, params, state, z, labels=None):
+        """The decoder's distribution ``p(x | z)`` (an object with log_prob, mean, sample)."""
+
+    def log_weights(self, params, state, batch, key, num_samples, *, stop_q_grad=False):
+        """``log p(x, z_s) - log q(z_s | x)`` for ``num_samples`` draws ``z_s ~ q(z | x)``:
+        ``[N, num_samples]``. With ``stop_q_grad``, ``log q`` is evaluated with the parameters
+        of ``q`` held constant (the sampling path through ``z`` keeps its gradient), as the
+        doubly reparameterized estimator needs."""
+        raise ValueError(f"model kind {self.name!r} has no likelihood to importance-sample")
+
+    def sample_latents(self, params, state, key, num: int, labels=None) -> jax.Array:
+        """Latents drawn from the prior (``N(0, I)`` unless a family says otherwise)."""
+        del params, state, labels
+        return jax.random.normal(key, (num, self.latent_dim))
+
+    def reconstruct(self, params, state, batch) -> jax.Array:
+        """The decoder's mean image at the encoding of each input."""
+        z = self.encode(params, state, batch)
+        return self.decode(params, state, z, batch.get("label")).mean()
+
+    def samples(self, params, state, key, num: int, batch) -> jax.Array | None:
+        """Images for samples.png (shown 8 to a row), or ``None`` for a family without a prior.
+        ``batch`` holds real test images (an AE fits its sampling distribution to their codes)."""
+        del batch
+        labels = jnp.zeros((num,), jnp.int32)
+        z = self.sample_latents(params, state, key, num, labels)
+        return self.decode(params, state, z, labels).mean()
+
+    def extra_pictures(self, params, state, batch, key) -> dict[str, tuple[jax.Array, int]]:
+        """Family-specific pictures: ``{file name: (images, columns)}``."""
+        del params, state, batch, key
+        return {}
+
+
+def num_params(params: Params) -> int:
+    """Total number of parameters."""
+    return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
+
+
+def one_hot(labels: jax.Array, num_classes: int) -> jax.Array:
+    return jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)

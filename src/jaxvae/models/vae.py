@@ -1,0 +1,155 @@
+"""The VAE (Kingma and Welling 2014): a diagonal Gaussian posterior, an ``N(0, I)`` prior and the
+reparameterized ELBO. A beta-VAE is this family with a KL weight other than 1 (the objective's
+schedule); free bits (Kingma et al. 2016) floor the batch-mean KL of each latent dimension.
+
+Families that change one piece subclass :class:`VAE` and override that hook: the conditioning
+(:meth:`VAE.condition`), the prior (:meth:`VAE.log_prior`, :meth:`VAE.kl`), or the loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from jaxvae import distributions as dist
+from jaxvae.models import register
+from jaxvae.models.base import Model
+
+
+@register("vae")
+@dataclasses.dataclass(frozen=True)
+class VAE(Model):
+    """Gaussian-latent VAE.
+
+    Attributes:
+      free_bits: nats per latent dimension below which the batch-mean KL is not penalised (0 =
+        off; from ``objective.free_bits``).
+    """
+
+    free_bits: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not float(self.free_bits) >= 0:
+            raise ValueError(f"free_bits must be >= 0, got {self.free_bits!r}")
+
+    @classmethod
+    def options(cls, config):
+        return super().options(config) | {"free_bits": float(config.objective.free_bits)}
+
+    # ---- hooks ----------------------------------------------------------------------------
+
+    def condition(self, labels):
+        """What encoder and decoder see besides ``x`` and ``z`` (``None``: nothing)."""
+        del labels
+        return None
+
+    def cond_dim(self) -> int:
+        return 0
+
+    def log_prior(self, params, z: jax.Array) -> jax.Array:
+        """``log p(z)`` summed over the last axis."""
+        del params
+        return dist.standard_normal_log_prob(z, batch_dims=z.ndim - 1)
+
+    def kl(self, params, mean, log_var, z):
+        """``(KL per example, KL per dimension or None)``: analytic against ``N(0, I)``."""
+        del params, z
+        kl_dims = dist.gaussian_kl(mean, log_var)
+        return jnp.sum(kl_dims, axis=-1), kl_dims
+
+    # ---- networks -------------------------------------------------------------------------
+
+    def init(self, key):
+        k_enc, k_dec, k_lik = jax.random.split(key, 3)
+        x = jnp.zeros((1, *self.image_shape), jnp.float32)
+        cond = self.condition(jnp.zeros((1,), jnp.int32))
+        z = jnp.zeros((1, self.latent_dim + self.cond_dim()), jnp.float32)
+        params = {
+            "encoder": self.encoder_net(2 * self.latent_dim).init(k_enc, x, cond)["params"],
+            "decoder": self.decoder_net().init(k_dec, z)["params"],
+        }
+        lik = self.likelihood.init(k_lik)
+        if lik:
+            params["likelihood"] = lik
+        return params, {}
+
+    def posterior(self, params, batch):
+        """``(mean, log_var)`` of ``q(z | x)``."""
+        x = batch["image"]
+        self.check_images(x)
+        cond = self.condition(batch.get("label"))
+        h = self.encoder_net(2 * self.latent_dim).apply({"params": params["encoder"]}, x, cond)
+        mean, log_var = jnp.split(h, 2, axis=-1)
+        return mean, log_var
+
+    def decode(self, params, state, z, labels=None):
+        del state
+        self.check_latents(z)
+        cond = self.condition(labels)
+        if cond is not None:
+            z = jnp.concatenate([z, jnp.broadcast_to(cond, (z.shape[0], cond.shape[-1]))], -1)
+        raw = self.decoder_net().apply({"params": params["decoder"]}, z)
+        return self.likelihood.distribution(raw, params.get("likelihood", {}))
+
+    def encode(self, params, state, batch):
+        del state
+        return self.posterior(params, batch)[0]
+
+    # ---- objectives -----------------------------------------------------------------------
+
+    def elbo_parts(self, params, batch, key):
+        """One reparameterized sample: per-example ``recon = -log p(x|z)``, ``kl`` and
+        ``kl_dims``, and the posterior ``mean``/``log_var``: the single implementation of the ELBO
+        that training and evaluation share."""
+        mean, log_var = self.posterior(params, batch)
+        z = dist.reparameterize(key, mean, log_var)
+        recon = -self.decode(params, {}, z, batch.get("label")).log_prob(batch["image"])
+        kl, kl_dims = self.kl(params, mean, log_var, z)
+        return {"recon": recon, "kl": kl, "kl_dims": kl_dims, "mean": mean, "log_var": log_var}
+
+    def kl_penalty(self, parts) -> jax.Array:
+        """The batch KL the loss weights: its mean, or with free bits
+        ``sum_d max(free_bits, mean_batch KL_d)``."""
+        if self.free_bits > 0 and parts["kl_dims"] is not None:
+            return jnp.sum(jnp.maximum(self.free_bits, jnp.mean(parts["kl_dims"], axis=0)))
+        return jnp.mean(parts["kl"])
+
+    def loss(self, params, state, batch, key, *, kl_weight):
+        """``mean(recon) + kl_weight * KL``; ``terms["elbo"]`` is always the true ELBO."""
+        parts = self.elbo_parts(params, batch, key)
+        recon = jnp.mean(parts["recon"])
+        loss = recon + kl_weight * self.kl_penalty(parts)
+        kl = jnp.mean(parts["kl"])
+        return loss, {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl)}, state
+
+    def eval_terms(self, params, state, batch, key):
+        del state
+        parts = self.elbo_parts(params, batch, key)
+        out = {
+            "nelbo": parts["recon"] + parts["kl"],
+            "recon": parts["recon"],
+            "kl": parts["kl"],
+            "posterior_mean": parts["mean"],
+        }
+        if parts["kl_dims"] is not None:
+            out["kl_dims"] = parts["kl_dims"]
+        return out
+
+    def log_weights(self, params, state, batch, key, num_samples, *, stop_q_grad=False):
+        x, labels = batch["image"], batch.get("label")
+        mean, log_var = self.posterior(params, batch)
+        b, d = mean.shape
+        eps = jax.random.normal(key, (b, num_samples, d), mean.dtype)
+        z = mean[:, None, :] + jnp.exp(0.5 * log_var)[:, None, :] * eps
+        q_mean, q_log_var = mean, log_var
+        if stop_q_grad:
+            q_mean, q_log_var = jax.lax.stop_gradient((mean, log_var))
+        log_q = dist.diag_gaussian_log_prob(z, q_mean[:, None], q_log_var[:, None], batch_dims=2)
+        log_prior = self.log_prior(params, z)
+        xs = jnp.repeat(x, num_samples, axis=0)
+        ys = None if labels is None else jnp.repeat(labels, num_samples, axis=0)
+        log_lik = self.decode(params, state, z.reshape(b * num_samples, d), ys).log_prob(xs)
+        return log_lik.reshape(b, num_samples) + log_prior - log_q

@@ -1,0 +1,127 @@
+"""The pictures of a run, for any model family, through the model interface.
+
+``samples.png`` (the family's samples, or nothing for a family without a prior),
+``reconstructions.png`` (rows of inputs, each followed by their reconstructions),
+``interpolations.png`` (decoded along the line between two encodings), ``latent_map.png`` (for
+2 latents, decoded on a grid) and the family's own pictures (:meth:`Model.extra_pictures`).
+Every picture is computed by one compiled function per shape.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvae import layout, plots
+from jaxvae.models import Model
+
+NCOLS = 8
+INTERPOLATION_STEPS = 10
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _samples(model: Model, params, state, num, key, batch):
+    return model.samples(params, state, key, num, batch)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _reconstruct(model: Model, params, state, batch):
+    return model.reconstruct(params, state, batch)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _encode(model: Model, params, state, batch):
+    return model.encode(params, state, batch)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _decode_mean(model: Model, params, state, z, labels):
+    return model.decode(params, state, z, labels).mean()
+
+
+def reconstructions(model: Model, params, state, batch, ncols: int = NCOLS) -> jax.Array:
+    """Rows of ``ncols`` inputs, each followed by a row of their reconstructions."""
+    x = batch["image"]
+    out = _reconstruct(model, params, state, batch)
+    rows = []
+    for start in range(0, x.shape[0], ncols):
+        rows += [x[start : start + ncols], out[start : start + ncols]]
+    return jnp.concatenate(rows)
+
+
+def interpolations(model: Model, params, state, batch_from, batch_to, steps: int) -> jax.Array:
+    """For each pair, ``steps`` images decoded along the line between the two encodings (with the
+    first image's label for conditional families)."""
+    z0 = _encode(model, params, state, batch_from)
+    z1 = _encode(model, params, state, batch_to)
+    t = jnp.linspace(0.0, 1.0, steps)[None, :, None]
+    z = ((1 - t) * z0[:, None, :] + t * z1[:, None, :]).reshape(-1, z0.shape[-1])
+    labels = jnp.repeat(batch_from["label"], steps)
+    return _decode_mean(model, params, state, z, labels)
+
+
+def latent_map(model: Model, params, state, size: int = 20, extent: float = 2.5) -> jax.Array:
+    """For a 2-D latent: images decoded on a ``size x size`` grid over ``[-extent, extent]^2``."""
+    if model.latent_dim != 2:
+        raise ValueError(f"a latent map needs latent_dim 2, got {model.latent_dim}")
+    axis = jnp.linspace(extent, -extent, size)
+    zy, zx = jnp.meshgrid(axis, -axis, indexing="ij")
+    z = jnp.stack([zx.ravel(), zy.ravel()], axis=-1)
+    return _decode_mean(model, params, state, z, jnp.zeros((z.shape[0],), jnp.int32))
+
+
+def _host(tree):
+    """Each process's copy of replicated arrays, as numpy."""
+    return jax.tree.map(
+        lambda a: np.asarray(a.addressable_data(0) if isinstance(a, jax.Array) else a), tree
+    )
+
+
+def prior_samples(model: Model, params, state, key, num: int, batch=None):
+    """``num`` images from the family's prior (``None`` for a family without one)."""
+    if not model.has_prior:
+        return None
+    if batch is None:
+        shape = (num, *model.image_shape)
+        batch = {"image": jnp.zeros(shape, jnp.float32), "label": jnp.zeros((num,), jnp.int32)}
+    return _samples(model, params, state, num, key, batch)
+
+
+def write_pictures(workdir: str, model: Model, params, state, data, key, num: int) -> list[str]:
+    """Writes every picture of the run into ``workdir``; returns their paths.
+
+    ``data``: test examples ``{"image", "label"}`` (host arrays; the first ``max(num, 32)`` are
+    used).
+    """
+    params, state = jax.device_put(_host((params, state)))
+    n = max(num, 32)
+    batch = {k: jnp.asarray(v[:n]) for k, v in data.items()}
+    first = lambda b, sl: {k: v[sl] for k, v in b.items()}
+    written = []
+
+    def save(name, images, cols):
+        path = layout.path(workdir, name)
+        plots.save_grid(path, np.asarray(images), cols)
+        written.append(path)
+
+    k_samples, k_extra = jax.random.split(key)
+    drawn = _samples(model, params, state, num, k_samples, batch)
+    if drawn is not None:
+        save(layout.SAMPLES, drawn, NCOLS)
+    save(
+        layout.RECONSTRUCTIONS,
+        reconstructions(model, params, state, first(batch, slice(0, 32))),
+        NCOLS,
+    )
+    steps = INTERPOLATION_STEPS
+    pair = first(batch, slice(0, 8)), first(batch, slice(8, 16))
+    save(layout.INTERPOLATIONS, interpolations(model, params, state, *pair, steps), steps)
+    if model.latent_dim == 2:
+        save(layout.LATENT_MAP, latent_map(model, params, state), 20)
+    extra = model.extra_pictures(params, state, batch, k_extra)
+    for name, (images, cols) in extra.items():
+        save(name, images, cols)
+    return written
