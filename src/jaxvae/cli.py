@@ -227,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse's usage errors (one line, see _Parser) and --help
         return e.code if isinstance(e.code, int) else USAGE_ERROR
     _quiet_logs()
+    from jaxvae.preemption import EXIT_PREEMPTED, Preempted
+
     try:
         if args.command == "train":
             return _cmd_train(args, overrides)
@@ -235,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sample":
             return _cmd_sample(args)
         return _cmd_bench(args, overrides)
+    except Preempted as e:
+        sys.stderr.write(f"jaxvae {args.command}: {e}\n")
+        return EXIT_PREEMPTED
     except (ValueError, OSError) as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         sys.stderr.write(f"jaxvae {args.command}: error: {message}\n")

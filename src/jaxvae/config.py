@@ -75,6 +75,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.weight_decay = 0.0
     c.train.grad_clip = 0.0  # global-norm clip (0 = off)
     c.train.steps_per_dispatch = 0  # steps run in one compiled call (0 = to the next boundary)
+    # A dispatch runs at most about this long, so a stop signal is answered within seconds
+    # (0 = unbounded); it changes no result.
+    c.train.max_dispatch_s = 2.0
     c.train.log_every_steps = 0  # metrics.jsonl line every N steps (0 = every epoch)
     c.train.checkpoint_every_steps = 0  # 0 = every epoch, at most once per the interval below
     # With checkpoint_every_steps=0: at most one checkpoint per this many seconds; the end of the
@@ -172,6 +175,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key in ("steps_per_dispatch", "log_every_steps", "checkpoint_every_steps"):
         _check(t[key] >= 0, f"train.{key}", t[key], "an integer >= 0")
     _check(t.eval_every_epochs >= 0, "train.eval_every_epochs", t.eval_every_epochs, ">= 0")
+    _check(t.max_dispatch_s >= 0, "train.max_dispatch_s", t.max_dispatch_s, ">= 0")
     _check(
         t.checkpoint_min_interval_s >= 0,
         "train.checkpoint_min_interval_s",

@@ -22,7 +22,7 @@ import numpy as np
 import psutil
 from tqdm import tqdm
 
-from jaxvae import checkpoint, evaluate, layout, pictures, sharding
+from jaxvae import checkpoint, evaluate, layout, pictures, preemption, sharding
 from jaxvae import engine as engine_lib
 from jaxvae import experiment as build_lib
 from jaxvae import workdir as workdir_lib
@@ -90,6 +90,30 @@ class CheckpointClock:
 
     def saved(self) -> None:
         self.last = time.time()
+
+
+class DispatchPacer:
+    """How many steps the next dispatch runs: at most about ``max_seconds`` of work (from the
+    measured time per step), so that a stop request is answered within seconds. The split
+    changes no result: every step runs the same compiled program; log lines stay at the
+    step-determined boundaries. With several processes, process 0's count is used everywhere
+    (they must run the same programs)."""
+
+    def __init__(self, max_seconds: float):
+        self.max_seconds = max_seconds
+        self.seconds_per_step: float | None = None
+
+    def steps(self, remaining: int) -> int:
+        if self.max_seconds <= 0:
+            return remaining
+        if self.seconds_per_step is None:
+            n = min(remaining, 8)  # a first measurement
+        else:
+            n = min(remaining, max(1, int(self.max_seconds / self.seconds_per_step)))
+        return int(sharding.from_process_0(n)) if jax.process_count() > 1 else n
+
+    def took(self, n: int, seconds: float) -> None:
+        self.seconds_per_step = seconds / n
 
 
 class Progress:
@@ -197,54 +221,64 @@ def train(
     manager = checkpoint.make_manager(workdir, keep=t_cfg.keep_checkpoints)
     wait_for_saves = jax.default_backend() == "cpu"  # see checkpoint.save
     clock = CheckpointClock(resumed=start_step > 0)
+    pacer = DispatchPacer(t_cfg.max_dispatch_s)
     step, train_seconds, images_seen = start_step, 0.0, 0
     try:
-        while step < total:
-            boundary = engine_lib.next_boundary(
-                step, per_epoch=per_epoch, total=total, intervals=intervals
-            )
-            n = boundary - step
-            t = time.time()
-            state, sums = compiled(state, data, keys["train"], keys["data"], jnp.int32(n))
-            sums = jax.device_get(sums)  # host sync: once per dispatch
-            dt = time.time() - t
-            train_seconds += dt
-            images_seen += n * t_cfg.batch_size
-            step = boundary
-            record = {k: float(v) / n for k, v in sums.items() if k != "skipped"}
-            record |= {
-                "step": step,
-                "epoch": step / per_epoch,
-                "skipped": int(sums["skipped"]),
-                "images_per_sec": n * t_cfg.batch_size / dt,
-            }
-            if record["skipped"]:
-                progress.say(
-                    f"warning: {record['skipped']} update(s) skipped (non-finite loss/gradient)"
+        with preemption.StopRequest() as stop:
+            while step < total:
+                boundary = engine_lib.next_boundary(
+                    step, per_epoch=per_epoch, total=total, intervals=intervals
                 )
-            metrics_log.write(record)
-            progress.advance(n, record["loss"])
-            if eval_due(
-                step, per_epoch=per_epoch, total=total, every_epochs=t_cfg.eval_every_epochs
-            ):
-                m = test_metrics(exp, state)
-                metrics_log.write({"step": step, "epoch": step / per_epoch} | m)
-                progress.say(
-                    f"epoch {step // per_epoch}/{t_cfg.epochs}  step {step}  train loss "
-                    f"{record['loss']:.3f}  test {headline(exp, m)}"
+                sums, done = None, step
+                while done < boundary:  # dispatches of at most about max_dispatch_s each
+                    n = pacer.steps(boundary - done)
+                    t = time.time()
+                    state, part = compiled(state, data, keys["train"], keys["data"], jnp.int32(n))
+                    part = jax.device_get(part)  # host sync: once per dispatch
+                    dt = time.time() - t
+                    pacer.took(n, dt)
+                    train_seconds += dt
+                    images_seen += n * t_cfg.batch_size
+                    done += n
+                    sums = part if sums is None else jax.tree.map(np.add, sums, part)
+                    if stop.due():
+                        checkpoint.save(manager, done, state, wait=True)
+                        raise preemption.Preempted(done, stop.signal_name)
+                n, step = boundary - step, boundary
+                record = {k: float(v) / n for k, v in sums.items() if k != "skipped"}
+                record |= {
+                    "step": step,
+                    "epoch": step / per_epoch,
+                    "skipped": int(sums["skipped"]),
+                    "images_per_sec": images_seen / train_seconds,
+                }
+                if record["skipped"]:
+                    progress.say(
+                        f"warning: {record['skipped']} update(s) skipped (non-finite loss/gradient)"
+                    )
+                metrics_log.write(record)
+                progress.advance(n, record["loss"])
+                if eval_due(
+                    step, per_epoch=per_epoch, total=total, every_epochs=t_cfg.eval_every_epochs
+                ):
+                    m = test_metrics(exp, state)
+                    metrics_log.write({"step": step, "epoch": step / per_epoch} | m)
+                    progress.say(
+                        f"epoch {step // per_epoch}/{t_cfg.epochs}  step {step}  train loss "
+                        f"{record['loss']:.3f}  test {headline(exp, m)}"
+                    )
+                epoch_end = step % per_epoch == 0
+                due = checkpoint.save_due(
+                    step,
+                    total=total,
+                    per_epoch=per_epoch,
+                    every_steps=t_cfg.checkpoint_every_steps,
+                    min_interval_s=t_cfg.checkpoint_min_interval_s,
+                    seconds_since_save=clock.seconds_since_save(at_epoch_end=epoch_end),
                 )
-            epoch_end = step % per_epoch == 0
-            due = checkpoint.save_due(
-                step,
-                total=total,
-                per_epoch=per_epoch,
-                every_steps=t_cfg.checkpoint_every_steps,
-                min_interval_s=t_cfg.checkpoint_min_interval_s,
-                seconds_since_save=clock.seconds_since_save(at_epoch_end=epoch_end),
-            )
-            if due:
-                checkpoint.save(manager, step, state, wait=wait_for_saves)
-                clock.saved()
+                if due:
+                    checkpoint.save(manager, step, state, wait=wait_for_saves)
+                    clock.saved()
     finally:
         progress.close()
         manager.wait_until_finished()

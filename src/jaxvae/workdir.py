@@ -18,7 +18,13 @@ from jaxvae import layout
 from jaxvae.layout import CONFIG, METRICS, RUN_INFO, SUMMARY  # noqa: F401 (re-exported)
 
 # Keys that may differ when a run is continued: how long it trains and how it reports.
-RESUMABLE_CHANGES = ("train.epochs", "train.progress", "eval.iwae_k", "eval.iwae_num_examples")
+RESUMABLE_CHANGES = (
+    "train.epochs",
+    "train.progress",
+    "train.max_dispatch_s",
+    "eval.iwae_k",
+    "eval.iwae_num_examples",
+)
 
 
 def ensure_writable(workdir: str) -> None:
