@@ -1,0 +1,115 @@
+"""The VampPrior (Tomczak and Welling 2018): a VAE whose prior is the variational mixture of
+posteriors at ``K`` learned pseudo-inputs,
+
+    p(z) = (1/K) sum_k q(z | u_k),
+
+so the prior shares the encoder's parameters (and DReG's condition fails). The KL has no closed
+form: it is the one-sample Monte Carlo estimate ``log q(z | x) - log p(z)`` at the reparameterized
+``z`` that the reconstruction term uses, and there is no per-dimension KL (so no free bits).
+
+The pseudo-inputs are, as in the reference implementation, a bias-free linear layer applied to the
+``K x K`` identity with weights drawn from ``N(0.05, 0.01^2)``, followed by a hardtanh to
+``[0, 1]``: that is a ``[K, H, W, C]`` parameter clipped to ``[0, 1]`` (the clip has the hardtanh's
+gradient, zero outside the interval).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from jaxvae import distributions as dist
+from jaxvae.models import register
+from jaxvae.models.vae import VAE
+
+PSEUDO_INIT_MEAN = 0.05
+PSEUDO_INIT_STD = 0.01
+
+
+@register("vampprior")
+@dataclasses.dataclass(frozen=True)
+class VampPrior(VAE):
+    """VAE with a VampPrior.
+
+    Attributes:
+      num_pseudo: ``K``, the number of pseudo-inputs (``model.vampprior.num_pseudo``; the paper's
+        500).
+      pseudo_init_mean: mean of the pseudo-inputs' initial values (before the clip to [0, 1]).
+      pseudo_init_std: their standard deviation.
+    """
+
+    num_pseudo: int = 500
+    pseudo_init_mean: float = PSEUDO_INIT_MEAN
+    pseudo_init_std: float = PSEUDO_INIT_STD
+
+    config_defaults: ClassVar[dict] = {
+        "num_pseudo": 500,
+        "pseudo_init_mean": PSEUDO_INIT_MEAN,
+        "pseudo_init_std": PSEUDO_INIT_STD,
+    }
+    # The prior is built from q's own encoder: no parameter split exists for DReG.
+    dreg_ok: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (
+            isinstance(self.num_pseudo, bool)
+            or int(self.num_pseudo) != self.num_pseudo
+            or (self.num_pseudo < 1)
+        ):
+            raise ValueError(f"num_pseudo must be a positive integer, got {self.num_pseudo!r}")
+        object.__setattr__(self, "num_pseudo", int(self.num_pseudo))
+        if not float(self.pseudo_init_std) >= 0:
+            raise ValueError(f"pseudo_init_std must be >= 0, got {self.pseudo_init_std!r}")
+        if self.free_bits > 0:
+            raise ValueError(
+                f"free_bits={self.free_bits!r}: the VampPrior's KL is a Monte Carlo estimate with "
+                "no per-dimension terms to floor; use objective.free_bits=0"
+            )
+
+    def init(self, key):
+        k_vae, k_pseudo = jax.random.split(key)
+        params, state = super().init(k_vae)
+        shape = (self.num_pseudo, *self.image_shape)
+        pseudo = self.pseudo_init_mean + self.pseudo_init_std * jax.random.normal(k_pseudo, shape)
+        return params | {"prior": {"pseudo_inputs": pseudo}}, state
+
+    def pseudo_inputs(self, params) -> jax.Array:
+        """``u_k = hardtanh_[0,1](raw_k)``: ``[K, H, W, C]``."""
+        return jnp.clip(params["prior"]["pseudo_inputs"], 0.0, 1.0)
+
+    def components(self, params) -> tuple[jax.Array, jax.Array]:
+        """``(mean, log_var)`` of ``q(z | u_k)`` for every pseudo-input: each ``[K, D]``."""
+        u = self.pseudo_inputs(params)
+        labels = jnp.zeros((self.num_pseudo,), jnp.int32)
+        return self.posterior(params, {"image": u, "label": labels})
+
+    def log_prior(self, params, z):
+        """``log (1/K) sum_k N(z; mean_k, diag exp(log_var_k))`` for ``z`` of shape ``[..., D]``."""
+        mean, log_var = self.components(params)
+        log_comp = dist.diag_gaussian_log_prob(
+            z[..., None, :], mean, log_var, batch_dims=z.ndim
+        )  # [..., K]
+        return jax.nn.logsumexp(log_comp, axis=-1) - math.log(self.num_pseudo)
+
+    def kl(self, params, mean, log_var, z):
+        """``(log q(z | x) - log p(z), None)`` at the sampled ``z``: the one-sample KL estimate."""
+        log_q = dist.diag_gaussian_log_prob(z, mean, log_var, batch_dims=z.ndim - 1)
+        return log_q - self.log_prior(params, z), None
+
+    def sample_latents(self, params, state, key, num, labels=None):
+        """``z ~ q(z | u_k)`` with ``k`` uniform over the pseudo-inputs."""
+        del state, labels
+        k_comp, k_z = jax.random.split(key)
+        mean, log_var = self.components(params)
+        k = jax.random.randint(k_comp, (num,), 0, self.num_pseudo)
+        return dist.reparameterize(k_z, mean[k], log_var[k])
+
+    def extra_pictures(self, params, state, batch, key):
+        """``pseudo_inputs.png``: the first 64 pseudo-inputs, 8 to a row."""
+        del state, batch, key
+        return {"pseudo_inputs.png": (self.pseudo_inputs(params)[:64], 8)}
