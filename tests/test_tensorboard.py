@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -54,6 +55,32 @@ def test_scalars_per_step(tmp_path):
     assert _scalars(acc, "train/loss") == [(s, np.float32(100.0 / s)) for s in (10, 20, 30)]
     assert _scalars(acc, "train/kl") == [(s, np.float32(s / 7)) for s in (10, 20, 30)]
     assert _scalars(acc, "test/nelbo") == [(30, 2.5)]
+
+
+def test_metrics_records(tmp_path):
+    train = {
+        "step": 8,
+        "epoch": 1.0,
+        "loss": 561.4,
+        "kl": 0.65,
+        "skipped": 0,
+        "images_per_sec": 1e4,
+    }
+    test = {"step": 8, "epoch": 1.0, "test_nelbo": 539.5, "test_active_units": 2, "note": "x"}
+    with tensorboard.EventLog(str(tmp_path)) as log:
+        log.record(train)
+        log.record(test)
+    acc = _read(tmp_path)
+    assert sorted(acc.Tags()["scalars"]) == [
+        "test/active_units",
+        "test/nelbo",
+        "train/images_per_sec",
+        "train/kl",
+        "train/loss",
+        "train/skipped",
+    ]
+    assert _scalars(acc, "train/loss") == [(8, np.float32(561.4))]
+    assert _scalars(acc, "test/nelbo") == [(8, np.float32(539.5))]
 
 
 def test_images_decode_to_the_written_pixels(tmp_path):
@@ -215,11 +242,13 @@ def test_resume_as_tensorboard_serves_it(tmp_path):
         "true",
     ]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    watchdog = threading.Timer(120, server.kill)  # a server that hangs ends the test, not the suite
+    watchdog.start()
     try:
         url = None
         for (
             line
-        ) in server.stdout:  # "TensorBoard 2.21.0 at http://127.0.0.1:PORT/ (Press CTRL+C to quit)"
+        ) in server.stdout:  # "TensorBoard 2.21.0 at http://127.0.0.1:PORT/ (Press CTRL+C ..."
             match = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
             if match:
                 url = match.group(1)
@@ -254,8 +283,10 @@ def test_resume_as_tensorboard_serves_it(tmp_path):
         (text,) = get("/data/plugin/text/text?run=run&tag=config/text_summary")
         assert text["step"] == 0 and '"epochs": 3' in text["text"]  # the config as resumed
     finally:
+        watchdog.cancel()
         server.terminate()
         server.wait(timeout=30)
+        server.stdout.close()
 
 
 def test_a_new_run_removes_earlier_event_files(tmp_path):

@@ -177,6 +177,18 @@ class EventLog:
                 )
             self._summary(step, tbx_summary.scalar(prefix + name, float(arr)))
 
+    def record(self, record: Mapping[str, Any]) -> None:
+        """Writes a ``metrics.jsonl`` record at its ``step``: ``test_*`` figures as ``test/*``, the
+        training terms as ``train/*`` (``epoch`` and values that are not numbers are left out)."""
+        values = {
+            (f"test/{k[5:]}" if k.startswith("test_") else f"train/{k}"): v
+            for k, v in record.items()
+            if k not in ("step", "epoch")
+            and isinstance(v, int | float | np.number)
+            and not isinstance(v, bool)
+        }
+        self.scalars(int(record["step"]), values)
+
     def images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
         """Writes each picture (uint8 ``[H, W]`` or ``[H, W, C]``, C in 1, 3, 4) at ``step`` as PNG."""
         if self._writer is None:
