@@ -4,14 +4,24 @@ Saves go through one ``CheckpointManager`` (every process takes part; Orbax coor
 Restoring takes an abstract state whose leaves carry the target shardings, so a checkpoint written on
 4 devices restores onto 1 (or 2 processes) and back. A newest checkpoint that cannot be read is moved
 to ``WORKDIR/checkpoints-corrupt/`` (never deleted) and the previous one is used, with a warning.
+
+A save that fails (a full disk, a directory gone read-only) raises ``ValueError`` with one line
+that names the step, the directory and the reason and says that the previous checkpoints are kept:
+Orbax writes into ``<step>.orbax-checkpoint-tmp`` and renames it only once complete, and deletes old
+checkpoints only after a complete save, so the newest finished checkpoint stays the one restored.
+The half-written directory is removed, to give the space back.
 """
 
 from __future__ import annotations
 
+import errno
+import glob
 import logging
 import os
+import re
 import shutil
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -28,23 +38,112 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
 
 
+# The step each manager is writing in the background (asynchronous saves), to name it on failure.
+_IN_FLIGHT: weakref.WeakKeyDictionary[ocp.CheckpointManager, int] = weakref.WeakKeyDictionary()
+
+
 def make_manager(workdir: str, *, keep: int) -> ocp.CheckpointManager:
-    """A manager that keeps the newest ``keep`` checkpoints; saving is asynchronous."""
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+    """A manager that keeps the newest ``keep`` checkpoints; saving is asynchronous.
+
+    Temporary directories of saves that never finished (a killed run) are removed when it starts.
+    """
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, cleanup_tmp_directories=True
+    )
     return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+
+
+def _reason(error: BaseException) -> str:
+    """A short reason for a failed write: the OS error's text where one is found, else the first
+    line of the message."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno)
+        # Orbax (tensorstore) wraps OS errors in ValueError("RESOURCE_EXHAUSTED: ...
+        # No space left on device [os_error_code='28']").
+        code = re.search(r"os_error_code='(\d+)'", str(seen))
+        if code:
+            return os.strerror(int(code.group(1)))
+        seen = seen.__cause__ or seen.__context__
+    first = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {first[:200]}"
+
+
+def _drain(manager: ocp.CheckpointManager) -> None:
+    """Waits for what a failed save left running and discards its errors, so that they do not
+    resurface at the next save or at ``close``."""
+    inner = getattr(manager, "_checkpointer", None)  # its background commit thread
+    for wait in (manager.wait_until_finished, getattr(inner, "wait_until_finished", None)):
+        for _ in range(3):  # each call raises at most one stored error
+            try:
+                if wait is not None:
+                    wait()
+                break
+            except Exception:  # noqa: BLE001 - the failure is reported by the caller
+                continue
+    try:
+        manager.check_for_errors()
+    except Exception:  # noqa: BLE001 - as above
+        pass
+
+
+def _save_failed(
+    manager: ocp.CheckpointManager, step: int | None, error: BaseException
+) -> ValueError:
+    """The one-line error of a failed save, after the half-written directory is removed."""
+    _drain(manager)
+    directory = str(manager.directory)
+    if jax.process_index() == 0:
+        for tmp in glob.glob(os.path.join(directory, f"*{ocp.utils.TMP_DIR_SUFFIX}*")):
+            shutil.rmtree(tmp, ignore_errors=True)
+    kept = steps(os.path.dirname(directory))
+    previous = (
+        f"the previous checkpoints are kept (steps {', '.join(map(str, kept))})"
+        if kept
+        else "there is no previous checkpoint"
+    )
+    what = "checkpoint" if step is None else f"checkpoint at step {step}"
+    hint = " (free some space)" if _reason(error) == os.strerror(errno.ENOSPC) else ""
+    return ValueError(
+        f"{what} could not be written to {directory}: {_reason(error)}{hint}; {previous}"
+    )
+
+
+def finish(manager: ocp.CheckpointManager) -> None:
+    """Waits for an asynchronous save to be written (call it before ``manager.close()``).
+
+    Raises:
+      ValueError: the save failed (see :func:`save`).
+    """
+    step = _IN_FLIGHT.pop(manager, None)
+    try:
+        manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001 - Orbax raises ValueError, OSError and others
+        raise _save_failed(manager, step, e) from e
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, *, wait: bool = False) -> None:
     """Saves ``state`` as ``step``.
 
     Asynchronous unless ``wait``: the write goes on in background threads while training continues
-    on the accelerator (call ``manager.wait_until_finished()`` before exit). On the CPU backend the
+    on the accelerator (call :func:`finish` before exit). On the CPU backend the
     writer and the training program share the same cores; waiting (about 20 ms for a 650k-parameter
     model's state) then costs less than the contention (measured: 50-100 ms per checkpoint).
+
+    Raises:
+      ValueError: this save, or the previous asynchronous one, could not be written (one line: the
+        step, the directory, the reason; the previous checkpoints are kept and the half-written
+        directory is removed). The manager can save again once the cause is gone.
     """
-    manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    finish(manager)  # a failure of the previous asynchronous save is reported under its step
+    try:
+        manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    except Exception as e:  # noqa: BLE001 - as in finish
+        raise _save_failed(manager, step, e) from e
+    _IN_FLIGHT[manager] = step
     if wait:
-        manager.wait_until_finished()
+        finish(manager)
 
 
 def save_due(
