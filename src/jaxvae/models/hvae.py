@@ -1,0 +1,217 @@
+"""The VAE with two stochastic layers of the IWAE paper (Burda et al. 2016, section 5):
+
+    q(z1, z2 | x) = q(z1 | x) q(z2 | z1),        p(x, z1, z2) = p(z2) p(z1 | z2) p(x | z1),
+
+with ``p(z2) = N(0, I)`` and every other factor a diagonal Gaussian (mean and log-variance from
+an MLP) except ``p(x | z1)``, the configured likelihood. The paper's MNIST model is
+``q(z1|x)``: 784-200-200-(100, 100), ``q(z2|z1)``: 100-100-100-(50, 50), ``p(z1|z2)``:
+50-100-100-(100, 100), ``p(x|z1)``: 100-200-200-784, all tanh: here ``model.hidden=(200, 200)``,
+``model.latent_dim=100`` (``z1``), ``model.hvae.hidden2=(100, 100)``, ``model.hvae.z2_dim=50``,
+``model.activation="tanh"``.
+
+Both the ELBO and the importance log-weights are one-sample Monte Carlo over both layers::
+
+    log w = log p(x | z1) + log p(z1 | z2) + log p(z2) - log q(z1 | x) - log q(z2 | z1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from jaxvae import distributions as dist
+from jaxvae import networks
+from jaxvae.models import register
+from jaxvae.models.base import Model, _positive_ints
+
+
+@register("hvae")
+@dataclasses.dataclass(frozen=True)
+class HVAE(Model):
+    """Two-stochastic-layer VAE (MLP only).
+
+    Attributes:
+      z2_dim: size of the top latent ``z2`` (``z1`` has ``latent_dim``).
+      hidden2: hidden widths of ``q(z2 | z1)``; ``p(z1 | z2)`` mirrors them.
+    """
+
+    z2_dim: int = 50
+    hidden2: tuple[int, ...] = (100, 100)
+
+    config_defaults: ClassVar[dict[str, Any]] = {"z2_dim": 50, "hidden2": (100, 100)}
+    inference_keys: ClassVar[tuple[str, ...]] = ("encoder", "encoder2")
+
+    def __post_init__(self) -> None:
+        if self.architecture != "mlp":
+            raise ValueError(
+                f"model kind 'hvae' is MLP only: architecture={self.architecture!r} is not "
+                "supported (use architecture='mlp')"
+            )
+        super().__post_init__()
+        if isinstance(self.z2_dim, bool) or int(self.z2_dim) != self.z2_dim or self.z2_dim <= 0:
+            raise ValueError(f"hvae z2_dim must be a positive integer, got {self.z2_dim!r}")
+        object.__setattr__(self, "z2_dim", int(self.z2_dim))
+        object.__setattr__(self, "hidden2", _positive_ints("hvae hidden2", self.hidden2))
+
+    @classmethod
+    def options(cls, config):
+        if float(config.objective.free_bits) != 0.0:
+            raise ValueError(
+                f"objective.free_bits={config.objective.free_bits!r} is not supported by model "
+                "kind 'hvae' (its KL has no per-dimension form); use 0"
+            )
+        return super().options(config)
+
+    # ---- networks -------------------------------------------------------------------------
+
+    def _q1(self):
+        return networks.MLPEncoder(self.hidden, 2 * self.latent_dim, self.activation, self.layer)
+
+    def _q2(self):
+        return networks.MLP(self.hidden2, 2 * self.z2_dim, self.activation, self.layer)
+
+    def _p1(self):
+        return networks.MLP(self.hidden2[::-1], 2 * self.latent_dim, self.activation, self.layer)
+
+    def init(self, key):
+        k_q1, k_q2, k_p1, k_px, k_lik = jax.random.split(key, 5)
+        x = jnp.zeros((1, *self.image_shape), jnp.float32)
+        z1 = jnp.zeros((1, self.latent_dim), jnp.float32)
+        z2 = jnp.zeros((1, self.z2_dim), jnp.float32)
+        params = {
+            "encoder": self._q1().init(k_q1, x)["params"],
+            "encoder2": self._q2().init(k_q2, z1)["params"],
+            "prior1": self._p1().init(k_p1, z2)["params"],
+            "decoder": self.decoder_net().init(k_px, z1)["params"],
+        }
+        lik = self.likelihood.init(k_lik)
+        if lik:
+            params["likelihood"] = lik
+        return params, {}
+
+    def q_z1(self, params, x):
+        """``(mean, log_var)`` of ``q(z1 | x)``, each ``[N, latent_dim]``."""
+        self.check_images(x)
+        h = self._q1().apply({"params": params["encoder"]}, x)
+        return tuple(jnp.split(h, 2, axis=-1))
+
+    def q_z2(self, q2_params, z1):
+        """``(mean, log_var)`` of ``q(z2 | z1)`` for ``z1`` ``[..., latent_dim]``."""
+        h = self._q2().apply({"params": q2_params}, z1)
+        return tuple(jnp.split(h, 2, axis=-1))
+
+    def p_z1(self, params, z2):
+        """``(mean, log_var)`` of ``p(z1 | z2)`` for ``z2`` ``[..., z2_dim]``."""
+        h = self._p1().apply({"params": params["prior1"]}, z2)
+        return tuple(jnp.split(h, 2, axis=-1))
+
+    def decode(self, params, state, z, labels=None):
+        """``p(x | z1)``."""
+        del state, labels
+        self.check_latents(z)
+        raw = self.decoder_net().apply({"params": params["decoder"]}, z)
+        return self.likelihood.distribution(raw, params.get("likelihood", {}))
+
+    def encode(self, params, state, batch):
+        """The mean of ``q(z1 | x)``."""
+        del state
+        return self.q_z1(params, batch["image"])[0]
+
+    def sample_latents(self, params, state, key, num, labels=None):
+        """Ancestral ``z1 ~ p(z1 | z2)``, ``z2 ~ N(0, I)``."""
+        del state, labels
+        k2, k1 = jax.random.split(key)
+        z2 = jax.random.normal(k2, (num, self.z2_dim))
+        mean, log_var = self.p_z1(params, z2)
+        return dist.reparameterize(k1, mean, log_var)
+
+    # ---- the bound --------------------------------------------------------------------------
+
+    def sample_terms(self, params, batch, key, num_samples, *, stop_q_grad=False):
+        """``num_samples`` draws ``z1 ~ q(z1|x)``, ``z2 ~ q(z2|z1)`` per image and the log-densities
+        at them, each ``[N, S]``: ``log_px`` (``log p(x|z1)``), ``log_pz1`` (``log p(z1|z2)``),
+        ``log_pz2``, ``log_qz1``, ``log_qz2``; and ``mean1`` ``[N, latent_dim]``.
+
+        With ``stop_q_grad`` both ``q`` densities are evaluated with q's parameters held constant;
+        ``z1`` and ``z2`` keep their reparameterization paths (so ``q(z2|z1)``'s network, with stopped
+        parameters, is applied to the live ``z1``)."""
+        x = batch["image"]
+        mean1, log_var1 = self.q_z1(params, x)
+        b, d1 = mean1.shape
+        k1, k2 = jax.random.split(key)
+        eps1 = jax.random.normal(k1, (b, num_samples, d1), mean1.dtype)
+        z1 = mean1[:, None] + jnp.exp(0.5 * log_var1)[:, None] * eps1
+        mean2, log_var2 = self.q_z2(params["encoder2"], z1)
+        eps2 = jax.random.normal(k2, mean2.shape, mean2.dtype)
+        z2 = mean2 + jnp.exp(0.5 * log_var2) * eps2
+        q1_mean, q1_log_var, q2_mean, q2_log_var = mean1, log_var1, mean2, log_var2
+        if stop_q_grad:
+            stop = jax.lax.stop_gradient
+            q1_mean, q1_log_var = stop((mean1, log_var1))
+            q2_mean, q2_log_var = self.q_z2(stop(params["encoder2"]), z1)
+        log_qz1 = dist.diag_gaussian_log_prob(
+            z1, q1_mean[:, None], q1_log_var[:, None], batch_dims=2
+        )
+        log_qz2 = dist.diag_gaussian_log_prob(z2, q2_mean, q2_log_var, batch_dims=2)
+        p1_mean, p1_log_var = self.p_z1(params, z2)
+        log_pz1 = dist.diag_gaussian_log_prob(z1, p1_mean, p1_log_var, batch_dims=2)
+        log_pz2 = dist.standard_normal_log_prob(z2, batch_dims=2)
+        xs = jnp.repeat(x, num_samples, axis=0)
+        log_px = self.decode(params, {}, z1.reshape(b * num_samples, d1)).log_prob(xs)
+        return {
+            "log_px": log_px.reshape(b, num_samples),
+            "log_pz1": log_pz1,
+            "log_pz2": log_pz2,
+            "log_qz1": log_qz1,
+            "log_qz2": log_qz2,
+            "mean1": mean1,
+        }
+
+    def elbo_parts(self, params, batch, key):
+        """One sample: per-example ``recon = -log p(x|z1)``, ``kl = log q(z1|x) + log q(z2|z1) -
+        log p(z1|z2) - log p(z2)`` and its two layers ``kl_z1``, ``kl_z2``; ``mean1``."""
+        t = self.sample_terms(params, batch, key, 1)
+        kl_z1 = (t["log_qz1"] - t["log_pz1"])[:, 0]
+        kl_z2 = (t["log_qz2"] - t["log_pz2"])[:, 0]
+        return {
+            "recon": -t["log_px"][:, 0],
+            "kl": kl_z1 + kl_z2,
+            "kl_z1": kl_z1,
+            "kl_z2": kl_z2,
+            "mean1": t["mean1"],
+        }
+
+    def loss(self, params, state, batch, key, *, kl_weight):
+        """``mean(recon) + kl_weight * mean(kl)``; ``terms["elbo"]`` is always the true ELBO."""
+        parts = self.elbo_parts(params, batch, key)
+        recon, kl = jnp.mean(parts["recon"]), jnp.mean(parts["kl"])
+        loss = recon + kl_weight * kl
+        terms = {
+            "loss": loss,
+            "recon": recon,
+            "kl": kl,
+            "kl_z1": jnp.mean(parts["kl_z1"]),
+            "kl_z2": jnp.mean(parts["kl_z2"]),
+            "elbo": -(recon + kl),
+        }
+        return loss, terms, state
+
+    def eval_terms(self, params, state, batch, key):
+        del state
+        parts = self.elbo_parts(params, batch, key)
+        return {
+            "nelbo": parts["recon"] + parts["kl"],
+            "recon": parts["recon"],
+            "kl": parts["kl"],
+            "kl_z1": parts["kl_z1"],
+            "kl_z2": parts["kl_z2"],
+            "posterior_mean": parts["mean1"],
+        }
+
+    def log_weights(self, params, state, batch, key, num_samples, *, stop_q_grad=False):
+        del state
+        t = self.sample_terms(params, batch, key, num_samples, stop_q_grad=stop_q_grad)
+        return t["log_px"] + t["log_pz1"] + t["log_pz2"] - t["log_qz1"] - t["log_qz2"]
