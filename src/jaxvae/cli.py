@@ -1,4 +1,4 @@
-"""The ``jaxvae`` command: train, eval, sample, bench.
+"""The ``jaxvae`` command: train, eval, sample, plot, bench.
 
 User mistakes (a bad flag or config value, missing data, a wrong workdir) end with one line on stderr
 and exit code 2, never a traceback, and never after anything in an existing workdir was changed.
@@ -51,6 +51,11 @@ def _build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--num", type=int, default=64)
     sample.add_argument("--out", default="", help="PNG path (default: WORKDIR/samples.png)")
     sample.add_argument("--seed", type=int, default=0)
+
+    plot = sub.add_parser(
+        "plot", help="redraw curves.png, traversals.png and the other pictures of a run"
+    )
+    plot.add_argument("--workdir", required=True)
 
     bench = sub.add_parser("bench", help="measure training and evaluation speed (JSON on stdout)")
     bench.add_argument("--config", required=True)
@@ -200,6 +205,26 @@ def _cmd_sample(args) -> int:
     return 0
 
 
+def _cmd_plot(args) -> int:
+    """Redraws a finished or running run's pictures (from its newest checkpoint) and curves."""
+    import jax
+
+    from jaxvae import api, runner
+    from jaxvae import data as data_lib
+    from jaxvae import experiment as build_lib
+
+    run = api.load_run(args.workdir, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+    dataset = data_lib.load_from_config(run.config.data, run.config.seed)
+    exp = build_lib.build(run.config, mesh=run.experiment.mesh, dataset=dataset)
+    state = run.experiment.abstract_state()._replace(
+        step=run.step, params=jax.device_put(run.params), model_state=jax.device_put(run.state)
+    )
+    kl = runner.test_metrics(exp, state).get("test_kl_per_dim")  # orders the traversals
+    for path in runner.draw(exp, state, args.workdir, kl_per_dim=kl):
+        print(path)
+    return 0
+
+
 def _cmd_bench(args, overrides) -> int:
     from jaxvae import bench
 
@@ -236,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_eval(args)
         if args.command == "sample":
             return _cmd_sample(args)
+        if args.command == "plot":
+            return _cmd_plot(args)
         return _cmd_bench(args, overrides)
     except Preempted as e:
         sys.stderr.write(f"jaxvae {args.command}: {e}\n")

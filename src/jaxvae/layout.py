@@ -10,8 +10,10 @@
       eval.json              written by `jaxvae eval`
       checkpoints/<step>/    Orbax checkpoints of the train state
       checkpoints-corrupt/   unreadable checkpoints, moved aside (never deleted)
-      samples.png, reconstructions.png, interpolations.png, latent_map.png (2 latents),
-      and each model family's own pictures (e.g. codebook.png)
+      events.out.tfevents.*  TensorBoard: training terms, test figures, pictures, the config
+      samples.png, reconstructions.png, interpolations.png, traversals.png, latent_map.png
+      (2 latents), curves.png (loss and test figure against steps), and each model family's
+      own pictures (e.g. codebook.png)
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ SAMPLES = "samples.png"
 RECONSTRUCTIONS = "reconstructions.png"
 INTERPOLATIONS = "interpolations.png"
 LATENT_MAP = "latent_map.png"
+TRAVERSALS = "traversals.png"
+CURVES = "curves.png"
+# TensorBoard event files (events.out.tfevents.*) are written into the workdir itself, so that
+# `tensorboard --logdir runs/` shows one run per workdir.
 
 # The on-disk format of run directories: run.json records it; a run of another format is refused
 # (its checkpoints hold a different train state).

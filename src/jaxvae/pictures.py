@@ -2,8 +2,10 @@
 
 ``samples.png`` (the family's samples, or nothing for a family without a prior),
 ``reconstructions.png`` (rows of inputs, each followed by their reconstructions),
-``interpolations.png`` (decoded along the line between two encodings), ``latent_map.png`` (for
-2 latents, decoded on a grid) and the family's own pictures (:meth:`Model.extra_pictures`).
+``interpolations.png`` (decoded along the line between two encodings), ``traversals.png`` (a row
+per latent dimension, ordered by KL, that coordinate swept over the prior's range),
+``latent_map.png`` (for 2 latents, decoded on a grid) and the family's own pictures
+(:meth:`Model.extra_pictures`).
 Every picture is computed by one compiled function per shape.
 """
 
@@ -80,6 +82,32 @@ def _host(tree):
     )
 
 
+TRAVERSAL_STEPS = 9
+MAX_TRAVERSAL_ROWS = 16
+
+
+def traversals(model: Model, params, state, batch, kl_per_dim=None) -> jax.Array:
+    """Rows of decoded traversals from the first image's encoding: one row per latent dimension
+    (at most 16, by decreasing KL when ``kl_per_dim`` is given, else by decreasing variance of
+    the encodings), its coordinate swept over ``[-r, r]`` for a family with a prior, else over
+    the encodings' mean +- r standard deviations."""
+    codes = np.asarray(_encode(model, params, state, batch), np.float64)
+    score = np.asarray(kl_per_dim) if kl_per_dim is not None else np.var(codes, axis=0)
+    dims = [int(d) for d in np.argsort(-score, kind="stable")[:MAX_TRAVERSAL_ROWS]]
+    r = model.traversal_range
+    sweep = np.linspace(-r, r, TRAVERSAL_STEPS)
+    label = batch["label"][0]  # conditional families: the first image's class
+    decode = lambda z: _decode_mean(model, params, state, z, jnp.full((z.shape[0],), label))
+    if model.has_prior:
+        return plots.traversal_grid(decode, codes[0].astype(np.float32), dims, sweep)
+    mean, std = codes.mean(axis=0), codes.std(axis=0)
+    rows = [
+        plots.traversal_grid(decode, codes[0].astype(np.float32), [d], mean[d] + std[d] * sweep)
+        for d in dims
+    ]
+    return jnp.concatenate(rows)
+
+
 def prior_samples(model: Model, params, state, key, num: int, batch=None):
     """``num`` images from the family's prior (``None`` for a family without one)."""
     if not model.has_prior:
@@ -90,11 +118,13 @@ def prior_samples(model: Model, params, state, key, num: int, batch=None):
     return _samples(model, params, state, num, key, batch)
 
 
-def write_pictures(workdir: str, model: Model, params, state, data, key, num: int) -> list[str]:
+def write_pictures(
+    workdir: str, model: Model, params, state, data, key, num: int, *, kl_per_dim=None
+) -> list[str]:
     """Writes every picture of the run into ``workdir``; returns their paths.
 
     ``data``: test examples ``{"image", "label"}`` (host arrays; the first ``max(num, 32)`` are
-    used).
+    used). ``kl_per_dim``: the test KL per latent dimension, which orders the traversals.
     """
     params, state = jax.device_put(_host((params, state)))
     n = max(num, 32)
@@ -119,6 +149,10 @@ def write_pictures(workdir: str, model: Model, params, state, data, key, num: in
     steps = INTERPOLATION_STEPS
     pair = first(batch, slice(0, 8)), first(batch, slice(8, 16))
     save(layout.INTERPOLATIONS, interpolations(model, params, state, *pair, steps), steps)
+    if model.traversable:
+        save(
+            layout.TRAVERSALS, traversals(model, params, state, batch, kl_per_dim), TRAVERSAL_STEPS
+        )
     if model.latent_dim == 2:
         save(layout.LATENT_MAP, latent_map(model, params, state), 20)
     extra = model.extra_pictures(params, state, batch, k_extra)

@@ -11,6 +11,7 @@ writes files; every process takes part in the computation and in checkpoints.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 import psutil
 from tqdm import tqdm
 
-from jaxvae import checkpoint, evaluate, layout, pictures, preemption, sharding
+from jaxvae import checkpoint, curves, evaluate, layout, pictures, preemption, sharding, tensorboard
 from jaxvae import engine as engine_lib
 from jaxvae import experiment as build_lib
 from jaxvae import workdir as workdir_lib
@@ -179,14 +180,17 @@ def train(
     workdir: str,
     *,
     mesh=None,
-    stream=sys.stderr,
+    stream=None,
 ) -> dict[str, Any]:
     """Trains (or resumes) the run of ``config`` in ``workdir``; returns its summary.
+
+    ``stream`` receives progress lines (default: ``sys.stderr`` as it is at the call).
 
     Raises:
       ValueError: a bad config, missing data, images that do not fit the model, an unwritable
         workdir, or a workdir that holds a different run. Nothing in the workdir is changed then.
     """
+    stream = sys.stderr if stream is None else stream
     wall_start = time.time()
     exp = build_lib.build(config, mesh=mesh)
     n_train = exp.dataset.train_images.shape[0]
@@ -201,9 +205,10 @@ def train(
     progress = Progress(stream, total=total, initial=0, enabled=t_cfg.progress, main=main)
     state, start_step, existing = open_run(exp, workdir, progress.say)
     progress.bar.update(start_step)
-    metrics_log = workdir_lib.MetricsLog(
-        workdir, resume_step=start_step if existing else None, enabled=main
-    )
+    resume_step = start_step if existing else None
+    metrics_log = workdir_lib.MetricsLog(workdir, resume_step=resume_step, enabled=main)
+    events = tensorboard.EventLog(workdir, resume_step=resume_step, enabled=main)
+    events.config(config.to_dict())
     data = jax.tree.map(lambda a: sharding.put_replicated(a, exp.mesh), exp.split("train"))
     engine = engine_lib.make_engine(
         exp.train_step(), num_examples=n_train, batch_size=t_cfg.batch_size, mesh=exp.mesh
@@ -257,12 +262,15 @@ def train(
                         f"warning: {record['skipped']} update(s) skipped (non-finite loss/gradient)"
                     )
                 metrics_log.write(record)
+                events.record(record)
                 progress.advance(n, record["loss"])
                 if eval_due(
                     step, per_epoch=per_epoch, total=total, every_epochs=t_cfg.eval_every_epochs
                 ):
                     m = test_metrics(exp, state)
+                    m.pop("test_kl_per_dim", None)
                     metrics_log.write({"step": step, "epoch": step / per_epoch} | m)
+                    events.record({"step": step} | m)
                     progress.say(
                         f"epoch {step // per_epoch}/{t_cfg.epochs}  step {step}  train loss "
                         f"{record['loss']:.3f}  test {headline(exp, m)}"
@@ -278,10 +286,12 @@ def train(
                 )
                 if due:
                     checkpoint.save(manager, step, state, wait=wait_for_saves)
+                    events.flush()
                     clock.saved()
     finally:
         progress.close()
-        manager.wait_until_finished()
+        events.flush()
+        checkpoint.finish(manager)
         manager.close()
 
     summary = final_summary(exp, state) | {
@@ -291,19 +301,39 @@ def train(
         "wall_s": time.time() - wall_start,
     }
     if main:
-        pictures.write_pictures(
-            workdir,
-            exp.model,
-            state.params,
-            state.model_state,
-            exp.split("test"),
-            keys["pictures"],
-            config.eval.num_pictures,
-        )
+        drawn = draw(exp, state, workdir, kl_per_dim=summary.get("test_kl_per_dim"))
+        events.images(int(state.step), {os.path.basename(p)[:-4]: _png(p) for p in drawn})
         workdir_lib.write_json(layout.path(workdir, layout.SUMMARY), summary)
         where = layout.path(workdir, layout.SUMMARY)
         progress.say(f"done: {headline(exp, summary)}  summary in {where}")
+    events.close()
     return summary
+
+
+def draw(exp: build_lib.Experiment, state, workdir: str, *, kl_per_dim=None) -> list[str]:
+    """Every picture of the run from ``state``, and curves.png from metrics.jsonl (also what
+    ``jaxvae plot`` redraws for a finished or running run); returns the paths."""
+    written = pictures.write_pictures(
+        workdir,
+        exp.model,
+        state.params,
+        state.model_state,
+        exp.split("test"),
+        exp.keys["pictures"],
+        exp.config.eval.num_pictures,
+        kl_per_dim=kl_per_dim,
+    )
+    metrics = layout.path(workdir, layout.METRICS)
+    if os.path.exists(metrics):
+        written.append(curves.plot_curves(metrics, layout.path(workdir, layout.CURVES)))
+    return written
+
+
+def _png(path: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
 
 
 def final_summary(exp: build_lib.Experiment, state: engine_lib.TrainState) -> dict[str, Any]:

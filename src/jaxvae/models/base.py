@@ -107,8 +107,10 @@ class Model(abc.ABC):
     dreg_ok: ClassVar[bool] = True
     # Test figures shown in logs, first = the headline (a key of eval_terms).
     headline: ClassVar[tuple[str, ...]] = ("nelbo", "recon", "kl")
-    # Prior sampling and traversal range: z_d swept over [-r, r].
+    # traversals.png: each latent coordinate swept over [-r, r] (families with a prior) or over
+    # its codes' mean +- r standard deviations (without one); False: no traversals.
     traversal_range: ClassVar[float] = 3.0
+    traversable: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)

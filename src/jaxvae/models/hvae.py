@@ -43,6 +43,8 @@ class HVAE(Model):
 
     config_defaults: ClassVar[dict[str, Any]] = {"z2_dim": 50, "hidden2": (100, 100)}
     inference_keys: ClassVar[tuple[str, ...]] = ("encoder", "encoder2")
+    # z1's prior is p(z1 | z2), not N(0, I): sweeping its coordinates shows nothing.
+    traversable: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if self.architecture != "mlp":
