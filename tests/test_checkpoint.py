@@ -10,13 +10,13 @@ import optax
 import pytest
 
 from jaxvae import checkpoint, models, sharding
-from jaxvae import train as train_lib
+from jaxvae import engine as train_lib
 
-SPEC = models.ModelSpec(architecture="mlp", hidden=(16,), latent_dim=3)
+SPEC = dict(architecture="mlp", hidden=(16,), latent_dim=3)
 
 
 def _state_and_abstract(mesh):
-    model = models.make_model(SPEC)
+    model = models.get("vae")(**SPEC)
     tx = optax.adam(1e-3)
     init = jax.jit(
         lambda k: train_lib.init_state(model, tx, k), out_shardings=sharding.replicated(mesh)

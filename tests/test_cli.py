@@ -4,6 +4,7 @@ one-line errors of bad input."""
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,7 +55,9 @@ def test_train_writes_the_run_directory(smoke_run):
     for key in ("test_nelbo", "test_recon", "test_kl", "epochs", "steps", "seed", "wall_s"):
         assert key in summary
     assert summary["steps"] == 2 * (512 // 64)
-    assert abs(summary["test_nelbo"] - summary["test_recon"] - summary["test_kl"]) < 1e-6
+    # nelbo = recon + kl, per image in float32 on the device, then averaged in float64
+    nelbo = summary["test_recon"] + summary["test_kl"]
+    assert summary["test_nelbo"] == pytest.approx(nelbo, rel=1e-6)
     assert len(summary["params_digest"]) == 64 and summary["train_images_per_sec"] > 0
     records = [json.loads(line) for line in open(os.path.join(smoke_run, "metrics.jsonl"))]
     assert any("test_nelbo" in r for r in records) and any("loss" in r for r in records)
@@ -67,7 +70,7 @@ def _numpy_mlp(params, x):
     def dense(p, h):
         return h @ np.asarray(p["kernel"], np.float64) + np.asarray(p["bias"], np.float64)
 
-    enc, dec = params["encoder"], params["decoder"]
+    enc, dec = params["encoder"]["MLP_0"], params["decoder"]["MLP_0"]
     h = np.maximum(dense(enc["Dense_0"], x.reshape(x.shape[0], -1)), 0)
     mean, log_var = np.split(dense(enc["Dense_1"], h), 2, axis=-1)
 
@@ -118,10 +121,17 @@ def test_load_run_functions(smoke_run):
     import jaxvae as jv
 
     run = jv.load_run(smoke_run)
+    assert run.step == 16 and run.model.name == "vae" and run.state == {}
     x = jv.load_dataset("fashion_mnist", limit_test=8).test_images
-    mean, log_var = run.encode(x)
-    assert mean.shape == (8, 2) and log_var.shape == (8, 2)
-    assert run.decode(mean).shape == (8, 28, 28, 1)
+    mean = run.encode(x)  # the posterior mean
+    assert mean.shape == (8, 2)
+    images = run.decode(mean)  # the decoder's mean image
+    assert images.shape == (8, 28, 28, 1)
+    # Against the model written again in numpy: E_q[z | x], and sigmoid(logits) at it.
+    np_mean, _, logits = _numpy_mlp(run.params, x.astype(np.float64))
+    np.testing.assert_allclose(mean, np_mean, rtol=1e-4, atol=1e-5)
+    expected = scipy.special.expit(logits(np.asarray(mean, np.float64))).reshape(8, 28, 28, 1)
+    np.testing.assert_allclose(images, expected, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="do not fit the model"):
         run.encode(np.zeros((2, 32, 32, 1), np.float32))
 
@@ -251,6 +261,56 @@ def test_other_bad_inputs(capsys, tmp_path):
     assert "no multi-process cluster" in proc.stderr and not os.path.exists(tmp_path / "d")
     err = _one_line_error(capsys, ["train", "--config", SMOKE, "--bogus-flag"])
     assert "unrecognized arguments" in err
+
+
+def test_a_run_of_another_format_is_refused(smoke_run, capsys, tmp_path):
+    old = str(tmp_path / "old")
+    shutil.copytree(smoke_run, old)
+    info_path = os.path.join(old, "run.json")
+    info = json.load(open(info_path))
+    assert info["format"] == 2 and info["image_shape"] == [28, 28, 1]
+    json.dump(info | {"format": 1}, open(info_path, "w"))
+    before = _tree_digest(old)
+    for argv in (
+        ["eval", "--workdir", old],
+        ["sample", "--workdir", old],
+        ["train", "--config", SMOKE, "--workdir", old],
+    ):
+        assert "holds a run of format 1 (this jaxvae reads format 2" in _one_line_error(
+            capsys, argv
+        )
+    assert _tree_digest(old) == before
+
+
+def test_an_autoencoder_is_evaluated_but_not_sampled(capsys, tmp_path):
+    workdir = str(tmp_path / "ae")
+    jaxvae("train", "--config", SMOKE, "--workdir", workdir, "--config.model.kind=ae")
+    summary = json.load(open(os.path.join(workdir, "summary.json")))
+    assert summary["model"] == "ae/mlp" and "test_nll" not in summary
+    # Its samples.png decodes codes from a Gaussian fitted to the test codes.
+    for name in ("samples.png", "reconstructions.png", "interpolations.png"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    result = json.loads(jaxvae("eval", "--workdir", workdir, "--num-examples", "100").stdout)
+    assert result == json.load(open(os.path.join(workdir, "eval.json")))
+    assert "test_nll" not in result and "no NLL" in result["note"]
+    assert result["num_examples"] == 100 and result["step"] == 16
+    # Reconstruction errors, against numpy: the code and the decoder's sigmoid output.
+    import jaxvae as jv
+
+    run = jv.load_run(workdir)
+    x = jv.load_dataset("fashion_mnist", limit_test=100).test_images.astype(np.float64)
+
+    def dense(p, h):
+        return h @ np.asarray(p["kernel"], np.float64) + np.asarray(p["bias"], np.float64)
+
+    enc, dec = run.params["encoder"]["MLP_0"], run.params["decoder"]["MLP_0"]
+    code = dense(enc["Dense_1"], np.maximum(dense(enc["Dense_0"], x.reshape(100, -1)), 0))
+    out = scipy.special.expit(dense(dec["Dense_1"], np.maximum(dense(dec["Dense_0"], code), 0)))
+    l2 = np.sum((out - x.reshape(100, -1)) ** 2, axis=-1)
+    np.testing.assert_allclose(result["test_recon_l2"], l2.mean(), rtol=1e-4)
+    np.testing.assert_allclose(result["test_mse_per_pixel"], l2.mean() / 784, rtol=1e-4)
+    err = _one_line_error(capsys, ["sample", "--workdir", workdir])
+    assert "model kind 'ae'" in err and "no prior to sample from" in err
 
 
 def test_console_script_error_has_no_traceback(tmp_path):

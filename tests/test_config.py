@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from jaxvae import config as config_lib
+from jaxvae import models
 from tests.conftest import CONFIGS, REPO
 
 ALL_CONFIGS = sorted(f for f in os.listdir(CONFIGS) if f.endswith(".py"))
@@ -68,7 +69,7 @@ def test_bad_overrides(override, message):
         ("train.learning_rate", 0.0, "train.learning_rate"),
         ("model.latent_dim", 0, "latent_dim must be a positive integer"),
         ("model.channels", (32, 0), "channels must be a sequence of positive integers"),
-        ("model.kind", "gan", "model kind must be one of"),
+        ("model.kind", "gan", r"model.kind='gan': expected one of \(.*'vae'"),
         ("data.name", "imagenet", "data.name='imagenet'"),
         ("data.binarize", "yes", "data.binarize"),
         ("objective.beta", -1.0, "beta must be >= 0"),
@@ -107,7 +108,8 @@ def test_conv_impl_auto_is_fast_on_cpu_and_lax_elsewhere():
     assert config_lib.resolve_conv_impl("lax", "cpu") == "lax"
     c = config_lib.load_config_file(os.path.join(CONFIGS, "default.py"))
     assert c.model.conv_impl == "auto"
-    assert config_lib.model_spec(c, (28, 28, 1)).conv_impl == "fast"  # the tests run on CPU
+    info = models.DataInfo(image_shape=(28, 28, 1))
+    assert models.from_config(c, info).conv_impl == "fast"  # the tests run on CPU
     c.model.conv_impl = "cudnn"
     with pytest.raises(ValueError, match="conv_impl"):
         config_lib.validate(c)

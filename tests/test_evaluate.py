@@ -10,8 +10,8 @@ import pytest
 import scipy.special
 import scipy.stats
 
-from jaxvae.evaluate import active_units, evaluate_ae, evaluate_elbo, evaluate_iwae
-from jaxvae.models import ModelSpec, make_model
+from jaxvae import evaluate, likelihoods, models
+from jaxvae.evaluate import active_units
 
 IMAGE_SHAPE = (4, 4, 1)
 PIXELS = 16
@@ -24,21 +24,32 @@ LATENT = 3
 
 
 def _model(kind="vae", likelihood="bernoulli"):
-    spec = ModelSpec(
-        kind=kind,
+    return models.get(kind)(
         architecture="mlp",
         image_shape=IMAGE_SHAPE,
         latent_dim=LATENT,
         hidden=(8,),
-        likelihood=likelihood,
-        gaussian_std=0.3,
+        likelihood=likelihoods.make(likelihood, image_shape=IMAGE_SHAPE, gaussian_std=0.3),
     )
-    return make_model(spec)
+
+
+# The families' evaluation functions, with their (empty) model state.
+def evaluate_iwae(model, params, data, key, **kwargs):
+    return evaluate.evaluate_iwae(model, params, {}, data, key, **kwargs)
+
+
+def evaluate_model(model, params, data, key, **kwargs):
+    return evaluate.evaluate_model(model, params, {}, data, key, **kwargs)
+
+
+def _layers(params, net):
+    """The dense layers of an MLP encoder's or decoder's one MLP: ``{"Dense_0": ..., ...}``."""
+    return params[net]["MLP_0"]
 
 
 def _random_params(model, seed, kernel_scale=1.0):
     rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(model.init, jax.random.key(0))
+    shapes, _ = jax.eval_shape(model.init, jax.random.key(0))
 
     def draw(path, leaf):
         is_kernel = "kernel" in jax.tree_util.keystr(path)
@@ -67,16 +78,16 @@ def _mlp(layers, h):
 
 
 def _np_encode(params, x):
-    return _mlp(params["encoder"], _np(x).reshape(x.shape[0], -1))
+    return _mlp(_layers(params, "encoder"), _np(x).reshape(x.shape[0], -1))
 
 
 def _np_log_lik(model, params, x_flat, z):
     """log p(x|z) for flat images ``x_flat`` [..., PIXELS] and latents ``z`` [..., LATENT]."""
-    out = _mlp(params["decoder"], z)
-    if model.spec.likelihood == "bernoulli":
+    out = _mlp(_layers(params, "decoder"), z)
+    if model.likelihood.name == "bernoulli":
         return np.sum(x_flat * -np.logaddexp(0, -out) + (1 - x_flat) * -np.logaddexp(0, out), -1)
     mean = scipy.special.expit(out)
-    return np.sum(scipy.stats.norm.logpdf(x_flat, mean, model.spec.gaussian_std), -1)
+    return np.sum(scipy.stats.norm.logpdf(x_flat, mean, model.likelihood.gaussian_std), -1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,10 +106,10 @@ def test_iwae_is_exact_when_posterior_is_prior_and_decoder_ignores_z(likelihood,
     model = _model(likelihood=likelihood)
     params = _random_params(model, seed=1)
     # q(z|x) = N(0, I) = p(z): the encoder's last layer outputs zeros (mean 0, log_var 0).
-    params["encoder"]["Dense_1"]["kernel"][:] = 0.0
-    params["encoder"]["Dense_1"]["bias"][:] = 0.0
+    _layers(params, "encoder")["Dense_1"]["kernel"][:] = 0.0
+    _layers(params, "encoder")["Dense_1"]["bias"][:] = 0.0
     # p(x|z) does not depend on z: the decoder's first layer ignores its input.
-    params["decoder"]["Dense_0"]["kernel"][:] = 0.0
+    _layers(params, "decoder")["Dense_0"]["kernel"][:] = 0.0
     x = _images(13, seed=1)
     # Then every importance weight is p(x|z) = p(x), so log p_k(x) = log p(x) exactly for any k.
     log_px = _np_log_lik(model, params, _np(x).reshape(13, -1), np.zeros((13, LATENT)))
@@ -153,7 +164,7 @@ def test_iwae_matches_independent_monte_carlo_and_bounds():
 
     # The k-sample bound is tighter than the ELBO: -log p_k(x) <= -ELBO(x) on average. The
     # single-sample negative ELBO estimate has sd sqrt(sum_i Var_q log p(x_i|z)) / n.
-    nelbo = evaluate_elbo(model, params, x, jax.random.key(4), batch_size=10)["nelbo"]
+    nelbo = evaluate_model(model, params, x, jax.random.key(4), batch_size=10)["nelbo"]
     assert out["nll"] <= nelbo + 5 * np.sqrt(np.sum(lik_sds**2)) / n + 1e-4
 
 
@@ -170,7 +181,7 @@ def test_iwae_rejects_bad_arguments():
         evaluate_iwae(vae, params, x[:0], jax.random.key(0), k=2)
     # the whole array is checked, not just its first image
     with pytest.raises(ValueError, match=r"\(5,\) do not fit the model"):
-        evaluate_elbo(vae, params, np.zeros(5, np.float32), jax.random.key(0))
+        evaluate_model(vae, params, np.zeros(5, np.float32), jax.random.key(0))
     with pytest.raises(
         ValueError, match=r"4, 4, 2\) do not fit the model: expected \[N, 4, 4, 1\]"
     ):
@@ -185,16 +196,16 @@ def test_iwae_rejects_bad_arguments():
 # --------------------------------------------------------------------------------------------
 
 
-def test_evaluate_elbo_matches_numpy_and_counts_active_units():
+def test_evaluate_model_of_a_vae_matches_numpy_and_counts_active_units():
     model = _model(likelihood="gaussian")
     params = _random_params(model, seed=5, kernel_scale=1.5)
     # Latent 0's posterior mean ignores x (inactive); latent 2's barely varies.
-    params["encoder"]["Dense_1"]["kernel"][:, 0] = 0.0
-    params["encoder"]["Dense_1"]["kernel"][:, 2] *= 0.01
+    _layers(params, "encoder")["Dense_1"]["kernel"][:, 0] = 0.0
+    _layers(params, "encoder")["Dense_1"]["kernel"][:, 2] *= 0.01
     n = 8
     x = _images(n, seed=5)
     key = jax.random.key(6)
-    out = evaluate_elbo(model, params, x, key, batch_size=n)
+    out = evaluate_model(model, params, x, key, batch_size=n)
 
     enc = _np_encode(params, x)
     mean, log_var = enc[:, :LATENT], enc[:, LATENT:]
@@ -213,7 +224,7 @@ def test_evaluate_elbo_matches_numpy_and_counts_active_units():
     assert out["active_units"] == expected_active
 
     # Batches that do not divide the images: the analytic KL and active units are unchanged.
-    padded = evaluate_elbo(model, params, x, key, batch_size=3)
+    padded = evaluate_model(model, params, x, key, batch_size=3)
     np.testing.assert_allclose(padded["kl"], out["kl"], rtol=1e-6)
     assert padded["active_units"] == expected_active
     assert np.isfinite(padded["recon"]) and padded["recon"] != out["recon"]
@@ -237,28 +248,31 @@ def test_active_units_against_known_variances():
 # --------------------------------------------------------------------------------------------
 
 
-def test_evaluate_ae_matches_numpy_for_any_batch_size():
+def test_evaluate_model_of_an_ae_matches_numpy_for_any_batch_size():
     model = _model(kind="ae")
     params = _random_params(model, seed=7, kernel_scale=1.5)
     n = 13
     x = _images(n, seed=7)
     code = _np_encode(params, x)
-    out = scipy.special.expit(_mlp(params["decoder"], code))
+    out = scipy.special.expit(_mlp(_layers(params, "decoder"), code))
     diff = out - _np(x).reshape(n, -1)
     l2, l1 = np.sum(diff**2, 1), np.sum(np.abs(diff), 1)
     expected_active = int(np.sum(np.var(code, axis=0) > 0.01))
-    results = [evaluate_ae(model, params, x, batch_size=b) for b in (13, 5, 1000)]
+    key = jax.random.key(0)
+    results = [evaluate_model(model, params, x, key, batch_size=b) for b in (13, 5, 1000)]
     for res in results:
         np.testing.assert_allclose(res["recon_l2"], l2.mean(), rtol=2e-5)
         np.testing.assert_allclose(res["recon_l1"], l1.mean(), rtol=2e-5)
         np.testing.assert_allclose(res["mse_per_pixel"], l2.mean() / PIXELS, rtol=2e-5)
+        np.testing.assert_allclose(res["recon"], l2.mean(), rtol=2e-5)  # its loss: l2
         assert res["active_units"] == expected_active
     # Padding never leaks into the figures: identical results whatever the batch size.
     for res in results[1:]:
         for name in ("recon_l2", "recon_l1", "mse_per_pixel"):
             np.testing.assert_allclose(res[name], results[0][name], rtol=1e-6)
     # A DAE is evaluated on clean inputs, exactly like the AE with the same parameters.
-    dae = make_model(dataclasses.replace(model.spec, kind="dae"))
+    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
+    dae = models.get("dae")(**fields, noise="masking", noise_level=0.5)
     np.testing.assert_allclose(
-        evaluate_ae(dae, params, x, batch_size=13)["recon_l2"], l2.mean(), rtol=2e-5
+        evaluate_model(dae, params, x, key, batch_size=13)["recon_l2"], l2.mean(), rtol=2e-5
     )

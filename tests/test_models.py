@@ -1,8 +1,10 @@
-"""Tests for jaxvae.models: shapes, parameter counts, convolution formulations and validation."""
+"""Tests for jaxvae.models (the vae, ae and dae families): shapes, decoder distributions, parameter
+counts, convolution formulations and validation."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 
@@ -12,9 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxvae import convs
-from jaxvae.models import ModelSpec, make_model, num_params
-from jaxvae.objectives import vae_loss
+from jaxvae import convs, likelihoods, models
+from jaxvae.models import num_params
 
 SMALL = {
     "mlp": dict(architecture="mlp", image_shape=(12, 8, 3), hidden=(10, 7), latent_dim=5),
@@ -22,10 +23,34 @@ SMALL = {
 }
 
 
+def make_model(kind="vae", *, likelihood=None, gaussian_std=0.1, **kwargs):
+    """The family ``kind`` with ``kwargs``; ``likelihood`` by name (default: the family's)."""
+    if likelihood is not None:
+        shape = kwargs.get("image_shape", (28, 28, 1))
+        kwargs["likelihood"] = likelihoods.make(
+            likelihood, image_shape=shape, gaussian_std=gaussian_std
+        )
+    return models.get(kind)(**kwargs)
+
+
+def _shapes(model):
+    """The parameters' shapes (and the model state's), without allocating them."""
+    return jax.eval_shape(model.init, jax.random.key(0))
+
+
+def _batch(x):
+    return {"image": x, "label": jnp.zeros((x.shape[0],), jnp.int32)}
+
+
+def _raw(model, params, z):
+    """The decoder network's raw output at ``z``."""
+    return model.decoder_net().apply({"params": params["decoder"]}, z)
+
+
 def _random_params(model, seed):
     """Parameters of ``model``'s structure drawn with numpy (biases non-zero too)."""
     rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(model.init, jax.random.key(0))
+    shapes, _ = _shapes(model)
 
     def draw(leaf):
         scale = 1.0 / np.sqrt(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 0.1
@@ -42,19 +67,21 @@ def _random_params(model, seed):
 @pytest.mark.parametrize("architecture", ["mlp", "conv"])
 @pytest.mark.parametrize("kind", ["vae", "ae", "dae"])
 def test_output_shapes(architecture, kind):
-    model = make_model(ModelSpec(kind=kind, **SMALL[architecture]))
-    params = jax.eval_shape(model.init, jax.random.key(0))
+    model = make_model(kind, **SMALL[architecture])
+    params, state = _shapes(model)
     x = jax.ShapeDtypeStruct((3, 12, 8, 3), jnp.float32)
-    a, b = jax.eval_shape(model.encode, params, x)
-    out = jax.eval_shape(model.decode, params, a)
-    raw = jax.eval_shape(model.decode_raw, params, a)
+    batch = {"image": x, "label": jax.ShapeDtypeStruct((3,), jnp.int32)}
+    a = jax.eval_shape(model.encode, params, state, batch)
+    out = jax.eval_shape(lambda p, s, z: model.decode(p, s, z).mean(), params, state, a)
+    raw = jax.eval_shape(functools.partial(_raw, model), params, a)
     assert a.shape == (3, 5) and a.dtype == jnp.float32
     assert out.shape == raw.shape == (3, 12, 8, 3)
-    assert set(params) == {"encoder", "decoder"}
+    assert set(params) == {"encoder", "decoder"} and state == {}
     if kind == "vae":
-        assert b.shape == (3, 5)
+        mean, log_var = jax.eval_shape(model.posterior, params, batch)
+        assert mean.shape == log_var.shape == (3, 5)
     else:
-        assert b is None
+        assert not model.has_likelihood and not hasattr(model, "posterior")
 
 
 def test_decode_outputs_logits_or_means():
@@ -63,28 +90,34 @@ def test_decode_outputs_logits_or_means():
     for kind, likelihood, squashed in [
         ("vae", "bernoulli", False),
         ("vae", "gaussian", True),
-        ("ae", "bernoulli", True),
+        ("ae", None, True),
     ]:
-        model = make_model(ModelSpec(kind=kind, likelihood=likelihood, **SMALL["mlp"]))
+        model = make_model(kind, likelihood=likelihood, **SMALL["mlp"])
         params = _random_params(model, seed=0)
-        raw = np.asarray(model.decode_raw(params, z), np.float64)
-        out = np.asarray(model.decode(params, z), np.float64)
+        raw = np.asarray(_raw(model, params, z), np.float64)
+        dist = model.decode(params, {}, z)
+        # A Bernoulli decoder's distribution holds the logits; a Gaussian one its mean.
+        out = np.asarray(dist.loc if squashed else dist.logits, np.float64)
         expected = 1 / (1 + np.exp(-raw)) if squashed else raw
         np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-7)
-        np.testing.assert_allclose(model.mean_image(params, z), 1 / (1 + np.exp(-raw)), rtol=1e-5)
+        np.testing.assert_allclose(dist.mean(), 1 / (1 + np.exp(-raw)), rtol=1e-5)
     assert np.abs(raw).max() > 1  # the logits are not squashed into [0, 1]
 
 
 def test_gaussian_learned_scale_parameter():
-    spec = ModelSpec(likelihood="gaussian_learned", gaussian_std=0.2, **SMALL["mlp"])
-    model = make_model(spec)
-    assert set(jax.eval_shape(model.init, jax.random.key(0))) == {"encoder", "decoder", "scale"}
-    params = {"scale": model.scale.init(jax.random.key(0))["params"]}
-    assert params["scale"]["log_scale"].shape == (12, 8, 3)
-    np.testing.assert_allclose(model.log_scale(params), math.log(0.2), rtol=1e-6)
-    fixed = make_model(dataclasses.replace(spec, likelihood="gaussian"))
-    assert "scale" not in jax.eval_shape(fixed.init, jax.random.key(0))
-    np.testing.assert_allclose(fixed.log_scale(None), np.full((12, 8, 3), math.log(0.2)), 1e-6)
+    model = make_model(likelihood="gaussian_learned", gaussian_std=0.2, **SMALL["mlp"])
+    assert set(_shapes(model)[0]) == {"encoder", "decoder", "likelihood"}
+    params = {"likelihood": model.likelihood.init(jax.random.key(0))}
+    assert params["likelihood"]["log_scale"].shape == (12, 8, 3)
+    np.testing.assert_allclose(params["likelihood"]["log_scale"], math.log(0.2), rtol=1e-6)
+    params |= _random_params(model, seed=0) | {"likelihood": params["likelihood"]}
+    z = jnp.zeros((2, 5))
+    np.testing.assert_allclose(model.decode(params, {}, z).log_scale, math.log(0.2), rtol=1e-6)
+    fixed = make_model(likelihood="gaussian", gaussian_std=0.2, **SMALL["mlp"])
+    assert "likelihood" not in _shapes(fixed)[0]
+    fixed_params = _random_params(fixed, seed=0)
+    log_scale = np.broadcast_to(fixed.decode(fixed_params, {}, z).log_scale, (12, 8, 3))
+    np.testing.assert_allclose(log_scale, np.full((12, 8, 3), math.log(0.2)), 1e-6)
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,8 +133,8 @@ def _conv(k, c_in, c_out):
     return k * k * c_in * c_out + c_out
 
 
-def _count(spec):
-    return num_params(jax.eval_shape(make_model(spec).init, jax.random.key(0)))
+def _count(model):
+    return num_params(_shapes(model)[0])
 
 
 def test_mlp_vae_parameter_count_matches_pytorch_example():
@@ -109,7 +142,7 @@ def test_mlp_vae_parameter_count_matches_pytorch_example():
     # fc4 400->784.
     expected = _dense(784, 400) + _dense(400, 2 * 20) + _dense(20, 400) + _dense(400, 784)
     assert expected == 652_824
-    assert _count(ModelSpec(architecture="mlp", hidden=(400,), latent_dim=20)) == expected
+    assert _count(make_model(architecture="mlp", hidden=(400,), latent_dim=20)) == expected
 
 
 def test_conv_vae_parameter_count_matches_pytorch_reference():
@@ -123,9 +156,9 @@ def test_conv_vae_parameter_count_matches_pytorch_reference():
         + _conv(3, 64, 32)
         + _conv(3, 32, 1)
     )
-    spec = ModelSpec(architecture="conv", channels=(32, 64), latent_dim=16)
-    assert _count(spec) == expected
-    shapes = jax.eval_shape(make_model(spec).init, jax.random.key(0))
+    model = make_model(architecture="conv", channels=(32, 64), latent_dim=16)
+    assert _count(model) == expected
+    shapes, _ = _shapes(model)
     leaf_shapes = sorted(tuple(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
     expected_shapes = [(3, 3, 1, 32), (3, 3, 32, 64), (3136, 32), (16, 3136), (3, 3, 64, 32)]
     expected_shapes += [(3, 3, 32, 1), (32,), (64,), (32,), (3136,), (32,), (1,)]
@@ -136,9 +169,9 @@ def test_parameter_counts_of_ae_and_learned_scale():
     base = dict(architecture="mlp", hidden=(400,), latent_dim=20)
     # An AE's encoder outputs the code only (400 -> 20).
     ae = _dense(784, 400) + _dense(400, 20) + _dense(20, 400) + _dense(400, 784)
-    assert _count(ModelSpec(kind="ae", **base)) == ae
-    assert _count(ModelSpec(kind="dae", **base)) == ae
-    learned = ModelSpec(likelihood="gaussian_learned", **base)
+    assert _count(make_model("ae", **base)) == ae
+    assert _count(make_model("dae", **base)) == ae
+    learned = make_model(likelihood="gaussian_learned", **base)
     assert _count(learned) == 652_824 + 784  # one log-scale per pixel
 
 
@@ -182,25 +215,26 @@ def _flax_reference(params, x, channels, image_shape):
 )
 def test_conv_impls_agree_on_outputs_and_gradients(image_shape, channels):
     assert {"fast", "lax"} <= set(convs.IMPLS)
-    spec = ModelSpec(architecture="conv", image_shape=image_shape, channels=channels, latent_dim=4)
-    models = {
-        impl: make_model(dataclasses.replace(spec, conv_impl=impl)) for impl in ("fast", "lax")
-    }
-    params = _random_params(models["fast"], seed=1)
-    lax_shapes = jax.eval_shape(models["lax"].init, jax.random.key(0))
+    model = make_model(
+        architecture="conv", image_shape=image_shape, channels=channels, latent_dim=4
+    )
+    by_impl = {impl: dataclasses.replace(model, conv_impl=impl) for impl in ("fast", "lax")}
+    params = _random_params(by_impl["fast"], seed=1)
+    lax_shapes, _ = _shapes(by_impl["lax"])
     assert jax.tree_util.tree_structure(lax_shapes) == jax.tree_util.tree_structure(params)
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.uniform(size=(3, *image_shape)), jnp.float32)
     key = jax.random.key(2)
 
     results = {}
-    for impl, model in models.items():
+    for impl, model in by_impl.items():
 
         @jax.jit
         def run(params, x, model=model):
-            mean, log_var = model.encode(params, x)
-            out = model.decode_raw(params, mean)
-            grads = jax.grad(lambda p: vae_loss(model, p, x, key)[0])(params)
+            mean, log_var = model.posterior(params, _batch(x))
+            out = _raw(model, params, mean)
+            loss = lambda p: model.loss(p, {}, _batch(x), key, kl_weight=1.0)[0]
+            grads = jax.grad(loss)(params)
             return mean, log_var, out, grads
 
         results[impl] = run(params, x)
@@ -224,16 +258,16 @@ def test_conv_impls_agree_on_outputs_and_gradients(image_shape, channels):
 
 
 def test_images_of_a_wrong_shape_are_rejected_with_their_shape():
-    model = make_model(ModelSpec(**SMALL["mlp"]))
-    params = jax.eval_shape(model.init, jax.random.key(0))
+    model = make_model(**SMALL["mlp"])
+    params, state = _shapes(model)
     for shape in [(2, 12, 8, 1), (2, 8, 12, 3), (12, 8, 3), (2, 12, 8, 3, 1)]:
         with pytest.raises(ValueError, match=re.escape(str(shape))) as info:
-            model.encode(params, jnp.zeros(shape))
+            model.encode(params, state, _batch(jnp.zeros(shape)))
         assert "[N, 12, 8, 3]" in str(info.value)
     with pytest.raises(ValueError, match=re.escape("(2, 4)")):
-        model.decode(params, jnp.zeros((2, 4)))
+        model.decode(params, state, jnp.zeros((2, 4)))
     with pytest.raises(ValueError, match=re.escape("(5,)")):
-        model.decode_raw(params, jnp.zeros((5,)))
+        model.decode(params, state, jnp.zeros((5,)))
 
 
 @pytest.mark.parametrize(
@@ -253,22 +287,38 @@ def test_images_of_a_wrong_shape_are_rejected_with_their_shape():
         (dict(image_shape=(28, 0, 1)), "image_shape"),
         (dict(hidden=(400, 0)), "hidden"),
         (dict(channels=()), "channels"),
-        (dict(gaussian_std=0.0), "gaussian_std"),
+        (dict(likelihood="gaussian", gaussian_std=0.0), "gaussian_std"),
+        (dict(activation="gelu"), "activation"),
+        (dict(layer="conv"), "layer"),
+        (dict(free_bits=-0.5), "free_bits"),
+        (dict(kind="ae", ae_loss="l3"), "ae_loss"),
+        (dict(kind="dae", noise="blur"), "noise"),
+        (dict(kind="dae", noise="masking", noise_level=1.5), r"Noise level 1.5 .* \[0, 1\]"),
     ],
 )
-def test_model_spec_validation(kwargs, message):
+def test_family_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        ModelSpec(**kwargs)
+        make_model(**kwargs)
 
 
-def test_model_spec_accepts_valid_specs():
+def test_a_likelihood_for_other_images_is_refused():
+    lik = likelihoods.make("bernoulli", image_shape=(28, 28, 1))
+    with pytest.raises(ValueError, match=re.escape("(28, 28, 1) does not fit")):
+        models.get("vae")(architecture="mlp", image_shape=(12, 8, 3), likelihood=lik)
+
+
+def test_families_accept_valid_options():
     # An MLP has no divisibility constraint; a conv model needs 2**len(channels) | H, W.
-    assert ModelSpec(architecture="mlp", image_shape=(30, 30, 1)).image_shape == (30, 30, 1)
-    assert ModelSpec(
+    assert make_model(architecture="mlp", image_shape=(30, 30, 1)).image_shape == (30, 30, 1)
+    assert make_model(
         architecture="conv", image_shape=[32, 24, 3], channels=(8, 8, 8)
     ).image_shape == (
         32,
         24,
         3,
     )
-    assert ModelSpec(architecture="conv", image_shape=(28, 28, 1), channels=(16,)).channels == (16,)
+    one_layer = make_model(architecture="conv", image_shape=(28, 28, 1), channels=(16,))
+    assert one_layer.channels == (16,)
+    # Sequences are stored as tuples (the models are hashable, static arguments of jit).
+    model = make_model("dae", architecture="mlp", hidden=[5, 3], image_shape=(4, 4, 1))
+    assert model.hidden == (5, 3) and hash(model) == hash(dataclasses.replace(model))

@@ -1,4 +1,4 @@
-"""The train step and the device-resident engine."""
+"""The train step and the device-resident engine (jaxvae.engine)."""
 
 import chex
 import jax
@@ -8,15 +8,15 @@ import numpy as np
 import optax
 import pytest
 
+from jaxvae import engine as train_lib
 from jaxvae import models, sharding
-from jaxvae import train as train_lib
 from jaxvae.objectives import ObjectiveSpec
 
-SPEC = models.ModelSpec(architecture="mlp", hidden=(32,), latent_dim=4)
+SPEC = dict(architecture="mlp", hidden=(32,), latent_dim=4)
 
 
 def _setup(spec=SPEC, lr=1e-3):
-    model = models.make_model(spec)
+    model = models.get("vae")(**spec)
     tx = optax.adam(lr)
     step = train_lib.make_train_step(model, ObjectiveSpec(), tx)
     state = train_lib.init_state(model, tx, jax.random.key(0))
@@ -27,14 +27,18 @@ def _images(n=64, seed=0):
     return jax.random.uniform(jax.random.key(seed), (n, 28, 28, 1))
 
 
+def _batch(x):
+    return {"image": x, "label": jnp.zeros((x.shape[0],), jnp.int32)}
+
+
 def test_second_step_does_not_recompile():
     _, _, step, state = _setup()
     traced = chex.assert_max_traces(step, n=1)
     jitted = jax.jit(traced, donate_argnums=0)
     key = jax.random.key(1)
     x = _images(16)
-    state, m1 = jitted(state, x, key)
-    state, m2 = jitted(state, x + 0.0, key)
+    state, m1 = jitted(state, _batch(x), key)
+    state, m2 = jitted(state, _batch(x + 0.0), key)
     assert int(state.step) == 2
     assert float(m1["loss"]) != float(m2["loss"])
 
@@ -43,11 +47,11 @@ def test_nonfinite_update_is_skipped_and_counted():
     _, _, step, state = _setup()
     x = _images(8).at[0, 0, 0, 0].set(jnp.nan)
     before = jax.tree.map(np.asarray, state.params)
-    new, metrics = jax.jit(step)(state, x, jax.random.key(0))
+    new, metrics = jax.jit(step)(state, _batch(x), jax.random.key(0))
     assert int(new.step) == 1 and int(new.skipped) == 1
     assert float(metrics["skipped"]) == 1.0
     chex.assert_trees_all_equal(jax.tree.map(np.asarray, new.params), before)
-    new2, metrics2 = jax.jit(step)(new, _images(8), jax.random.key(0))
+    new2, metrics2 = jax.jit(step)(new, _batch(_images(8)), jax.random.key(0))
     assert int(new2.skipped) == 1 and float(metrics2["skipped"]) == 0.0
     chex.assert_tree_all_finite(new2.params)
 
@@ -55,7 +59,7 @@ def test_nonfinite_update_is_skipped_and_counted():
 def test_engine_matches_a_python_loop_of_steps(one_device_mesh):
     """The engine's gathered batches and per-step keys equal an explicit loop over the permutation."""
     _, _, step, state = _setup()
-    images = _images(96)
+    images = _batch(_images(96))
     batch, n = 16, 96
     engine = train_lib.make_engine(step, num_examples=n, batch_size=batch, mesh=one_device_mesh)
     key, data_key = jax.random.key(1), jax.random.key(2)
@@ -63,7 +67,8 @@ def test_engine_matches_a_python_loop_of_steps(one_device_mesh):
     order = np.asarray(train_lib.epoch_permutation(data_key, 0, n))
     jstep = jax.jit(step)
     for i in range(4):
-        ref, _ = jstep(ref, images[order[i * batch : (i + 1) * batch]], key)
+        idx = order[i * batch : (i + 1) * batch]
+        ref, _ = jstep(ref, jax.tree.map(lambda a, idx=idx: a[idx], images), key)
     copy = jax.tree.map(jnp.copy, state)
     out, sums = engine(copy, images, key, data_key, jnp.int32(4))
     assert int(out.step) == 4
@@ -74,7 +79,7 @@ def test_engine_matches_a_python_loop_of_steps(one_device_mesh):
 def test_chunking_does_not_change_the_result(one_device_mesh):
     """4+2 steps and 6 steps in one dispatch give the same bits (one compiled program)."""
     _, _, step, state = _setup()
-    images = _images(96)
+    images = _batch(_images(96))
     engine = train_lib.make_engine(step, num_examples=96, batch_size=16, mesh=one_device_mesh)
     key, data_key = jax.random.key(1), jax.random.key(2)
     a, _ = engine(jax.tree.map(jnp.copy, state), images, key, data_key, jnp.int32(6))
@@ -116,9 +121,12 @@ def test_batch_larger_than_dataset_is_refused(one_device_mesh):
 
 
 def test_loss_falls_on_fashion_mnist(fashion_mnist, one_device_mesh):
-    spec = models.ModelSpec(architecture="mlp", hidden=(200,), latent_dim=10)
+    spec = dict(architecture="mlp", hidden=(200,), latent_dim=10)
     _, _, step, state = _setup(spec)
-    images = jnp.asarray(fashion_mnist.train_images[:12800])
+    images = {
+        "image": jnp.asarray(fashion_mnist.train_images[:12800]),
+        "label": jnp.asarray(fashion_mnist.train_labels[:12800]),
+    }
     engine = train_lib.make_engine(step, num_examples=12800, batch_size=128, mesh=one_device_mesh)
     key, data_key = jax.random.key(0), jax.random.key(1)
     state, first = engine(state, images, key, data_key, jnp.int32(10))
@@ -138,6 +146,12 @@ def test_optimizer_from_config():
     updates, _ = tx.update({"w": jnp.full(3, 100.0)}, tx.init(params), params)
     # clipped to global norm 1, then SGD with lr 0.1
     np.testing.assert_allclose(np.linalg.norm(updates["w"]), 0.1, rtol=1e-5)
+    # Adam has no decoupled weight decay: asking for one is refused, AdamW has it.
+    c.update(optimizer="adam", weight_decay=0.01)
+    with pytest.raises(ValueError, match="weight_decay=0.01.*use train.optimizer='adamw'"):
+        train_lib.make_optimizer(c)
+    c.optimizer = "adamw"
+    train_lib.make_optimizer(c)
 
 
 def test_all_finite_is_exact():

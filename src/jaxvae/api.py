@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ from jaxvae import workdir as workdir_lib
 from jaxvae.models import Model, Params
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None, stream=sys.stderr):
+def train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None, stream=None):
     """Trains (or resumes) what ``jaxvae train`` trains; returns the run's summary dict."""
     from jaxvae import runner
 
