@@ -1,4 +1,4 @@
-"""Tests for jaxvae.data and jaxvae.tfds_fashion_mnist."""
+"""Tests for jaxvae.data (and jaxvae.data.tfds_fashion_mnist, jaxvae.corruptions)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import PIL.Image
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxvae import data, tfds_fashion_mnist
+from jaxvae import data
+from jaxvae.data import tfds_fashion_mnist
 
 FASHION_DIR = data.DEFAULT_FASHION_MNIST_DIR
 

@@ -6,7 +6,8 @@ The public API: models as pure functions (:func:`make_model`), objectives (:func
 """
 
 from jaxvae.api import Run, load_run
-from jaxvae.data import Dataset, add_noise, dynamic_binarize, load_dataset
+from jaxvae.corruptions import add_noise, dynamic_binarize
+from jaxvae.data import Dataset, load_dataset
 from jaxvae.distributions import (
     bernoulli_log_prob,
     diag_gaussian_log_prob,

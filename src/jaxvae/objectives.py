@@ -11,12 +11,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxvae import data as data_lib
+from jaxvae import corruptions
 from jaxvae import distributions as dist
 from jaxvae.models import Model, Params
 
 AE_LOSSES = ("l2", "l1")
-NOISE_KINDS = data_lib.NOISE_KINDS
+NOISE_KINDS = corruptions.NOISE_KINDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +89,7 @@ def vae_loss(
     """
     k_bin, k_z = jax.random.split(key)
     if objective.dynamic_binarize:
-        x = data_lib.dynamic_binarize(k_bin, x)
+        x = corruptions.dynamic_binarize(k_bin, x)
     mean, log_var = model.encode(params, x)
     z = dist.reparameterize(k_z, mean, log_var)
     recon = -log_likelihood(model, params, x, z)
@@ -129,7 +129,7 @@ def ae_loss(
     del step
     inputs = x
     if model.spec.kind == "dae":
-        inputs = data_lib.add_noise(key, x, kind=objective.noise, level=objective.noise_level)
+        inputs = corruptions.add_noise(key, x, kind=objective.noise, level=objective.noise_level)
     code, _ = model.encode(params, inputs)
     recon = jnp.mean(pixel_loss(objective.ae_loss, x, model.decode(params, code)))
     return recon, {"loss": recon, "recon": recon}
