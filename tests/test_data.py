@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
+import json
 import os
 import time
 
@@ -605,3 +607,65 @@ def test_add_noise_works_under_jit_and_validates():
         data.add_noise(jax.random.key(0), x, kind="masking", level="a lot")
     with pytest.raises(ValueError, match="int32"):
         data.add_noise(jax.random.key(0), jnp.zeros((2, 2), jnp.int32), kind="masking", level=0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# The evaluation protocol of binarized data.
+# --------------------------------------------------------------------------------------------
+
+
+def _raw_fashion(split: str) -> np.ndarray:
+    """A split's images straight from the gzipped IDX bytes, as float32 in [0, 1]."""
+    stem = {"train": "train-images-idx3-ubyte.gz", "test": "t10k-images-idx3-ubyte.gz"}[split]
+    pixels = np.frombuffer(_raw_idx(stem), np.uint8, offset=16)
+    return (pixels.reshape(-1, 28, 28, 1) / 255.0).astype(np.float32)
+
+
+def test_dynamic_binarization_fixes_a_binary_test_set(fashion_idx):
+    one = data.load_dataset("fashion_mnist", binarize="dynamic", seed=1, limit_train=300)
+    two = data.load_dataset("fashion_mnist", binarize="dynamic", seed=2, limit_train=300)
+    # The documented procedure, computed again with numpy from the raw file bytes.
+    x = _raw_fashion("test")
+    u = np.random.default_rng(0).spawn(2)[0].random(x.shape, dtype=np.float32)
+    expected = (u < x).astype(np.float32)
+    assert data.EVAL_BINARIZATION_SEED == 0
+    assert one.test_images.dtype == np.float32
+    assert set(np.unique(one.test_images)) == {0.0, 1.0}
+    np.testing.assert_array_equal(one.test_images, expected)
+    np.testing.assert_array_equal(two.test_images, one.test_images)  # Not the run's seed.
+    assert one.test_images.mean() == pytest.approx(x.mean(), abs=2e-3)
+    np.testing.assert_array_equal(one.test_labels, fashion_idx.test_labels)
+    # Training stays continuous: the training loop resamples every batch.
+    np.testing.assert_array_equal(one.train_images, _raw_fashion("train")[:300])
+    assert len(np.unique(one.train_images)) > 100
+    # A limited test set is a prefix of the full one.
+    few = data.load_dataset("fashion_mnist", binarize="dynamic", limit_train=10, limit_test=25)
+    np.testing.assert_array_equal(few.test_images, expected[:25])
+
+
+def test_protocol_records_each_binarization(tmp_path):
+    base = data.synthetic_dataset(num_train=40, num_test=20)
+    path = tmp_path / "s.npz"
+    np.savez(path, train_images=base.train_images, test_images=base.test_images)
+    protocols = {
+        mode: data.load_dataset("npz", data_dir=str(path), binarize=mode, seed=7).protocol
+        for mode in ("none", "static", "dynamic")
+    }
+    for mode, protocol in protocols.items():
+        assert json.loads(json.dumps(protocol)) == protocol
+        assert protocol["binarize"] == mode
+        assert protocol["num_train"] == 40 and protocol["num_test"] == 20
+    assert protocols["none"]["binarization_seed"] is None
+    assert protocols["none"]["test"] == protocols["none"]["train"] == "continuous pixels in [0, 1]"
+    assert protocols["static"]["binarization_seed"] == 7
+    assert "default_rng(7).spawn(2)[1]" in protocols["static"]["test"]
+    assert protocols["dynamic"]["binarization_seed"] == 0
+    assert "default_rng(0).spawn(2)[0]" in protocols["dynamic"]["test"]
+    assert "resampled" in protocols["dynamic"]["train"]
+    # The static test set depends on the run's seed, as before; the dynamic one does not.
+    static = data.load_dataset("npz", data_dir=str(path), binarize="static", seed=7)
+    u = np.random.default_rng(7).spawn(2)[1].random(base.test_images.shape, dtype=np.float32)
+    np.testing.assert_array_equal(static.test_images, (u < base.test_images).astype(np.float32))
+    with pytest.raises(ValueError, match="JSON"):
+        dataclasses.replace(base, protocol={"seed": np.int64(3)})
+    assert base.protocol == {}

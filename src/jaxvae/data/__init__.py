@@ -13,8 +13,8 @@ Every loader returns a :class:`Dataset` of float32 images in ``[0, 1]`` laid out
 One module per concern:
 
 * :mod:`jaxvae.data.base`: the :class:`Dataset` type and what every loader shares;
-* :mod:`jaxvae.data.dataset`: :func:`load_dataset` (the dispatch by name, static binarization)
-  and :func:`load_from_config`;
+* :mod:`jaxvae.data.dataset`: :func:`load_dataset` (the dispatch by name, binarization and the
+  evaluation protocol it records in :attr:`Dataset.protocol`) and :func:`load_from_config`;
 * :mod:`jaxvae.data.idx`: Fashion-MNIST's IDX files;
 * :mod:`jaxvae.data.tfds`: prepared TFDS data sources;
 * :mod:`jaxvae.data.tfds_fashion_mnist`: the TFDS builder that prepares Fashion-MNIST offline
@@ -36,7 +36,9 @@ from jaxvae.corruptions import (
 from jaxvae.data.base import Dataset, default_tfds_data_dir, to_unit_float
 from jaxvae.data.dataset import (
     DATASETS,
+    EVAL_BINARIZATION_SEED,
     SOURCES,
+    binarize_for_evaluation,
     load_dataset,
     load_from_config,
     static_binarize,
@@ -69,6 +71,7 @@ __all__ = [
     "BINARIZE_MODES",
     "DATASETS",
     "DEFAULT_FASHION_MNIST_DIR",
+    "EVAL_BINARIZATION_SEED",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_ENV",
     "FASHION_MNIST_FILES",
@@ -79,6 +82,7 @@ __all__ = [
     "TFDS_DATASETS",
     "Dataset",
     "add_noise",
+    "binarize_for_evaluation",
     "binarize_images",
     "dataset_from_arrays",
     "default_tfds_data_dir",

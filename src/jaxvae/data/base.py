@@ -8,15 +8,19 @@ without an import circle.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+
+SPLITS = ("train", "validation", "test")
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """An image dataset split into train and test, ready for training.
+    """An image dataset split into train, validation and test, ready for training.
 
     Attributes:
       name: Dataset name, e.g. ``"fashion_mnist"``.
@@ -25,6 +29,13 @@ class Dataset:
       test_images: float32 array ``[M, H, W, C]`` with values in ``[0, 1]``.
       test_labels: int32 array ``[M]``.
       class_names: Optional names of the classes; when given, ``num_classes`` is their count.
+      validation_images: float32 array ``[V, H, W, C]`` with values in ``[0, 1]``, held out of
+        the training split (see :func:`jaxvae.data.load_dataset`'s ``validation_size``);
+        ``[0, H, W, C]`` when there is none, which is also what ``None`` (the default) becomes.
+      validation_labels: int32 array ``[V]``; ``[0]`` when there is none (or ``None``).
+      protocol: How the splits were made, as a JSON-serializable dict that a run writes into
+        ``summary.json``: :func:`jaxvae.data.load_dataset` documents its keys. Empty for a
+        Dataset built by hand.
     """
 
     name: str
@@ -33,9 +44,17 @@ class Dataset:
     test_images: np.ndarray
     test_labels: np.ndarray
     class_names: tuple[str, ...] = ()
+    validation_images: np.ndarray | None = None
+    validation_labels: np.ndarray | None = None
+    protocol: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for split in ("train", "test"):
+        hwc = self.train_images.shape[1:]
+        if self.validation_images is None:
+            object.__setattr__(self, "validation_images", np.zeros((0, *hwc), np.float32))
+        if self.validation_labels is None:
+            object.__setattr__(self, "validation_labels", np.zeros(0, np.int32))
+        for split in SPLITS:
             images = getattr(self, f"{split}_images")
             labels = getattr(self, f"{split}_labels")
             if images.dtype != np.float32 or images.ndim != 4:
@@ -48,11 +67,24 @@ class Dataset:
                     f"Dataset {self.name!r}: {split}_labels has dtype {labels.dtype} and shape "
                     f"{labels.shape}; expected int32 [{images.shape[0]}]."
                 )
-        if self.train_images.shape[1:] != self.test_images.shape[1:]:
+        for split in ("test", "validation"):
+            shape = getattr(self, f"{split}_images").shape[1:]
+            if shape != self.train_images.shape[1:]:
+                raise ValueError(
+                    f"Dataset {self.name!r}: train images are {self.train_images.shape[1:]} but "
+                    f"{split} images are {shape}; expected the same [H, W, C]."
+                )
+        if not isinstance(self.protocol, dict):
             raise ValueError(
-                f"Dataset {self.name!r}: train images are {self.train_images.shape[1:]} but test "
-                f"images are {self.test_images.shape[1:]}; expected the same [H, W, C]."
+                f"Dataset {self.name!r}: protocol is a {type(self.protocol).__name__}; expected "
+                "a dict."
             )
+        try:
+            json.dumps(self.protocol)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"Dataset {self.name!r}: protocol {self.protocol!r} is not JSON-serializable ({e})."
+            ) from None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -65,10 +97,8 @@ class Dataset:
         """Number of classes: ``len(class_names)`` if set, else one more than the largest label."""
         if self.class_names:
             return len(self.class_names)
-        largest = max(
-            (int(labels.max()) for labels in (self.train_labels, self.test_labels) if labels.size),
-            default=-1,
-        )
+        labels = (self.train_labels, self.validation_labels, self.test_labels)
+        largest = max((int(split.max()) for split in labels if split.size), default=-1)
         return largest + 1
 
 

@@ -1,8 +1,21 @@
-"""Loading a dataset by name: the dispatch to each source and the binarization protocol.
+"""Loading a dataset by name: the dispatch to each source and the evaluation protocol.
 
 :func:`load_dataset` picks the loader (:mod:`~jaxvae.data.idx`, :mod:`~jaxvae.data.tfds`,
-:mod:`~jaxvae.data.npz`) and then applies what is the same for every source: static binarization.
-:func:`load_from_config` reads the arguments from a config's ``data`` section.
+:mod:`~jaxvae.data.npz`) and then applies what is the same for every source: binarization, and
+records how the splits were made in :attr:`Dataset.protocol`. :func:`load_from_config` reads the
+arguments from a config's ``data`` section.
+
+Binarization protocols (``binarize=``):
+
+* ``"none"``: every split keeps its continuous pixels in ``[0, 1]``.
+* ``"static"``: every split is binarized once, ``x_bin = u < x`` with uniforms ``u`` from
+  ``np.random.default_rng(seed).spawn(2)`` (train, test), ``seed`` being the run's seed.
+* ``"dynamic"``: the training images stay continuous (the training loop resamples each batch
+  with :func:`~jaxvae.corruptions.dynamic_binarize`), and the test images are binarized once with
+  the fixed :data:`EVAL_BINARIZATION_SEED`, independent of the run's seed, so that every run of a
+  study is evaluated on the same binary test set, the protocol of the papers that report test
+  negative ELBO and NLL of dynamically binarized (Fashion-)MNIST. Evaluating on the continuous
+  test pixels instead gives numbers that are not comparable with theirs.
 """
 
 from __future__ import annotations
@@ -21,10 +34,16 @@ from jaxvae.data.tfds import load_fashion_mnist_tfds, load_tfds_dataset
 DATASETS = ("fashion_mnist", "mnist", "binarized_mnist", "cifar10", "npz")
 SOURCES = ("auto", "idx", "tfds")
 
+# Seed of the one-off binarization of the test set under binarize="dynamic". A constant, not the
+# run's seed: runs with different seeds are evaluated on the same binary images.
+EVAL_BINARIZATION_SEED = 0
+
 __all__ = [
     "DATASETS",
+    "EVAL_BINARIZATION_SEED",
     "SOURCES",
     "Dataset",
+    "binarize_for_evaluation",
     "load_dataset",
     "load_from_config",
     "static_binarize",
@@ -57,15 +76,24 @@ def load_dataset(
         through a TFDS data source prepared from the same files, ``"auto"`` means ``"idx"``.
         Other datasets accept ``"auto"`` and their only source (``"tfds"`` for TFDS datasets).
       binarize: ``"none"``; ``"static"`` samples every pixel once from a Bernoulli with the pixel
-        intensity as probability (seeded by ``seed``), giving exact 0/1 values; ``"dynamic"``
-        keeps the images continuous here (the training loop resamples each batch with
-        :func:`~jaxvae.corruptions.dynamic_binarize`).
-      seed: Seed of the static binarization.
+        intensity as probability (seeded by ``seed``), giving exact 0/1 values in every split
+        (:func:`static_binarize`); ``"dynamic"`` keeps the training images continuous (the
+        training loop resamples each batch with :func:`~jaxvae.corruptions.dynamic_binarize`)
+        and binarizes the test images once with :data:`EVAL_BINARIZATION_SEED`, whatever
+        ``seed`` is (:func:`binarize_for_evaluation`).
+      seed: The run's seed: seed of the static binarization; unused otherwise.
       limit_train: If positive, keep only the first ``limit_train`` training examples.
       limit_test: If positive, keep only the first ``limit_test`` test examples.
 
     Returns:
-      The loaded :class:`Dataset`.
+      The loaded :class:`Dataset`. Its ``protocol`` records how the splits were made, for a
+      run's ``summary.json``:
+
+      * ``"binarize"``: the ``binarize`` argument;
+      * ``"binarization_seed"``: the seed of the one-off binarization (``seed`` for
+        ``"static"``, :data:`EVAL_BINARIZATION_SEED` for ``"dynamic"``), ``None`` for ``"none"``;
+      * ``"train"``, ``"test"``: how each split's pixels were made, in words and numpy;
+      * ``"num_train"``, ``"num_test"``: the number of examples of each split.
 
     Raises:
       ValueError: For an unknown name, source or binarization, a negative limit, or when the data
@@ -98,7 +126,9 @@ def load_dataset(
 
     if binarize == "static":
         dataset = static_binarize(dataset, seed)
-    return dataset
+    elif binarize == "dynamic":
+        dataset = binarize_for_evaluation(dataset)
+    return dataclasses.replace(dataset, protocol=_protocol(dataset, binarize, seed))
 
 
 def load_from_config(cfg: Any, seed: int = 0) -> Dataset:
@@ -153,3 +183,49 @@ def static_binarize(dataset: Dataset, seed: int) -> Dataset:
         train_images=binarize_images(dataset.train_images, train_rng),
         test_images=binarize_images(dataset.test_images, test_rng),
     )
+
+
+def binarize_for_evaluation(dataset: Dataset, seed: int = EVAL_BINARIZATION_SEED) -> Dataset:
+    """Binarizes the test split once for evaluation, leaving the training split continuous.
+
+    The protocol of dynamic binarization: training resamples every batch, while the test set is
+    one fixed binary sample, ``x_bin = (u < x)`` with
+    ``u = np.random.default_rng(seed).spawn(2)[0].random(x.shape, dtype=np.float32)`` (see
+    :func:`~jaxvae.corruptions.binarize_images`), the same for every run of a study.
+
+    Args:
+      dataset: The dataset (images in ``[0, 1]``).
+      seed: Seed of ``np.random.default_rng``; keep the default, :data:`EVAL_BINARIZATION_SEED`,
+        to evaluate on the same images as every other run.
+
+    Returns:
+      A new :class:`Dataset` whose test images are exactly 0.0 or 1.0.
+    """
+    test_rng, _ = np.random.default_rng(seed).spawn(2)
+    return dataclasses.replace(dataset, test_images=binarize_images(dataset.test_images, test_rng))
+
+
+def _protocol(dataset: Dataset, binarize: str, seed: int) -> dict[str, Any]:
+    def once(seed: int, stream: int) -> str:
+        return (
+            f"binarized once: pixel = u < x, u = np.random.default_rng({seed}).spawn(2)"
+            f"[{stream}].random(images.shape, dtype=np.float32)"
+        )
+
+    continuous = "continuous pixels in [0, 1]"
+    if binarize == "static":
+        binarization_seed, train, test = int(seed), once(seed, 0), once(seed, 1)
+    elif binarize == "dynamic":
+        binarization_seed = EVAL_BINARIZATION_SEED
+        train = f"{continuous}; every training batch resampled as Bernoulli(x) (dynamic_binarize)"
+        test = once(EVAL_BINARIZATION_SEED, 0)
+    else:
+        binarization_seed, train, test = None, continuous, continuous
+    return {
+        "binarize": binarize,
+        "binarization_seed": binarization_seed,
+        "train": train,
+        "test": test,
+        "num_train": int(dataset.train_images.shape[0]),
+        "num_test": int(dataset.test_images.shape[0]),
+    }
