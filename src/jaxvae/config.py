@@ -38,6 +38,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.binarize = "none"  # none | static | dynamic
     c.data.limit_train = 0  # keep only the first N train images (0 = all)
     c.data.limit_test = 0
+    # hold out the last N train images as the validation set, before limit_train (0 = none)
+    c.data.validation_size = 0
 
     c.model = ml_collections.ConfigDict()
     c.model.kind = "vae"  # vae | ae | dae
@@ -183,6 +185,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(d.binarize in BINARIZE, "data.binarize", d.binarize, f"one of {BINARIZE}")
     _check(d.limit_train >= 0, "data.limit_train", d.limit_train, ">= 0")
     _check(d.limit_test >= 0, "data.limit_test", d.limit_test, ">= 0")
+    # "Smaller than the training set" is checked once the data is loaded (load_dataset).
+    _check(d.validation_size >= 0, "data.validation_size", d.validation_size, ">= 0")
     channels = config.model.channels
     side = 2 ** len(channels) if isinstance(channels, tuple | list) else 1
     # The real image shape is checked once data is loaded. A fixed backend: validation must not

@@ -14,7 +14,8 @@ One module per concern:
 
 * :mod:`jaxvae.data.base`: the :class:`Dataset` type and what every loader shares;
 * :mod:`jaxvae.data.dataset`: :func:`load_dataset` (the dispatch by name, binarization and the
-  evaluation protocol it records in :attr:`Dataset.protocol`) and :func:`load_from_config`;
+  evaluation protocol it records in :attr:`Dataset.protocol`, the validation split) and
+  :func:`load_from_config`;
 * :mod:`jaxvae.data.idx`: Fashion-MNIST's IDX files;
 * :mod:`jaxvae.data.tfds`: prepared TFDS data sources;
 * :mod:`jaxvae.data.tfds_fashion_mnist`: the TFDS builder that prepares Fashion-MNIST offline
@@ -41,6 +42,7 @@ from jaxvae.data.dataset import (
     binarize_for_evaluation,
     load_dataset,
     load_from_config,
+    split_validation,
     static_binarize,
 )
 from jaxvae.data.idx import (
@@ -100,6 +102,7 @@ __all__ = [
     "read_idx",
     "read_tfds_builder",
     "resolve_fashion_mnist_dir",
+    "split_validation",
     "static_binarize",
     "synthetic_dataset",
     "to_unit_float",
