@@ -7,6 +7,8 @@ its one-line error.
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -41,14 +43,22 @@ def load_npz(path: str, limit_train: int = 0, limit_test: int = 0) -> Dataset:
             "(--config.data.data_dir=/path/to/file.npz)."
         )
     if not os.path.isfile(path):
-        raise ValueError(
-            f"npz file {path!r} does not exist; expected a .npz file made with np.savez."
-        )
+        what = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise ValueError(f"npz file {path!r} {what}; expected a .npz file made with np.savez.")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError(
+                f"it holds one {type(loaded).__name__} (a .npy file?), not named arrays"
+            )
+        with loaded as npz:
             contents = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise ValueError(f"Could not read {path!r} as an .npz file ({e}).") from e
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(
+            f"Could not read {path!r} as an .npz file ({reason}); expected a file made with "
+            "np.savez or np.savez_compressed."
+        ) from e
     return dataset_from_arrays("npz", contents, path, limit_train, limit_test)
 
 
@@ -119,20 +129,34 @@ def _validate_user_images(images: np.ndarray, key: str, origin: str) -> np.ndarr
             f"{origin!r}: {key} has dtype {images.dtype}; expected uint8 (0..255) or a float "
             "dtype with values in [0, 1]."
         )
-    lo, hi = float(np.min(images)), float(np.max(images))
-    if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0.0 or hi > 1.0:
+    finite = np.isfinite(images)
+    if not finite.all():
+        first = _first_index(~finite)
         raise ValueError(
-            f"{origin!r}: {key} has values in [{lo}, {hi}]; expected float values in [0, 1] "
+            f"{origin!r}: {key} holds {int(np.size(finite) - np.count_nonzero(finite))} "
+            f"non-finite values (the first, {images[first]}, at index {first}); expected float "
+            "values in [0, 1] (or uint8 0..255)."
+        )
+    lo, hi = float(np.min(images)), float(np.max(images))
+    if lo < 0.0 or hi > 1.0:
+        first = _first_index((images < 0.0) | (images > 1.0))
+        raise ValueError(
+            f"{origin!r}: {key} has values in [{lo}, {hi}] (the first outside [0, 1], "
+            f"{images[first]}, at index {first}); expected float values in [0, 1] "
             "(or uint8 0..255)."
         )
     return images.astype(np.float32)
 
 
 def _validate_user_labels(labels: np.ndarray, key: str, origin: str, count: int) -> np.ndarray:
-    if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (count,):
+    if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(
-            f"{origin!r}: {key} has dtype {labels.dtype} and shape {labels.shape}; expected "
-            f"integers of shape ({count},)."
+            f"{origin!r}: {key} has dtype {labels.dtype}; expected integer class indices "
+            f"(e.g. int64) of shape ({count},)."
+        )
+    if labels.shape != (count,):
+        raise ValueError(
+            f"{origin!r}: {key} has shape {labels.shape}; expected ({count},), one label per image."
         )
     if labels.min() < 0 or labels.max() > np.iinfo(np.int32).max:
         raise ValueError(
@@ -140,3 +164,7 @@ def _validate_user_labels(labels: np.ndarray, key: str, origin: str, count: int)
             "non-negative int32 class indices."
         )
     return labels.astype(np.int32)
+
+
+def _first_index(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape))
