@@ -127,18 +127,15 @@ def load_dataset(
     check_choice("name", name, DATASETS)
     check_choice("source", source, SOURCES)
     check_choice("binarize", binarize, BINARIZE_MODES)
-    for arg, value in (
-        ("limit_train", limit_train),
-        ("limit_test", limit_test),
-        ("validation_size", validation_size),
+    for arg, value, zero in (
+        ("limit_train", limit_train, "0 keeps everything"),
+        ("limit_test", limit_test, "0 keeps everything"),
+        ("validation_size", validation_size, "0 for no validation set"),
     ):
         if int(value) != value or value < 0:
-            raise ValueError(f"{arg}={value!r}; expected an integer >= 0 (0 keeps everything).")
-    limit_train, limit_test, validation_size = (
-        int(limit_train),
-        int(limit_test),
-        int(validation_size),
-    )
+            raise ValueError(f"{arg}={value!r}; expected an integer >= 0 ({zero}).")
+    limit_train, limit_test = int(limit_train), int(limit_test)
+    validation_size = int(validation_size)
 
     # With a validation split the loader reads the whole training split: it is taken off its end.
     read_train = 0 if validation_size else limit_train
