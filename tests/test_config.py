@@ -24,6 +24,7 @@ def test_peer_mlp_is_the_pytorch_protocol():
     assert (c.model.architecture, tuple(c.model.hidden), c.model.latent_dim) == ("mlp", (400,), 20)
     assert (c.train.optimizer, c.train.learning_rate, c.train.batch_size) == ("adam", 1e-3, 128)
     assert c.train.epochs == 10 and c.data.binarize == "none"
+    assert c.data.validation_size == 0  # the pytorch/examples protocol has no validation set
 
 
 def test_overrides_parse_by_type():
@@ -72,6 +73,7 @@ def test_bad_overrides(override, message):
         ("model.kind", "gan", r"model.kind='gan': expected one of \(.*'vae'"),
         ("data.name", "imagenet", "data.name='imagenet'"),
         ("data.binarize", "yes", "data.binarize"),
+        ("data.validation_size", -1, "data.validation_size=-1: expected >= 0"),
         ("objective.beta", -1.0, "beta must be >= 0"),
         ("eval.iwae_k", -5, "eval.iwae_k"),
     ],

@@ -1,9 +1,11 @@
-"""Tests for jaxvae.data and jaxvae.tfds_fashion_mnist."""
+"""Tests for jaxvae.data (and jaxvae.data.tfds_fashion_mnist, jaxvae.corruptions)."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
+import json
 import os
 import time
 
@@ -15,7 +17,8 @@ import PIL.Image
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxvae import data, tfds_fashion_mnist
+from jaxvae import data
+from jaxvae.data import tfds_fashion_mnist
 
 FASHION_DIR = data.DEFAULT_FASHION_MNIST_DIR
 
@@ -604,3 +607,194 @@ def test_add_noise_works_under_jit_and_validates():
         data.add_noise(jax.random.key(0), x, kind="masking", level="a lot")
     with pytest.raises(ValueError, match="int32"):
         data.add_noise(jax.random.key(0), jnp.zeros((2, 2), jnp.int32), kind="masking", level=0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# The evaluation protocol of binarized data.
+# --------------------------------------------------------------------------------------------
+
+
+def _raw_fashion(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A split's uint8 images [N, 28, 28, 1] and labels straight from the gzipped IDX bytes."""
+    prefix = {"train": "train", "test": "t10k"}[split]
+    pixels = np.frombuffer(_raw_idx(f"{prefix}-images-idx3-ubyte.gz"), np.uint8, offset=16)
+    labels = np.frombuffer(_raw_idx(f"{prefix}-labels-idx1-ubyte.gz"), np.uint8, offset=8)
+    return pixels.reshape(-1, 28, 28, 1), labels
+
+
+def _unit(pixels: np.ndarray) -> np.ndarray:
+    return (pixels / 255.0).astype(np.float32)
+
+
+def _binarized(x: np.ndarray, seed: int, streams: int, stream: int) -> np.ndarray:
+    """The documented one-off binarization, written again: u < x per pixel, u in file order."""
+    u = np.random.default_rng(seed).spawn(streams)[stream].random(x.shape, dtype=np.float32)
+    return (u < x).astype(np.float32)
+
+
+def test_dynamic_binarization_fixes_a_binary_test_set(fashion_idx):
+    one = data.load_dataset("fashion_mnist", binarize="dynamic", seed=1, limit_train=300)
+    two = data.load_dataset("fashion_mnist", binarize="dynamic", seed=2, limit_train=300)
+    # The documented procedure, computed again with numpy from the raw file bytes.
+    x = _unit(_raw_fashion("test")[0])
+    expected = _binarized(x, seed=0, streams=2, stream=0)
+    assert data.EVAL_BINARIZATION_SEED == 0
+    assert one.test_images.dtype == np.float32
+    assert set(np.unique(one.test_images)) == {0.0, 1.0}
+    np.testing.assert_array_equal(one.test_images, expected)
+    np.testing.assert_array_equal(two.test_images, one.test_images)  # Not the run's seed.
+    assert one.test_images.mean() == pytest.approx(x.mean(), abs=2e-3)
+    np.testing.assert_array_equal(one.test_labels, fashion_idx.test_labels)
+    # Training stays continuous: the training loop resamples every batch.
+    np.testing.assert_array_equal(one.train_images, _unit(_raw_fashion("train")[0][:300]))
+    assert len(np.unique(one.train_images)) > 100
+    # A limited test set is a prefix of the full one.
+    few = data.load_dataset("fashion_mnist", binarize="dynamic", limit_train=10, limit_test=25)
+    np.testing.assert_array_equal(few.test_images, expected[:25])
+
+
+def test_protocol_records_each_binarization(tmp_path):
+    base = data.synthetic_dataset(num_train=40, num_test=20)
+    path = tmp_path / "s.npz"
+    np.savez(path, train_images=base.train_images, test_images=base.test_images)
+    protocols = {
+        mode: data.load_dataset("npz", data_dir=str(path), binarize=mode, seed=7).protocol
+        for mode in ("none", "static", "dynamic")
+    }
+    for mode, protocol in protocols.items():
+        assert json.loads(json.dumps(protocol)) == protocol
+        assert protocol["binarize"] == mode
+        assert protocol["num_train"] == 40 and protocol["num_test"] == 20
+    assert protocols["none"]["binarization_seed"] is None
+    assert protocols["none"]["test"] == protocols["none"]["train"] == "continuous pixels in [0, 1]"
+    assert protocols["static"]["binarization_seed"] == 7
+    assert "default_rng(7).spawn(3)[1]" in protocols["static"]["test"]
+    assert protocols["dynamic"]["binarization_seed"] == 0
+    assert "default_rng(0).spawn(2)[0]" in protocols["dynamic"]["test"]
+    assert "resampled" in protocols["dynamic"]["train"]
+    # The static test set depends on the run's seed, as before; the dynamic one does not.
+    static = data.load_dataset("npz", data_dir=str(path), binarize="static", seed=7)
+    expected = _binarized(base.test_images, seed=7, streams=3, stream=1)
+    np.testing.assert_array_equal(static.test_images, expected)
+    with pytest.raises(ValueError, match="JSON"):
+        dataclasses.replace(base, protocol={"seed": np.int64(3)})
+    assert base.protocol == {}
+
+
+# --------------------------------------------------------------------------------------------
+# The validation split.
+# --------------------------------------------------------------------------------------------
+
+
+def test_validation_split_is_the_end_of_the_real_training_file():
+    pixels, labels = _raw_fashion("train")
+    ds = data.load_dataset("fashion_mnist", validation_size=10000)
+    assert ds.train_images.shape == (50000, 28, 28, 1)
+    assert ds.validation_images.shape == (10000, 28, 28, 1) and ds.test_images.shape[0] == 10000
+    assert ds.validation_images.dtype == np.float32 and ds.validation_labels.dtype == np.int32
+    # Independent slicing of the raw bytes: the first 50k train, the last 10k validate.
+    np.testing.assert_array_equal(np.rint(ds.train_images * 255).astype(np.uint8), pixels[:50000])
+    np.testing.assert_array_equal(ds.validation_images, _unit(pixels[50000:]))
+    np.testing.assert_array_equal(ds.train_labels, labels[:50000])
+    np.testing.assert_array_equal(ds.validation_labels, labels[50000:])
+    protocol = ds.protocol
+    assert protocol["validation_size"] == 10000 and protocol["num_validation"] == 10000
+    assert protocol["num_train"] == 50000 and "last 10000" in protocol["validation"]
+    # limit_train applies after the split: the validation set stays the last 10k of the file.
+    few = data.load_dataset("fashion_mnist", validation_size=10000, limit_train=100)
+    np.testing.assert_array_equal(few.validation_images, ds.validation_images)
+    np.testing.assert_array_equal(few.train_labels, labels[:100])
+    assert few.protocol["num_train"] == 100
+    # A limit above what is left keeps all of it, never validation images.
+    rest = data.load_dataset("fashion_mnist", validation_size=59990, limit_train=50)
+    assert rest.train_images.shape[0] == 10 and rest.validation_images.shape[0] == 59990
+
+
+def test_dynamic_binarization_of_the_validation_set():
+    pixels, _ = _raw_fashion("train")
+    one = data.load_dataset("fashion_mnist", binarize="dynamic", seed=1, validation_size=2000)
+    two = data.load_dataset("fashion_mnist", binarize="dynamic", seed=5, validation_size=2000)
+    x = _unit(pixels[58000:])
+    expected = _binarized(x, seed=0, streams=2, stream=1)
+    np.testing.assert_array_equal(one.validation_images, expected)
+    np.testing.assert_array_equal(two.validation_images, one.validation_images)
+    assert not np.array_equal(expected, _binarized(x, seed=0, streams=2, stream=0))  # own stream
+    # The test set is binarized as without a validation set; training stays continuous.
+    test_x = _unit(_raw_fashion("test")[0])
+    np.testing.assert_array_equal(one.test_images, _binarized(test_x, 0, 2, 0))
+    np.testing.assert_array_equal(one.train_images[:500], _unit(pixels[:500]))
+    assert "default_rng(0).spawn(2)[1]" in one.protocol["validation"]
+
+
+def test_validation_split_with_static_binarization_and_limits(tmp_path):
+    base = data.synthetic_dataset(num_train=40, num_test=20)
+    path = tmp_path / "s.npz"
+    np.savez(path, train_images=base.train_images, test_images=base.test_images)
+    plain = data.load_dataset("npz", data_dir=str(path), binarize="static", seed=3)
+    split = data.load_dataset(
+        "npz", data_dir=str(path), binarize="static", seed=3, validation_size=15, limit_train=20
+    )
+    # Train and test are binarized as without the split; the validation set has its own stream.
+    np.testing.assert_array_equal(split.train_images, plain.train_images[:20])
+    np.testing.assert_array_equal(split.test_images, plain.test_images)
+    np.testing.assert_array_equal(
+        split.validation_images, _binarized(base.train_images[25:], seed=3, streams=3, stream=2)
+    )
+    assert "spawn(3)[2]" in split.protocol["validation"]
+    assert split.protocol["num_train"] == 20 and split.protocol["num_validation"] == 15
+    # The same through a config section.
+    cfg = ml_collections.ConfigDict(
+        dict(name="npz", data_dir=str(path), binarize="static", validation_size=15, limit_train=20)
+    )
+    np.testing.assert_array_equal(
+        data.load_from_config(cfg, 3).validation_images, split.validation_images
+    )
+
+
+def test_validation_split_through_tfds(tmp_path):
+    arrays = _prepare_fake_tfds("mnist", str(tmp_path))
+    ds = data.load_dataset("mnist", tfds_data_dir=str(tmp_path), validation_size=5, limit_train=3)
+    images, labels = arrays["train"]
+    np.testing.assert_array_equal(ds.validation_images, _unit(images[-5:]))
+    np.testing.assert_array_equal(ds.validation_labels, labels[-5:])
+    np.testing.assert_array_equal(ds.train_images, _unit(images[:3]))
+
+
+def test_validation_split_refuses_bad_sizes(tmp_path):
+    base = data.synthetic_dataset(num_train=40, num_test=20)
+    path = tmp_path / "s.npz"
+    np.savez(path, train_images=base.train_images, test_images=base.test_images)
+    with pytest.raises(ValueError, match=r"validation_size=-1"):
+        data.load_dataset("npz", data_dir=str(path), validation_size=-1)
+    with pytest.raises(ValueError, match=r"validation_size=40; expected an integer in \[1, 39\]"):
+        data.load_dataset("npz", data_dir=str(path), validation_size=40)
+    assert (
+        data.load_dataset("npz", data_dir=str(path), validation_size=39).train_images.shape[0] == 1
+    )
+    held_out = data.split_validation(base, 10)
+    with pytest.raises(ValueError, match="already has 10 validation examples"):
+        data.split_validation(held_out, 5)
+
+
+def test_dataset_validation_fields_default_empty_and_are_checked():
+    good = data.synthetic_dataset(num_train=4, num_test=2)
+    assert good.validation_images.shape == (0, 28, 28, 1)
+    assert good.validation_images.dtype == np.float32
+    assert good.validation_labels.shape == (0,) and good.validation_labels.dtype == np.int32
+    with pytest.raises(ValueError, match="validation_images has dtype float64"):
+        dataclasses.replace(good, validation_images=np.zeros((1, 28, 28, 1)))
+    with pytest.raises(ValueError, match="validation_labels"):
+        dataclasses.replace(good, validation_images=np.zeros((2, 28, 28, 1), np.float32))
+    with pytest.raises(ValueError, match="validation images are"):
+        dataclasses.replace(
+            good,
+            validation_images=np.zeros((1, 5, 5, 1), np.float32),
+            validation_labels=np.zeros(1, np.int32),
+        )
+    with_validation = dataclasses.replace(
+        good,
+        validation_images=np.zeros((1, 28, 28, 1), np.float32),
+        validation_labels=np.array([12], np.int32),
+        class_names=(),
+    )
+    assert with_validation.num_classes == 13

@@ -9,7 +9,8 @@ train step and engine, and evaluation.
 from jaxvae import likelihoods, models
 from jaxvae.api import Run, load_run, train
 from jaxvae.config import base_config, load_config_file
-from jaxvae.data import Dataset, add_noise, dynamic_binarize, load_dataset
+from jaxvae.corruptions import add_noise, dynamic_binarize
+from jaxvae.data import Dataset, load_dataset
 from jaxvae.distributions import (
     bernoulli_log_prob,
     diag_gaussian_log_prob,

@@ -39,6 +39,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.binarize = "none"  # none | static | dynamic
     c.data.limit_train = 0  # keep only the first N train images (0 = all)
     c.data.limit_test = 0
+    # hold out the last N train images as the validation set, before limit_train (0 = none)
+    c.data.validation_size = 0
 
     c.model = ml_collections.ConfigDict()
     c.model.kind = "vae"  # a registered family (jaxvae.models.families())
@@ -208,6 +210,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
     _check(o.name in OBJECTIVES, "objective.name", o.name, f"one of {OBJECTIVES}")
     _check(o.estimator in ESTIMATORS, "objective.estimator", o.estimator, f"one of {ESTIMATORS}")
+    # "Smaller than the training set" is checked once the data is loaded (load_dataset).
+    _check(d.validation_size >= 0, "data.validation_size", d.validation_size, ">= 0")
     channels = config.model.channels
     side = 2 ** len(channels) if isinstance(channels, tuple | list) else 1
     # The real image shape is checked once data is loaded. A fixed backend: validation must not

@@ -6,6 +6,10 @@ them. :class:`JaxvaeFashionMnist` instead reads the local IDX files (e.g. from D
 reads back as a random-access data source. Examples keep the order of the IDX files, so the
 data source matches :func:`jaxvae.data.load_fashion_mnist_idx` exactly.
 
+This module imports only :mod:`jaxvae.data.idx` and :mod:`jaxvae.data.base` from jaxvae, and
+only :func:`jaxvae.data.tfds.load_fashion_mnist_tfds` imports it (lazily, since it imports
+``tensorflow_datasets``), so there is no import circle.
+
 Usage::
 
     builder = prepare(idx_dir="/usr/share/datasets/fashion-mnist", tfds_data_dir="/tmp/tfds")
@@ -24,7 +28,8 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxvae import data
+from jaxvae.data import idx
+from jaxvae.data.base import default_tfds_data_dir
 
 BUILDER_NAME = "jaxvae_fashion_mnist"
 FILE_FORMAT = "array_record"
@@ -61,11 +66,11 @@ class JaxvaeFashionMnist(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict(
                 {
                     "image": tfds.features.Tensor(
-                        shape=(*data.FASHION_MNIST_IMAGE_HW, 1),
+                        shape=(*idx.FASHION_MNIST_IMAGE_HW, 1),
                         dtype=np.uint8,
                         encoding=tfds.features.Encoding.BYTES,
                     ),
-                    "label": tfds.features.ClassLabel(names=list(data.FASHION_MNIST_CLASSES)),
+                    "label": tfds.features.ClassLabel(names=list(idx.FASHION_MNIST_CLASSES)),
                 }
             ),
             supervised_keys=("image", "label"),
@@ -75,13 +80,13 @@ class JaxvaeFashionMnist(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: Any) -> dict[str, Iterator[tuple[int, dict]]]:
         del dl_manager  # Nothing is downloaded.
-        files = data.find_fashion_mnist_files(self._idx_dir)
+        files = idx.find_fashion_mnist_files(self._idx_dir)
         return {split: self._generate_examples(*paths, split) for split, paths in files.items()}
 
     def _generate_examples(
         self, images_path: str, labels_path: str, split: str
     ) -> Iterator[tuple[int, dict]]:
-        images, labels = data.read_fashion_mnist_split(images_path, labels_path, split)
+        images, labels = idx.read_fashion_mnist_split(images_path, labels_path, split)
         for index in range(len(images)):
             yield index, {"image": images[index], "label": int(labels[index])}
 
@@ -104,10 +109,10 @@ def prepare(idx_dir: str = "", tfds_data_dir: str = "") -> JaxvaeFashionMnist:
         ``tfds_data_dir`` is not writable, or the prepared copy does not hold Fashion-MNIST's
         60000/10000 examples.
     """
-    data_dir = tfds_data_dir or data.default_tfds_data_dir()
+    data_dir = tfds_data_dir or default_tfds_data_dir()
     builder = JaxvaeFashionMnist(idx_dir=idx_dir, data_dir=data_dir, file_format=FILE_FORMAT)
     if not builder.is_prepared():
-        data.find_fashion_mnist_files(idx_dir)  # Fail with a clear message before TFDS starts.
+        idx.find_fashion_mnist_files(idx_dir)  # Fail with a clear message before TFDS starts.
         try:
             builder.download_and_prepare(
                 file_format=FILE_FORMAT,
@@ -119,9 +124,9 @@ def prepare(idx_dir: str = "", tfds_data_dir: str = "") -> JaxvaeFashionMnist:
                 "TFDS data directory (set --config.data.tfds_data_dir or TFDS_DATA_DIR)."
             ) from e
     sizes = {split: builder.info.splits[split].num_examples for split in builder.info.splits}
-    if sizes != data.FASHION_MNIST_SIZES:
+    if sizes != idx.FASHION_MNIST_SIZES:
         raise ValueError(
             f"Prepared {BUILDER_NAME} in {os.fspath(builder.data_path)!r} has splits {sizes}; "
-            f"expected {data.FASHION_MNIST_SIZES}. Delete that directory to prepare it again."
+            f"expected {idx.FASHION_MNIST_SIZES}. Delete that directory to prepare it again."
         )
     return builder

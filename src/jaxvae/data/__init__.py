@@ -1,0 +1,109 @@
+"""Datasets for jaxvae: loading, preprocessing and input corruption.
+
+Every loader returns a :class:`Dataset` of float32 images in ``[0, 1]`` laid out as
+``[N, H, W, C]`` plus int32 labels. Sources:
+
+* ``fashion_mnist``: the original IDX files (Debian's ``dataset-fashion-mnist`` package puts them
+  in ``/usr/share/datasets/fashion-mnist``), read directly with numpy (``source="idx"``) or through
+  a TFDS array_record data source built from those same files (``source="tfds"``).
+* ``mnist``, ``binarized_mnist``, ``cifar10``: TFDS datasets that must already be prepared (in the
+  array_record format) under ``tfds_data_dir``; nothing is ever downloaded.
+* ``npz``: a user-supplied ``.npz`` file.
+
+One module per concern:
+
+* :mod:`jaxvae.data.base`: the :class:`Dataset` type and what every loader shares;
+* :mod:`jaxvae.data.dataset`: :func:`load_dataset` (the dispatch by name, binarization and the
+  evaluation protocol it records in :attr:`Dataset.protocol`, the validation split) and
+  :func:`load_from_config`;
+* :mod:`jaxvae.data.idx`: Fashion-MNIST's IDX files;
+* :mod:`jaxvae.data.tfds`: prepared TFDS data sources;
+* :mod:`jaxvae.data.tfds_fashion_mnist`: the TFDS builder that prepares Fashion-MNIST offline
+  (imported only when used, since it imports ``tensorflow_datasets``);
+* :mod:`jaxvae.data.npz`: user ``.npz`` files;
+* :mod:`jaxvae.data.synthetic`: :func:`synthetic_dataset`, a deterministic dataset for tests.
+
+The per-batch corruptions used by the training loop (:func:`dynamic_binarize`,
+:func:`add_noise`) live in :mod:`jaxvae.corruptions` and are re-exported here.
+"""
+
+from jaxvae.corruptions import (
+    BINARIZE_MODES,
+    NOISE_KINDS,
+    add_noise,
+    binarize_images,
+    dynamic_binarize,
+)
+from jaxvae.data.base import Dataset, default_tfds_data_dir, to_unit_float
+from jaxvae.data.dataset import (
+    DATASETS,
+    EVAL_BINARIZATION_SEED,
+    SOURCES,
+    binarize_for_evaluation,
+    load_dataset,
+    load_from_config,
+    split_validation,
+    static_binarize,
+)
+from jaxvae.data.idx import (
+    DEFAULT_FASHION_MNIST_DIR,
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_ENV,
+    FASHION_MNIST_FILES,
+    FASHION_MNIST_IMAGE_HW,
+    FASHION_MNIST_SIZES,
+    find_fashion_mnist_files,
+    load_fashion_mnist_idx,
+    parse_idx,
+    read_fashion_mnist_split,
+    read_idx,
+    resolve_fashion_mnist_dir,
+)
+from jaxvae.data.npz import dataset_from_arrays, load_npz
+from jaxvae.data.synthetic import synthetic_dataset
+from jaxvae.data.tfds import (
+    TFDS_DATASETS,
+    load_fashion_mnist_tfds,
+    load_tfds_dataset,
+    read_data_source,
+    read_tfds_builder,
+)
+
+__all__ = [
+    "BINARIZE_MODES",
+    "DATASETS",
+    "DEFAULT_FASHION_MNIST_DIR",
+    "EVAL_BINARIZATION_SEED",
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_ENV",
+    "FASHION_MNIST_FILES",
+    "FASHION_MNIST_IMAGE_HW",
+    "FASHION_MNIST_SIZES",
+    "NOISE_KINDS",
+    "SOURCES",
+    "TFDS_DATASETS",
+    "Dataset",
+    "add_noise",
+    "binarize_for_evaluation",
+    "binarize_images",
+    "dataset_from_arrays",
+    "default_tfds_data_dir",
+    "dynamic_binarize",
+    "find_fashion_mnist_files",
+    "load_dataset",
+    "load_fashion_mnist_idx",
+    "load_fashion_mnist_tfds",
+    "load_from_config",
+    "load_npz",
+    "load_tfds_dataset",
+    "parse_idx",
+    "read_data_source",
+    "read_fashion_mnist_split",
+    "read_idx",
+    "read_tfds_builder",
+    "resolve_fashion_mnist_dir",
+    "split_validation",
+    "static_binarize",
+    "synthetic_dataset",
+    "to_unit_float",
+]

@@ -1,0 +1,152 @@
+"""The :class:`Dataset` type and what every loader shares.
+
+This module imports nothing else from :mod:`jaxvae.data`, so every loader (IDX, TFDS, npz,
+synthetic) builds its Dataset from here and :mod:`jaxvae.data.dataset` dispatches to the loaders
+without an import circle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """An image dataset split into train, validation and test, ready for training.
+
+    Attributes:
+      name: Dataset name, e.g. ``"fashion_mnist"``.
+      train_images: float32 array ``[N, H, W, C]`` with values in ``[0, 1]``.
+      train_labels: int32 array ``[N]``.
+      test_images: float32 array ``[M, H, W, C]`` with values in ``[0, 1]``.
+      test_labels: int32 array ``[M]``.
+      class_names: Optional names of the classes; when given, ``num_classes`` is their count.
+      validation_images: float32 array ``[V, H, W, C]`` with values in ``[0, 1]``, held out of
+        the training split (see :func:`jaxvae.data.load_dataset`'s ``validation_size``);
+        ``[0, H, W, C]`` when there is none, which is also what ``None`` (the default) becomes.
+      validation_labels: int32 array ``[V]``; ``[0]`` when there is none (or ``None``).
+      protocol: How the splits were made, as a JSON-serializable dict that a run writes into
+        ``summary.json``: :func:`jaxvae.data.load_dataset` documents its keys. Empty for a
+        Dataset built by hand.
+    """
+
+    name: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    class_names: tuple[str, ...] = ()
+    validation_images: np.ndarray | None = None
+    validation_labels: np.ndarray | None = None
+    protocol: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        hwc = self.train_images.shape[1:]
+        if self.validation_images is None:
+            object.__setattr__(self, "validation_images", np.zeros((0, *hwc), np.float32))
+        if self.validation_labels is None:
+            object.__setattr__(self, "validation_labels", np.zeros(0, np.int32))
+        for split in SPLITS:
+            images = getattr(self, f"{split}_images")
+            labels = getattr(self, f"{split}_labels")
+            if images.dtype != np.float32 or images.ndim != 4:
+                raise ValueError(
+                    f"Dataset {self.name!r}: {split}_images has dtype {images.dtype} and shape "
+                    f"{images.shape}; expected float32 [N, H, W, C]."
+                )
+            if labels.dtype != np.int32 or labels.shape != images.shape[:1]:
+                raise ValueError(
+                    f"Dataset {self.name!r}: {split}_labels has dtype {labels.dtype} and shape "
+                    f"{labels.shape}; expected int32 [{images.shape[0]}]."
+                )
+        for split in ("test", "validation"):
+            shape = getattr(self, f"{split}_images").shape[1:]
+            if shape != self.train_images.shape[1:]:
+                raise ValueError(
+                    f"Dataset {self.name!r}: train images are {self.train_images.shape[1:]} but "
+                    f"{split} images are {shape}; expected the same [H, W, C]."
+                )
+        if not isinstance(self.protocol, dict):
+            raise ValueError(
+                f"Dataset {self.name!r}: protocol is a {type(self.protocol).__name__}; expected "
+                "a dict."
+            )
+        try:
+            json.dumps(self.protocol)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"Dataset {self.name!r}: protocol {self.protocol!r} is not JSON-serializable ({e})."
+            ) from None
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """The ``(H, W, C)`` shape of one image."""
+        height, width, channels = self.train_images.shape[1:]
+        return int(height), int(width), int(channels)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes: ``len(class_names)`` if set, else one more than the largest label."""
+        if self.class_names:
+            return len(self.class_names)
+        labels = (self.train_labels, self.validation_labels, self.test_labels)
+        largest = max((int(split.max()) for split in labels if split.size), default=-1)
+        return largest + 1
+
+
+def to_unit_float(images: np.ndarray) -> np.ndarray:
+    """Scales uint8 images (0..255) to float32 in ``[0, 1]``.
+
+    Args:
+      images: uint8 array of any shape.
+
+    Returns:
+      A float32 array of the same shape.
+
+    Raises:
+      ValueError: If ``images`` is not uint8.
+    """
+    if images.dtype != np.uint8:
+        raise ValueError(f"Images have dtype {images.dtype}; expected uint8 (0..255).")
+    return images.astype(np.float32) / np.float32(255.0)
+
+
+def default_tfds_data_dir() -> str:
+    """TFDS's default data directory: ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``."""
+    return os.environ.get("TFDS_DATA_DIR", "") or os.path.expanduser("~/tensorflow_datasets")
+
+
+def check_choice(arg: str, value: str, choices: Sequence[str]) -> None:
+    """Raises ``ValueError`` naming ``arg`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{arg}={value!r}; expected one of {tuple(choices)}.")
+
+
+def take_first(array: np.ndarray, limit: int) -> np.ndarray:
+    """The first ``limit`` entries of ``array``, or all of it when ``limit <= 0``."""
+    return array[:limit] if limit > 0 else array
+
+
+def dataset_from_uint8(
+    name: str,
+    arrays: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    class_names: Sequence[str] = (),
+) -> Dataset:
+    """Builds a Dataset from ``{"train": (uint8 images, labels), "test": (...)}``."""
+    (train_images, train_labels), (test_images, test_labels) = arrays["train"], arrays["test"]
+    return Dataset(
+        name=name,
+        train_images=to_unit_float(train_images),
+        train_labels=train_labels.astype(np.int32),
+        test_images=to_unit_float(test_images),
+        test_labels=test_labels.astype(np.int32),
+        class_names=tuple(class_names),
+    )

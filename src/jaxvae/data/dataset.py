@@ -1,0 +1,326 @@
+"""Loading a dataset by name: the dispatch to each source and the evaluation protocol.
+
+:func:`load_dataset` picks the loader (:mod:`~jaxvae.data.idx`, :mod:`~jaxvae.data.tfds`,
+:mod:`~jaxvae.data.npz`), then applies what is the same for every source, in this order:
+
+1. the validation split: the last ``validation_size`` examples of the full training split
+   (:func:`split_validation`; the VampPrior and Exemplar-VAE protocol: Fashion-MNIST's or MNIST's
+   60k training images become 50k train and the last 10k validation);
+2. ``limit_train``: the first ``limit_train`` of the remaining training examples (and
+   ``limit_test``: the first ``limit_test`` test examples), so a limit never changes the
+   validation set and the two never overlap;
+3. binarization (below);
+
+and records how the splits were made in :attr:`Dataset.protocol`. :func:`load_from_config` reads
+the arguments from a config's ``data`` section.
+
+Binarization protocols (``binarize=``), each ``x_bin = u < x`` for uniforms
+``u = rng.random(images.shape, dtype=np.float32)`` drawn per split
+(:func:`~jaxvae.corruptions.binarize_images`):
+
+* ``"none"``: every split keeps its continuous pixels in ``[0, 1]``.
+* ``"static"``: every split is binarized once, with the streams
+  ``np.random.default_rng(seed).spawn(3)`` (train, test, validation), ``seed`` being the run's
+  seed (:func:`static_binarize`).
+* ``"dynamic"``: the training images stay continuous (the training loop resamples each batch
+  with :func:`~jaxvae.corruptions.dynamic_binarize`), and the test and validation images are
+  binarized once with the streams ``np.random.default_rng(EVAL_BINARIZATION_SEED).spawn(2)``
+  (test, validation), independent of the run's seed, so that every run of a study is evaluated
+  on the same binary images (:func:`binarize_for_evaluation`). That is the protocol of the
+  papers that report the test negative ELBO and NLL of dynamically binarized (Fashion-)MNIST;
+  the continuous test pixels would give figures not comparable with theirs.
+
+The uniforms are drawn in file order, so the first ``n`` examples of a split are binarized the
+same whatever the limits; the validation images' depend only on ``validation_size``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from jaxvae.corruptions import BINARIZE_MODES, binarize_images
+from jaxvae.data.base import Dataset, check_choice, take_first
+from jaxvae.data.idx import load_fashion_mnist_idx
+from jaxvae.data.npz import load_npz
+from jaxvae.data.tfds import load_fashion_mnist_tfds, load_tfds_dataset
+
+DATASETS = ("fashion_mnist", "mnist", "binarized_mnist", "cifar10", "npz")
+SOURCES = ("auto", "idx", "tfds")
+
+# Seed of the one-off binarization of the test and validation sets under binarize="dynamic". A
+# constant, not the run's seed: runs with different seeds are evaluated on the same binary images.
+EVAL_BINARIZATION_SEED = 0
+
+__all__ = [
+    "DATASETS",
+    "EVAL_BINARIZATION_SEED",
+    "SOURCES",
+    "Dataset",
+    "binarize_for_evaluation",
+    "load_dataset",
+    "load_from_config",
+    "split_validation",
+    "static_binarize",
+]
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str = "",
+    tfds_data_dir: str = "",
+    source: str = "auto",
+    binarize: str = "none",
+    seed: int = 0,
+    limit_train: int = 0,
+    limit_test: int = 0,
+    validation_size: int = 0,
+) -> Dataset:
+    """Loads a dataset as float32 images in ``[0, 1]``.
+
+    Args:
+      name: One of :data:`DATASETS`.
+      data_dir: For ``fashion_mnist``, the directory holding the IDX files (default: the
+        ``JAXVAE_FASHION_MNIST_DIR`` environment variable, else
+        :data:`~jaxvae.data.DEFAULT_FASHION_MNIST_DIR`). For ``npz``, the path of the ``.npz``
+        file. Ignored by the TFDS datasets.
+      tfds_data_dir: TFDS data directory for ``mnist``, ``binarized_mnist``, ``cifar10`` and for
+        ``fashion_mnist`` with ``source="tfds"`` (default: the ``TFDS_DATA_DIR`` environment
+        variable, else ``~/tensorflow_datasets``).
+      source: For ``fashion_mnist``: ``"idx"`` reads the IDX files with numpy, ``"tfds"`` goes
+        through a TFDS data source prepared from the same files, ``"auto"`` means ``"idx"``.
+        Other datasets accept ``"auto"`` and their only source (``"tfds"`` for TFDS datasets).
+      binarize: ``"none"``; ``"static"`` samples every pixel once from a Bernoulli with the pixel
+        intensity as probability (seeded by ``seed``), giving exact 0/1 values in every split
+        (:func:`static_binarize`); ``"dynamic"`` keeps the training images continuous (the
+        training loop resamples each batch with :func:`~jaxvae.corruptions.dynamic_binarize`)
+        and binarizes the test and validation images once with :data:`EVAL_BINARIZATION_SEED`,
+        whatever ``seed`` is (:func:`binarize_for_evaluation`).
+      seed: The run's seed: seed of the static binarization; unused otherwise.
+      limit_train: If positive, keep only the first ``limit_train`` training examples (those
+        left after the validation split).
+      limit_test: If positive, keep only the first ``limit_test`` test examples.
+      validation_size: Hold out the last ``validation_size`` examples of the full training
+        split (before ``limit_train``) as the validation set; 0 for none. Must be smaller than
+        the training split.
+
+    Returns:
+      The loaded :class:`Dataset`. Its ``protocol`` records how the splits were made, for a
+      run's ``summary.json``:
+
+      * ``"binarize"``: the ``binarize`` argument;
+      * ``"binarization_seed"``: the seed of the one-off binarization (``seed`` for
+        ``"static"``, :data:`EVAL_BINARIZATION_SEED` for ``"dynamic"``), ``None`` for ``"none"``;
+      * ``"train"``, ``"validation"``, ``"test"``: how each split was made, in words and numpy
+        (``"validation"`` is ``"none"`` without a validation set);
+      * ``"validation_size"``: the ``validation_size`` argument;
+      * ``"num_train"``, ``"num_validation"``, ``"num_test"``: the examples in each split.
+
+    Raises:
+      ValueError: For an unknown name, source or binarization, a negative limit or validation
+        size, a validation size not smaller than the training split, or when the data is
+        missing, not prepared or malformed.
+    """
+    check_choice("name", name, DATASETS)
+    check_choice("source", source, SOURCES)
+    check_choice("binarize", binarize, BINARIZE_MODES)
+    for arg, value, zero in (
+        ("limit_train", limit_train, "0 keeps everything"),
+        ("limit_test", limit_test, "0 keeps everything"),
+        ("validation_size", validation_size, "0 for no validation set"),
+    ):
+        if int(value) != value or value < 0:
+            raise ValueError(f"{arg}={value!r}; expected an integer >= 0 ({zero}).")
+    limit_train, limit_test = int(limit_train), int(limit_test)
+    validation_size = int(validation_size)
+
+    # With a validation split the loader reads the whole training split: it is taken off its end.
+    read_train = 0 if validation_size else limit_train
+    if name == "fashion_mnist":
+        if source == "tfds":
+            dataset = load_fashion_mnist_tfds(data_dir, tfds_data_dir, read_train, limit_test)
+        else:
+            dataset = load_fashion_mnist_idx(data_dir, read_train, limit_test)
+    elif name == "npz":
+        if source not in ("auto",):
+            raise ValueError(f"source={source!r} for the npz dataset; expected 'auto'.")
+        dataset = load_npz(data_dir, read_train, limit_test)
+    else:
+        if source == "idx":
+            raise ValueError(
+                f"source='idx' for dataset {name!r}; IDX files are only read for fashion_mnist. "
+                "Expected 'auto' or 'tfds'."
+            )
+        dataset = load_tfds_dataset(name, tfds_data_dir, read_train, limit_test)
+
+    if validation_size:
+        dataset = split_validation(dataset, validation_size)
+        dataset = dataclasses.replace(
+            dataset,
+            train_images=take_first(dataset.train_images, limit_train),
+            train_labels=take_first(dataset.train_labels, limit_train),
+        )
+    if binarize == "static":
+        dataset = static_binarize(dataset, seed)
+    elif binarize == "dynamic":
+        dataset = binarize_for_evaluation(dataset)
+    return dataclasses.replace(
+        dataset, protocol=_protocol(dataset, binarize, seed, validation_size)
+    )
+
+
+def load_from_config(cfg: Any, seed: int = 0) -> Dataset:
+    """Loads the dataset described by the ``data`` section of a config.
+
+    Args:
+      cfg: An ``ml_collections.ConfigDict`` (or mapping) with the field ``name`` and optionally
+        ``data_dir``, ``tfds_data_dir``, ``source``, ``binarize``, ``limit_train``,
+        ``limit_test`` and ``validation_size`` (see :func:`load_dataset`). Other fields are
+        ignored.
+      seed: The experiment's global seed, used for static binarization.
+
+    Returns:
+      The loaded :class:`Dataset`.
+
+    Raises:
+      ValueError: If ``name`` is missing, or as :func:`load_dataset`.
+    """
+    name = cfg.get("name", None)
+    if not name:
+        raise ValueError(
+            f"Data config has no dataset name (got {name!r}); expected one of {DATASETS}."
+        )
+    return load_dataset(
+        str(name),
+        data_dir=str(cfg.get("data_dir", "") or ""),
+        tfds_data_dir=str(cfg.get("tfds_data_dir", "") or ""),
+        source=str(cfg.get("source", "auto") or "auto"),
+        binarize=str(cfg.get("binarize", "none") or "none"),
+        seed=int(seed),
+        limit_train=int(cfg.get("limit_train", 0) or 0),
+        limit_test=int(cfg.get("limit_test", 0) or 0),
+        validation_size=int(cfg.get("validation_size", 0) or 0),
+    )
+
+
+def split_validation(dataset: Dataset, size: int) -> Dataset:
+    """Moves the last ``size`` training examples into the validation set.
+
+    Args:
+      dataset: A dataset without a validation set.
+      size: Number of examples to hold out, ``1 <= size <`` the number of training examples.
+
+    Returns:
+      A new :class:`Dataset` whose training split is the first ``N - size`` training examples
+      and whose validation split is the last ``size``, in order.
+
+    Raises:
+      ValueError: If ``size`` is out of range or ``dataset`` already has a validation set.
+    """
+    count = int(dataset.train_images.shape[0])
+    if dataset.validation_images.shape[0]:
+        raise ValueError(
+            f"Dataset {dataset.name!r} already has {dataset.validation_images.shape[0]} "
+            "validation examples; expected none to split off the training set."
+        )
+    if int(size) != size or not 1 <= size < count:
+        raise ValueError(
+            f"validation_size={size!r}; expected an integer in [1, {count - 1}]: fewer than the "
+            f"{count} training examples of {dataset.name!r}, whose last validation_size are held "
+            "out."
+        )
+    keep = count - int(size)
+    return dataclasses.replace(
+        dataset,
+        train_images=dataset.train_images[:keep],
+        train_labels=dataset.train_labels[:keep],
+        validation_images=dataset.train_images[keep:],
+        validation_labels=dataset.train_labels[keep:],
+    )
+
+
+def static_binarize(dataset: Dataset, seed: int) -> Dataset:
+    """Binarizes a dataset once, deterministically for ``seed``.
+
+    The train, test and validation splits use the independent streams
+    ``np.random.default_rng(seed).spawn(3)``, in that order, so an example's binarization does
+    not depend on how many examples of the other splits were kept (nor, for train and test, of
+    its own: the uniforms are drawn in order).
+
+    Args:
+      dataset: The dataset to binarize (images in ``[0, 1]``).
+      seed: Seed of ``np.random.default_rng``.
+
+    Returns:
+      A new :class:`Dataset` whose images are exactly 0.0 or 1.0.
+    """
+    train_rng, test_rng, validation_rng = np.random.default_rng(seed).spawn(3)
+    return dataclasses.replace(
+        dataset,
+        train_images=binarize_images(dataset.train_images, train_rng),
+        test_images=binarize_images(dataset.test_images, test_rng),
+        validation_images=binarize_images(dataset.validation_images, validation_rng),
+    )
+
+
+def binarize_for_evaluation(dataset: Dataset, seed: int = EVAL_BINARIZATION_SEED) -> Dataset:
+    """Binarizes the test and validation splits once, leaving the training split continuous.
+
+    The protocol of dynamic binarization: training resamples every batch, while the test and
+    validation sets are each one fixed binary sample, ``x_bin = (u < x)`` with
+    ``u = rng.random(x.shape, dtype=np.float32)`` and ``rng`` the first (test) or second
+    (validation) of ``np.random.default_rng(seed).spawn(2)``, the same for every run of a study.
+
+    Args:
+      dataset: The dataset (images in ``[0, 1]``).
+      seed: Seed of ``np.random.default_rng``; keep the default, :data:`EVAL_BINARIZATION_SEED`,
+        to evaluate on the same images as every other run.
+
+    Returns:
+      A new :class:`Dataset` whose test and validation images are exactly 0.0 or 1.0.
+    """
+    test_rng, validation_rng = np.random.default_rng(seed).spawn(2)
+    return dataclasses.replace(
+        dataset,
+        test_images=binarize_images(dataset.test_images, test_rng),
+        validation_images=binarize_images(dataset.validation_images, validation_rng),
+    )
+
+
+def _protocol(dataset: Dataset, binarize: str, seed: int, validation_size: int) -> dict[str, Any]:
+    def once(seed: int, streams: int, stream: int) -> str:
+        return (
+            f"binarized once: pixel = u < x, u = np.random.default_rng({seed}).spawn({streams})"
+            f"[{stream}].random(images.shape, dtype=np.float32)"
+        )
+
+    continuous = "continuous pixels in [0, 1]"
+    if binarize == "static":
+        binarization_seed = int(seed)
+        train, test, validation = (once(seed, 3, i) for i in range(3))
+    elif binarize == "dynamic":
+        binarization_seed = EVAL_BINARIZATION_SEED
+        train = f"{continuous}; every training batch resampled as Bernoulli(x) (dynamic_binarize)"
+        test, validation = (once(EVAL_BINARIZATION_SEED, 2, i) for i in range(2))
+    else:
+        binarization_seed, train, test, validation = None, continuous, continuous, continuous
+    if validation_size:
+        held_out = f"the last {validation_size} examples of the training split, before limit_train"
+        train = f"the training split less its last {validation_size} examples; {train}"
+        validation = f"{held_out}; {validation}"
+    else:
+        validation = "none"
+    return {
+        "binarize": binarize,
+        "binarization_seed": binarization_seed,
+        "train": train,
+        "validation": validation,
+        "test": test,
+        "validation_size": int(validation_size),
+        "num_train": int(dataset.train_images.shape[0]),
+        "num_validation": int(dataset.validation_images.shape[0]),
+        "num_test": int(dataset.test_images.shape[0]),
+    }

@@ -1,0 +1,238 @@
+"""Fashion-MNIST from its original IDX files, read with numpy.
+
+Debian's ``dataset-fashion-mnist`` package puts the four files in
+:data:`DEFAULT_FASHION_MNIST_DIR`; another directory comes from ``data_dir`` or the
+:data:`FASHION_MNIST_ENV` environment variable. Files may be gzipped or not.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import zlib
+
+import numpy as np
+
+from jaxvae.data.base import Dataset, dataset_from_uint8, take_first
+
+FASHION_MNIST_ENV = "JAXVAE_FASHION_MNIST_DIR"
+DEFAULT_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+# File stems of the original Fashion-MNIST release, per split: (images, labels).
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+FASHION_MNIST_SIZES = {"train": 60_000, "test": 10_000}
+FASHION_MNIST_IMAGE_HW = (28, 28)
+
+_IDX_UBYTE = 0x08  # IDX type code for unsigned bytes, the only one Fashion-MNIST uses.
+
+
+def resolve_fashion_mnist_dir(data_dir: str = "") -> tuple[str, str]:
+    """Picks the Fashion-MNIST directory: ``data_dir``, else the env var, else the default.
+
+    Args:
+      data_dir: Explicit directory; empty to fall back.
+
+    Returns:
+      ``(directory, origin)`` where ``origin`` says where the directory came from.
+    """
+    if data_dir:
+        return data_dir, "the data_dir argument (--config.data.data_dir)"
+    from_env = os.environ.get(FASHION_MNIST_ENV, "")
+    if from_env:
+        return from_env, f"the {FASHION_MNIST_ENV} environment variable"
+    return DEFAULT_FASHION_MNIST_DIR, f"the default (neither data_dir nor {FASHION_MNIST_ENV} set)"
+
+
+def find_fashion_mnist_files(data_dir: str = "") -> dict[str, tuple[str, str]]:
+    """Locates the four Fashion-MNIST IDX files, gzipped or not.
+
+    Args:
+      data_dir: Directory to look in (see :func:`resolve_fashion_mnist_dir`).
+
+    Returns:
+      ``{"train": (images_path, labels_path), "test": (...)}``.
+
+    Raises:
+      ValueError: If the directory or any file is missing; the message lists the paths tried
+        and how to get the data.
+    """
+    directory, origin = resolve_fashion_mnist_dir(data_dir)
+    if not os.path.isdir(directory):
+        raise ValueError(
+            f"Fashion-MNIST directory {directory!r} (from {origin}) does not exist. "
+            + _fashion_mnist_help()
+        )
+    found: dict[str, tuple[str, str]] = {}
+    missing: list[str] = []
+    for split, stems in FASHION_MNIST_FILES.items():
+        paths = []
+        for stem in stems:
+            candidates = [os.path.join(directory, stem + ".gz"), os.path.join(directory, stem)]
+            path = next((c for c in candidates if os.path.isfile(c)), "")
+            if not path:
+                missing.append(" or ".join(candidates))
+            paths.append(path)
+        found[split] = (paths[0], paths[1])
+    if missing:
+        raise ValueError(
+            f"Fashion-MNIST files missing in {directory!r} (from {origin}); tried: "
+            + "; ".join(missing)
+            + ". "
+            + _fashion_mnist_help()
+        )
+    return found
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Reads an IDX file of unsigned bytes (``.gz`` or uncompressed) into a numpy array.
+
+    Args:
+      path: File path; a name ending in ``.gz`` is decompressed.
+
+    Returns:
+      A uint8 array with the shape stored in the header.
+
+    Raises:
+      ValueError: If the file cannot be read, is not a ubyte IDX file, or its size does not
+        match its header (truncated or with trailing bytes).
+    """
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            with open(path, "rb") as f:
+                raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(
+            f"Could not read IDX file {path!r} ({type(e).__name__}: {e}); the file is corrupt "
+            "or truncated. Reinstall it (apt-get install --reinstall dataset-fashion-mnist)."
+        ) from e
+    return parse_idx(raw, path)
+
+
+def parse_idx(raw: bytes, path: str = "<bytes>") -> np.ndarray:
+    """Parses the bytes of an IDX file of unsigned bytes.
+
+    Args:
+      raw: The uncompressed file content.
+      path: Name used in error messages.
+
+    Returns:
+      A uint8 array with the shape stored in the header.
+
+    Raises:
+      ValueError: On a bad magic number or a size that does not match the header.
+    """
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(
+            f"IDX file {path!r} starts with {raw[:4].hex() or 'nothing'}; expected the magic "
+            "number 0000 08 NN (an IDX file of unsigned bytes)."
+        )
+    type_code, ndim = raw[2], raw[3]
+    if type_code != _IDX_UBYTE or ndim < 1:
+        raise ValueError(
+            f"IDX file {path!r} has type code {type_code:#04x} and {ndim} dimensions; expected "
+            f"type {_IDX_UBYTE:#04x} (unsigned byte) and at least one dimension."
+        )
+    header_size = 4 + 4 * ndim
+    if len(raw) < header_size:
+        raise ValueError(
+            f"IDX file {path!r} is {len(raw)} bytes, shorter than its {header_size}-byte header; "
+            "the file is truncated."
+        )
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = header_size + math.prod(shape)
+    if len(raw) != expected:
+        raise ValueError(
+            f"IDX file {path!r} is {len(raw)} bytes; its header (shape {shape}) implies "
+            f"{expected} bytes. The file is truncated or corrupt."
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def read_fashion_mnist_split(
+    images_path: str, labels_path: str, split: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reads and checks one Fashion-MNIST split from its IDX files.
+
+    Args:
+      images_path: Path of the images IDX file.
+      labels_path: Path of the labels IDX file.
+      split: ``"train"`` or ``"test"``, to check the expected number of examples.
+
+    Returns:
+      ``(images, labels)``: uint8 ``[N, 28, 28, 1]`` and int32 ``[N]``.
+
+    Raises:
+      ValueError: If a file is malformed or its shape or labels are not Fashion-MNIST's.
+    """
+    count = FASHION_MNIST_SIZES[split]
+    images = read_idx(images_path)
+    if images.shape != (count, *FASHION_MNIST_IMAGE_HW):
+        raise ValueError(
+            f"IDX file {images_path!r} holds an array of shape {images.shape}; expected "
+            f"({count}, 28, 28) for the Fashion-MNIST {split} images."
+        )
+    labels = read_idx(labels_path)
+    if labels.shape != (count,):
+        raise ValueError(
+            f"IDX file {labels_path!r} holds an array of shape {labels.shape}; expected "
+            f"({count},) for the Fashion-MNIST {split} labels."
+        )
+    if labels.max() >= len(FASHION_MNIST_CLASSES):
+        raise ValueError(
+            f"IDX file {labels_path!r} holds label {int(labels.max())}; expected labels in "
+            f"0..{len(FASHION_MNIST_CLASSES) - 1}."
+        )
+    return images[..., None], labels.astype(np.int32)
+
+
+def load_fashion_mnist_idx(
+    data_dir: str = "", limit_train: int = 0, limit_test: int = 0
+) -> Dataset:
+    """Loads Fashion-MNIST from its original IDX files with numpy.
+
+    Args:
+      data_dir: Directory of the IDX files (see :func:`resolve_fashion_mnist_dir`).
+      limit_train: If positive, keep only the first ``limit_train`` training examples.
+      limit_test: If positive, keep only the first ``limit_test`` test examples.
+
+    Returns:
+      The :class:`Dataset`, images scaled to float32 in ``[0, 1]``.
+
+    Raises:
+      ValueError: If files are missing or malformed.
+    """
+    files = find_fashion_mnist_files(data_dir)
+    arrays = {}
+    for split, limit in (("train", limit_train), ("test", limit_test)):
+        images, labels = read_fashion_mnist_split(*files[split], split)
+        arrays[split] = take_first(images, limit), take_first(labels, limit)
+    return dataset_from_uint8("fashion_mnist", arrays, FASHION_MNIST_CLASSES)
+
+
+def _fashion_mnist_help() -> str:
+    return (
+        "Get Fashion-MNIST's IDX files with `apt-get install dataset-fashion-mnist` (they go to "
+        f"{DEFAULT_FASHION_MNIST_DIR}), or put train-images-idx3-ubyte.gz, "
+        "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz "
+        f"in a directory and set {FASHION_MNIST_ENV}=DIR or pass --config.data.data_dir=DIR."
+    )

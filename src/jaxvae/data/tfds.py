@@ -1,0 +1,176 @@
+"""Datasets read through TFDS array_record data sources, already prepared; nothing is downloaded.
+
+``mnist``, ``binarized_mnist`` and ``cifar10`` are TFDS's stock builders, prepared elsewhere and
+copied into ``tfds_data_dir``. Fashion-MNIST with ``source="tfds"`` is prepared here, offline, from
+its IDX files by :mod:`jaxvae.data.tfds_fashion_mnist`. ``tensorflow_datasets`` is imported only
+when one of these is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxvae.data.base import Dataset, check_choice, dataset_from_uint8, default_tfds_data_dir
+
+TFDS_DATASETS = ("mnist", "binarized_mnist", "cifar10")
+
+_TFDS_READ_CHUNK = 8192
+
+__all__ = [
+    "TFDS_DATASETS",
+    "default_tfds_data_dir",
+    "load_fashion_mnist_tfds",
+    "load_tfds_dataset",
+    "read_data_source",
+    "read_tfds_builder",
+]
+
+
+def load_tfds_dataset(
+    name: str, tfds_data_dir: str = "", limit_train: int = 0, limit_test: int = 0
+) -> Dataset:
+    """Loads an already prepared TFDS dataset through its array_record data source.
+
+    Nothing is downloaded: an unprepared dataset fails at once.
+
+    Args:
+      name: ``"mnist"``, ``"binarized_mnist"`` or ``"cifar10"``.
+      tfds_data_dir: TFDS data directory (default: :func:`default_tfds_data_dir`).
+      limit_train: If positive, read only the first ``limit_train`` training records.
+      limit_test: If positive, read only the first ``limit_test`` test records.
+
+    Returns:
+      The :class:`Dataset`; datasets without labels get zeros.
+
+    Raises:
+      ValueError: If the dataset is not prepared in ``tfds_data_dir`` or not as array_record.
+    """
+    check_choice("name", name, TFDS_DATASETS)
+    import tensorflow_datasets as tfds
+
+    data_dir = tfds_data_dir or default_tfds_data_dir()
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        raise ValueError(
+            f"TFDS dataset {name!r} is not prepared in {data_dir!r} (looked for "
+            f"{os.fspath(builder.data_path)!r}); jaxvae never downloads. On a machine with "
+            'internet and TensorFlow run: python -c "import tensorflow_datasets as tfds; '
+            f"tfds.builder('{name}').download_and_prepare(file_format='array_record')\", copy "
+            "its tensorflow_datasets directory here and pass --config.data.tfds_data_dir=DIR "
+            "(or set TFDS_DATA_DIR)."
+        )
+    return read_tfds_builder(builder, name, limit_train, limit_test)
+
+
+def load_fashion_mnist_tfds(
+    data_dir: str = "", tfds_data_dir: str = "", limit_train: int = 0, limit_test: int = 0
+) -> Dataset:
+    """Loads Fashion-MNIST through a TFDS data source prepared from its IDX files.
+
+    Args:
+      data_dir: Directory of the IDX files, read only if the data source is not prepared yet
+        (see :func:`jaxvae.data.resolve_fashion_mnist_dir`).
+      tfds_data_dir: TFDS data directory (default: :func:`default_tfds_data_dir`).
+      limit_train: If positive, read only the first ``limit_train`` training records.
+      limit_test: If positive, read only the first ``limit_test`` test records.
+
+    Returns:
+      The :class:`Dataset`, equal to :func:`jaxvae.data.load_fashion_mnist_idx`'s.
+
+    Raises:
+      ValueError: As :func:`jaxvae.data.tfds_fashion_mnist.prepare`.
+    """
+    from jaxvae.data import tfds_fashion_mnist  # Imports tensorflow_datasets.
+
+    builder = tfds_fashion_mnist.prepare(
+        idx_dir=data_dir, tfds_data_dir=tfds_data_dir or default_tfds_data_dir()
+    )
+    return read_tfds_builder(builder, "fashion_mnist", limit_train, limit_test)
+
+
+def read_tfds_builder(
+    builder: Any, name: str, limit_train: int = 0, limit_test: int = 0
+) -> Dataset:
+    """Reads the ``train`` and ``test`` splits of a prepared TFDS builder into a Dataset.
+
+    Args:
+      builder: A prepared ``tfds.core.DatasetBuilder`` whose features hold a uint8 ``image``
+        ``[H, W, C]`` and optionally an integer ``label``.
+      name: Name of the returned dataset.
+      limit_train: If positive, read only the first ``limit_train`` training records.
+      limit_test: If positive, read only the first ``limit_test`` test records.
+
+    Returns:
+      The :class:`Dataset`; without a ``label`` feature, labels are zeros.
+
+    Raises:
+      ValueError: If the data is not in a random-access format or lacks a split or feature.
+    """
+    splits = set(builder.info.splits)
+    features = builder.info.features
+    if not {"train", "test"} <= splits or "image" not in features:
+        raise ValueError(
+            f"TFDS dataset {name!r} in {os.fspath(builder.data_dir)!r} has splits "
+            f"{sorted(splits)} and features {sorted(features.keys())}; expected 'train' and 'test' "
+            "splits with an 'image' feature."
+        )
+    try:
+        sources = builder.as_data_source(split=["train", "test"])
+    except NotImplementedError as e:
+        raise ValueError(
+            f"TFDS dataset {name!r} in {os.fspath(builder.data_dir)!r} is stored as "
+            f"{builder.info.file_format}; expected array_record (random access). Prepare it with "
+            "download_and_prepare(file_format='array_record') or convert it with "
+            "`tfds convert_format`."
+        ) from e
+    has_labels = "label" in features
+    class_names = tuple(getattr(features["label"], "names", ())) if has_labels else ()
+    arrays = {
+        split: read_data_source(source, limit, has_labels)
+        for split, source, limit in zip(
+            ("train", "test"), sources, (limit_train, limit_test), strict=True
+        )
+    }
+    return dataset_from_uint8(name, arrays, class_names)
+
+
+def read_data_source(
+    source: Sequence[Mapping[str, Any]], limit: int = 0, has_labels: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reads the first records of a random-access data source in batches.
+
+    Args:
+      source: A TFDS data source (or any sequence) of dicts with ``image`` and ``label``.
+      limit: If positive, read only the first ``limit`` records.
+      has_labels: Whether records have a ``label``; if not, labels are zeros.
+
+    Returns:
+      ``(images, labels)``: uint8 ``[N, H, W, C]`` and int32 ``[N]``.
+
+    Raises:
+      ValueError: If the images are not uint8 or the source is empty.
+    """
+    count = len(source) if limit <= 0 else min(limit, len(source))
+    if count == 0:
+        raise ValueError(f"Data source {source!r} is empty; expected at least one record.")
+    get_many: Callable[[list[int]], Sequence[Mapping[str, Any]]] = getattr(
+        source, "__getitems__", lambda keys: [source[k] for k in keys]
+    )
+    images, labels = [], []
+    for start in range(0, count, _TFDS_READ_CHUNK):
+        records = get_many(list(range(start, min(start + _TFDS_READ_CHUNK, count))))
+        images.append(np.stack([r["image"] for r in records]))
+        if has_labels:
+            labels.append(np.fromiter((r["label"] for r in records), np.int64, len(records)))
+    image_array = np.concatenate(images)
+    if image_array.dtype != np.uint8 or image_array.ndim != 4:
+        raise ValueError(
+            f"Data source {source!r} yields images of dtype {image_array.dtype} and shape "
+            f"{image_array.shape[1:]}; expected uint8 [H, W, C]."
+        )
+    label_array = np.concatenate(labels) if has_labels else np.zeros(count, np.int64)
+    return image_array, label_array.astype(np.int32)
