@@ -14,7 +14,9 @@ FAILED_RUNS = 1  # exit code of `study run` when a run failed (usage errors are 
 def add_parser(sub) -> None:
     """Adds ``study`` and its subcommands to the ``jaxvae`` subparsers ``sub``."""
     study = sub.add_parser("study", help="run a grid of configs x seeds and report on it")
-    cmds = study.add_subparsers(dest="study_command", required=True, parser_class=type(study))
+    cmds = study.add_subparsers(
+        dest="study_command", metavar="{run,status,report}", required=True, parser_class=type(study)
+    )
     run = cmds.add_parser(
         "run",
         help="train the study's runs that are not done (resumable, shardable)",

@@ -170,6 +170,8 @@ def collect(workdir: str) -> ReportData:
 def _decimals(std: float, mean: float) -> int:
     if math.isfinite(std) and std > 0:
         return int(min(6, max(0, 1 - math.floor(math.log10(std)))))
+    if std == 0 and math.isfinite(mean) and mean == round(mean):  # e.g. active units, all equal
+        return 0
     magnitude = math.floor(math.log10(abs(mean))) if math.isfinite(mean) and mean != 0 else 0
     return int(min(6, max(0, 3 - magnitude)))
 
