@@ -235,6 +235,8 @@ def test_bad_parts_name_the_bad_value():
         Reference("a", "m", 1.0, source=" ")
     with pytest.raises(ValueError, match="kind 'pie'"):
         Figure("f", kind="pie", x="a", y="b")
+    with pytest.raises(ValueError, match=r"ylim=\(1, 0\), expected \(low, high\)"):
+        Figure("f", kind="metrics", x="a", y="b", ylim=(1, 0))
     with pytest.raises(ValueError, match="taken by a standard figure"):
         Figure("comparison", kind="metrics", x="a", y="b")
     with pytest.raises(ValueError, match="either key= and values=, or levels="):
@@ -507,6 +509,7 @@ def test_mean_std_is_numpys(tmp_path):
     assert report.fmt_mean_std(240.5312, 0.4123) == "240.53 ± 0.41"
     assert report.fmt_mean_std(12.0, 0.0) == "12 ± 0"
     assert report.fmt_mean_std(3.5, math.nan) == "3.500"
+    assert report.fmt_mean_std(16.0, math.nan) == "16"
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,7 @@ def get_study():
                 title="active latent units against beta",
                 ylabel="active units (of 16)",
                 log_x=True,
+                ylim=(0, 16.5),
             ),
         ),
         description=(

@@ -193,6 +193,7 @@ class Figure:
       x, y: what the kind plots on each axis.
       title, xlabel, ylabel: text on the figure (defaults: derived from ``x`` and ``y``).
       log_x: a logarithmic x axis (base 2).
+      ylim: ``(low, high)`` of the y axis (default: fitted to the points).
     """
 
     name: str
@@ -203,9 +204,16 @@ class Figure:
     xlabel: str = ""
     ylabel: str = ""
     log_x: bool = False
+    ylim: tuple[float, float] | None = None
 
     def __post_init__(self):
         from jaxvae.studies import figures
+
+        if self.ylim is not None:
+            ok = isinstance(self.ylim, tuple | list) and len(self.ylim) == 2
+            if not (ok and all(_finite(v) for v in self.ylim) and self.ylim[0] < self.ylim[1]):
+                raise ValueError(f"figure {self.name!r}: ylim={self.ylim!r}, expected (low, high)")
+            object.__setattr__(self, "ylim", tuple(float(v) for v in self.ylim))
 
         _check_name("figure name", self.name)
         if self.name in figures.STANDARD:

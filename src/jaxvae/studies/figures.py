@@ -17,7 +17,7 @@ import numpy as np
 
 STANDARD = ("learning_curves", "comparison")
 REFERENCE_STYLE = {"marker": "D", "color": "#d62728", "markersize": 7, "zorder": 5}
-SEED_STYLE = {"marker": ".", "color": "0.55", "s": 14, "zorder": 2, "linewidths": 0}
+SEED_STYLE = {"marker": ".", "color": "0.4", "s": 22, "zorder": 4, "linewidths": 0}
 
 
 def _pyplot():
@@ -81,7 +81,9 @@ def learning_curves(data, path: str) -> bool:
     plt = _pyplot()
     cols = min(3, len(keys))
     nrows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, cols, figsize=(4.6 * cols, 3.4 * nrows), squeeze=False, sharex=True
+    )
     colors = _colors(data, len(data.variants))
     for ax, key in zip(axes.flat, keys, strict=False):
         for v, color in zip(data.variants, colors, strict=True):
@@ -100,7 +102,7 @@ def learning_curves(data, path: str) -> bool:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.suptitle(f"{data.name}: learning curves, {_seed_note(data)} (band)")
+    fig.suptitle(f"{data.name}: learning curves; lines: {_seed_note(data)} (bands)")
     fig.tight_layout()
     _save(fig, path)
     return True
@@ -150,6 +152,8 @@ def comparison(data, path: str) -> bool:
                     zorder=5,
                 )
         ax.set_title(metric)
+        ax.set_xlim(-0.5, len(names) - 0.5)
+        _integer_ticks(ax, [v for name in names for v in data.values[name][metric]])
         ax.set_xticks(
             x,
             names,
@@ -166,6 +170,20 @@ def comparison(data, path: str) -> bool:
     fig.tight_layout()
     _save(fig, path)
     return True
+
+
+def _integer_ticks(ax, values) -> None:
+    """Whole-number ticks for a metric whose values are whole numbers (counts such as units)."""
+    from matplotlib.ticker import MaxNLocator
+
+    finite = [v for v in values if math.isfinite(v)]
+    if finite and all(float(v).is_integer() for v in finite):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _limits(ax, spec: dict[str, Any]) -> None:
+    if spec.get("ylim"):
+        ax.set_ylim(*spec["ylim"])
 
 
 def _jitter(n: int) -> np.ndarray:
@@ -234,6 +252,7 @@ def _draw_metrics(data, spec: dict[str, Any], path: str) -> None:
         if rx and ry:
             ax.plot(rx["value"], ry["value"], linestyle="none", **REFERENCE_STYLE)
     ax.plot(xs, ys, color="0.6", linestyle=":", zorder=1)
+    _limits(ax, spec)
     if spec["log_x"]:
         ax.set_xscale("log", base=2)
     ax.set_xlabel(spec["xlabel"] or spec["x"])
@@ -309,6 +328,8 @@ def _draw_axis(data, spec: dict[str, Any], path: str) -> None:
         ax.set_xticks(range(len(axis["values"])), axis["values"])
     if len(groups) > 1:
         ax.legend(frameon=False, fontsize=8)
+    _integer_ticks(ax, [y for v in data.variants for y in data.values[v["name"]][spec["y"]]])
+    _limits(ax, spec)
     ax.set_xlabel(spec["xlabel"] or spec["x"])
     ax.set_ylabel(spec["ylabel"] or spec["y"])
     ax.set_title(

@@ -170,7 +170,9 @@ def collect(workdir: str) -> ReportData:
 def _decimals(std: float, mean: float) -> int:
     if math.isfinite(std) and std > 0:
         return int(min(6, max(0, 1 - math.floor(math.log10(std)))))
-    if std == 0 and math.isfinite(mean) and mean == round(mean):  # e.g. active units, all equal
+    if (
+        (std == 0 or math.isnan(std)) and math.isfinite(mean) and mean == round(mean)
+    ):  # 16 ± 0; a lone 16
         return 0
     magnitude = math.floor(math.log10(abs(mean))) if math.isfinite(mean) and mean != 0 else 0
     return int(min(6, max(0, 3 - magnitude)))
