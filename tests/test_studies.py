@@ -541,3 +541,19 @@ def test_cli_errors_are_one_line_and_exit_2(args, match, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert match in err, err
     assert not os.path.exists(tmp_path / "w")
+
+
+def test_train_terms_sit_at_the_middle_of_their_window(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    records = [
+        {"step": 25, "epoch": 0.25, "loss": 9.0},
+        {"step": 100, "epoch": 1.0, "loss": 7.0},
+        {"step": 100, "epoch": 1.0, "test_nelbo": 8.0},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    curves = report._read_curves(str(path), ["loss", "test_nelbo", "kl"])
+    assert curves == {
+        "loss": [(25, 0.125, 9.0), (100, 0.625, 7.0)],
+        "test_nelbo": [(100, 1.0, 8.0)],
+        "kl": [],
+    }

@@ -49,10 +49,13 @@ def _save(fig, path: str) -> None:
     _pyplot().close(fig)
 
 
-def _seed_note(data) -> str:
+def _seed_count(data) -> str:
     ns = sorted({len(vals) for by_metric in data.values.values() for vals in by_metric.values()})
-    n = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
-    return f"mean ± 1 std over seeds (n = {n})"
+    return "0" if not ns else f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+
+
+def _seed_note(data) -> str:
+    return f"mean ± 1 std over seeds (n = {_seed_count(data)})"
 
 
 # --- standard figures --------------------------------------------------------------------------
@@ -102,7 +105,10 @@ def learning_curves(data, path: str) -> bool:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.suptitle(f"{data.name}: learning curves; lines: {_seed_note(data)} (bands)")
+    fig.suptitle(
+        f"{data.name}: learning curves; lines: mean over seeds (n = {_seed_count(data)}), "
+        "bands: ±1 std; train terms at the middle of each logged window"
+    )
     fig.tight_layout()
     _save(fig, path)
     return True

@@ -93,17 +93,30 @@ def _number(x: Any) -> float | None:
 
 
 def _read_curves(path: str, keys: list[str]) -> dict[str, list[tuple[int, float, float]]]:
+    """``key -> [(step, epoch, value)]`` from a run's ``metrics.jsonl``.
+
+    A test metric (``test_*``) is a value at its step. A train term is the mean over the steps
+    since the previous line that has it, so it is placed at the middle of those steps: windows of
+    different lengths (a short one at an epoch's end) then lie on one curve.
+    """
     out: dict[str, list[tuple[int, float, float]]] = {k: [] for k in keys}
     try:
         with open(path) as f:
             records = [json.loads(line) for line in f if line.strip()]
     except (OSError, json.JSONDecodeError):
         return out
+    previous = {k: (0, 0.0) for k in keys}
     for r in records:
+        if "step" not in r:
+            continue
+        step, epoch = int(r["step"]), float(r.get("epoch", r["step"]))
         for k in keys:
             v = _number(r.get(k))
-            if v is not None and math.isfinite(v) and "step" in r:
-                out[k].append((int(r["step"]), float(r.get("epoch", r["step"])), v))
+            if v is None or not math.isfinite(v):
+                continue
+            at = epoch if k.startswith("test_") else (previous[k][1] + epoch) / 2
+            out[k].append((step, at, v))
+            previous[k] = (step, epoch)
     return out
 
 
