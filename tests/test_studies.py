@@ -531,10 +531,17 @@ def test_mean_std_is_numpys(tmp_path):
         (["study", "status", "{tmp}", "--config.train.epochs=1"], "apply to `study run` only"),
         (["study", "run", "{study}"], "--workdir"),
         (["study"], "run,status,report"),
+        (["study", "run", "{tmp}/syntax.py", "--workdir", "{tmp}/w"], "syntax.py': SyntaxError"),
+        (
+            ["study", "run", "{tmp}/bad.py", "--workdir", "{tmp}/w"],
+            "bad.py': study name 'bad name'",
+        ),
     ],
 )
 def test_cli_errors_are_one_line_and_exit_2(args, match, tmp_path, capsys):
     study_file = write_study(tmp_path / "tiny.py")
+    (tmp_path / "syntax.py").write_text("def get_study(:\n")
+    write_study(tmp_path / "bad.py", name="bad name")
     args = [a.format(tmp=tmp_path, study=study_file) for a in args]
     assert cli.main(args) == 2
     err = capsys.readouterr().err

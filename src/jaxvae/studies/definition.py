@@ -522,6 +522,13 @@ def canonical(
     return {"format": 1, "identity": identity, "report": report}
 
 
+def _one_line(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else ""
+    return (
+        text if isinstance(e, ValueError) and text else f"{type(e).__name__}: {text}".rstrip(": ")
+    )
+
+
 def load_study(path: str) -> Study:
     """Imports the study file ``path`` and returns its ``get_study()``."""
     if not os.path.isfile(path):
@@ -530,14 +537,14 @@ def load_study(path: str) -> Study:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except (AttributeError, KeyError, TypeError) as e:
-        raise ValueError(f"study file {path!r}: {e}") from None
+    except Exception as e:  # noqa: BLE001 -- any error in the user's file is one line
+        raise ValueError(f"study file {path!r}: {_one_line(e)}") from None
     if not hasattr(module, "get_study"):
         raise ValueError(f"study file {path!r} has no get_study()")
     try:
         study = module.get_study()
-    except (AttributeError, KeyError, TypeError) as e:
-        raise ValueError(f"study file {path!r}: {e}") from None
+    except Exception as e:  # noqa: BLE001 -- a bad Study is a ValueError naming the value
+        raise ValueError(f"study file {path!r}: {_one_line(e)}") from None
     if not isinstance(study, Study):
         raise ValueError(
             f"study file {path!r}: get_study() returned a {type(study).__name__}, not a Study"
