@@ -20,20 +20,26 @@ def add_parser(sub) -> None:
     run = cmds.add_parser(
         "run",
         help="train the study's runs that are not done (resumable, shardable)",
-        description="Trains every run of the study file that is not done yet into DIR/runs/.",
+        description=(
+            "Trains every run of the study file that is not done yet into DIR/runs/. "
+            "--config.KEY=VALUE overrides apply to every run and are part of the study."
+        ),
     )
-    run.add_argument("file", help="study file with get_study()")
-    run.add_argument("--workdir", required=True, help="the study directory")
+    run.add_argument("file", metavar="FILE", help="study file with get_study()")
+    run.add_argument("--workdir", metavar="DIR", required=True, help="the study directory")
     run.add_argument(
         "--shard",
         default="0/1",
+        metavar="I/N",
         help="I/N: take the runs whose index is I mod N (e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)",
     )
-    run.add_argument("--seeds", type=int, default=None, help="keep the study's first N seeds")
+    run.add_argument(
+        "--seeds", type=int, default=None, metavar="N", help="keep the study's first N seeds"
+    )
     status = cmds.add_parser("status", help="done / running / failed / pending, per run")
-    status.add_argument("dir", help="the study directory")
+    status.add_argument("dir", metavar="DIR", help="the study directory")
     report = cmds.add_parser("report", help="write DIR/report/: report.md, results.csv, figures")
-    report.add_argument("dir", help="the study directory")
+    report.add_argument("dir", metavar="DIR", help="the study directory")
 
 
 def main(args: argparse.Namespace, overrides: list[str]) -> int:
