@@ -13,6 +13,8 @@ import os
 import sys
 import warnings
 
+from jaxvae.studies import cli as studies_cli
+
 USAGE_ERROR = 2
 
 
@@ -64,6 +66,8 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--iwae-k", type=int, default=5000)
     bench.add_argument("--iwae-num", type=int, default=20, help="test images for the IWAE rate")
     bench.add_argument("--iwae-batch", type=int, default=10, help="images per IWAE batch")
+
+    studies_cli.add_parser(sub)
     return parser
 
 
@@ -247,8 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(rest)
-        if overrides and args.command not in ("train", "bench"):
-            parser.error(f"--config.{overrides[0]}: config overrides apply to train and bench only")
+        if overrides and args.command not in ("train", "bench", "study"):
+            parser.error(
+                f"--config.{overrides[0]}: config overrides apply to train, bench and study run only"
+            )
     except SystemExit as e:  # argparse's usage errors (one line, see _Parser) and --help
         return e.code if isinstance(e.code, int) else USAGE_ERROR
     _quiet_logs()
@@ -259,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_train(args, overrides)
         if args.command == "eval":
             return _cmd_eval(args)
+        if args.command == "study":
+            return studies_cli.main(args, overrides)
         if args.command == "sample":
             return _cmd_sample(args)
         if args.command == "plot":

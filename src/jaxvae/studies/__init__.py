@@ -1,0 +1,39 @@
+"""Studies: a grid of configs x seeds, trained as ordinary runs, resumable and shardable, and a
+report of means and stds over seeds beside published references.
+
+A study file ``experiments/studies/<name>.py`` defines ``get_study()`` returning a :class:`Study`;
+``jaxvae study run FILE --workdir DIR`` trains it, ``jaxvae study status DIR`` and
+``jaxvae study report DIR`` tell where it stands and what it found (``docs/studies.md``).
+"""
+
+from jaxvae.studies.definition import (
+    Axis,
+    Figure,
+    Reference,
+    RunSpec,
+    Study,
+    Variant,
+    expand,
+    load_study,
+    shard,
+)
+from jaxvae.studies.execute import Outcome, run_study
+from jaxvae.studies.report import collect, mean_std, status, write_report
+
+__all__ = [
+    "Axis",
+    "Figure",
+    "Outcome",
+    "Reference",
+    "RunSpec",
+    "Study",
+    "Variant",
+    "collect",
+    "expand",
+    "load_study",
+    "mean_std",
+    "run_study",
+    "shard",
+    "status",
+    "write_report",
+]

@@ -1,0 +1,86 @@
+"""``jaxvae study run | status | report``: the subcommands, wired into :mod:`jaxvae.cli`.
+
+Importing this module imports neither JAX nor matplotlib; each command does when it needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+FAILED_RUNS = 1  # exit code of `study run` when a run failed (usage errors are 2)
+
+
+def add_parser(sub) -> None:
+    """Adds ``study`` and its subcommands to the ``jaxvae`` subparsers ``sub``."""
+    study = sub.add_parser("study", help="run a grid of configs x seeds and report on it")
+    cmds = study.add_subparsers(
+        dest="study_command", metavar="{run,status,report}", required=True, parser_class=type(study)
+    )
+    run = cmds.add_parser(
+        "run",
+        help="train the study's runs that are not done (resumable, shardable)",
+        description=(
+            "Trains every run of the study file that is not done yet into DIR/runs/. "
+            "--config.KEY=VALUE overrides apply to every run and are part of the study."
+        ),
+    )
+    run.add_argument("file", metavar="FILE", help="study file with get_study()")
+    run.add_argument("--workdir", metavar="DIR", required=True, help="the study directory")
+    run.add_argument(
+        "--shard",
+        default="0/1",
+        metavar="I/N",
+        help="I/N: take the runs whose index is I mod N (e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)",
+    )
+    run.add_argument(
+        "--seeds", type=int, default=None, metavar="N", help="keep the study's first N seeds"
+    )
+    status = cmds.add_parser("status", help="done / running / failed / pending, per run")
+    status.add_argument("dir", metavar="DIR", help="the study directory")
+    report = cmds.add_parser("report", help="write DIR/report/: report.md, results.csv, figures")
+    report.add_argument("dir", metavar="DIR", help="the study directory")
+
+
+def main(args: argparse.Namespace, overrides: list[str]) -> int:
+    """Runs ``jaxvae study ...``; ``ValueError`` for user mistakes (the caller prints one line)."""
+    if overrides and args.study_command != "run":
+        raise ValueError(f"--config.{overrides[0]}: config overrides apply to `study run` only")
+    if args.study_command == "run":
+        return _run(args, overrides)
+    if args.study_command == "status":
+        from jaxvae.studies import report
+
+        print(report.format_status(report.status(args.dir)))
+        return 0
+    return _report(args)
+
+
+def _run(args, overrides) -> int:
+    from jaxvae.studies import definition, execute
+
+    shard = definition.parse_shard(args.shard)
+    study = definition.load_study(args.file)
+    outcome = execute.run_study(
+        study, args.workdir, shard=shard, seeds=args.seeds, overrides=overrides
+    )
+    if outcome.failed:
+        print(
+            f"{len(outcome.failed)} run(s) failed; see `jaxvae study status {args.workdir}`",
+            file=sys.stderr,
+        )
+        return FAILED_RUNS
+    print(f"next: jaxvae study report {args.workdir}", file=sys.stderr)
+    return 0
+
+
+def _report(args) -> int:
+    from jaxvae.studies import report
+
+    paths = report.write_report(args.dir)
+    data = report.collect(args.dir)
+    print("\n".join(report.results_table(data)))
+    print(report.counts_line(report.status(args.dir)))
+    for path in paths.values():
+        print(path)
+    return 0

@@ -1,0 +1,552 @@
+"""What a study is: a base config, a grid of variants, seeds, the metrics to report, references.
+
+A study file (``experiments/studies/<name>.py``) defines ``get_study()`` returning a :class:`Study`.
+:func:`expand` turns a study into its runs, one per (seed, variant), in a canonical order (seed
+major, so that the first seed of every variant comes first), each with the complete config it
+trains; :func:`canonical` is the JSON that identifies the expanded study in ``study.json``.
+Every mistake in a study is a ``ValueError`` that names the bad value, raised before anything runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.util
+import itertools
+import json
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_collections
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # study, axis and figure names
+_LABEL = re.compile(r"^[A-Za-z0-9_.+-]+$")  # level labels
+_VARIANT = re.compile(r"^[A-Za-z0-9_.+=,-]+$")  # variant names (in run directory names)
+
+
+def _check_name(what: str, name: Any, pattern: re.Pattern = _NAME) -> None:
+    if not isinstance(name, str) or not pattern.match(name):
+        allowed = "".join(c for c in "_.+=,-" if c in pattern.pattern)
+        raise ValueError(
+            f"{what} {name!r}: expected a non-empty name of letters, digits and {' '.join(allowed)} "
+            "(it names files and directories)"
+        )
+
+
+def format_value(value: Any) -> str:
+    """A short, stable label of a config value: ``0.25``, ``1``, ``1e-05``, ``32x64``, ``true``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return format(value, "g")
+    if isinstance(value, tuple | list):
+        return "x".join(format_value(v) for v in value)
+    return str(value)
+
+
+def _check_overrides(what: str, overrides: Any) -> dict[str, Any]:
+    if not isinstance(overrides, Mapping):
+        raise ValueError(
+            f"{what}: overrides must be a mapping of config keys to values, got {overrides!r}"
+        )
+    for key in overrides:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"{what}: config key {key!r} must be a non-empty string")
+        if key == "seed":
+            raise ValueError(f"{what}: the study sets each run's seed; use seeds=, not {key!r}")
+    return dict(overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """One named axis of a grid.
+
+    ``Axis("beta", key="objective.beta", values=(0.5, 1.0))`` varies one config key; its levels are
+    labelled by their values (``beta=0.5``). ``Axis("size", levels={"small": {...}, "big": {...}})``
+    gives each level a label and any config overrides.
+
+    Attributes:
+      name: the axis name, used in variant names (``beta=0.5``) and figures.
+      key: the config key of a one-key axis (``None`` with ``levels``).
+      values: each level's value: the key's value, or the label with ``levels``.
+      labels: each level's label (formatted values, or the keys of ``levels``).
+      overrides: each level's config overrides.
+    """
+
+    name: str
+    key: str | None = None
+    values: tuple = ()
+    levels: dataclasses.InitVar[Mapping[str, Mapping[str, Any]] | None] = None
+    labels: tuple[str, ...] = dataclasses.field(init=False)
+    overrides: tuple[Mapping[str, Any], ...] = dataclasses.field(init=False)
+
+    def __post_init__(self, levels):
+        _check_name("axis name", self.name)
+        if (self.key is None) == (levels is None):
+            raise ValueError(f"axis {self.name!r}: give either key= and values=, or levels=")
+        if levels is not None:
+            if self.values:
+                raise ValueError(f"axis {self.name!r}: values= goes with key=, not with levels=")
+            if not isinstance(levels, Mapping) or not levels:
+                raise ValueError(
+                    f"axis {self.name!r}: levels must be a non-empty mapping, got {levels!r}"
+                )
+            labels = tuple(levels)
+            for label in labels:
+                _check_name(f"axis {self.name!r}: level label", label, _LABEL)
+            overrides = tuple(
+                _check_overrides(f"axis {self.name!r}, level {k!r}", levels[k]) for k in labels
+            )
+            values = labels
+        else:
+            if isinstance(self.values, str | bytes) or not isinstance(self.values, Sequence):
+                raise ValueError(
+                    f"axis {self.name!r}: values must be a sequence, got {self.values!r}"
+                )
+            if not self.values:
+                raise ValueError(f"axis {self.name!r}: values is empty")
+            _check_overrides(f"axis {self.name!r}", {self.key: None})
+            values = tuple(tuple(v) if isinstance(v, list) else v for v in self.values)
+            labels = tuple(format_value(v) for v in values)
+            for label, value in zip(labels, values, strict=True):
+                if not _LABEL.match(label):
+                    raise ValueError(
+                        f"axis {self.name!r}: value {value!r} makes the label {label!r}, not a "
+                        "usable directory name; use levels= with your own labels"
+                    )
+            overrides = tuple({self.key: v} for v in values)
+        duplicates = sorted({x for x in labels if labels.count(x) > 1})
+        if duplicates:
+            raise ValueError(f"axis {self.name!r}: level {duplicates[0]!r} appears twice")
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "overrides", overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One point of the grid: a name and the config overrides that make it.
+
+    Attributes:
+      name: the variant name (``beta=0.5``, or the name of an explicit variant).
+      overrides: config key -> value, applied to the base config.
+      coords: axis name -> the level's value, for figures against an axis (empty for explicit
+        variants).
+    """
+
+    name: str
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    coords: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        _check_name("variant name", self.name, _VARIANT)
+        object.__setattr__(
+            self, "overrides", _check_overrides(f"variant {self.name!r}", self.overrides)
+        )
+        object.__setattr__(self, "coords", dict(self.coords))
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """A published (or otherwise sourced) value to compare one variant's metric with.
+
+    Attributes:
+      variant: the variant it belongs to.
+      metric: the metric (a key of the runs' ``summary.json``).
+      value: the reference value.
+      std: its standard deviation where the source gives one, else ``None``.
+      source: where it comes from: a citation with table or figure, or a file and commit.
+    """
+
+    variant: str
+    metric: str
+    value: float
+    source: str
+    std: float | None = None
+
+    def __post_init__(self):
+        what = f"reference for {self.variant!r}/{self.metric!r}"
+        if not _finite(self.value):
+            raise ValueError(f"{what}: value={self.value!r} must be a finite number")
+        if self.std is not None and (not _finite(self.std) or self.std < 0):
+            raise ValueError(f"{what}: std={self.std!r} must be a finite number >= 0 or None")
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise ValueError(f"{what}: source must say where the value comes from")
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """An extra figure of the report, drawn by the figure kind ``kind`` (:mod:`.figures`).
+
+    Kinds: ``"metrics"`` plots metric ``y`` against metric ``x``, one point per variant with error
+    bars over seeds (a rate-distortion plane); ``"axis"`` plots metric ``y`` against the values of
+    the grid axis ``x``.
+
+    Attributes:
+      name: names the file ``<name>.png`` of the report.
+      kind: the figure kind.
+      x, y: what the kind plots on each axis.
+      title, xlabel, ylabel: text on the figure (defaults: derived from ``x`` and ``y``).
+      log_x: a logarithmic x axis (base 2).
+      ylim: ``(low, high)`` of the y axis (default: fitted to the points).
+    """
+
+    name: str
+    kind: str
+    x: str
+    y: str
+    title: str = ""
+    xlabel: str = ""
+    ylabel: str = ""
+    log_x: bool = False
+    ylim: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        from jaxvae.studies import figures
+
+        if self.ylim is not None:
+            ok = isinstance(self.ylim, tuple | list) and len(self.ylim) == 2
+            if not (ok and all(_finite(v) for v in self.ylim) and self.ylim[0] < self.ylim[1]):
+                raise ValueError(f"figure {self.name!r}: ylim={self.ylim!r}, expected (low, high)")
+            object.__setattr__(self, "ylim", tuple(float(v) for v in self.ylim))
+
+        _check_name("figure name", self.name)
+        if self.name in figures.STANDARD:
+            raise ValueError(f"figure name {self.name!r} is taken by a standard figure")
+        if self.kind not in figures.KINDS:
+            raise ValueError(
+                f"figure {self.name!r}: kind {self.kind!r}, expected one of {sorted(figures.KINDS)}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """A study: every run of a grid of variants and seeds, and what to report about them.
+
+    Attributes:
+      name: the study's name.
+      base_config: the config every run starts from (a ``jaxvae.config`` ConfigDict).
+      axes: grid axes; the variants are their Cartesian product, in order (first axis slowest).
+      variants: an explicit list of variants (instead of ``axes``); a mapping name -> overrides is
+        accepted. Neither: one variant, ``base``.
+      seeds: the seeds of every variant (an int ``n`` means ``0..n-1``).
+      metrics: keys of each run's ``summary.json`` that the report shows.
+      references: values to set beside the study's.
+      figures: extra figures of the report.
+      curves: keys of ``metrics.jsonl`` (train terms such as ``loss``, test metrics such as
+        ``test_nelbo``) drawn as learning curves; those absent from the logs are left out.
+      description: a paragraph at the top of the report.
+    """
+
+    name: str
+    base_config: ml_collections.ConfigDict
+    axes: tuple[Axis, ...] = ()
+    variants: tuple[Variant, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    metrics: tuple[str, ...] = ("test_nelbo",)
+    references: tuple[Reference, ...] = ()
+    figures: tuple[Figure, ...] = ()
+    curves: tuple[str, ...] = ("loss", "test_nelbo")
+    description: str = ""
+
+    def __post_init__(self):
+        _check_name("study name", self.name)
+        if not isinstance(self.base_config, ml_collections.ConfigDict):
+            raise ValueError(
+                f"study {self.name!r}: base_config must be a ConfigDict, got {type(self.base_config).__name__}"
+            )
+        object.__setattr__(self, "base_config", copy.deepcopy(self.base_config))
+        for field in ("axes", "references", "figures", "metrics", "curves"):
+            value = getattr(self, field)
+            if isinstance(value, str) or not isinstance(value, Sequence):
+                raise ValueError(f"study {self.name!r}: {field} must be a sequence, got {value!r}")
+            object.__setattr__(self, field, tuple(value))
+        variants = self.variants
+        if isinstance(variants, Mapping):
+            variants = tuple(Variant(k, v) for k, v in variants.items())
+        object.__setattr__(self, "variants", tuple(variants))
+        seeds = self.seeds
+        if isinstance(seeds, int) and not isinstance(seeds, bool):
+            seeds = tuple(range(seeds))
+        object.__setattr__(self, "seeds", tuple(seeds))
+        self._validate()
+
+    def _validate(self) -> None:
+        what = f"study {self.name!r}"
+        if self.axes and self.variants:
+            raise ValueError(f"{what}: give axes or variants, not both")
+        for a in self.axes:
+            if not isinstance(a, Axis):
+                raise ValueError(f"{what}: axes must be Axis objects, got {a!r}")
+        for v in self.variants:
+            if not isinstance(v, Variant):
+                raise ValueError(f"{what}: variants must be Variant objects, got {v!r}")
+        _unique(what, "axis", [a.name for a in self.axes])
+        _unique(what, "variant", [v.name for v in self.variants])
+        if not self.seeds:
+            raise ValueError(f"{what}: seeds is empty")
+        for s in self.seeds:
+            if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+                raise ValueError(f"{what}: seed {s!r} must be an integer >= 0")
+        _unique(what, "seed", list(self.seeds))
+        if not self.metrics:
+            raise ValueError(f"{what}: metrics is empty")
+        for m in (*self.metrics, *self.curves):
+            if not isinstance(m, str) or not m:
+                raise ValueError(f"{what}: metric {m!r} must be a non-empty string")
+        _unique(what, "metric", list(self.metrics))
+        names = [v.name for v in self.grid()]
+        for r in self.references:
+            if not isinstance(r, Reference):
+                raise ValueError(f"{what}: references must be Reference objects, got {r!r}")
+            if r.variant not in names:
+                raise ValueError(
+                    f"{what}: reference for unknown variant {r.variant!r}; variants: {names}"
+                )
+            if r.metric not in self.metrics:
+                raise ValueError(
+                    f"{what}: reference for {r.metric!r}, which is not in metrics {self.metrics}"
+                )
+        _unique(what, "reference", [f"{r.variant}/{r.metric}" for r in self.references])
+        from jaxvae.studies import figures
+
+        for f in self.figures:
+            if not isinstance(f, Figure):
+                raise ValueError(f"{what}: figures must be Figure objects, got {f!r}")
+            figures.KINDS[f.kind].check(f, self)
+        _unique(what, "figure", [f.name for f in self.figures])
+
+    def grid(self) -> tuple[Variant, ...]:
+        """The variants, in order."""
+        if self.variants:
+            return self.variants
+        if not self.axes:
+            return (Variant("base"),)
+        out = []
+        for combo in itertools.product(*(range(len(a.labels)) for a in self.axes)):
+            overrides: dict[str, Any] = {}
+            for a, i in zip(self.axes, combo, strict=True):
+                for key, value in a.overrides[i].items():
+                    if key in overrides:
+                        raise ValueError(f"study {self.name!r}: two axes set {key!r}")
+                    overrides[key] = value
+            name = ",".join(
+                f"{a.name}={a.labels[i]}" for a, i in zip(self.axes, combo, strict=True)
+            )
+            coords = {a.name: a.values[i] for a, i in zip(self.axes, combo, strict=True)}
+            out.append(Variant(name, overrides, coords))
+        return tuple(out)
+
+
+def _unique(what: str, kind: str, items: list) -> None:
+    seen = set()
+    for item in items:
+        if item in seen:
+            raise ValueError(f"{what}: {kind} {item!r} appears twice")
+        seen.add(item)
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run of an expanded study.
+
+    Attributes:
+      index: its position in the canonical order (what ``--shard`` splits).
+      name: ``<variant>-seed<seed>``, also its directory under ``runs/``.
+      variant: the variant.
+      seed: the seed.
+      config: the complete config it trains.
+    """
+
+    index: int
+    name: str
+    variant: Variant
+    seed: int
+    config: ml_collections.ConfigDict
+
+
+def set_value(config: ml_collections.ConfigDict, key: str, value: Any, *, what: str) -> None:
+    """Sets ``config[key] = value`` for a dotted ``key``, converted to the key's type."""
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+        if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
+            raise ValueError(f"{what}: unknown config key {key!r}")
+        node = node[p]
+    if leaf not in node or isinstance(node[leaf], ml_collections.ConfigDict):
+        raise ValueError(f"{what}: unknown config key {key!r}")
+    current = node[leaf]
+    ok_types = {bool: (bool,), int: (int,), float: (int, float), str: (str,), tuple: (tuple, list)}
+    want = type(current)
+    allowed = ok_types.get(want, (want,))
+    if not isinstance(value, allowed) or (isinstance(value, bool) and want is not bool):
+        raise ValueError(f"{what}: {key}={value!r}, expected a {want.__name__}")
+    node[leaf] = float(value) if want is float else tuple(value) if want is tuple else value
+
+
+def expand(
+    study: Study, *, seeds: int | None = None, overrides: Sequence[str] = ()
+) -> list[RunSpec]:
+    """The runs of ``study``: seed-major, then variants in grid order.
+
+    Args:
+      study: the study.
+      seeds: keep only the first ``seeds`` seeds (``None``: all).
+      overrides: ``"KEY=VALUE"`` texts (the CLI's ``--config.KEY=VALUE``) applied to every run
+        after the variant's own overrides; a key that the grid varies is refused.
+
+    Raises:
+      ValueError: a bad seed count, an unknown key or a wrong type anywhere, a config that does not
+        validate, or an override of a key the grid varies.
+    """
+    from jaxvae import config as config_lib
+
+    chosen = study.seeds
+    if seeds is not None:
+        if (
+            isinstance(seeds, bool)
+            or not isinstance(seeds, int)
+            or not 1 <= seeds <= len(study.seeds)
+        ):
+            raise ValueError(
+                f"--seeds {seeds!r}: expected 1..{len(study.seeds)} (the study has {len(study.seeds)} seeds)"
+            )
+        chosen = study.seeds[:seeds]
+    variants = study.grid()
+    varied = {k for v in variants for k in v.overrides}
+    for item in overrides:
+        key = item.split("=", 1)[0]
+        if key == "seed":
+            raise ValueError("--config.seed: a study sets each run's seed; use --seeds N")
+        if key in varied:
+            raise ValueError(f"--config.{key}: the study varies {key!r} itself")
+    configs = {}
+    for v in variants:
+        config = copy.deepcopy(study.base_config)
+        for key, value in v.overrides.items():
+            set_value(config, key, value, what=f"study {study.name!r}, variant {v.name!r}")
+        config_lib.apply_overrides(config, list(overrides))
+        configs[v.name] = config
+    runs = []
+    for seed in chosen:
+        for v in variants:
+            config = copy.deepcopy(configs[v.name])
+            config.seed = seed
+            try:
+                config_lib.validate(config)
+            except ValueError as e:
+                raise ValueError(f"study {study.name!r}, variant {v.name!r}: {e}") from None
+            runs.append(RunSpec(len(runs), f"{v.name}-seed{seed}", v, seed, config))
+    return runs
+
+
+def shard(runs: Sequence[RunSpec], index: int, count: int) -> list[RunSpec]:
+    """The runs of shard ``index`` of ``count``: those whose canonical index is ``index`` mod
+    ``count``. The shards are disjoint, together hold every run, and depend only on the study."""
+    if not (
+        isinstance(count, int) and count >= 1 and isinstance(index, int) and 0 <= index < count
+    ):
+        raise ValueError(f"shard {index!r}/{count!r}: expected I/N with 0 <= I < N")
+    return [r for r in runs if r.index % count == index]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)``."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not match:
+        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/4")
+    index, count = int(match[1]), int(match[2])
+    if count < 1 or index >= count:
+        raise ValueError(f"--shard {text!r}: expected I/N with 0 <= I < N")
+    return index, count
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(
+        json.dumps(value, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
+    )
+
+
+def canonical(
+    study: Study, runs: Sequence[RunSpec], *, overrides: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The JSON of the expanded study kept in ``study.json``.
+
+    ``identity`` decides whether a directory holds this study: the name, the command-line
+    overrides, the seeds and every run's complete config. ``report`` holds what only the report
+    reads (metrics, references, figures, curves, description); it may change without a rerun.
+    """
+    from jaxvae import config as config_lib
+
+    grid = study.grid()
+    given = {}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        given[key] = value
+    identity = {
+        "name": study.name,
+        "overrides": dict(sorted(given.items())),
+        "seeds": list(dict.fromkeys(r.seed for r in runs)),
+        "axes": [{"name": a.name, "values": _jsonable(list(a.values))} for a in study.axes],
+        "variants": [
+            {"name": v.name, "overrides": _jsonable(v.overrides), "coords": _jsonable(v.coords)}
+            for v in grid
+        ],
+        "runs": [
+            {
+                "index": r.index,
+                "name": r.name,
+                "variant": r.variant.name,
+                "seed": r.seed,
+                "config": json.loads(config_lib.to_json(r.config)),
+            }
+            for r in runs
+        ],
+    }
+    report = {
+        "description": study.description,
+        "metrics": list(study.metrics),
+        "curves": list(study.curves),
+        "references": [dataclasses.asdict(r) for r in study.references],
+        "figures": [dataclasses.asdict(f) for f in study.figures],
+    }
+    return {"format": 1, "identity": identity, "report": report}
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else ""
+    return (
+        text if isinstance(e, ValueError) and text else f"{type(e).__name__}: {text}".rstrip(": ")
+    )
+
+
+def load_study(path: str) -> Study:
+    """Imports the study file ``path`` and returns its ``get_study()``."""
+    if not os.path.isfile(path):
+        raise ValueError(f"study file {path!r} does not exist")
+    spec = importlib.util.spec_from_file_location("_jaxvae_study", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 -- any error in the user's file is one line
+        raise ValueError(f"study file {path!r}: {_one_line(e)}") from None
+    if not hasattr(module, "get_study"):
+        raise ValueError(f"study file {path!r} has no get_study()")
+    try:
+        study = module.get_study()
+    except Exception as e:  # noqa: BLE001 -- a bad Study is a ValueError naming the value
+        raise ValueError(f"study file {path!r}: {_one_line(e)}") from None
+    if not isinstance(study, Study):
+        raise ValueError(
+            f"study file {path!r}: get_study() returned a {type(study).__name__}, not a Study"
+        )
+    return study

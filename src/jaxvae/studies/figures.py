@@ -1,0 +1,357 @@
+"""The report's figures: learning curves and the comparison for every study, and figure kinds that
+a study asks for by name (``Figure(kind="metrics" | "axis", ...)``).
+
+A kind is a ``check(figure, study)`` that validates a figure when the study is made and a
+``draw(data, spec, path)`` that plots it from :class:`jaxvae.studies.report.ReportData`; adding a
+kind adds an entry to :data:`KINDS`, not a branch. Mean and error bars are over seeds (±1 sample
+std); small grey dots are the single seeds; references are red diamonds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+STANDARD = ("learning_curves", "comparison")
+REFERENCE_STYLE = {"marker": "D", "color": "#d62728", "markersize": 7, "zorder": 5}
+SEED_STYLE = {"marker": ".", "color": "0.4", "s": 22, "zorder": 4, "linewidths": 0}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colors(data, n: int) -> list:
+    """A sequential palette for a grid on one numeric axis (the order means something), else
+    categorical colours."""
+    plt = _pyplot()
+    numeric = len(data.axes) == 1 and all(_is_number(v) for v in data.axes[0]["values"])
+    if numeric:
+        return [plt.get_cmap("viridis")(x) for x in np.linspace(0.0, 0.85, max(n, 2))][:n]
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _save(fig, path: str) -> None:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+
+
+def _seed_count(data) -> str:
+    ns = sorted({len(vals) for by_metric in data.values.values() for vals in by_metric.values()})
+    return "0" if not ns else f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+
+
+def _seed_note(data) -> str:
+    return f"mean ± 1 std over seeds (n = {_seed_count(data)})"
+
+
+# --- standard figures --------------------------------------------------------------------------
+
+
+def _mean_curve(runs: list[list[tuple[int, float, float]]]):
+    """Mean and std over runs at the steps every run logged: ``(epochs, mean, std)``."""
+    runs = [r for r in runs if r]
+    if not runs:
+        return None
+    by_step = [{s: (e, v) for s, e, v in r} for r in runs]
+    steps = sorted(set.intersection(*(set(d) for d in by_step)))
+    if not steps:
+        return None
+    epochs = np.asarray([by_step[0][s][0] for s in steps])
+    vals = np.asarray([[d[s][1] for s in steps] for d in by_step])
+    std = vals.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(len(steps))
+    return epochs, vals.mean(axis=0), std
+
+
+def learning_curves(data, path: str) -> bool:
+    """One panel per logged curve: a line per variant, the band ±1 std over seeds."""
+    keys = [k for k, by_variant in data.curves.items() if any(any(r) for r in by_variant.values())]
+    if not keys:
+        return False
+    plt = _pyplot()
+    cols = min(3, len(keys))
+    nrows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(
+        nrows, cols, figsize=(4.6 * cols, 3.4 * nrows), squeeze=False, sharex=True
+    )
+    colors = _colors(data, len(data.variants))
+    for ax, key in zip(axes.flat, keys, strict=False):
+        for v, color in zip(data.variants, colors, strict=True):
+            curve = _mean_curve(data.curves[key][v["name"]])
+            if curve is None:
+                continue
+            epochs, mean, std = curve
+            few = len(epochs) <= 3
+            ax.plot(epochs, mean, color=color, label=v["name"], marker="o" if few else None, ms=4)
+            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+        what = "test" if key.startswith("test_") else "train"
+        ax.set_title(f"{key} ({what})" if what == "train" else key)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.suptitle(
+        f"{data.name}: learning curves; lines: mean over seeds (n = {_seed_count(data)}), "
+        "bands: ±1 std; train terms at the middle of each logged window"
+    )
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
+def comparison(data, path: str) -> bool:
+    """One panel per metric: each variant's mean with ±1 std error bars, its seeds, the reference."""
+    if not data.metrics:
+        return False
+    plt = _pyplot()
+    cols = min(2, len(data.metrics))
+    nrows = math.ceil(len(data.metrics) / cols)
+    width = max(4.8, 0.55 * len(data.variants) + 2.0)
+    fig, axes = plt.subplots(nrows, cols, figsize=(width * cols, 3.6 * nrows), squeeze=False)
+    colors = _colors(data, len(data.variants))
+    names = [v["name"] for v in data.variants]
+    x = np.arange(len(names))
+    any_reference = False
+    for ax, metric in zip(axes.flat, data.metrics, strict=False):
+        for i, (name, color) in enumerate(zip(names, colors, strict=True)):
+            vals = [v for v in data.values[name][metric] if math.isfinite(v)]
+            mean, std, n = data.stats(name, metric)
+            if vals:
+                ax.scatter(np.full(len(vals), i) + _jitter(len(vals)), vals, **SEED_STYLE)
+            if n:
+                ax.errorbar(
+                    i,
+                    mean,
+                    yerr=0 if math.isnan(std) else std,
+                    fmt="o",
+                    color=color,
+                    capsize=4,
+                    ms=6,
+                    zorder=3,
+                )
+            ref = data.references.get((name, metric))
+            if ref:
+                any_reference = True
+                ax.errorbar(
+                    i + 0.25,
+                    ref["value"],
+                    yerr=ref["std"] or 0,
+                    fmt="D",
+                    color="#d62728",
+                    capsize=3,
+                    ms=6,
+                    zorder=5,
+                )
+        ax.set_title(metric)
+        ax.set_xlim(-0.5, len(names) - 0.5)
+        _integer_ticks(ax, [v for name in names for v in data.values[name][metric]])
+        ax.set_xticks(
+            x,
+            names,
+            rotation=30 if max(map(len, names)) > 6 else 0,
+            ha="right" if max(map(len, names)) > 6 else "center",
+        )
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(data.metrics) :]:
+        ax.set_visible(False)
+    note = _seed_note(data) + "; grey dots: single seeds"
+    if any_reference:
+        note += "; red diamonds: references"
+    fig.suptitle(f"{data.name}: {note}")
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
+def _integer_ticks(ax, values) -> None:
+    """Whole-number ticks for a metric whose values are whole numbers (counts such as units)."""
+    from matplotlib.ticker import MaxNLocator
+
+    finite = [v for v in values if math.isfinite(v)]
+    if finite and all(float(v).is_integer() for v in finite):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _limits(ax, spec: dict[str, Any]) -> None:
+    if spec.get("ylim"):
+        ax.set_ylim(*spec["ylim"])
+
+
+def _jitter(n: int) -> np.ndarray:
+    return np.linspace(-0.12, 0.12, n) if n > 1 else np.zeros(n)
+
+
+def standard_figures() -> list[tuple[str, str, Callable]]:
+    """``(file name, title, draw)`` of the figures every report has."""
+    return [
+        ("learning_curves", "Learning curves", learning_curves),
+        ("comparison", "Comparison of the variants", comparison),
+    ]
+
+
+# --- figure kinds that a study asks for ----------------------------------------------------
+
+
+class Kind(NamedTuple):
+    check: Callable[[Any, Any], None]  # (Figure, Study) -> raises ValueError
+    draw: Callable[[Any, dict, str], None]  # (ReportData, figure spec, path)
+
+
+def default_title(spec: dict[str, Any]) -> str:
+    return f"{spec['y']} against {spec['x']}"
+
+
+def _check_metrics(figure, study) -> None:
+    for axis_name in ("x", "y"):
+        m = getattr(figure, axis_name)
+        if m not in study.metrics:
+            raise ValueError(
+                f"figure {figure.name!r}: {axis_name}={m!r} is not one of the study's metrics {study.metrics}"
+            )
+
+
+def _draw_metrics(data, spec: dict[str, Any], path: str) -> None:
+    """Metric ``y`` against metric ``x``: a point per variant, error bars over seeds both ways."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    colors = _colors(data, len(data.variants))
+    xs, ys = [], []
+    for v, color in zip(data.variants, colors, strict=True):
+        mx, sx, nx = data.stats(v["name"], spec["x"])
+        my, sy, ny = data.stats(v["name"], spec["y"])
+        if not (nx and ny):
+            continue
+        ax.errorbar(
+            mx,
+            my,
+            xerr=0 if math.isnan(sx) else sx,
+            yerr=0 if math.isnan(sy) else sy,
+            fmt="o",
+            color=color,
+            capsize=4,
+            ms=7,
+            label=v["name"],
+            zorder=3,
+        )
+        ax.annotate(v["name"], (mx, my), textcoords="offset points", xytext=(7, 5), fontsize=8)
+        xs.append(mx)
+        ys.append(my)
+        rx, ry = (
+            data.references.get((v["name"], spec["x"])),
+            data.references.get((v["name"], spec["y"])),
+        )
+        if rx and ry:
+            ax.plot(rx["value"], ry["value"], linestyle="none", **REFERENCE_STYLE)
+    ax.plot(xs, ys, color="0.6", linestyle=":", zorder=1)
+    _limits(ax, spec)
+    if spec["log_x"]:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(spec["xlabel"] or spec["x"])
+    ax.set_ylabel(spec["ylabel"] or spec["y"])
+    ax.set_title(
+        f"{data.name}: {spec['title'] or default_title(spec)}\n{_seed_note(data)}", fontsize=10
+    )
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _check_axis(figure, study) -> None:
+    names = [a.name for a in study.axes]
+    if figure.x not in names:
+        raise ValueError(
+            f"figure {figure.name!r}: x={figure.x!r} is not an axis of the study {names}"
+        )
+    if figure.y not in study.metrics:
+        raise ValueError(
+            f"figure {figure.name!r}: y={figure.y!r} is not one of the study's metrics {study.metrics}"
+        )
+    axis = study.axes[names.index(figure.x)]
+    if figure.log_x and not all(_is_number(v) and v > 0 for v in axis.values):
+        raise ValueError(
+            f"figure {figure.name!r}: log_x needs positive numbers on axis {figure.x!r}, got {axis.values}"
+        )
+
+
+def _draw_axis(data, spec: dict[str, Any], path: str) -> None:
+    """Metric ``y`` against grid axis ``x``; a line per combination of the other axes' levels."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    axis = next(a for a in data.axes if a["name"] == spec["x"])
+    numeric = all(_is_number(v) for v in axis["values"])
+    position = {json_key(v): (v if numeric else i) for i, v in enumerate(axis["values"])}
+    groups: dict[str, list] = {}
+    for v in data.variants:
+        rest = ",".join(f"{k}={c}" for k, c in v["coords"].items() if k != spec["x"])
+        groups.setdefault(rest, []).append(v)
+    palette = _colors(data, len(groups)) if len(groups) > 1 else ["#1f77b4"]
+    for (rest, members), color in zip(groups.items(), palette, strict=True):
+        xs, means = [], []
+        for v in members:
+            x = position[json_key(v["coords"][spec["x"]])]
+            vals = [y for y in data.values[v["name"]][spec["y"]] if math.isfinite(y)]
+            mean, std, n = data.stats(v["name"], spec["y"])
+            if not n:
+                continue
+            ax.scatter(np.full(len(vals), x), vals, **SEED_STYLE)
+            ax.errorbar(
+                x,
+                mean,
+                yerr=0 if math.isnan(std) else std,
+                fmt="o",
+                color=color,
+                capsize=4,
+                ms=6,
+                zorder=3,
+            )
+            ref = data.references.get((v["name"], spec["y"]))
+            if ref:
+                ax.plot(x, ref["value"], linestyle="none", **REFERENCE_STYLE)
+            xs.append(x)
+            means.append(mean)
+        ax.plot(xs, means, color=color, label=rest or None, zorder=2)
+    if spec["log_x"]:
+        ax.set_xscale("log", base=2)
+    if numeric:
+        ax.set_xticks(axis["values"], [f"{v:g}" for v in axis["values"]])
+        ax.minorticks_off()
+    else:
+        ax.set_xticks(range(len(axis["values"])), axis["values"])
+    if len(groups) > 1:
+        ax.legend(frameon=False, fontsize=8)
+    _integer_ticks(ax, [y for v in data.variants for y in data.values[v["name"]][spec["y"]]])
+    _limits(ax, spec)
+    ax.set_xlabel(spec["xlabel"] or spec["x"])
+    ax.set_ylabel(spec["ylabel"] or spec["y"])
+    ax.set_title(
+        f"{data.name}: {spec['title'] or default_title(spec)}\n{_seed_note(data)}; grey dots: single seeds",
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def json_key(v: Any) -> str:
+    return repr(v)
+
+
+KINDS: dict[str, Kind] = {
+    "metrics": Kind(_check_metrics, _draw_metrics),
+    "axis": Kind(_check_axis, _draw_axis),
+}

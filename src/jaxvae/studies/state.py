@@ -1,0 +1,342 @@
+"""The study directory: its layout, ``study.json``, and the state of each run.
+
+::
+
+    DIR/study.json               the expanded study (definition.canonical); written once, atomically
+    DIR/runs/<run>/              each run: an ordinary jaxvae run directory (config.json, summary.json, ...)
+    DIR/state/<run>.lock         held while a process trains the run: host, pid, start; its mtime is
+                                 a heartbeat
+    DIR/state/<run>.failed.json  the error of the run's last attempt, if it failed
+    DIR/report/                  what ``jaxvae study report`` writes
+
+A run is *done* when its directory holds a ``summary.json`` of its own config, *running* while a
+live process holds its lock, *failed* when its last attempt left an error, else *pending* (a run
+directory with checkpoints resumes from them). A lock left by a killed process is not live: on its
+own host the process is gone; from another host the heartbeat is older than :data:`STALE_S`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import socket
+import threading
+import time
+import traceback
+from typing import Any
+
+import psutil
+
+STUDY = "study.json"
+RUNS = "runs"
+STATE = "state"
+REPORT = "report"
+HEARTBEAT_S = 10.0  # a holder touches its lock this often
+STALE_S = 120.0  # a lock of another host whose heartbeat is older than this is not live
+
+DONE, RUNNING, FAILED, PENDING = "done", "running", "failed", "pending"
+
+
+def run_dir(workdir: str, name: str) -> str:
+    return os.path.join(workdir, RUNS, name)
+
+
+def lock_path(workdir: str, name: str) -> str:
+    return os.path.join(workdir, STATE, f"{name}.lock")
+
+
+def failed_path(workdir: str, name: str) -> str:
+    return os.path.join(workdir, STATE, f"{name}.failed.json")
+
+
+def report_dir(workdir: str) -> str:
+    return os.path.join(workdir, REPORT)
+
+
+def _dump(obj: Any) -> str:
+    return json.dumps(obj, indent=1, sort_keys=True) + "\n"
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Writes JSON atomically: a temporary file of this process renamed over ``path``."""
+    tmp = f"{path}.{socket.gethostname()}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(_dump(obj))
+    os.replace(tmp, path)
+
+
+def read_study(workdir: str) -> dict[str, Any]:
+    """The ``study.json`` of ``workdir``."""
+    path = os.path.join(workdir, STUDY)
+    if not os.path.isdir(workdir):
+        raise ValueError(f"study directory {workdir!r} does not exist")
+    if not os.path.exists(path):
+        raise ValueError(f"{workdir!r} holds no study ({STUDY} is missing)")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} cannot be read: {e}") from None
+
+
+def _difference(saved: dict[str, Any], new: dict[str, Any]) -> str:
+    """What differs between two identities, in a few words."""
+    for key in ("name", "overrides", "seeds"):
+        if saved.get(key) != new.get(key):
+            return f"{key}: {saved.get(key)!r} there, {new.get(key)!r} here"
+    old_runs = {r["name"]: r for r in saved.get("runs", [])}
+    new_runs = {r["name"]: r for r in new.get("runs", [])}
+    if set(old_runs) != set(new_runs):
+        added = sorted(set(new_runs) - set(old_runs))
+        removed = sorted(set(old_runs) - set(new_runs))
+        parts = [
+            f"new runs {added[:3]}" if added else "",
+            f"no runs {removed[:3]}" if removed else "",
+        ]
+        return "; ".join(p for p in parts if p)
+    for name, run in new_runs.items():
+        if run != old_runs[name]:
+            old, cur = _flat(old_runs[name]), _flat(run)
+            keys = sorted(k for k in set(old) | set(cur) if old.get(k) != cur.get(k))
+            k = keys[0]
+            return f"run {name}: {k} is {old.get(k)!r} there, {cur.get(k)!r} here"
+    return "the variants differ"
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
+    """Makes ``workdir`` the directory of this study, or checks that it already is.
+
+    Several processes (shards) may call this at the same time: ``study.json`` is created with a
+    hard link, which exactly one of them wins, and the others compare with what it wrote. When
+    only the report settings differ, ``study.json`` takes the new ones.
+
+    Returns:
+      Whether the directory held this study already.
+
+    Raises:
+      ValueError: ``workdir`` holds another study, or is a non-empty directory without a study;
+        nothing is changed then.
+    """
+    # Compare through JSON text, so that tuples and lists are the same.
+    study_json = json.loads(_dump(study_json))
+    path = os.path.join(workdir, STUDY)
+    if os.path.isdir(workdir) and not os.path.exists(path):
+        stray = [n for n in os.listdir(workdir) if n != STUDY and not n.startswith(f"{STUDY}.")]
+        if stray and not os.path.exists(path):  # (another shard may have just made it)
+            raise ValueError(f"{workdir!r} is not empty and holds no {STUDY}; use a new --workdir")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"study directory {workdir!r} cannot be made: {e.strerror or e}") from None
+    existed = True
+    if not os.path.exists(path):
+        tmp = f"{path}.{socket.gethostname()}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(_dump(study_json))
+        try:
+            os.link(tmp, path)  # atomic, and fails if another process made it first
+            existed = False
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    saved = read_study(workdir)
+    if saved.get("identity") != study_json["identity"]:
+        why = _difference(saved.get("identity", {}), study_json["identity"])
+        raise ValueError(f"{workdir!r} holds a different study ({why}); use a new --workdir")
+    if saved.get("report") != study_json["report"]:
+        write_json(path, study_json)
+    os.makedirs(os.path.join(workdir, RUNS), exist_ok=True)
+    os.makedirs(os.path.join(workdir, STATE), exist_ok=True)
+    return existed
+
+
+# --- locks -------------------------------------------------------------------------------------
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return p.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def lock_holder(path: str) -> dict[str, Any] | None:
+    """Who holds the lock at ``path``, or ``None`` when nobody live does."""
+    try:
+        mtime = os.stat(path).st_mtime
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError:  # being written by its holder right now
+        return {"host": "?", "pid": None} if time.time() - mtime < STALE_S else None
+    if info.get("host") == socket.gethostname():
+        started = _create_time(int(info.get("pid", -1)))
+        # the same pid, and not a later process that reuses it
+        if started is None or abs(started - info.get("process_start", started)) > 1.0:
+            return None
+        return info
+    return info if time.time() - mtime < STALE_S else None
+
+
+class RunLock:
+    """Holds ``DIR/state/<run>.lock`` while this process trains the run, with a heartbeat.
+
+    ``acquire()`` is False when a live process holds it; a stale lock is taken over.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> bool:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if lock_holder(self.path) is not None:
+                    return False
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)  # stale: its holder is gone
+                continue
+            info = {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "process_start": _create_time(os.getpid()),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(info))
+            self._thread = threading.Thread(target=self._beat, daemon=True)
+            self._thread.start()
+            return True
+        return False
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+
+def record_failure(workdir: str, name: str, error: BaseException) -> dict[str, Any]:
+    """Writes ``DIR/state/<run>.failed.json`` for ``error`` and returns what it wrote."""
+    message = str(error).splitlines()[0] if str(error) else ""
+    record = {
+        "run": name,
+        "error": f"{type(error).__name__}: {message}" if message else type(error).__name__,
+        "traceback": "".join(traceback.format_exception(error)),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    write_json(failed_path(workdir, name), record)
+    return record
+
+
+def read_failure(workdir: str, name: str) -> dict[str, Any] | None:
+    try:
+        with open(failed_path(workdir, name)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError):
+        return {"error": "failed.json cannot be read"}
+
+
+def clear_failure(workdir: str, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(failed_path(workdir, name))
+
+
+# --- run state ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RunState:
+    """Where one run stands: ``state`` is done, running, failed or pending; ``detail`` says more."""
+
+    name: str
+    state: str
+    detail: str = ""
+
+
+def summary_of(workdir: str, name: str, config_dict: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's ``summary.json`` when it is done: present, of the run's own config, finished."""
+    from jaxvae import workdir as workdir_lib
+
+    directory = run_dir(workdir, name)
+    summary_path = os.path.join(directory, workdir_lib.SUMMARY)
+    config_path = os.path.join(directory, workdir_lib.CONFIG)
+    if not os.path.exists(summary_path) or not os.path.exists(config_path):
+        return None
+    try:
+        with open(config_path) as f:
+            saved = json.load(f)
+        with open(summary_path) as f:
+            summary = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+    if saved != config_dict or summary.get("epochs") != config_dict["train"]["epochs"]:
+        return None
+    return summary
+
+
+def run_state(workdir: str, run: dict[str, Any]) -> RunState:
+    """The state of ``run`` (an entry of ``study.json``'s runs)."""
+    name = run["name"]
+    if summary_of(workdir, name, run["config"]) is not None:
+        return RunState(name, DONE)
+    holder = lock_holder(lock_path(workdir, name))
+    if holder is not None:
+        return RunState(
+            name,
+            RUNNING,
+            f"{holder.get('host')} pid {holder.get('pid')} since {holder.get('started', '?')}",
+        )
+    failure = read_failure(workdir, name)
+    if failure is not None:
+        return RunState(name, FAILED, failure.get("error", ""))
+    steps = _checkpoint_steps(run_dir(workdir, name))
+    if steps:
+        return RunState(name, PENDING, f"resumes from step {steps[-1]}")
+    return RunState(name, PENDING)
+
+
+def _checkpoint_steps(directory: str) -> list[int]:
+    from jaxvae import checkpoint
+
+    if not os.path.isdir(checkpoint.checkpoint_dir(directory)):
+        return []
+    try:
+        return checkpoint.steps(directory)
+    except Exception:  # noqa: BLE001 -- a damaged checkpoint directory is still pending
+        return []

@@ -1,0 +1,566 @@
+"""Studies end to end with real (tiny) runs: grid expansion and names, shards, resume after SIGKILL,
+failures, refused mismatches, two shards at once, and the report's numbers against numpy."""
+
+import csv
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jaxvae import cli
+from jaxvae import config as config_lib
+from jaxvae.studies import (
+    Axis,
+    Figure,
+    Reference,
+    Study,
+    Variant,
+    definition,
+    expand,
+    load_study,
+    report,
+    shard,
+    state,
+)
+from tests.conftest import CONFIGS, REPO
+
+SMOKE = os.path.join(CONFIGS, "smoke.py")
+ENV = dict(os.environ, XLA_FLAGS="", PYTHONUNBUFFERED="1")
+METRICS = ("test_nelbo", "test_recon", "test_kl", "test_active_units")
+
+# The tiny study: 2 betas x 2 seeds, each run 2 epochs of 2 steps (a checkpoint after each epoch).
+STUDY_FILE = """
+from jaxvae.config import load_config_file
+from jaxvae.studies import Axis, Figure, Reference, Study
+
+
+def get_study():
+    config = load_config_file({smoke!r})
+    config.train.epochs = 2
+    config.train.log_every_steps = 1
+    config.train.eval_every_epochs = 0
+    config.data.limit_train = 128
+    config.data.limit_test = 64
+    config.eval.num_pictures = 4
+    return Study(name={name!r}, base_config=config, {grid})
+"""
+TINY_GRID = """
+        axes=(Axis("beta", key="objective.beta", values={betas}),),
+        seeds=2,
+        metrics={metrics!r},
+        references=(Reference("beta=1", "test_nelbo", 550.0, source={source!r}, std=2.0),),
+        figures=(
+            Figure("rate_distortion", kind="metrics", x="test_kl", y="test_recon"),
+            Figure("active_units", kind="axis", x="beta", y="test_active_units", log_x=True),
+        ),
+"""
+RUN_NAMES = ["beta=1-seed0", "beta=4-seed0", "beta=1-seed1", "beta=4-seed1"]
+
+
+def write_study(
+    path, betas=(1.0, 4.0), source="a value made up for the test", *, name="tiny", grid=None
+):
+    grid = grid or TINY_GRID.format(betas=betas, metrics=METRICS, source=source)
+    path.write_text(STUDY_FILE.format(smoke=SMOKE, name=name, grid=grid))
+    return str(path)
+
+
+def study_run(study_file, workdir, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaxvae", "study", "run", study_file, "--workdir", workdir, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=REPO,
+    )
+
+
+def finish(proc):
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err
+
+
+def results_csv(workdir, tmp_path):
+    """The study's results.csv, written as `study report` writes it (without the figures)."""
+    path = tmp_path / f"results-{os.path.basename(workdir)}.csv"
+    report.write_results_csv(str(path), report.collect(workdir))
+    return path.read_text().splitlines()
+
+
+def snapshot(directory):
+    """Every file under ``directory`` with its size and mtime."""
+    out = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            st = os.stat(path)
+            out[os.path.relpath(path, directory)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny study run in one uninterrupted process: (study file, study directory)."""
+    root = tmp_path_factory.mktemp("study")
+    # The study processes share compiled programs (the same bits; less compile time).
+    ENV["JAX_COMPILATION_CACHE_DIR"] = str(root / "xla-cache")
+    ENV["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    study_file = write_study(root / "tiny.py")
+    workdir = str(root / "uninterrupted")
+    rc, _, err = finish(study_run(study_file, workdir))
+    assert rc == 0, err
+    assert "4 trained, 0 done before" in err
+    return study_file, workdir
+
+
+def smoke_config():
+    return config_lib.load_config_file(SMOKE)
+
+
+# --- the definition ----------------------------------------------------------------------------
+
+
+def test_grid_expands_seed_major_with_readable_names():
+    study = Study(
+        name="grid",
+        base_config=smoke_config(),
+        axes=(
+            Axis("beta", key="objective.beta", values=(0.5, 2)),
+            Axis(
+                "size", levels={"small": {"model.hidden": (16,)}, "big": {"model.hidden": [64, 64]}}
+            ),
+        ),
+        seeds=(3, 7),
+    )
+    runs = expand(study)
+    assert [r.name for r in runs] == [
+        f"beta={b},size={s}-seed{seed}"
+        for seed in (3, 7)
+        for b in ("0.5", "2")
+        for s in ("small", "big")
+    ]
+    assert [r.index for r in runs] == list(range(8))
+    r = runs[5]  # seed 7, beta 0.5, big
+    assert (r.seed, r.config.seed, r.variant.name) == (7, 7, "beta=0.5,size=big")
+    assert r.config.objective.beta == 0.5 and r.config.model.hidden == (64, 64)
+    assert r.variant.coords == {"beta": 0.5, "size": "big"}
+    assert isinstance(runs[2].config.objective.beta, float)  # the int 2 took the key's type
+    # --seeds and command-line overrides
+    quick = expand(study, seeds=1, overrides=["train.epochs=1", "data.limit_train=128"])
+    assert [r.name for r in quick] == [r.name for r in runs[:4]]
+    assert all(r.config.train.epochs == 1 and r.config.data.limit_train == 128 for r in quick)
+    assert runs[0].config.train.epochs == 2  # the study's own runs are untouched
+    # explicit variants, and none at all
+    named = Study("named", smoke_config(), variants={"mlp16": {"model.hidden": (16,)}, "plain": {}})
+    assert [r.name for r in expand(named)] == ["mlp16-seed0", "plain-seed0"]
+    as_objects = Study(
+        "named",
+        smoke_config(),
+        variants=(Variant("mlp16", {"model.hidden": (16,)}), Variant("plain")),
+    )
+    assert as_objects.grid() == named.grid()
+    assert [r.name for r in expand(Study("one", smoke_config(), seeds=2))] == [
+        "base-seed0",
+        "base-seed1",
+    ]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (lambda: {"name": "bad name"}, "study name 'bad name'"),
+        (
+            lambda: {"axes": (Axis("beta", key="objective.betta", values=(1.0,)),)},
+            "unknown config key 'objective.betta'",
+        ),
+        (
+            lambda: {"axes": (Axis("beta", key="objective.beta", values=("x",)),)},
+            r"objective.beta='x', expected a float",
+        ),
+        (
+            lambda: {"axes": (Axis("b", key="objective.beta", values=(1.0, 1.0)),)},
+            "level '1' appears twice",
+        ),
+        (
+            lambda: {"axes": (Axis("lr", key="train.learning_rate", values=(-1.0,)),)},
+            "train.learning_rate=-1.0",
+        ),
+        (lambda: {"variants": {"a": {"seed": 3}}}, "use seeds="),
+        (
+            lambda: {
+                "variants": {"a": {}},
+                "axes": (Axis("b", key="objective.beta", values=(1.0,)),),
+            },
+            "not both",
+        ),
+        (lambda: {"seeds": (0, 0)}, "seed 0 appears twice"),
+        (lambda: {"seeds": ()}, "seeds is empty"),
+        (lambda: {"metrics": ()}, "metrics is empty"),
+        (
+            lambda: {"references": (Reference("base", "test_nll", 1.0, source="x"),)},
+            "'test_nll', which is not in metrics",
+        ),
+        (
+            lambda: {"references": (Reference("nope", "test_nelbo", 1.0, source="x"),)},
+            "unknown variant 'nope'",
+        ),
+        (
+            lambda: {"figures": (Figure("rd", kind="metrics", x="test_kl", y="test_recon"),)},
+            "x='test_kl' is not one of",
+        ),
+        (
+            lambda: {"figures": (Figure("au", kind="axis", x="beta", y="test_nelbo"),)},
+            "x='beta' is not an axis",
+        ),
+    ],
+)
+def test_bad_studies_name_the_bad_value(kwargs, match):
+    """``kwargs`` is a function: some bad parts raise as soon as they are made."""
+    with pytest.raises(ValueError, match=match):
+        expand(Study(**{"name": "s", "base_config": smoke_config(), **kwargs()}))
+
+
+def test_bad_parts_name_the_bad_value():
+    with pytest.raises(ValueError, match="std=-1"):
+        Reference("a", "m", 1.0, source="x", std=-1)
+    with pytest.raises(ValueError, match="source"):
+        Reference("a", "m", 1.0, source=" ")
+    with pytest.raises(ValueError, match="kind 'pie'"):
+        Figure("f", kind="pie", x="a", y="b")
+    with pytest.raises(ValueError, match=r"ylim=\(1, 0\), expected \(low, high\)"):
+        Figure("f", kind="metrics", x="a", y="b", ylim=(1, 0))
+    with pytest.raises(ValueError, match="taken by a standard figure"):
+        Figure("comparison", kind="metrics", x="a", y="b")
+    with pytest.raises(ValueError, match="either key= and values=, or levels="):
+        Axis("a")
+    study = Study(
+        "s", smoke_config(), axes=(Axis("beta", key="objective.beta", values=(1.0, 2.0)),), seeds=3
+    )
+    with pytest.raises(ValueError, match="--seeds 4: expected 1..3"):
+        expand(study, seeds=4)
+    with pytest.raises(ValueError, match="the study varies 'objective.beta'"):
+        expand(study, overrides=["objective.beta=1"])
+    with pytest.raises(ValueError, match="--config.seed"):
+        expand(study, overrides=["seed=1"])
+    with pytest.raises(ValueError, match="unknown config key 'train.epoch'"):
+        expand(study, overrides=["train.epoch=1"])
+
+
+def test_shards_are_disjoint_cover_all_and_are_deterministic():
+    study = Study(
+        "s",
+        smoke_config(),
+        axes=(Axis("beta", key="objective.beta", values=(1.0, 2.0, 4.0)),),
+        seeds=5,
+    )
+    runs = expand(study)
+    for n in (1, 2, 4, 7, 20):
+        parts = [[r.name for r in shard(runs, i, n)] for i in range(n)]
+        names = [name for part in parts for name in part]
+        assert sorted(names) == sorted(r.name for r in runs) and len(set(names)) == len(runs)
+        assert parts == [[r.name for r in shard(expand(study), i, n)] for i in range(n)]
+    assert [r.name for r in shard(runs, 1, 4)] == [runs[i].name for i in (1, 5, 9, 13)]
+    assert definition.parse_shard("3/8") == (3, 8)
+    for bad in ("8/8", "1", "-1/2", "a/b", "0/0"):
+        with pytest.raises(ValueError, match="--shard"):
+            definition.parse_shard(bad)
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+def test_a_study_directory_holds_ordinary_runs(tiny, capsys):
+    study_file, workdir = tiny
+    assert sorted(os.listdir(workdir)) == ["runs", "state", "study.json"]
+    assert sorted(os.listdir(os.path.join(workdir, "runs"))) == sorted(RUN_NAMES)
+    assert os.listdir(os.path.join(workdir, "state")) == []  # no locks left, nothing failed
+    study_json = json.load(open(os.path.join(workdir, "study.json")))
+    runs = expand(load_study(study_file))
+    assert study_json == json.loads(json.dumps(definition.canonical(load_study(study_file), runs)))
+    for run in runs:
+        run_dir = os.path.join(workdir, "runs", run.name)
+        saved = json.load(open(os.path.join(run_dir, "config.json")))
+        assert saved == json.loads(config_lib.to_json(run.config))
+        summary = json.load(open(os.path.join(run_dir, "summary.json")))
+        assert summary["seed"] == run.seed and summary["steps"] == 4
+    assert cli.main(["study", "status", workdir]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "4 runs: 4 done, 0 running, 0 failed, 0 pending"
+    assert all(re.search(rf"^{re.escape(n)}\s+done$", out, re.M) for n in RUN_NAMES)
+
+
+def test_report_numbers_against_numpy(tiny, capsys):
+    _, workdir = tiny
+    assert cli.main(["study", "report", workdir]) == 0
+    printed = capsys.readouterr().out
+    out = os.path.join(workdir, "report")
+    for name in ("learning_curves", "comparison", "rate_distortion", "active_units"):
+        with open(os.path.join(out, f"{name}.png"), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
+    summaries = {
+        n: json.load(open(os.path.join(workdir, "runs", n, "summary.json"))) for n in RUN_NAMES
+    }
+    results = json.load(open(os.path.join(out, "results.json")))
+    rows = {(r["variant"], r["metric"]): r for r in results["rows"]}
+    md = open(os.path.join(out, "report.md")).read()
+    table = {
+        line.split(" | ")[0].strip("| "): line
+        for line in md.split("## Against references")[0].splitlines()
+        if line.startswith("| beta=")
+    }
+    for variant in ("beta=1", "beta=4"):
+        for j, metric in enumerate(METRICS):
+            x = np.array([summaries[f"{variant}-seed{s}"][metric] for s in (0, 1)], np.float64)
+            mean, std = x.mean(), x.std(ddof=1)
+            row = rows[(variant, metric)]
+            assert row["n"] == 2
+            np.testing.assert_allclose(
+                [row["mean"], row["std"]], [mean, std], rtol=1e-12, atol=1e-12
+            )
+            # report.md: "mean ± std", rounded to the shown decimals
+            cell = table[variant].strip("| ").split(" | ")[2 + j]
+            shown = [float(v) for v in cell.split(" ± ")]
+            tol = 0.5 * 10.0 ** -len(cell.split(" ± ")[0].partition(".")[2]) + 1e-9
+            assert abs(shown[0] - mean) <= tol and abs(shown[1] - std) <= tol, (cell, mean, std)
+            assert cell in printed  # `study report` prints the table
+    ref = rows[("beta=1", "test_nelbo")]
+    assert ref["reference"] == {
+        "value": 550.0,
+        "std": 2.0,
+        "source": "a value made up for the test",
+    }
+    nelbo = [summaries[f"beta=1-seed{s}"]["test_nelbo"] for s in (0, 1)]
+    assert ref["difference"] == pytest.approx(np.mean(nelbo) - 550.0, abs=1e-12)
+    assert "a value made up for the test" in md and "550.0" in md
+    # results.csv: a row per run with every seed's exact values
+    with open(os.path.join(out, "results.csv")) as f:
+        lines = list(csv.DictReader(f))
+    assert [r["run"] for r in lines] == RUN_NAMES
+    for r in lines:
+        assert r["state"] == "done" and float(r["beta"]) in (1.0, 4.0)
+        for metric in METRICS:
+            assert float(r[metric]) == summaries[r["run"]][metric]
+
+
+def test_resume_after_sigkill_redoes_nothing_finished(tiny, tmp_path):
+    """Seed 0 only (2 runs), to keep it short: killed once the first run is done and the second
+    has its first checkpoint, then run again."""
+    study_file, reference = tiny
+    workdir = str(tmp_path / "killed")
+    proc = study_run(study_file, workdir, "--seeds", "1")
+    first = os.path.join(workdir, "runs", RUN_NAMES[0], "summary.json")
+    second = os.path.join(workdir, "runs", RUN_NAMES[1])
+    deadline = time.time() + 240
+    while not os.path.exists(first) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    while (
+        proc.poll() is None
+        and not os.path.isdir(os.path.join(second, "checkpoints", "2"))
+        and time.time() < deadline
+    ):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL and os.path.exists(first)
+    states = {s.name: s for s in report.status(workdir)}
+    assert states[RUN_NAMES[0]].state == "done"
+    half_done = not os.path.exists(os.path.join(second, "summary.json"))
+    if half_done:  # its lock is left behind, but its process is gone: pending, resumable
+        assert os.path.exists(state.lock_path(workdir, RUN_NAMES[1]))
+        assert states[RUN_NAMES[1]].state == "pending"
+        assert states[RUN_NAMES[1]].detail == "resumes from step 2"
+    done = {
+        n: os.stat(os.path.join(workdir, "runs", n, "summary.json")).st_mtime_ns
+        for n in RUN_NAMES[:2]
+        if states[n].state == "done"
+    }
+    rc, _, err = finish(study_run(study_file, workdir, "--seeds", "1"))
+    assert rc == 0, err
+    assert f"{2 - len(done)} trained, {len(done)} done before" in err
+    for n, mtime in done.items():  # not redone
+        assert os.stat(os.path.join(workdir, "runs", n, "summary.json")).st_mtime_ns == mtime
+    if half_done:  # it went on from its checkpoint, through the runner's own resume
+        assert json.load(open(os.path.join(second, "summary.json")))["resumed_from_step"] == 2
+    assert results_csv(workdir, tmp_path) == results_csv(reference, tmp_path)[:3]
+
+
+def test_two_shards_at_once_equal_one_process(tiny, tmp_path):
+    """Seed 0 only (the first half of the canonical order, a run per shard), to keep it short."""
+    study_file, reference = tiny
+    workdir = str(tmp_path / "sharded")
+    procs = [study_run(study_file, workdir, "--seeds", "1", "--shard", f"{i}/2") for i in range(2)]
+    results = [finish(p) for p in procs]
+    for (rc, _, err), name in zip(results, RUN_NAMES[:2], strict=True):
+        assert rc == 0, err
+        assert "1 of 2 runs" in err and "1 trained" in err and name in err
+    json.load(open(os.path.join(workdir, "study.json")))  # whole, not torn
+    assert [n for n in os.listdir(workdir) if n.endswith(".tmp")] == []
+    assert results_csv(workdir, tmp_path) == results_csv(reference, tmp_path)[:3]
+
+
+def test_a_failed_run_is_recorded_and_the_others_go_on(tiny, tmp_path, capsys):
+    grid = 'variants={"huge_batch": {"train.batch_size": 4096}, "ok": {}}, metrics=("test_nelbo",)'
+    study_file = write_study(tmp_path / "failing.py", name="failing", grid=grid)
+    workdir = str(tmp_path / "study")
+    rc, _, err = finish(study_run(study_file, workdir))
+    assert rc == 1, err
+    assert "1 trained, 0 done before, 0 running elsewhere, 1 failed" in err
+    assert "Traceback" not in err
+    failure = json.load(open(os.path.join(workdir, "state", "huge_batch-seed0.failed.json")))
+    assert failure["error"].startswith("ValueError: train.batch_size=4096 is larger than the 128")
+    assert "Traceback" in failure["traceback"]
+    assert cli.main(["study", "status", workdir]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^huge_batch-seed0\s+failed\s+ValueError: train.batch_size=4096", out, re.M)
+    assert re.search(r"^ok-seed0\s+done$", out, re.M)
+    assert out.splitlines()[-1] == "2 runs: 1 done, 0 running, 1 failed, 0 pending"
+    assert cli.main(["study", "report", workdir]) == 0
+    md = open(os.path.join(workdir, "report", "report.md")).read()
+    assert "## Failed runs" in md and "huge_batch-seed0 | ValueError: train.batch_size=4096" in md
+    assert "**Incomplete**" in md
+
+
+def test_a_different_study_is_refused_and_nothing_changes(tiny, tmp_path, capsys):
+    study_file, workdir = tiny
+    before = snapshot(workdir)
+    other = write_study(tmp_path / "other.py", betas=(1.0, 8.0))
+    for args in (
+        [other],
+        [study_file, "--config.train.epochs=2"],
+        [study_file, "--seeds", "1"],
+    ):
+        assert cli.main(["study", "run", *args, "--workdir", workdir]) == 2, args
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert err.startswith("jaxvae study: error: ") and "holds a different study" in err, err
+    assert snapshot(workdir) == before
+    # Report settings (here a reference's source) may change: nothing is retrained.
+    fixed = write_study(tmp_path / "fixed.py", source="a corrected source")
+    assert cli.main(["study", "run", fixed, "--workdir", workdir]) == 0
+    assert "0 trained, 4 done before" in capsys.readouterr().err
+    assert (
+        json.load(open(os.path.join(workdir, "study.json")))["report"]["references"][0]["source"]
+        == "a corrected source"
+    )
+    assert {k: v for k, v in snapshot(workdir).items() if k.startswith("runs")} == {
+        k: v for k, v in before.items() if k.startswith("runs")
+    }
+    assert cli.main(["study", "run", study_file, "--workdir", workdir]) == 0  # and back
+    capsys.readouterr()
+
+
+def test_mismatch_message_says_what_differs(tiny, tmp_path, capsys):
+    _, workdir = tiny
+    other = write_study(tmp_path / "other.py", betas=(1.0, 8.0))
+    assert cli.main(["study", "run", other, "--workdir", workdir]) == 2
+    err = capsys.readouterr().err
+    assert "new runs ['beta=8-seed0', 'beta=8-seed1']" in err and "no runs ['beta=4-seed0'" in err
+
+
+def test_locks_tell_running_from_a_killed_process(tmp_path):
+    study = Study("locks", smoke_config(), seeds=2)
+    runs = expand(study)
+    workdir = str(tmp_path / "study")
+    assert state.init_study_dir(workdir, definition.canonical(study, runs)) is False
+    assert state.init_study_dir(workdir, definition.canonical(study, runs)) is True
+    path = state.lock_path(workdir, "base-seed0")
+    lock = state.RunLock(path)
+    assert lock.acquire()
+    assert not state.RunLock(path).acquire()  # held by a live process
+    states = report.status(workdir)
+    assert [s.state for s in states] == ["running", "pending"]
+    assert states[0].detail.startswith(f"{os.uname().nodename} pid {os.getpid()}")
+    lock.release()
+    assert [s.state for s in report.status(workdir)] == ["pending", "pending"]
+    # A lock left by a process that is gone is stale: pending, and taken over.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with open(path, "w") as f:
+        json.dump({"host": os.uname().nodename, "pid": dead.pid, "process_start": 0.0}, f)
+    assert [s.state for s in report.status(workdir)] == ["pending", "pending"]
+    again = state.RunLock(path)
+    assert again.acquire()
+    again.release()
+    # Another host's lock counts while its heartbeat is fresh.
+    with open(path, "w") as f:
+        json.dump({"host": "elsewhere", "pid": 1}, f)
+    assert report.status(workdir)[0].state == "running"
+    old = time.time() - state.STALE_S - 1
+    os.utime(path, (old, old))
+    assert report.status(workdir)[0].state == "pending"
+
+
+def test_mean_std_is_numpys(tmp_path):
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 7):
+        x = rng.normal(size=n) * 10
+        mean, std, count = report.mean_std(list(x))
+        assert (mean, std, count) == pytest.approx((np.mean(x), np.std(x, ddof=1), n), rel=1e-12)
+    mean, std, count = report.mean_std([3.5, math.nan])
+    assert (mean, count) == (3.5, 1) and math.isnan(std)
+    assert report.fmt_mean_std(240.5312, 0.4123) == "240.53 ± 0.41"
+    assert report.fmt_mean_std(12.0, 0.0) == "12 ± 0"
+    assert report.fmt_mean_std(3.5, math.nan) == "3.500"
+    assert report.fmt_mean_std(16.0, math.nan) == "16"
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (
+            ["study", "run", "nope.py", "--workdir", "{tmp}/w"],
+            "study file 'nope.py' does not exist",
+        ),
+        (["study", "run", "{study}", "--workdir", "{tmp}/w", "--shard", "2/2"], "--shard '2/2'"),
+        (["study", "run", "{study}", "--workdir", "{tmp}/w", "--seeds", "0"], "--seeds 0"),
+        (
+            ["study", "run", "{study}", "--workdir", "{tmp}/w", "--config.train.epoch=1"],
+            "unknown config key",
+        ),
+        (["study", "run", "{study}", "--workdir", "{tmp}"], "is not empty and holds no study.json"),
+        (["study", "status", "{tmp}/missing"], "does not exist"),
+        (["study", "report", "{tmp}"], "holds no study"),
+        (["study", "status", "{tmp}", "--config.train.epochs=1"], "apply to `study run` only"),
+        (["study", "run", "{study}"], "--workdir"),
+        (["study"], "run,status,report"),
+        (["study", "run", "{tmp}/syntax.py", "--workdir", "{tmp}/w"], "syntax.py': SyntaxError"),
+        (
+            ["study", "run", "{tmp}/bad.py", "--workdir", "{tmp}/w"],
+            "bad.py': study name 'bad name'",
+        ),
+    ],
+)
+def test_cli_errors_are_one_line_and_exit_2(args, match, tmp_path, capsys):
+    study_file = write_study(tmp_path / "tiny.py")
+    (tmp_path / "syntax.py").write_text("def get_study(:\n")
+    write_study(tmp_path / "bad.py", name="bad name")
+    args = [a.format(tmp=tmp_path, study=study_file) for a in args]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert match in err, err
+    assert not os.path.exists(tmp_path / "w")
+
+
+def test_train_terms_sit_at_the_middle_of_their_window(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    records = [
+        {"step": 25, "epoch": 0.25, "loss": 9.0},
+        {"step": 100, "epoch": 1.0, "loss": 7.0},
+        {"step": 100, "epoch": 1.0, "test_nelbo": 8.0},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    curves = report._read_curves(str(path), ["loss", "test_nelbo", "kl"])
+    assert curves == {
+        "loss": [(25, 0.125, 9.0), (100, 0.625, 7.0)],
+        "test_nelbo": [(100, 1.0, 8.0)],
+        "kl": [],
+    }
