@@ -161,3 +161,54 @@ def test_all_finite_is_exact():
         tree = {"a": big, "b": jnp.zeros((3, 4)).at[2, 1].set(bad)}
         assert not bool(jax.jit(train_lib.all_finite)(tree))
     assert not bool(train_lib.all_finite({"a": jnp.ones(3)}, jnp.float32(jnp.nan)))
+
+
+def test_learning_rate_schedules_against_closed_forms():
+    from jaxvae import config as config_lib
+
+    c = config_lib.base_config().train
+    c.learning_rate, c.epochs = 1e-3, 10
+    per_epoch = 7
+    for kind, expected in (
+        ("constant", lambda s: 1e-3),
+        ("cosine", lambda s: 1e-3 * 0.5 * (1 + np.cos(np.pi * min(s, 70) / 70))),
+        ("exponential", lambda s: 1e-3 * 0.99 ** (s / per_epoch)),
+    ):
+        c.lr_schedule = kind
+        sched = train_lib.learning_rate(c, per_epoch)
+        for s in (0, 3, 7, 35, 69, 70, 100):
+            got = sched if isinstance(sched, float) else float(sched(s))
+            np.testing.assert_allclose(
+                got, expected(s), rtol=1e-5, atol=1e-10, err_msg=f"{kind} at {s}"
+            )
+    # The IWAE paper: 3^i epochs at 1e-3 * 10^(-i/7), i = 0..7, 3280 epochs in all.
+    c.lr_schedule = "iwae"
+    sched = train_lib.learning_rate(c, per_epoch)
+    epoch, stage_starts = 0, []
+    for i in range(8):
+        stage_starts.append((epoch, i))
+        epoch += 3**i
+    assert epoch == 3280
+    for start, i in stage_starts:
+        for e in (start, start + 3**i - 1):
+            np.testing.assert_allclose(
+                float(sched(e * per_epoch)), 1e-3 * 10 ** (-i / 7), rtol=1e-5
+            )
+    np.testing.assert_allclose(float(sched(5000 * per_epoch)), 1e-3 * 10 ** (-1), rtol=1e-5)
+
+
+def test_adam_epsilon_reaches_the_optimizer():
+    from jaxvae import config as config_lib
+
+    c = config_lib.base_config().train
+    params = {"w": jnp.ones(3)}
+    grads = {"w": jnp.full(3, 1e-6)}
+    updates = {}
+    for eps in (1e-8, 1e-4):
+        c.adam_eps = eps
+        tx = train_lib.make_optimizer(c)
+        u, _ = tx.update(grads, tx.init(params), params)
+        updates[eps] = float(u["w"][0])
+    # First Adam step: -lr * g / (|g| + eps) with bias-corrected moments.
+    np.testing.assert_allclose(updates[1e-8], -1e-3 * 1e-6 / (1e-6 + 1e-8), rtol=1e-4)
+    np.testing.assert_allclose(updates[1e-4], -1e-3 * 1e-6 / (1e-6 + 1e-4), rtol=1e-4)

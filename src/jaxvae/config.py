@@ -41,6 +41,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.limit_test = 0
     # hold out the last N train images as the validation set, before limit_train (0 = none)
     c.data.validation_size = 0
+    # Training data streamed from its TFDS data source instead of living on the device:
+    # auto (TFDS data whose training images exceed stream_threshold_mb as float32) | always | never
+    c.data.stream = "auto"
+    c.data.stream_threshold_mb = 2048.0
+    c.data.stream_workers = 0  # Grain reader threads (0 = min(8, CPUs))
 
     c.model = ml_collections.ConfigDict()
     c.model.kind = "vae"  # a registered family (jaxvae.models.families())
@@ -74,6 +79,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.epochs = 10
     c.train.optimizer = "adam"
     c.train.learning_rate = 1e-3
+    c.train.lr_schedule = "constant"  # constant | cosine | exponential | iwae (Burda et al.)
+    c.train.lr_decay = 0.99  # exponential: factor per epoch
+    c.train.adam_eps = 1e-8  # Adam/AdamW epsilon (the IWAE paper: 1e-4)
     c.train.weight_decay = 0.0
     c.train.grad_clip = 0.0  # global-norm clip (0 = off)
     c.train.steps_per_dispatch = 0  # steps run in one compiled call (0 = to the next boundary)
@@ -187,6 +195,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(t.learning_rate > 0, "train.learning_rate", t.learning_rate, "a positive number")
     _check(t.optimizer in OPTIMIZERS, "train.optimizer", t.optimizer, f"one of {OPTIMIZERS}")
     _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, ">= 0")
+    schedules = ("constant", "cosine", "exponential", "iwae")
+    _check(t.lr_schedule in schedules, "train.lr_schedule", t.lr_schedule, f"one of {schedules}")
+    _check(0 < t.lr_decay <= 1, "train.lr_decay", t.lr_decay, "a number in (0, 1]")
+    _check(t.adam_eps > 0, "train.adam_eps", t.adam_eps, "a positive number")
     _check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip, ">= 0")
     e = config.eval
     _check(e.batch_size > 0, "eval.batch_size", e.batch_size, "a positive integer")
@@ -212,6 +224,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(o.estimator in ESTIMATORS, "objective.estimator", o.estimator, f"one of {ESTIMATORS}")
     # "Smaller than the training set" is checked once the data is loaded (load_dataset).
     _check(d.validation_size >= 0, "data.validation_size", d.validation_size, ">= 0")
+    modes = ("auto", "always", "never")
+    _check(d.stream in modes, "data.stream", d.stream, f"one of {modes}")
+    _check(d.stream_threshold_mb >= 0, "data.stream_threshold_mb", d.stream_threshold_mb, ">= 0")
+    _check(d.stream_workers >= 0, "data.stream_workers", d.stream_workers, "an integer >= 0")
+    memory_only = d.name == "npz" or (d.name == "fashion_mnist" and d.source != "tfds")
+    if d.stream == "always" and memory_only:
+        raise ValueError(
+            f"config data.stream='always' needs a TFDS data source; data.name={d.name!r} with "
+            f"data.source={d.source!r} is read into memory (fashion_mnist: data.source='tfds')"
+        )
     channels = config.model.channels
     side = 2 ** len(channels) if isinstance(channels, tuple | list) else 1
     # The real image shape is checked once data is loaded. A fixed backend: validation must not

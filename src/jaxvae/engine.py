@@ -10,13 +10,15 @@ Metrics are summed on the device and fetched once per dispatch.
 
 from __future__ import annotations
 
+import time
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxvae import sharding
 from jaxvae.models import Model, Params
@@ -35,9 +37,46 @@ class TrainState(NamedTuple):
     skipped: jax.Array  # int32 scalar: updates skipped (a non-finite loss or gradient)
 
 
-def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """The optax transform of ``config.train``: optimizer, learning rate, clipping."""
-    lr, wd = train_config.learning_rate, train_config.weight_decay
+LR_SCHEDULES = ("constant", "cosine", "exponential", "iwae")
+
+
+def iwae_stages(num_stages: int = 8) -> list[tuple[int, float]]:
+    """The IWAE paper's schedule (Burda et al. 2016, section 5): stage ``i = 0..7`` lasts ``3^i``
+    epochs at learning rate ``lr * 10^(-i/7)`` (3280 epochs in all): ``[(epochs, factor), ...]``."""
+    return [(3**i, 10.0 ** (-i / 7)) for i in range(num_stages)]
+
+
+def learning_rate(train_config: ml_collections.ConfigDict, steps_per_epoch: int):
+    """The learning rate of ``config.train`` as an optax schedule of the step.
+
+    ``constant``; ``cosine`` (from ``learning_rate`` to 0 over ``train.epochs``); ``exponential``
+    (times ``lr_decay`` per epoch); ``iwae`` (:func:`iwae_stages`, then the last rate).
+    """
+    lr, kind = float(train_config.learning_rate), train_config.lr_schedule
+    if kind == "constant":
+        return lr
+    total = max(1, train_config.epochs * steps_per_epoch)
+    if kind == "cosine":
+        return optax.cosine_decay_schedule(lr, total)
+    if kind == "exponential":
+        return optax.exponential_decay(lr, steps_per_epoch, float(train_config.lr_decay))
+    if kind == "iwae":
+        stages = iwae_stages()
+        scales, epoch = {}, 0
+        for (epochs, factor), (_, next_factor) in zip(stages, stages[1:], strict=False):
+            epoch += epochs
+            scales[epoch * steps_per_epoch] = next_factor / factor
+        return optax.piecewise_constant_schedule(lr, scales)
+    raise ValueError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {kind!r}")
+
+
+def make_optimizer(
+    train_config: ml_collections.ConfigDict, steps_per_epoch: int = 1
+) -> optax.GradientTransformation:
+    """The optax transform of ``config.train``: optimizer, learning-rate schedule, Adam's
+    epsilon, clipping. ``steps_per_epoch`` places the schedules' epoch boundaries."""
+    lr = learning_rate(train_config, steps_per_epoch)
+    wd, eps = train_config.weight_decay, float(train_config.adam_eps)
     name = train_config.optimizer
     if name == "adam":
         if wd:
@@ -45,9 +84,9 @@ def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTra
                 f"train.optimizer='adam' with train.weight_decay={wd!r}: Adam has no decoupled "
                 "weight decay; use train.optimizer='adamw'"
             )
-        tx = optax.adam(lr)
+        tx = optax.adam(lr, eps=eps)
     elif name == "adamw":
-        tx = optax.adamw(lr, weight_decay=wd)
+        tx = optax.adamw(lr, eps=eps, weight_decay=wd)
     elif name == "sgd":
         tx = optax.sgd(lr, momentum=0.9)
     else:
@@ -190,6 +229,73 @@ def make_engine(
         return jax.lax.fori_loop(0, num_steps, body, (state, zeros))
 
     return jax.jit(run, donate_argnums=(0,), out_shardings=(replicated, replicated))
+
+
+def chunk_sharding(mesh: Mesh) -> NamedSharding:
+    """Sharding of a stacked chunk of batches ``[n, B, ...]``: the batch axis over ``"data"``."""
+    return NamedSharding(mesh, P(None, sharding.DATA_AXIS))
+
+
+def make_stream_engine(train_step, *, batch_size: int, mesh: Mesh):
+    """A jitted ``run(state, batches, key, num_steps) -> (state, metric_sums)`` over streamed data.
+
+    ``batches`` is a chunk of host batches stacked as ``[n, B, ...]`` (a dict ``{"image",
+    "label"}``) and placed with :func:`chunk_sharding`; the first ``num_steps`` (a traced scalar,
+    so a short last chunk, padded to ``n``, shares the compiled program) are run in order. The
+    train step and its key (``fold_in(key, step)``) are those of :func:`make_engine`, so only
+    where the batches come from differs. The state is donated.
+    """
+    sharding.check_batch_size(batch_size, mesh)
+    batch_sharding = sharding.batch_sharded(mesh)
+    replicated = sharding.replicated(mesh)
+
+    def run(state: TrainState, batches, key: jax.Array, num_steps):
+        def take(i):
+            return jax.tree.map(
+                lambda a: jax.lax.with_sharding_constraint(
+                    jax.lax.dynamic_index_in_dim(a, i, keepdims=False), batch_sharding
+                ),
+                batches,
+            )
+
+        def body(i, carry):
+            state, sums = carry
+            state, metrics = train_step(state, take(i), key)
+            return state, jax.tree.map(jnp.add, sums, metrics)
+
+        _, metric_shapes = jax.eval_shape(train_step, state, take(0), key)
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
+        return jax.lax.fori_loop(0, num_steps, body, (state, zeros))
+
+    return jax.jit(run, donate_argnums=(0,), out_shardings=(replicated, replicated))
+
+
+class DeviceFeed:
+    """The device-resident training data of an experiment: ``run(state, n) -> (state, sums)``
+    runs the next ``n`` steps (within one epoch) with :func:`make_engine`, the whole training set
+    replicated on the devices. :class:`jaxvae.streaming.StreamFeed` has the same interface."""
+
+    def __init__(self, exp):
+        train = exp.split("train")
+        self.data = jax.tree.map(lambda a: sharding.put_replicated(a, exp.mesh), train)
+        self.engine = make_engine(
+            exp.train_step(),
+            num_examples=train["image"].shape[0],
+            batch_size=exp.config.train.batch_size,
+            mesh=exp.mesh,
+        )
+        self.key, self.data_key = exp.keys["train"], exp.keys["data"]
+        self.compiled = None
+
+    def compile(self, state: TrainState) -> float:
+        """Compiles the engine for ``state``; returns the seconds it took."""
+        t = time.time()
+        args = (state, self.data, self.key, self.data_key, jnp.int32(1))
+        self.compiled = self.engine.lower(*args).compile()
+        return time.time() - t
+
+    def run(self, state: TrainState, n: int):
+        return self.compiled(state, self.data, self.key, self.data_key, jnp.int32(n))
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:

@@ -57,6 +57,11 @@ def info_from_dict(d: dict[str, Any]) -> models.DataInfo:
     )
 
 
+def steps_per_epoch(config: ml_collections.ConfigDict, info: models.DataInfo) -> int:
+    """Full batches per epoch of the training set (at least 1, for the schedules)."""
+    return max(1, info.num_train // config.train.batch_size)
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """Everything built from one config.
@@ -153,7 +158,7 @@ def build(
         info=info,
         model=model,
         objective=objective,
-        tx=engine_lib.make_optimizer(config.train),
+        tx=engine_lib.make_optimizer(config.train, steps_per_epoch(config, info)),
         mesh=mesh,
         keys=run_keys(config.seed),
     )
