@@ -94,6 +94,9 @@ def base_config() -> ml_collections.ConfigDict:
     # first epoch and the last step always save (0 = every epoch).
     c.train.checkpoint_min_interval_s = 30.0
     c.train.keep_checkpoints = 3
+    # With data.validation_size > 0: stop after this many epochs without a better validation
+    # figure (the family's headline, e.g. val_nelbo), keeping the best state (0 = never stop).
+    c.train.early_stopping_patience = 0
     c.train.eval_every_epochs = 1  # test negative ELBO in metrics.jsonl (0 = only at the end)
     c.train.progress = True
 
@@ -199,6 +202,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(t.lr_schedule in schedules, "train.lr_schedule", t.lr_schedule, f"one of {schedules}")
     _check(0 < t.lr_decay <= 1, "train.lr_decay", t.lr_decay, "a number in (0, 1]")
     _check(t.adam_eps > 0, "train.adam_eps", t.adam_eps, "a positive number")
+    _check(
+        t.early_stopping_patience >= 0,
+        "train.early_stopping_patience",
+        t.early_stopping_patience,
+        "an integer >= 0",
+    )
+    if t.early_stopping_patience and not config.data.validation_size:
+        raise ValueError(
+            f"config train.early_stopping_patience={t.early_stopping_patience} needs a "
+            "validation set: set data.validation_size > 0"
+        )
     _check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip, ">= 0")
     e = config.eval
     _check(e.batch_size > 0, "eval.batch_size", e.batch_size, "a positive integer")

@@ -17,13 +17,23 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import psutil
 from tqdm import tqdm
 
-from jaxvae import checkpoint, curves, evaluate, layout, pictures, preemption, sharding, tensorboard
+from jaxvae import (
+    checkpoint,
+    curves,
+    early_stopping,
+    evaluate,
+    layout,
+    pictures,
+    preemption,
+    sharding,
+    streaming,
+    tensorboard,
+)
 from jaxvae import engine as engine_lib
 from jaxvae import experiment as build_lib
 from jaxvae import workdir as workdir_lib
@@ -57,6 +67,20 @@ def test_metrics(exp: build_lib.Experiment, state: engine_lib.TrainState) -> dic
         mesh=exp.mesh,
     )
     return {f"test_{k}": v for k, v in m.items()}
+
+
+def validation_metrics(exp: build_lib.Experiment, state: engine_lib.TrainState) -> dict[str, Any]:
+    """The family's figures on the validation set, as ``val_<name>``."""
+    m = evaluate.evaluate_model(
+        exp.model,
+        state.params,
+        state.model_state,
+        exp.split("validation"),
+        exp.keys["eval"],
+        batch_size=exp.config.eval.batch_size,
+        mesh=exp.mesh,
+    )
+    return {f"val_{k}": v for k, v in m.items() if k != "kl_per_dim"}
 
 
 def headline(exp: build_lib.Experiment, m: dict[str, Any]) -> str:
@@ -192,7 +216,8 @@ def train(
     """
     stream = sys.stderr if stream is None else stream
     wall_start = time.time()
-    exp = build_lib.build(config, mesh=mesh)
+    source = streaming.open_train_source(config)  # None: the training set lives on the device
+    exp = build_lib.build(config, mesh=mesh, dataset=source.dataset if source else None)
     n_train = exp.dataset.train_images.shape[0]
     t_cfg = config.train
     per_epoch = engine_lib.steps_per_epoch(n_train, t_cfg.batch_size)
@@ -209,14 +234,8 @@ def train(
     metrics_log = workdir_lib.MetricsLog(workdir, resume_step=resume_step, enabled=main)
     events = tensorboard.EventLog(workdir, resume_step=resume_step, enabled=main)
     events.config(config.to_dict())
-    data = jax.tree.map(lambda a: sharding.put_replicated(a, exp.mesh), exp.split("train"))
-    engine = engine_lib.make_engine(
-        exp.train_step(), num_examples=n_train, batch_size=t_cfg.batch_size, mesh=exp.mesh
-    )
-    keys = exp.keys
-    t = time.time()
-    compiled = engine.lower(state, data, keys["train"], keys["data"], jnp.int32(1)).compile()
-    compile_s = time.time() - t
+    feed = streaming.make_feed(exp, source, start_step, total)  # device-resident or streamed
+    compile_s = feed.compile(state)
 
     intervals = (
         t_cfg.checkpoint_every_steps or per_epoch,
@@ -227,10 +246,20 @@ def train(
     wait_for_saves = jax.default_backend() == "cpu"  # see checkpoint.save
     clock = CheckpointClock(resumed=start_step > 0)
     pacer = DispatchPacer(t_cfg.max_dispatch_s)
+    validating = exp.dataset.validation_images.shape[0] > 0
+    stopper = early_stopping.EarlyStopping.from_log(
+        workdir,
+        upto_step=start_step if existing else -1,
+        patience=t_cfg.early_stopping_patience,
+        metric=f"val_{exp.model.headline[0]}",
+    )
+    best_manager = None
+    if stopper.patience:
+        best_manager = checkpoint.make_manager(workdir, keep=1, name=layout.BEST)
     step, train_seconds, images_seen = start_step, 0.0, 0
     try:
         with preemption.StopRequest() as stop:
-            while step < total:
+            while step < total and not stopper.stop:
                 boundary = engine_lib.next_boundary(
                     step, per_epoch=per_epoch, total=total, intervals=intervals
                 )
@@ -238,7 +267,7 @@ def train(
                 while done < boundary:  # dispatches of at most about max_dispatch_s each
                     n = pacer.steps(boundary - done)
                     t = time.time()
-                    state, part = compiled(state, data, keys["train"], keys["data"], jnp.int32(n))
+                    state, part = feed.run(state, n)
                     part = jax.device_get(part)  # host sync: once per dispatch
                     dt = time.time() - t
                     pacer.took(n, dt)
@@ -276,7 +305,19 @@ def train(
                         f"{record['loss']:.3f}  test {headline(exp, m)}"
                     )
                 epoch_end = step % per_epoch == 0
-                due = checkpoint.save_due(
+                if validating and epoch_end:
+                    v = validation_metrics(exp, state)
+                    metrics_log.write({"step": step, "epoch": step / per_epoch} | v)
+                    events.record({"step": step} | v)
+                    if stopper.update(step, v[stopper.metric]) and best_manager is not None:
+                        checkpoint.save(best_manager, step, state, wait=True)
+                    if stopper.stop:
+                        progress.say(
+                            f"early stop at step {step}: {stopper.metric} did not improve for "
+                            f"{stopper.patience} epochs (best {stopper.best:.3f} at step "
+                            f"{stopper.best_step})"
+                        )
+                due = stopper.stop or checkpoint.save_due(
                     step,
                     total=total,
                     per_epoch=per_epoch,
@@ -293,13 +334,30 @@ def train(
         events.flush()
         checkpoint.finish(manager)
         manager.close()
+        if best_manager is not None:
+            best_manager.close()
 
-    summary = final_summary(exp, state) | {
-        "resumed_from_step": start_step,
-        "compile_s": compile_s,
-        "train_images_per_sec": images_seen / train_seconds if train_seconds else None,
-        "wall_s": time.time() - wall_start,
-    }
+    trained_steps = int(state.step)
+    early = {}
+    if best_manager is not None and stopper.best_step is not None:
+        # The figures and pictures of an early-stopped protocol are the best epoch's.
+        state, _ = checkpoint.restore_newest(workdir, exp.abstract_state(), name=layout.BEST)
+        early = {
+            "best_step": stopper.best_step,
+            f"best_{stopper.metric}": stopper.best,
+            "stopped_early": stopper.stop,
+            "trained_steps": trained_steps,
+        }
+    summary = (
+        final_summary(exp, state)
+        | early
+        | {
+            "resumed_from_step": start_step,
+            "compile_s": compile_s,
+            "train_images_per_sec": images_seen / train_seconds if train_seconds else None,
+            "wall_s": time.time() - wall_start,
+        }
+    )
     if main:
         drawn = draw(exp, state, workdir, kl_per_dim=summary.get("test_kl_per_dim"))
         events.images(int(state.step), {os.path.basename(p)[:-4]: _png(p) for p in drawn})

@@ -1,0 +1,305 @@
+"""Training data streamed from a TFDS data source, for training sets that do not fit on the device.
+
+The device-resident engine (:func:`jaxvae.engine.make_engine`) puts the whole training set on
+every device; that is right for MNIST-sized data. A TFDS dataset whose training images, as
+float32, exceed ``data.stream_threshold_mb`` (``data.stream="auto"``), or any TFDS-backed dataset
+with ``data.stream="always"``, is streamed instead: the training records stay in their
+array_record files and Grain reads each step's batch with ``data.stream_workers`` threads, a few
+chunks ahead, while the devices run the previous chunk (:func:`jaxvae.engine.make_stream_engine`).
+The test and validation sets stay in memory as before (they are small).
+
+**Order.** The batch of step ``s`` is a function of the seed and ``s`` alone: with
+``per_epoch = N // B``, it holds the examples at positions ``[(s % per_epoch) * B, +B)`` of the
+epoch permutation ``engine.epoch_permutation(data_key, s // per_epoch, N)``, the very permutation
+the device-resident engine draws on the device, computed here on the host's CPU backend. So a
+streamed run reads exactly the batches of the device-resident run of the same config, and its
+result is the same (bit for bit on CPU, where the tests check it). We derive the position from
+the step rather than save Grain's iterator state: Grain's random-access ``MapDataset`` makes this
+natural (``MapDataset.range(start_step, total).map(read_step)``), a resumed run needs nothing
+beyond the Orbax checkpoint of the train state (whose ``step`` it already holds), and a
+checkpoint cannot disagree with the data files it is resumed against; the cost is one permutation
+of ``N`` int32 per epoch on the host (5 MB and well under a second for ImageNet's 1.28M).
+
+**Processes.** Each process reads only the rows of every global batch that its own devices hold
+(from the mesh's batch sharding, :func:`local_rows`), and the chunk is assembled with
+``jax.make_array_from_process_local_data``. Grain's ``ShardByJaxProcess`` would give each
+process a disjoint part of the whole dataset instead; slicing each global batch keeps the global
+batch, hence the result, the same whatever the number of processes.
+
+Dynamic binarization and every other per-step transform stay inside the compiled step (the
+experiment's ``preprocess``): streaming changes only where batches come from. Static binarization
+(the whole training split binarized once, in file order) is not offered for streamed data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxvae import config as config_lib
+from jaxvae import data as data_lib
+from jaxvae import engine as engine_lib
+from jaxvae import sharding
+from jaxvae.data.dataset import _protocol
+
+STREAM_MODES = ("auto", "always", "never")
+CHUNK_BYTES = 64 * 2**20  # host batches stacked into one device transfer: at most about this
+MAX_CHUNK_STEPS = 32
+
+__all__ = [
+    "STREAM_MODES",
+    "StreamFeed",
+    "TrainSource",
+    "local_rows",
+    "make_feed",
+    "open_train_source",
+    "step_indices",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSource:
+    """A streamed training split and the in-memory dataset that goes with it.
+
+    Attributes:
+      dataset: the run's :class:`~jaxvae.data.Dataset`: test and validation splits in memory;
+        its training split is a zero-stride placeholder of the right shape (no memory), so that
+        the model and the runner see the true training-set size. Never read its pixels.
+      records: the TFDS random-access data source of the ``train`` split.
+      num_train: the training examples: the first ``num_train`` records (after the validation
+        split and ``limit_train``).
+      has_labels: whether the records have a ``label``.
+      workers: Grain reader threads.
+    """
+
+    dataset: data_lib.Dataset
+    records: Sequence[Any]
+    num_train: int
+    has_labels: bool
+    workers: int
+
+
+def _builder(d: ml_collections.ConfigDict):
+    """The prepared TFDS builder of ``config.data``, or ``None`` when it is not TFDS-backed."""
+    if d.name == "fashion_mnist" and d.source == "tfds":
+        from jaxvae.data import tfds_fashion_mnist
+
+        return tfds_fashion_mnist.prepare(
+            idx_dir=d.data_dir, tfds_data_dir=d.tfds_data_dir or data_lib.default_tfds_data_dir()
+        )
+    if d.name in data_lib.TFDS_DATASETS:
+        import tensorflow_datasets as tfds
+
+        builder = tfds.builder(d.name, data_dir=d.tfds_data_dir or data_lib.default_tfds_data_dir())
+        if not builder.is_prepared():
+            data_lib.load_tfds_dataset(d.name, d.tfds_data_dir)  # raises: how to prepare it
+        return builder
+    return None
+
+
+def open_train_source(config: ml_collections.ConfigDict) -> TrainSource | None:
+    """The streamed training split of ``config``, or ``None`` when it is to live on the device.
+
+    ``data.stream``: ``"never"``; ``"always"`` (TFDS-backed data only: fashion_mnist with
+    ``data.source="tfds"``, mnist, binarized_mnist, cifar10); ``"auto"``: stream a TFDS-backed
+    dataset whose training images take more than ``data.stream_threshold_mb`` MiB as float32.
+
+    Raises:
+      ValueError: a bad config, ``stream="always"`` on data that is not TFDS-backed, static
+        binarization of streamed data, or data that is missing or malformed.
+    """
+    config_lib.validate(config)
+    d = config.data
+    if d.stream == "never":
+        return None
+    builder = _builder(d)
+    if builder is None:
+        if d.stream == "always":
+            raise ValueError(
+                f"config data.stream='always' needs a TFDS data source; data.name={d.name!r} "
+                f"with data.source={d.source!r} is read into memory (for fashion_mnist use "
+                "data.source='tfds')"
+            )
+        return None
+    features = builder.info.features
+    n_all = int(builder.info.splits["train"].num_examples)
+    shape = tuple(int(x) for x in features["image"].shape)
+    n_train = n_all - d.validation_size
+    if d.limit_train:
+        n_train = min(n_train, d.limit_train)
+    mb = n_train * math.prod(shape) * 4 / 2**20
+    if d.stream == "auto" and mb <= d.stream_threshold_mb:
+        return None
+    if d.binarize == "static":
+        raise ValueError(
+            "config data.binarize='static' binarizes the whole training split once in memory; "
+            f"streamed data ({d.name}, {mb:.0f} MiB as float32) takes 'none' or 'dynamic'"
+        )
+    if not 0 <= d.validation_size < n_all:
+        raise ValueError(
+            f"validation_size={d.validation_size!r}; expected fewer than the {n_all} training "
+            f"examples of {d.name!r}"
+        )
+    train, test = builder.as_data_source(split=["train", "test"])
+    has_labels = "label" in features
+    arrays = {"test": data_lib.read_data_source(test, d.limit_test, has_labels)}
+    val = _read_range(train, n_all - d.validation_size, n_all, has_labels, shape)
+    names = tuple(getattr(features["label"], "names", ())) if has_labels else ()
+    placeholder = np.broadcast_to(np.zeros((1, *shape), np.float32), (n_train, *shape))
+    test_images = data_lib.to_unit_float(arrays["test"][0])
+    dataset = data_lib.Dataset(
+        name=d.name,
+        train_images=placeholder,
+        train_labels=np.broadcast_to(np.zeros(1, np.int32), (n_train,)),
+        test_images=test_images,
+        test_labels=arrays["test"][1],
+        class_names=names,
+        validation_images=data_lib.to_unit_float(val[0]),
+        validation_labels=val[1],
+    )
+    if d.binarize == "dynamic":
+        dataset = data_lib.binarize_for_evaluation(dataset)
+    protocol = _protocol(dataset, d.binarize, config.seed, d.validation_size)
+    protocol["train"] += f"; streamed from the TFDS data source ({mb:.0f} MiB as float32)"
+    dataset = dataclasses.replace(dataset, protocol=protocol)
+    workers = d.stream_workers or min(8, os.cpu_count() or 1)
+    return TrainSource(dataset, train, n_train, has_labels, workers)
+
+
+def _read_range(source, start: int, stop: int, has_labels: bool, shape) -> tuple:
+    if stop <= start:
+        return np.zeros((0, *shape), np.uint8), np.zeros(0, np.int32)
+    records = source.__getitems__(list(range(start, stop)))
+    labels = [r["label"] for r in records] if has_labels else [0] * len(records)
+    return np.stack([r["image"] for r in records]), np.asarray(labels, np.int32)
+
+
+def step_indices(order: np.ndarray, step: int, *, per_epoch: int, batch_size: int) -> np.ndarray:
+    """The record indices of step ``step``'s global batch, from its epoch's permutation."""
+    start = (step % per_epoch) * batch_size
+    return order[start : start + batch_size]
+
+
+def local_rows(mesh, batch_size: int) -> slice:
+    """The rows of a global batch that this process's devices hold under the batch sharding
+    (one contiguous block: the mesh lists each process's devices together)."""
+    shape = (batch_size,)
+    index = sharding.batch_sharded(mesh).addressable_devices_indices_map(shape)
+    starts = sorted({s[0].indices(batch_size)[:2] for s in index.values()})
+    lo, hi = starts[0][0], starts[-1][1]
+    if sum(b - a for a, b in starts) != hi - lo:
+        raise ValueError(f"this process's rows of the batch are not contiguous: {starts}")
+    return slice(lo, hi)
+
+
+class StreamFeed:
+    """Training batches read by Grain from a TFDS data source, run by the stream engine.
+
+    ``run(state, n) -> (state, metric_sums)`` runs the next ``n`` steps, as the device-resident
+    :class:`jaxvae.engine.DeviceFeed` does; the steps must be taken in order from ``start_step``.
+    """
+
+    def __init__(self, exp, source: TrainSource, start_step: int, total_steps: int):
+        b = exp.config.train.batch_size
+        self.batch_size, self.mesh, self.key = b, exp.mesh, exp.keys["train"]
+        self.source = source
+        self.per_epoch = engine_lib.steps_per_epoch(source.num_train, b)
+        self.rows = local_rows(exp.mesh, b)
+        self.image_shape = exp.dataset.image_shape
+        row_bytes = math.prod(self.image_shape) * 4 * (self.rows.stop - self.rows.start)
+        self.chunk = max(1, min(MAX_CHUNK_STEPS, CHUNK_BYTES // max(row_bytes, 1)))
+        self.step = start_step
+        self._cpu = jax.local_devices(backend="cpu")[0]
+        self._data_key = jax.device_put(exp.keys["data"], self._cpu)
+        self._orders: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self.engine = engine_lib.make_stream_engine(exp.train_step(), batch_size=b, mesh=exp.mesh)
+        self.chunk_sharding = engine_lib.chunk_sharding(exp.mesh)
+        self._iter = self._batches(start_step, total_steps)
+        self.compiled = None
+
+    def _order(self, epoch: int) -> np.ndarray:
+        with self._lock:
+            if epoch not in self._orders:
+                with jax.default_device(self._cpu):
+                    perm = engine_lib.epoch_permutation(
+                        self._data_key, epoch, self.source.num_train
+                    )
+                self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}
+                self._orders[epoch] = np.asarray(perm)
+            return self._orders[epoch]
+
+    def read_step(self, step: int) -> dict[str, np.ndarray]:
+        """This process's rows of step ``step``'s batch, as host arrays."""
+        order = self._order(step // self.per_epoch)
+        idx = step_indices(order, step, per_epoch=self.per_epoch, batch_size=self.batch_size)
+        records = self.source.records.__getitems__(idx[self.rows].tolist())
+        image = data_lib.to_unit_float(np.stack([r["image"] for r in records]))
+        if self.source.has_labels:
+            label = np.asarray([r["label"] for r in records], np.int32)
+        else:
+            label = np.zeros(len(records), np.int32)
+        return {"image": image, "label": label}
+
+    def _batches(self, start: int, stop: int):
+        import grain
+
+        options = grain.ReadOptions(
+            num_threads=self.source.workers, prefetch_buffer_size=2 * self.chunk
+        )
+        ds = grain.MapDataset.range(start, max(stop, start)).map(self.read_step)
+        return iter(ds.to_iter_dataset(options))
+
+    def _put(self, batches: list[dict[str, np.ndarray]]) -> dict[str, jax.Array]:
+        """Stacks up to ``chunk`` host batches (padded with the last to ``chunk``) into global
+        arrays ``[chunk, B, ...]`` with the batch axis sharded over the mesh."""
+        pad = [batches[-1]] * (self.chunk - len(batches))
+        out = {}
+        for name in batches[0]:
+            local = np.stack([b[name] for b in batches + pad])
+            shape = (self.chunk, self.batch_size, *local.shape[2:])
+            out[name] = jax.make_array_from_process_local_data(self.chunk_sharding, local, shape)
+        return out
+
+    def compile(self, state) -> float:
+        """Compiles the engine for ``state``; returns the seconds it took."""
+        shapes = {
+            "image": jax.ShapeDtypeStruct(
+                (self.chunk, self.batch_size, *self.image_shape),
+                np.float32,
+                sharding=self.chunk_sharding,
+            ),
+            "label": jax.ShapeDtypeStruct(
+                (self.chunk, self.batch_size), np.int32, sharding=self.chunk_sharding
+            ),
+        }
+        t = time.time()
+        self.compiled = self.engine.lower(state, shapes, self.key, np.int32(1)).compile()
+        return time.time() - t
+
+    def run(self, state, n: int):
+        sums = None
+        while n > 0:
+            k = min(n, self.chunk)
+            chunk = self._put([next(self._iter) for _ in range(k)])
+            state, part = self.compiled(state, chunk, self.key, np.int32(k))
+            sums = part if sums is None else jax.tree.map(lambda a, b: a + b, sums, part)
+            self.step += k
+            n -= k
+        return state, sums
+
+
+def make_feed(exp, source: TrainSource | None, start_step: int, total_steps: int):
+    """The training data of a run: streamed from ``source``, or device-resident without one."""
+    if source is None:
+        return engine_lib.DeviceFeed(exp)
+    return StreamFeed(exp, source, start_step, total_steps)
