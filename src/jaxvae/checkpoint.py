@@ -34,15 +34,16 @@ CHECKPOINT_DIR = "checkpoints"
 CORRUPT_DIR = "checkpoints-corrupt"
 
 
-def checkpoint_dir(workdir: str) -> str:
-    return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+def checkpoint_dir(workdir: str, name: str = CHECKPOINT_DIR) -> str:
+    """``WORKDIR/checkpoints`` (or another checkpoint directory of the run, e.g. the best one)."""
+    return os.path.join(os.path.abspath(workdir), name)
 
 
 # The step each manager is writing in the background (asynchronous saves), to name it on failure.
 _IN_FLIGHT: weakref.WeakKeyDictionary[ocp.CheckpointManager, int] = weakref.WeakKeyDictionary()
 
 
-def make_manager(workdir: str, *, keep: int) -> ocp.CheckpointManager:
+def make_manager(workdir: str, *, keep: int, name: str = CHECKPOINT_DIR) -> ocp.CheckpointManager:
     """A manager that keeps the newest ``keep`` checkpoints; saving is asynchronous.
 
     Temporary directories of saves that never finished (a killed run) are removed when it starts.
@@ -50,7 +51,7 @@ def make_manager(workdir: str, *, keep: int) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, cleanup_tmp_directories=True
     )
-    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+    return ocp.CheckpointManager(checkpoint_dir(workdir, name), options=options)
 
 
 def _reason(error: BaseException) -> str:
@@ -172,9 +173,9 @@ def save_due(
     return seconds_since_save is None or seconds_since_save >= min_interval_s
 
 
-def steps(workdir: str) -> list[int]:
+def steps(workdir: str, name: str = CHECKPOINT_DIR) -> list[int]:
     """Steps of the finished checkpoints in ``workdir``, oldest first."""
-    directory = checkpoint_dir(workdir)
+    directory = checkpoint_dir(workdir, name)
     if not os.path.isdir(directory):
         return []
     with ocp.CheckpointManager(directory) as manager:
@@ -198,6 +199,7 @@ def restore_newest(
     *,
     warn: Callable[[str], None] = log.warning,
     quarantine: bool = True,
+    name: str = CHECKPOINT_DIR,
 ) -> tuple[Any, int] | None:
     """Restores the newest readable checkpoint onto ``abstract_state``'s shapes and shardings.
 
@@ -213,10 +215,10 @@ def restore_newest(
     Raises:
       ValueError: checkpoints exist but none could be read.
     """
-    available = steps(workdir)
+    available = steps(workdir, name)
     if not available:
         return None
-    directory = checkpoint_dir(workdir)
+    directory = checkpoint_dir(workdir, name)
     errors = []
     with ocp.CheckpointManager(directory) as manager:
         for step in reversed(available):

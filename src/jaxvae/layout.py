@@ -10,6 +10,7 @@
       eval.json              written by `jaxvae eval`
       checkpoints/<step>/    Orbax checkpoints of the train state
       checkpoints-corrupt/   unreadable checkpoints, moved aside (never deleted)
+      checkpoints-best/      with early stopping: the state of the best validation epoch
       events.out.tfevents.*  TensorBoard: training terms, test figures, pictures, the config
       samples.png, reconstructions.png, interpolations.png, traversals.png, latent_map.png
       (2 latents), curves.png (loss and test figure against steps), and each model family's
@@ -27,6 +28,7 @@ SUMMARY = "summary.json"
 EVAL = "eval.json"
 CHECKPOINTS = "checkpoints"
 CORRUPT = "checkpoints-corrupt"
+BEST = "checkpoints-best"  # the best validation epoch's state (early stopping)
 SAMPLES = "samples.png"
 RECONSTRUCTIONS = "reconstructions.png"
 INTERPOLATIONS = "interpolations.png"

@@ -1,0 +1,83 @@
+"""Early stopping on the validation negative ELBO: the stop step follows from the logged figures,
+the best epoch's state is kept and evaluated, and a rerun of a stopped run takes the same
+decision without training."""
+
+import json
+import os
+
+import jax
+import numpy as np
+
+from jaxvae import config as config_lib
+from jaxvae import early_stopping, runner, sharding
+from tests.conftest import CONFIGS
+
+
+def _config(**train):
+    config = config_lib.load_config_file(os.path.join(CONFIGS, "smoke.py"))
+    config_lib.apply_overrides(
+        config,
+        [
+            "data.limit_train=256",
+            "data.validation_size=2000",
+            "train.learning_rate=0.01",
+            "train.checkpoint_min_interval_s=0",
+        ]
+        + [f"train.{k}={v}" for k, v in train.items()],
+    )
+    return config
+
+
+def test_stopper_against_a_hand_computed_sequence(tmp_path):
+    values = [5.0, 4.0, 4.5, 3.0, 3.5, 3.6, 3.7]
+    stopper = early_stopping.EarlyStopping(patience=3, metric="val_nelbo")
+    decisions = []
+    for step, v in enumerate(values, start=1):
+        stopper.update(step, v)
+        decisions.append(stopper.stop)
+    assert decisions == [False] * 6 + [True]
+    assert (stopper.best, stopper.best_step, stopper.bad_epochs) == (3.0, 4, 3)
+    # Rebuilt from a metrics log (with a torn last line), up to a step.
+    lines = [json.dumps({"step": s, "val_nelbo": v}) for s, v in enumerate(values, 1)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines[:5]) + '\n{"step": 6, "val_')
+    again = early_stopping.EarlyStopping.from_log(
+        str(tmp_path), upto_step=4, patience=3, metric="val_nelbo"
+    )
+    assert (again.best, again.best_step, again.bad_epochs) == (3.0, 4, 0)
+
+
+def test_early_stopped_run_keeps_the_best_epoch(tmp_path):
+    mesh = sharding.make_mesh(jax.devices()[:1])
+    workdir = str(tmp_path / "es")
+    summary = runner.train(_config(epochs=30, early_stopping_patience=1), workdir, mesh=mesh)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        val = [json.loads(line) for line in f if "val_nelbo" in line]
+    figures = [r["val_nelbo"] for r in val]
+    # The stop: the first epoch whose figure is not below every earlier one (patience 1).
+    first_bad = next(i for i in range(1, len(figures)) if figures[i] >= min(figures[:i]))
+    assert len(val) == first_bad + 1 and summary["stopped_early"]
+    best = int(np.argmin(figures))
+    assert summary["best_step"] == val[best]["step"]
+    assert summary["best_val_nelbo"] == figures[best]
+    assert summary["trained_steps"] == val[-1]["step"] < 30 * 4
+    # The best state is the state of a run trained exactly that long without early stopping.
+    plain = runner.train(
+        _config(epochs=summary["best_step"] // 4), str(tmp_path / "plain"), mesh=mesh
+    )
+    assert plain["params_digest"] == summary["params_digest"]
+    assert plain["test_nelbo"] == summary["test_nelbo"]
+    # Started again: the logged figures say it stopped; nothing more is trained.
+    again = runner.train(_config(epochs=30, early_stopping_patience=1), workdir, mesh=mesh)
+    assert again["params_digest"] == summary["params_digest"]
+    assert again["trained_steps"] == summary["trained_steps"]
+
+
+def test_early_stopping_needs_a_validation_set():
+    config = _config(early_stopping_patience=3)
+    config_lib.apply_overrides(config, ["data.validation_size=0"])
+    try:
+        config_lib.validate(config)
+    except ValueError as e:
+        assert "data.validation_size" in str(e)
+    else:
+        raise AssertionError("accepted early stopping without a validation set")
