@@ -301,3 +301,30 @@ def test_iwae_config_is_the_papers_one_layer_model():
     config_lib.apply_overrides(config, ["objective.estimator=dreg"])
     config_lib.validate(config)
     assert config_lib.objective_spec(config).estimator == "dreg"
+
+
+def test_elbo_k_is_the_mean_of_the_log_weights():
+    """objective 'elbo_k': -mean_x mean_i log w_i at the same draws as log_weights."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxvae import models, objectives
+
+    model = models.get("vae")(architecture="mlp", hidden=(8,), latent_dim=2, image_shape=(4, 4, 1))
+    params, state = model.init(jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(1), (3, 4, 4, 1))
+    batch = {"image": x, "label": jnp.zeros(3, jnp.int32)}
+    key = jax.random.key(2)
+    log_w = np.asarray(model.log_weights(params, state, batch, key, 6), np.float64)
+    f = objectives.make_loss(model, objectives.ObjectiveSpec(name="elbo_k", k=6))
+    loss, (terms, _) = f(params, state, batch, key, 0)
+    np.testing.assert_allclose(float(loss), -log_w.mean(), rtol=1e-6)
+    # k=1: the same value as the IWAE bound with one sample.
+    g = objectives.make_loss(model, objectives.ObjectiveSpec(name="iwae", k=1))
+    f1 = objectives.make_loss(model, objectives.ObjectiveSpec(name="elbo_k", k=1))
+    np.testing.assert_allclose(
+        float(f1(params, state, batch, key, 0)[0]),
+        float(g(params, state, batch, key, 0)[0]),
+        rtol=1e-6,
+    )

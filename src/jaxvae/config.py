@@ -64,7 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
             c.model[name] = ml_collections.ConfigDict(dict(family.config_defaults))
 
     c.objective = ml_collections.ConfigDict()
-    c.objective.name = "elbo"  # elbo (the family's loss) | iwae
+    c.objective.name = "elbo"  # elbo (the family's loss) | elbo_k (k-sample ELBO) | iwae
     c.objective.k = 1  # IWAE importance samples
     c.objective.estimator = "standard"  # IWAE gradient: standard | dreg
     c.objective.beta = 1.0
@@ -254,9 +254,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     # start JAX's backend, which jax.distributed.initialize() has to precede.
     model = models.from_config(config, models.DataInfo((side, side, 1)), backend="cpu")
     objective = objective_spec(config)
-    if objective.name == "iwae" and not model.has_likelihood:
+    if objective.name != "elbo" and not model.has_likelihood:
         raise ValueError(
-            f"config objective.name='iwae' needs a likelihood; model.kind={m.kind!r} has none"
+            f"config objective.name={objective.name!r} needs a likelihood; "
+            f"model.kind={m.kind!r} has none"
         )
     if objective.estimator == "dreg" and not model.dreg_ok:
         raise ValueError(

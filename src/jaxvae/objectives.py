@@ -18,7 +18,7 @@ import optax
 
 from jaxvae.models import Model
 
-OBJECTIVES = ("elbo", "iwae")
+OBJECTIVES = ("elbo", "elbo_k", "iwae")
 ESTIMATORS = ("standard", "dreg")
 
 
@@ -27,8 +27,10 @@ class ObjectiveSpec:
     """Static options of the training objective.
 
     Attributes:
-      name: ``"elbo"`` (the family's own loss) or ``"iwae"`` (the k-sample bound).
-      k: importance samples of the IWAE bound (``k=1`` is the single-sample ELBO).
+      name: ``"elbo"`` (the family's own loss), ``"elbo_k"`` (the ELBO averaged over ``k``
+        samples from the family's log-weights: the "VAE, k samples" rows of Burda et al.,
+        Table 1) or ``"iwae"`` (the k-sample bound).
+      k: samples of ``elbo_k`` and ``iwae`` (``k=1`` is the single-sample ELBO for both).
       estimator: IWAE gradient, ``"standard"`` or ``"dreg"``.
       beta: the KL weight (``1`` = the ELBO; ``> 1`` = beta-VAE).
       warmup_steps: the KL weight rises linearly from 0 to ``beta`` over this many steps.
@@ -51,16 +53,15 @@ class ObjectiveSpec:
             raise ValueError(f"beta must be >= 0, got {self.beta!r}")
         if int(self.warmup_steps) < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
-        if self.name == "iwae" and (self.beta != 1.0 or self.warmup_steps):
+        if self.name != "elbo" and (self.beta != 1.0 or self.warmup_steps):
             raise ValueError(
-                f"the IWAE objective is a bound on log p(x): beta={self.beta!r} and "
-                f"warmup_steps={self.warmup_steps!r} apply to the ELBO objective only"
+                f"objective {self.name!r} is a bound on log p(x): beta={self.beta!r} and "
+                f"warmup_steps={self.warmup_steps!r} apply to objective 'elbo' only"
             )
-        if self.name != "iwae" and (self.k != 1 or self.estimator != "standard"):
-            raise ValueError(
-                f"objective k={self.k!r} and estimator={self.estimator!r} apply to "
-                "objective name 'iwae' only"
-            )
+        if self.name == "elbo" and self.k != 1:
+            raise ValueError(f"objective k={self.k!r} applies to 'elbo_k' and 'iwae' only")
+        if self.name != "iwae" and self.estimator != "standard":
+            raise ValueError(f"estimator={self.estimator!r} applies to objective 'iwae' only")
 
 
 def kl_schedule(spec: ObjectiveSpec) -> optax.Schedule:
@@ -116,11 +117,18 @@ def iwae_loss(model: Model, params, state, batch, key, *, k: int, estimator: str
     return loss, terms, state
 
 
+def elbo_k_loss(model: Model, params, state, batch, key, *, k: int):
+    """Negative ELBO averaged over ``k`` samples: ``-mean_x mean_i log w_i``."""
+    log_w = model.log_weights(params, state, batch, key, k)
+    elbo = jnp.mean(log_w)
+    return -elbo, {"loss": -elbo, "elbo": elbo}, state
+
+
 def make_loss(model: Model, spec: ObjectiveSpec):
     """``f(params, state, batch, key, step) -> (loss, (terms, new_state))`` for ``spec``."""
-    if spec.name == "iwae" and not model.has_likelihood:
+    if spec.name != "elbo" and not model.has_likelihood:
         raise ValueError(
-            f"the IWAE objective needs a likelihood; model kind {model.name!r} has none"
+            f"objective {spec.name!r} needs a likelihood; model kind {model.name!r} has none"
         )
     if spec.name == "iwae" and spec.estimator == "dreg" and not model.dreg_ok:
         raise ValueError(
@@ -134,6 +142,8 @@ def make_loss(model: Model, spec: ObjectiveSpec):
             loss, terms, new_state = iwae_loss(
                 model, params, state, batch, key, k=spec.k, estimator=spec.estimator
             )
+        elif spec.name == "elbo_k":
+            loss, terms, new_state = elbo_k_loss(model, params, state, batch, key, k=spec.k)
         else:
             weight = schedule(step)
             loss, terms, new_state = model.loss(params, state, batch, key, kl_weight=weight)
