@@ -18,6 +18,7 @@ import jax
 import ml_collections
 
 from jaxvae import data as data_lib
+from jaxvae import train as train_lib
 from jaxvae.models import ModelSpec
 from jaxvae.objectives import ObjectiveSpec
 
@@ -62,7 +63,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.epochs = 10
     c.train.optimizer = "adam"
     c.train.learning_rate = 1e-3
-    c.train.weight_decay = 0.0
+    c.train.weight_decay = 0.0  # decoupled weight decay: optimizer adamw only
     c.train.grad_clip = 0.0  # global-norm clip (0 = off)
     c.train.steps_per_dispatch = 0  # steps run in one compiled call (0 = to the next boundary)
     c.train.log_every_steps = 0  # metrics.jsonl line every N steps (0 = every epoch)
@@ -171,6 +172,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(t.learning_rate > 0, "train.learning_rate", t.learning_rate, "a positive number")
     _check(t.optimizer in OPTIMIZERS, "train.optimizer", t.optimizer, f"one of {OPTIMIZERS}")
     _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, ">= 0")
+    train_lib.check_weight_decay(t.optimizer, t.weight_decay)
     _check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip, ">= 0")
     e = config.eval
     _check(e.batch_size > 0, "eval.batch_size", e.batch_size, "a positive integer")

@@ -36,12 +36,28 @@ class TrainState(NamedTuple):
     )  # int32 scalar: updates skipped because the loss or a gradient was not finite
 
 
+def check_weight_decay(optimizer: str, weight_decay: float) -> None:
+    """Weight decay is ``adamw``'s (decoupled, Loshchilov & Hutter); ``adam`` and ``sgd`` take none.
+
+    Raises:
+      ValueError: ``weight_decay > 0`` with another optimizer, naming both config keys.
+    """
+    if weight_decay > 0 and optimizer != "adamw":
+        raise ValueError(
+            f"config train.weight_decay={weight_decay!r} needs train.optimizer='adamw', got "
+            f"train.optimizer={optimizer!r} (which has no weight decay); use "
+            "--config.train.optimizer=adamw or --config.train.weight_decay=0"
+        )
+
+
 def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """The optax transform of ``config.train``: optimizer, learning rate, clipping."""
+    """The optax transform of ``config.train``: optimizer, learning rate, weight decay (``adamw``
+    only, see :func:`check_weight_decay`), clipping."""
     lr, wd = train_config.learning_rate, train_config.weight_decay
     name = train_config.optimizer
+    check_weight_decay(name, wd)
     if name == "adam":
-        tx = optax.adam(lr) if wd == 0 else optax.adamw(lr, weight_decay=wd)
+        tx = optax.adam(lr)
     elif name == "adamw":
         tx = optax.adamw(lr, weight_decay=wd)
     elif name == "sgd":
