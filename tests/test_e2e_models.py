@@ -18,6 +18,7 @@ import jaxvae
 from jaxvae import cli, runner, sharding
 from jaxvae import config as config_lib
 from tests.conftest import CONFIGS
+from tests.references import numpy_nelbo_and_iwae
 
 # Small but real: the default config's conv VAE with fewer channels, on 2048 images.
 SMALL = {
@@ -193,36 +194,6 @@ def test_default_conv_vae_trains_on_four_devices(conv_vae):
     assert runner.params_digest(run.params) == summary["params_digest"]
 
 
-def _numpy_nelbo_and_iwae(run, x, *, samples, k, seed):
-    """Monte Carlo negative ELBO and IWAE bound per image, from load_run's encoder and decoder
-    with numpy's random numbers (float64)."""
-    rng = np.random.default_rng(seed)
-    n = x.shape[0]
-    flat = x.reshape(n, -1).astype(np.float64)
-    mean, log_var = (np.asarray(a, np.float64) for a in run.encode(x))
-    std = np.exp(0.5 * log_var)
-
-    def log_lik(z):
-        logits = np.asarray(run.decode(z.astype(np.float32)), np.float64).reshape(n, -1)
-        return np.sum(flat * logits - np.logaddexp(0, logits), axis=-1)
-
-    kl = 0.5 * np.sum(mean**2 + np.exp(log_var) - 1 - log_var, axis=-1)
-    nelbo = np.stack(
-        [-log_lik(mean + std * rng.standard_normal(mean.shape)) + kl for _ in range(samples)]
-    )  # [samples, n]
-    log_w = []
-    for _ in range(k):
-        eps = rng.standard_normal(mean.shape)
-        z = mean + std * eps
-        log_q = np.sum(-0.5 * (np.log(2 * np.pi) + log_var + eps**2), -1)
-        log_p = np.sum(-0.5 * (np.log(2 * np.pi) + z**2), -1)
-        log_w.append(log_lik(z) + log_p - log_q)
-    log_w = np.stack(log_w)  # [k, n]
-    m = log_w.max(0)
-    iwae = -(m + np.log(np.mean(np.exp(log_w - m), axis=0)))
-    return nelbo, iwae
-
-
 def test_eval_of_the_conv_vae_agrees_with_numpy(conv_vae, capsys):
     workdir, summary = conv_vae
     n, k = 64, 32
@@ -235,8 +206,8 @@ def test_eval_of_the_conv_vae_agrees_with_numpy(conv_vae, capsys):
 
     run = jaxvae.load_run(workdir)
     x = _test_images(n)
-    nelbo, iwae = _numpy_nelbo_and_iwae(run, x, samples=16, k=k, seed=0)
-    _, iwae2 = _numpy_nelbo_and_iwae(run, x, samples=1, k=k, seed=1)
+    nelbo, iwae = numpy_nelbo_and_iwae(run, x, samples=16, k=k, seed=0)
+    _, iwae2 = numpy_nelbo_and_iwae(run, x, samples=1, k=k, seed=1)
     # jaxvae's single-sample estimate on the same images differs from the mean over 16 samples
     # by Monte Carlo noise only: 4 standard errors
     mc_se = np.sqrt(np.mean(np.var(nelbo, axis=0, ddof=1)) / n)
