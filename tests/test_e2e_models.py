@@ -6,6 +6,7 @@ Only user-facing surfaces: config files with overrides, ``runner.train``, ``jaxv
 numpy from ``load_run``'s encoder and decoder.
 """
 
+import functools
 import json
 import os
 
@@ -64,8 +65,18 @@ def _metrics(workdir):
     return [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
 
 
+@functools.cache
+def _fashion_mnist():
+    return jaxvae.load_dataset("fashion_mnist")
+
+
 def _test_images(n=NUM_TEST):
-    return jaxvae.load_dataset("fashion_mnist", limit_test=n).test_images
+    return _fashion_mnist().test_images[:n]
+
+
+def _train_mean_image():
+    """The mean of the training images the runs see (``data.limit_train``)."""
+    return _fashion_mnist().train_images[: int(SMALL["data.limit_train"])].mean(0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,8 +160,7 @@ def check_pictures(workdir, num_samples, *, max_own_ratio=0.75):
     flat = samples.reshape(num_samples, -1)
     pairwise = np.sum((flat[:, None] - flat[None]) ** 2, -1)[~np.eye(num_samples, dtype=bool)]
     assert pairwise.min() > 0.1, "two samples are the same image"
-    data_mean = jaxvae.load_dataset("fashion_mnist", limit_train=2048).train_images.mean(0)
-    corr = np.corrcoef(samples.mean(0).ravel(), data_mean.ravel())[0, 1]
+    corr = np.corrcoef(samples.mean(0).ravel(), _train_mean_image().ravel())[0, 1]
     assert corr > 0.6, corr
     assert not os.path.exists(os.path.join(workdir, "latent_map.png"))  # only for 2 latents
 
@@ -301,8 +311,7 @@ def test_autoencoder_trains_and_reports_its_reconstruction_error(autoencoders, n
     )
     assert summary["test_mse_per_pixel"] == pytest.approx(l2.mean() / 784, rel=1e-5)
     # better than predicting the mean training image for every input
-    mean_image = jaxvae.load_dataset("fashion_mnist", limit_train=2048).train_images.mean(0)
-    baseline = np.sum((x - mean_image) ** 2, axis=(1, 2, 3)).mean()
+    baseline = np.sum((x - _train_mean_image()) ** 2, axis=(1, 2, 3)).mean()
     assert summary["test_recon_l2"] < 0.85 * baseline, (summary["test_recon_l2"], baseline)
     tests = [r for r in _metrics(workdir) if "test_recon_l2" in r]
     assert [r["step"] for r in tests] == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
