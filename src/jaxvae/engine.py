@@ -70,6 +70,20 @@ def learning_rate(train_config: ml_collections.ConfigDict, steps_per_epoch: int)
     raise ValueError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {kind!r}")
 
 
+def check_weight_decay(optimizer: str, weight_decay: float) -> None:
+    """Weight decay is ``adamw``'s (decoupled, Loshchilov & Hutter); ``adam`` and ``sgd`` take none.
+
+    Raises:
+      ValueError: ``weight_decay > 0`` with another optimizer, naming both config keys.
+    """
+    if weight_decay > 0 and optimizer != "adamw":
+        raise ValueError(
+            f"config train.weight_decay={weight_decay!r} needs train.optimizer='adamw', got "
+            f"train.optimizer={optimizer!r} (which has no weight decay); use "
+            "--config.train.optimizer=adamw or --config.train.weight_decay=0"
+        )
+
+
 def make_optimizer(
     train_config: ml_collections.ConfigDict, steps_per_epoch: int = 1
 ) -> optax.GradientTransformation:
@@ -78,12 +92,8 @@ def make_optimizer(
     lr = learning_rate(train_config, steps_per_epoch)
     wd, eps = train_config.weight_decay, float(train_config.adam_eps)
     name = train_config.optimizer
+    check_weight_decay(name, wd)
     if name == "adam":
-        if wd:
-            raise ValueError(
-                f"train.optimizer='adam' with train.weight_decay={wd!r}: Adam has no decoupled "
-                "weight decay; use train.optimizer='adamw'"
-            )
         tx = optax.adam(lr, eps=eps)
     elif name == "adamw":
         tx = optax.adamw(lr, eps=eps, weight_decay=wd)
