@@ -1,5 +1,6 @@
 """Independent references for tests: figures recomputed in float64 numpy from a trained run."""
 
+import jax
 import numpy as np
 
 
@@ -14,11 +15,15 @@ def numpy_nelbo_and_iwae(run, x, *, samples, k, seed):
     rng = np.random.default_rng(seed)
     n = x.shape[0]
     flat = x.reshape(n, -1).astype(np.float64)
-    mean, log_var = (np.asarray(a, np.float64) for a in run.encode(x))
+    batch = {"image": np.asarray(x, np.float32), "label": np.zeros(n, np.int32)}
+    params = jax.device_put(run.params)
+    posterior = jax.jit(lambda p, b: run.model.posterior(p, b))
+    mean, log_var = (np.asarray(a, np.float64) for a in posterior(params, batch))
     std = np.exp(0.5 * log_var)
+    logits_of = jax.jit(lambda p, z: run.model.decode(p, {}, z).logits)
 
     def log_lik(z):
-        logits = np.asarray(run.decode(z.astype(np.float32)), np.float64).reshape(n, -1)
+        logits = np.asarray(logits_of(params, z.astype(np.float32)), np.float64).reshape(n, -1)
         return np.sum(flat * logits - np.logaddexp(0, logits), axis=-1)
 
     kl = 0.5 * np.sum(mean**2 + np.exp(log_var) - 1 - log_var, axis=-1)

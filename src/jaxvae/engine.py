@@ -52,14 +52,16 @@ def learning_rate(train_config: ml_collections.ConfigDict, steps_per_epoch: int)
     ``constant``; ``cosine`` (from ``learning_rate`` to 0 over ``train.epochs``); ``exponential``
     (times ``lr_decay`` per epoch); ``iwae`` (:func:`iwae_stages`, then the last rate).
     """
-    lr, kind = float(train_config.learning_rate), train_config.lr_schedule
+    lr, kind = float(train_config.learning_rate), train_config.get("lr_schedule", "constant")
     if kind == "constant":
         return lr
     total = max(1, train_config.epochs * steps_per_epoch)
     if kind == "cosine":
         return optax.cosine_decay_schedule(lr, total)
     if kind == "exponential":
-        return optax.exponential_decay(lr, steps_per_epoch, float(train_config.lr_decay))
+        return optax.exponential_decay(
+            lr, steps_per_epoch, float(train_config.get("lr_decay", 0.99))
+        )
     if kind == "iwae":
         stages = iwae_stages()
         scales, epoch = {}, 0
@@ -90,7 +92,7 @@ def make_optimizer(
     """The optax transform of ``config.train``: optimizer, learning-rate schedule, Adam's
     epsilon, clipping. ``steps_per_epoch`` places the schedules' epoch boundaries."""
     lr = learning_rate(train_config, steps_per_epoch)
-    wd, eps = train_config.weight_decay, float(train_config.adam_eps)
+    wd, eps = train_config.weight_decay, float(train_config.get("adam_eps", 1e-8))
     name = train_config.optimizer
     check_weight_decay(name, wd)
     if name == "adam":
