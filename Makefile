@@ -45,8 +45,9 @@ $(VENV)-torch/.installed:
 	$(VENV)-torch/bin/python -m pip install -q torch==2.13.0 numpy
 	touch $@
 
-# docs/benchmarks.md: every figure there comes from these commands (about 25 minutes on 2 cores;
-# run nothing else meanwhile). Results go to benchmarks/results/.
+# docs/benchmarks.md: every figure there not marked one-off comes from these commands, and the
+# last one makes docs/conv-formulations.md's (about 30 minutes on 2 cores; run nothing else
+# meanwhile). Results go to benchmarks/results/.
 RESULTS := benchmarks/results
 bench: env bench-env data
 	mkdir -p $(RESULTS)
@@ -56,6 +57,7 @@ bench: env bench-env data
 	$(BIN)/jaxvae bench --config experiments/configs/peer_conv.py --iwae-num 20 > $(RESULTS)/bench_conv.json
 	$(BIN)/jaxvae bench --config experiments/configs/default.py --iwae-num 20 > $(RESULTS)/bench_default.json
 	$(BIN)/python benchmarks/iwae.py --workdir runs/bench_peer_mlp --output $(RESULTS)/iwae.json
+	$(BIN)/python benchmarks/conv_formulations.py --output $(RESULTS)/conv_formulations.json
 
 clean:
 	rm -rf $(VENV) $(VENV)-torch build dist src/*.egg-info

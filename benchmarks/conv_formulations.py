@@ -16,11 +16,12 @@ load of a shared machine hit them alike, and the median is reported. Variants:
 - ``fast-flat-gather`` and ``fast-wide-left``: ``fast`` with one of its choices undone (patches
   joined by one flat concatenation; weight gradients with the wider operand on the left).
 
-    .venv/bin/python benchmarks/conv_formulations.py                # all variants, JSON on stdout
-    .venv/bin/python benchmarks/conv_formulations.py --variants fast,lax --repeats 5
+    .venv/bin/python benchmarks/conv_formulations.py       # all variants -> benchmarks/results/
+    .venv/bin/python benchmarks/conv_formulations.py --variants fast,lax --output /tmp/c.json
 
-Prints a table on stderr and one JSON document on stdout (also written to ``--output``). Each
-run also records ``other_cpu``: the mean number of CPUs that other processes kept busy during it
+Prints a table on stderr and one JSON document on stdout, and writes that document to ``--output``
+(default ``benchmarks/results/conv_formulations.json``; ``--output ''`` writes none). Each run also
+records ``other_cpu``: the mean number of CPUs that other processes kept busy during it
 (from /proc/stat), to tell a quiet measurement from a contended one.
 """
 
@@ -48,6 +49,9 @@ from jaxvae import convs
 LATENTS = 16
 IMAGE = (28, 28, 1)
 VARIANTS = ("fast", "lax", "im2col", "fast-flat-gather", "fast-wide-left")
+DEFAULT_OUTPUT = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "results", "conv_formulations.json"
+)
 
 
 # --------------------------------------------------------------------------- formulations
@@ -277,7 +281,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per variant (>= 3)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", help="also write the JSON document to this file")
+    parser.add_argument(
+        "--output",
+        default=DEFAULT_OUTPUT,
+        help="write the JSON document here (default: benchmarks/results/conv_formulations.json)",
+    )
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     for v in variants:
@@ -314,8 +322,10 @@ def main(argv: list[str] | None = None) -> dict:
     text = json.dumps(doc, indent=2)
     print(text)
     if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         with open(args.output, "w") as f:
             f.write(text + "\n")
+        print(f"written to {args.output}", file=sys.stderr)
     return doc
 
 

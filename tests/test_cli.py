@@ -148,14 +148,23 @@ def _digest(workdir):
     return json.load(open(os.path.join(workdir, "summary.json")))["params_digest"]
 
 
+def _records(workdir):
+    """metrics.jsonl without the one timing figure, which differs from run to run."""
+    lines = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    return [{k: v for k, v in r.items() if k != "images_per_sec"} for r in lines]
+
+
 def test_sigkill_and_resume_is_bit_identical(tmp_path):
+    # 50 steps per epoch and a checkpoint every 130: every checkpoint before the last step is in
+    # the middle of an epoch, so the resume is too
+    per_epoch, every = 6400 // 128, 130
     args = [
         "--config",
         os.path.join(CONFIGS, "peer_mlp.py"),
         "--config.data.limit_train=6400",
         "--config.data.limit_test=500",
         "--config.train.epochs=12",
-        "--config.train.checkpoint_every_steps=100",
+        f"--config.train.checkpoint_every_steps={every}",
         "--config.train.keep_checkpoints=20",
         "--config.train.progress=false",
     ]
@@ -171,7 +180,7 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    first = os.path.join(killed, "checkpoints", "100")
+    first = os.path.join(killed, "checkpoints", str(every))
     deadline = time.time() + 120
     while not os.path.isdir(first) and time.time() < deadline:
         time.sleep(0.05)
@@ -182,10 +191,13 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     out = jaxvae("train", "--workdir", killed, *args)
     assert "resuming" in out.stderr
     summary = json.load(open(os.path.join(killed, "summary.json")))
-    assert summary["resumed_from_step"] >= 100
+    assert summary["resumed_from_step"] >= every
+    assert summary["resumed_from_step"] % per_epoch != 0, "the resume was not mid-epoch"
     assert _digest(killed) == _digest(whole)
-    steps = [json.loads(line)["step"] for line in open(os.path.join(killed, "metrics.jsonl"))]
-    assert steps == sorted(steps)  # no duplicated lines from the killed attempt
+    # the same lines as the run never stopped: none duplicated from the killed attempt, none lost
+    assert _records(killed) == _records(whole)
+    steps = [r["step"] for r in _records(killed) if "loss" in r]
+    assert steps == sorted(set(steps))
 
 
 def _tree_digest(path):
@@ -344,13 +356,19 @@ def test_bench_reports_speed_flops_and_memory():
     f = 2 * (pixels * h + h * 2 * latent + latent * h + h * pixels)
     matmul_flops = 3 * f - 2 * pixels * h
     assert matmul_flops <= r["flops_per_image"] <= 1.5 * matmul_flops, r["flops_per_image"]
-    assert 0 < r["train_fraction_of_matmul_peak"] < 1 and r["matmul_peak_gflops"] > 1
+    # the fraction of peak is the training FLOP rate over the measured matmul rate: two timings,
+    # whose ratio a busy machine can push past 1, so the arithmetic is checked, not a bound
+    assert r["train_images_per_sec"] == pytest.approx(np.median(r["train_images_per_sec_all"]))
+    gflops = r["train_images_per_sec"] * r["flops_per_image"] / 1e9
+    assert r["train_gflops_per_sec"] == pytest.approx(gflops)
+    assert r["matmul_peak_gflops"] > 0
+    assert r["train_fraction_of_matmul_peak"] == pytest.approx(gflops / r["matmul_peak_gflops"])
     # roofline: at least the float32 parameters are read once per step, and the bound is the
     # slower of the FLOP time and the byte time at the measured rates
     params_bytes = 4 * (pixels * h + h + h * 2 * latent + 2 * latent + latent * h + h)
     assert (
         r["bytes_per_image"] * r["config"]["batch_size"] >= params_bytes
-        and r["memory_bandwidth_gbs"] > 0.1
+        and r["memory_bandwidth_gbs"] > 0
     )
     floor_s = max(
         r["flops_per_image"] / (r["matmul_peak_gflops"] * 1e9),

@@ -74,7 +74,9 @@ def test_sigterm_checkpoints_the_step_reached_and_resumes_bit_identically(tmp_pa
     assert stopped_at < 3 * per_epoch  # it did stop early
     assert not os.path.exists(os.path.join(workdir, "summary.json"))
     # Resumed: the same final parameters as the run that was never stopped.
-    out = subprocess.run([EXE, *ARGS, "--workdir", workdir], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run(
+        [EXE, *ARGS, "--workdir", workdir], cwd=REPO, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     resumed = _summary(workdir)
     assert resumed["resumed_from_step"] == stopped_at
@@ -90,7 +92,14 @@ def test_second_signal_ends_at_once(tmp_path):
     args = [a for a in ARGS if not a.startswith("--config.train.max_dispatch_s")]
     # One long dispatch per epoch: the first signal waits for it, the second does not.
     proc = subprocess.Popen(
-        [EXE, *args, "--config.train.max_dispatch_s=0", "--config.train.epochs=50", "--workdir", workdir],
+        [
+            EXE,
+            *args,
+            "--config.train.max_dispatch_s=0",
+            "--config.train.epochs=50",
+            "--workdir",
+            workdir,
+        ],
         cwd=REPO,
         stderr=subprocess.PIPE,
         text=True,

@@ -19,6 +19,7 @@ import jax
 import ml_collections
 
 from jaxvae import data as data_lib
+from jaxvae import engine as engine_lib
 from jaxvae import likelihoods, models
 from jaxvae.objectives import ESTIMATORS, OBJECTIVES, ObjectiveSpec
 
@@ -82,7 +83,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.lr_schedule = "constant"  # constant | cosine | exponential | iwae (Burda et al.)
     c.train.lr_decay = 0.99  # exponential: factor per epoch
     c.train.adam_eps = 1e-8  # Adam/AdamW epsilon (the IWAE paper: 1e-4)
-    c.train.weight_decay = 0.0
+    c.train.weight_decay = 0.0  # decoupled weight decay: optimizer adamw only
     c.train.grad_clip = 0.0  # global-norm clip (0 = off)
     c.train.steps_per_dispatch = 0  # steps run in one compiled call (0 = to the next boundary)
     # A dispatch runs at most about this long, so a stop signal is answered within seconds
@@ -213,6 +214,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"config train.early_stopping_patience={t.early_stopping_patience} needs a "
             "validation set: set data.validation_size > 0"
         )
+    engine_lib.check_weight_decay(t.optimizer, t.weight_decay)
     _check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip, ">= 0")
     e = config.eval
     _check(e.batch_size > 0, "eval.batch_size", e.batch_size, "a positive integer")

@@ -52,14 +52,16 @@ def learning_rate(train_config: ml_collections.ConfigDict, steps_per_epoch: int)
     ``constant``; ``cosine`` (from ``learning_rate`` to 0 over ``train.epochs``); ``exponential``
     (times ``lr_decay`` per epoch); ``iwae`` (:func:`iwae_stages`, then the last rate).
     """
-    lr, kind = float(train_config.learning_rate), train_config.lr_schedule
+    lr, kind = float(train_config.learning_rate), train_config.get("lr_schedule", "constant")
     if kind == "constant":
         return lr
     total = max(1, train_config.epochs * steps_per_epoch)
     if kind == "cosine":
         return optax.cosine_decay_schedule(lr, total)
     if kind == "exponential":
-        return optax.exponential_decay(lr, steps_per_epoch, float(train_config.lr_decay))
+        return optax.exponential_decay(
+            lr, steps_per_epoch, float(train_config.get("lr_decay", 0.99))
+        )
     if kind == "iwae":
         stages = iwae_stages()
         scales, epoch = {}, 0
@@ -70,20 +72,30 @@ def learning_rate(train_config: ml_collections.ConfigDict, steps_per_epoch: int)
     raise ValueError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {kind!r}")
 
 
+def check_weight_decay(optimizer: str, weight_decay: float) -> None:
+    """Weight decay is ``adamw``'s (decoupled, Loshchilov & Hutter); ``adam`` and ``sgd`` take none.
+
+    Raises:
+      ValueError: ``weight_decay > 0`` with another optimizer, naming both config keys.
+    """
+    if weight_decay > 0 and optimizer != "adamw":
+        raise ValueError(
+            f"config train.weight_decay={weight_decay!r} needs train.optimizer='adamw', got "
+            f"train.optimizer={optimizer!r} (which has no weight decay); use "
+            "--config.train.optimizer=adamw or --config.train.weight_decay=0"
+        )
+
+
 def make_optimizer(
     train_config: ml_collections.ConfigDict, steps_per_epoch: int = 1
 ) -> optax.GradientTransformation:
     """The optax transform of ``config.train``: optimizer, learning-rate schedule, Adam's
     epsilon, clipping. ``steps_per_epoch`` places the schedules' epoch boundaries."""
     lr = learning_rate(train_config, steps_per_epoch)
-    wd, eps = train_config.weight_decay, float(train_config.adam_eps)
+    wd, eps = train_config.weight_decay, float(train_config.get("adam_eps", 1e-8))
     name = train_config.optimizer
+    check_weight_decay(name, wd)
     if name == "adam":
-        if wd:
-            raise ValueError(
-                f"train.optimizer='adam' with train.weight_decay={wd!r}: Adam has no decoupled "
-                "weight decay; use train.optimizer='adamw'"
-            )
         tx = optax.adam(lr, eps=eps)
     elif name == "adamw":
         tx = optax.adamw(lr, eps=eps, weight_decay=wd)

@@ -144,6 +144,8 @@ class MetricsLog:
         elif os.path.exists(self.path):
             with open(self.path) as f:
                 lines = [line for line in f if line.strip()]
+            if lines and not lines[-1].endswith("\n"):
+                lines.pop()  # torn by a kill during the write: its step is past the checkpoint
             keep = [line for line in lines if json.loads(line).get("step", 0) <= resume_step]
             with open(self.path + ".tmp", "w") as f:
                 f.writelines(keep)
