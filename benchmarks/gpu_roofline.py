@@ -20,10 +20,9 @@ import os
 import jax
 import jax.numpy as jnp
 
-from jaxvae import bench, evaluate
+from jaxvae import bench, evaluate, experiment, models
 from jaxvae import config as config_lib
-from jaxvae import train as train_lib
-from jaxvae.models import make_model
+from jaxvae import engine as train_lib
 
 CONFIGS = {"mlp": "experiments/configs/peer_mlp.py", "conv": "experiments/configs/peer_conv.py"}
 IMAGE_SHAPE = (28, 28, 1)
@@ -35,17 +34,20 @@ def _counts(model_name: str, batch: int, conv_impl: str, iwae_batch: int, chunk:
     config_lib.apply_overrides(
         config, [f"train.batch_size={batch}", f"model.conv_impl={conv_impl}"]
     )
-    model = make_model(config_lib.model_spec(config, IMAGE_SHAPE))
-    tx = train_lib.make_optimizer(config.train)
-    step_fn = train_lib.make_train_step(model, config_lib.objective_spec(config), tx)
+    exp = experiment.build(config, info=models.DataInfo(IMAGE_SHAPE), load_data=False)
+    model, tx = exp.model, exp.tx
+    step_fn = exp.train_step()
     state = train_lib.init_state(model, tx, jax.random.key(0))
-    x = jnp.zeros((batch, *IMAGE_SHAPE), jnp.float32)
-    train = bench.cpu_flops(step_fn, state, x, jax.random.key(1)) / batch
-    xi = jnp.zeros((iwae_batch, *IMAGE_SHAPE), jnp.float32)
+    batch_of = lambda n: {
+        "image": jnp.zeros((n, *IMAGE_SHAPE), jnp.float32),
+        "label": jnp.zeros((n,), jnp.int32),
+    }
+    train = bench.cpu_flops(step_fn, state, batch_of(batch), jax.random.key(1)) / batch
     iwae = bench.cpu_flops(
-        lambda p, x_, k: evaluate.iwae_log_px(model, p, x_, k, k=chunk, chunk=chunk),
+        lambda p, s, x_, k: evaluate.iwae_log_px(model, p, s, x_, k, k=chunk, chunk=chunk),
         state.params,
-        xi,
+        state.model_state,
+        batch_of(iwae_batch),
         jax.random.key(2),
     ) / (iwae_batch * chunk)
     return train, iwae
