@@ -51,7 +51,8 @@ def _visited(data_key, *, steps, start=0, chunks=None, devices=1, num_examples=N
     for n in chunks or [steps]:
         # the engine runs within one epoch per dispatch
         assert step // PER_EPOCH == (step + n - 1) // PER_EPOCH
-        state, _ = engine(state, images, jax.random.key(0), data_key, jnp.int32(n))
+        zeros = {"loss": np.float32(0)}
+        state, _ = engine(state, images, jax.random.key(0), data_key, jnp.int32(n), zeros)
         step += n
     assert int(state.step) == start + steps
     return np.asarray(state.params[start : start + steps]).astype(int)

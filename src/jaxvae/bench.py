@@ -148,7 +148,12 @@ def run(
     engine = engine_lib.make_engine(step_fn, num_examples=n, batch_size=batch, mesh=mesh)
 
     t = time.perf_counter()
-    compiled = engine.lower(state, images, keys["train"], keys["data"], jnp.int32(1)).compile()
+    zeros = engine_lib.zero_metrics(
+        step_fn, state, jax.tree.map(lambda a: a[:batch], images), keys["train"]
+    )
+    compiled = engine.lower(
+        state, images, keys["train"], keys["data"], jnp.int32(1), zeros
+    ).compile()
     compile_s = time.perf_counter() - t
     one_step = (state, jax.tree.map(lambda a: a[:batch], images), keys["train"])
     flops_per_image = (cpu_flops(step_fn, *one_step) or 0.0) / batch or None
@@ -160,7 +165,7 @@ def run(
         """Runs ``count`` steps from an epoch start; returns the state and the seconds taken."""
         state = jax.device_put(state._replace(step=jnp.int32(0)), sharding.replicated(mesh))
         t = time.perf_counter()
-        state, sums = compiled(state, images, keys["train"], keys["data"], jnp.int32(count))
+        state, sums = compiled(state, images, keys["train"], keys["data"], jnp.int32(count), zeros)
         jax.block_until_ready(sums)
         return state, time.perf_counter() - t
 

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -202,12 +203,14 @@ def make_engine(
     batch_size: int,
     mesh: Mesh,
 ):
-    """A jitted ``run(state, data, key, data_key, num_steps) -> (state, metric_sums)``.
+    """A jitted ``run(state, data, key, data_key, num_steps, sums) -> (state, metric_sums)``.
 
     Runs ``num_steps`` (a traced scalar, so every chunk length shares one compiled program) steps from
     ``state.step``, which must all lie in one epoch. ``data`` (a dict of arrays with a leading
     example axis: ``{"image", "label"}``) stays on the devices, replicated; each step gathers its
-    batch by index, split over the mesh's ``"data"`` axis. The state is donated.
+    batch by index, split over the mesh's ``"data"`` axis. The state is donated. ``sums`` (from
+    :func:`zero_metrics`, or the previous dispatch's) is the running sum of the step metrics, so a
+    stretch of steps split over several dispatches adds them in the same order as one dispatch.
     """
     sharding.check_batch_size(batch_size, mesh)
     steps_per_epoch = num_examples // batch_size
@@ -223,7 +226,7 @@ def make_engine(
             lambda a: jax.lax.with_sharding_constraint(a[idx], batch_sharding), data
         )
 
-    def run(state: TrainState, data, key: jax.Array, data_key, num_steps):
+    def run(state: TrainState, data, key: jax.Array, data_key, num_steps, sums):
         epoch = state.step // steps_per_epoch
         start = state.step % steps_per_epoch
         order = epoch_permutation(data_key, epoch, num_examples)
@@ -235,12 +238,15 @@ def make_engine(
             state, metrics = train_step(state, gather(data, idx), key)
             return state, jax.tree.map(jnp.add, sums, metrics)
 
-        first = jax.tree.map(lambda a: a[:batch_size], data)
-        _, metric_shapes = jax.eval_shape(train_step, state, first, key)
-        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
-        return jax.lax.fori_loop(0, num_steps, body, (state, zeros))
+        return jax.lax.fori_loop(0, num_steps, body, (state, sums))
 
     return jax.jit(run, donate_argnums=(0,), out_shardings=(replicated, replicated))
+
+
+def zero_metrics(train_step, state: TrainState, batch, key: jax.Array):
+    """Zeros shaped like ``train_step``'s metrics: the engines' initial running sums."""
+    _, shapes = jax.eval_shape(train_step, state, batch, key)
+    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
 
 
 def chunk_sharding(mesh: Mesh) -> NamedSharding:
@@ -249,7 +255,8 @@ def chunk_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def make_stream_engine(train_step, *, batch_size: int, mesh: Mesh):
-    """A jitted ``run(state, batches, key, num_steps) -> (state, metric_sums)`` over streamed data.
+    """A jitted ``run(state, batches, key, num_steps, sums) -> (state, metric_sums)`` over streamed
+    data (``sums`` as in :func:`make_engine`).
 
     ``batches`` is a chunk of host batches stacked as ``[n, B, ...]`` (a dict ``{"image",
     "label"}``) and placed with :func:`chunk_sharding`; the first ``num_steps`` (a traced scalar,
@@ -261,7 +268,7 @@ def make_stream_engine(train_step, *, batch_size: int, mesh: Mesh):
     batch_sharding = sharding.batch_sharded(mesh)
     replicated = sharding.replicated(mesh)
 
-    def run(state: TrainState, batches, key: jax.Array, num_steps):
+    def run(state: TrainState, batches, key: jax.Array, num_steps, sums):
         def take(i):
             return jax.tree.map(
                 lambda a: jax.lax.with_sharding_constraint(
@@ -275,9 +282,7 @@ def make_stream_engine(train_step, *, batch_size: int, mesh: Mesh):
             state, metrics = train_step(state, take(i), key)
             return state, jax.tree.map(jnp.add, sums, metrics)
 
-        _, metric_shapes = jax.eval_shape(train_step, state, take(0), key)
-        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
-        return jax.lax.fori_loop(0, num_steps, body, (state, zeros))
+        return jax.lax.fori_loop(0, num_steps, body, (state, sums))
 
     return jax.jit(run, donate_argnums=(0,), out_shardings=(replicated, replicated))
 
@@ -290,8 +295,10 @@ class DeviceFeed:
     def __init__(self, exp):
         train = exp.split("train")
         self.data = jax.tree.map(lambda a: sharding.put_replicated(a, exp.mesh), train)
+        self.train_step = exp.train_step()
+        self.batch_size = exp.config.train.batch_size
         self.engine = make_engine(
-            exp.train_step(),
+            self.train_step,
             num_examples=train["image"].shape[0],
             batch_size=exp.config.train.batch_size,
             mesh=exp.mesh,
@@ -302,12 +309,16 @@ class DeviceFeed:
     def compile(self, state: TrainState) -> float:
         """Compiles the engine for ``state``; returns the seconds it took."""
         t = time.time()
-        args = (state, self.data, self.key, self.data_key, jnp.int32(1))
+        first = jax.tree.map(lambda a: a[: self.batch_size], self.data)
+        self.zeros = zero_metrics(self.train_step, state, first, self.key)
+        args = (state, self.data, self.key, self.data_key, jnp.int32(1), self.zeros)
         self.compiled = self.engine.lower(*args).compile()
         return time.time() - t
 
-    def run(self, state: TrainState, n: int):
-        return self.compiled(state, self.data, self.key, self.data_key, jnp.int32(n))
+    def run(self, state: TrainState, n: int, sums=None):
+        """The next ``n`` steps; ``sums``: the running metric sums to continue (None: zeros)."""
+        sums = self.zeros if sums is None else sums
+        return self.compiled(state, self.data, self.key, self.data_key, jnp.int32(n), sums)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:

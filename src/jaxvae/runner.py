@@ -267,14 +267,15 @@ def train(
                 while done < boundary:  # dispatches of at most about max_dispatch_s each
                     n = pacer.steps(boundary - done)
                     t = time.time()
-                    state, part = feed.run(state, n)
+                    # the running sums continue on the device: the same additions, whatever the split
+                    state, part = feed.run(state, n, sums)
                     part = jax.device_get(part)  # host sync: once per dispatch
                     dt = time.time() - t
                     pacer.took(n, dt)
                     train_seconds += dt
                     images_seen += n * t_cfg.batch_size
                     done += n
-                    sums = part if sums is None else jax.tree.map(np.add, sums, part)
+                    sums = part
                     if stop.due():
                         checkpoint.save(manager, done, state, wait=True)
                         raise preemption.Preempted(done, stop.signal_name)

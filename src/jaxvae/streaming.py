@@ -222,7 +222,8 @@ class StreamFeed:
         self._data_key = jax.device_put(exp.keys["data"], self._cpu)
         self._orders: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
-        self.engine = engine_lib.make_stream_engine(exp.train_step(), batch_size=b, mesh=exp.mesh)
+        self.engine_step = exp.train_step()
+        self.engine = engine_lib.make_stream_engine(self.engine_step, batch_size=b, mesh=exp.mesh)
         self.chunk_sharding = engine_lib.chunk_sharding(exp.mesh)
         self._iter = self._batches(start_step, total_steps)
         self.compiled = None
@@ -283,16 +284,19 @@ class StreamFeed:
             ),
         }
         t = time.time()
-        self.compiled = self.engine.lower(state, shapes, self.key, np.int32(1)).compile()
+        one = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in shapes.items()}
+        self.zeros = engine_lib.zero_metrics(self.engine_step, state, one, self.key)
+        args = (state, shapes, self.key, np.int32(1), self.zeros)
+        self.compiled = self.engine.lower(*args).compile()
         return time.time() - t
 
-    def run(self, state, n: int):
-        sums = None
+    def run(self, state, n: int, sums=None):
+        """The next ``n`` steps; ``sums``: the running metric sums to continue (None: zeros)."""
+        sums = self.zeros if sums is None else sums
         while n > 0:
             k = min(n, self.chunk)
             chunk = self._put([next(self._iter) for _ in range(k)])
-            state, part = self.compiled(state, chunk, self.key, np.int32(k))
-            sums = part if sums is None else jax.tree.map(lambda a, b: a + b, sums, part)
+            state, sums = self.compiled(state, chunk, self.key, np.int32(k), sums)
             self.step += k
             n -= k
         return state, sums
