@@ -15,7 +15,7 @@ epochs); NLL by the IWAE bound with k = 5000. "VAE, k" is the ELBO averaged over
 
 import os
 
-from jaxvae.config import load_config_file
+from jaxvae.config import flat, load_config_file
 from jaxvae.studies import Axis, Reference, Study
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -38,20 +38,10 @@ PUBLISHED = {
 }
 
 
-def _flat(node, prefix=""):
-    out = {}
-    for key, value in node.items():
-        if hasattr(value, "items"):
-            out |= _flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
-    return out
-
-
 def layers_axis():
     """One layer (iwae.py's network) or two (hvae.py's), as overrides on iwae.py's config."""
-    one = _flat(load_config_file(os.path.join(CONFIGS, "iwae.py")))
-    two = _flat(load_config_file(os.path.join(CONFIGS, "hvae.py")))
+    one = flat(load_config_file(os.path.join(CONFIGS, "iwae.py")))
+    two = flat(load_config_file(os.path.join(CONFIGS, "hvae.py")))
     diff = {
         k: v
         for k, v in two.items()

@@ -13,7 +13,7 @@ file (`experiments/configs/<name>.py`) with the study's budget set on top.
 
 import os
 
-from jaxvae.config import base_config, load_config_file
+from jaxvae.config import base_config, changed_keys
 from jaxvae.studies import Study
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -28,21 +28,9 @@ BUDGET = {
 }
 
 
-def _flat(node, prefix=""):
-    out = {}
-    for key, value in node.items():
-        if hasattr(value, "items"):
-            out |= _flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
-    return out
-
-
 def _overrides(name: str) -> dict:
     """The keys where ``experiments/configs/<name>.py`` differs from the schema's defaults."""
-    base = _flat(base_config())
-    config = _flat(load_config_file(os.path.join(CONFIGS, f"{name}.py")))
-    changed = {k: v for k, v in config.items() if base.get(k) != v}
+    changed = changed_keys(os.path.join(CONFIGS, f"{name}.py"))
     if name != "logistic":
         changed["data.binarize"] = "dynamic"
     return changed | BUDGET

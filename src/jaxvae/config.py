@@ -174,6 +174,24 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
         node[leaf] = _parse_value(key, text, node[leaf])
 
 
+def flat(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` for every leaf of ``config`` (lists as tuples)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict | dict):
+            out |= flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def changed_keys(path: str) -> dict[str, Any]:
+    """The keys where the config file ``path`` differs from :func:`base_config` (a study variant
+    that is that config file)."""
+    base = flat(base_config())
+    return {k: v for k, v in flat(load_config_file(path)).items() if base.get(k) != v}
+
+
 def _check(cond: bool, key: str, value: Any, expected: str) -> None:
     if not cond:
         raise ValueError(f"config {key}={value!r}: expected {expected}")
