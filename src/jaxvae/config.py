@@ -112,22 +112,47 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:
-    """Imports ``path`` and returns its ``get_config()``."""
+    """Imports ``path`` and returns its ``get_config()``.
+
+    Raises:
+      ValueError: the file is missing, has no ``get_config``, does not return a ConfigDict, or
+        raises anything while it is imported or called (its exception type and message, with the
+        line of the file where it was raised).
+    """
     if not os.path.isfile(path):
         raise ValueError(f"config file {path!r} does not exist")
     spec = importlib.util.spec_from_file_location("_jaxvae_config", path)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except (AttributeError, KeyError) as e:  # a locked ConfigDict refuses unknown keys
-        raise ValueError(f"config file {path!r}: {e}") from None
-    if not hasattr(module, "get_config"):
-        raise ValueError(f"config file {path!r} has no get_config()")
-    try:
+        if not hasattr(module, "get_config"):
+            raise ValueError(f"config file {path!r} has no get_config()")
         config = module.get_config()
-    except (AttributeError, KeyError, TypeError) as e:
-        raise ValueError(f"config file {path!r}: {e}") from None
+    except ValueError as e:
+        if str(e).startswith(f"config file {path!r}"):
+            raise
+        raise ValueError(f"config file {path!r}: {_where(e, path)}") from None
+    except Exception as e:  # noqa: BLE001 - a user's file may raise anything: one clear line
+        raise ValueError(f"config file {path!r}: {_where(e, path)}") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ValueError(
+            f"config file {path!r}: get_config() returned {type(config).__name__}, "
+            "expected an ml_collections.ConfigDict (start from jaxvae.config.base_config())"
+        )
     return config
+
+
+def _where(error: BaseException, path: str) -> str:
+    """``TypeName: message (line N)``, with the line of ``path`` where ``error`` was raised."""
+    line = getattr(error, "lineno", None) if isinstance(error, SyntaxError) else None
+    tb = error.__traceback__
+    while tb is not None:
+        if os.path.abspath(tb.tb_frame.f_code.co_filename) == os.path.abspath(path):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    message = str(error).splitlines()[0] if str(error) else ""
+    where = f" (line {line})" if line else ""
+    return f"{type(error).__name__}: {message}{where}"
 
 
 def _parse_value(key: str, text: str, current: Any) -> Any:
