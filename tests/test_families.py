@@ -4,6 +4,7 @@ tested in its test_model_<kind>.py)."""
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -30,6 +31,7 @@ COMMON = [
     "train.batch_size=32",
     "train.epochs=2",
     "train.progress=false",
+    "train.checkpoint_min_interval_s=0",
     "eval.batch_size=64",
     "eval.num_pictures=16",
     "model.channels=(4, 8)",
@@ -51,14 +53,19 @@ def _mesh(n):
     return sharding.make_mesh(jax.devices()[:n])
 
 
-FAMILIES = sorted(models.families())
+# vae, ae and dae are trained end to end (pictures, eval against numpy, resume, 4 devices) in
+# test_e2e_models.py, test_cli.py and test_sharding.py; every other family is tested here, so a
+# new family's file is covered without touching this test.
+COVERED_ELSEWHERE = {"vae", "ae", "dae"}
+FAMILIES = sorted(set(models.families()) - COVERED_ELSEWHERE)
 
 
 @pytest.mark.parametrize("kind", FAMILIES)
 def test_family_trains_evaluates_samples_resumes_and_shards(kind, tmp_path, capsys):
     config = _config(kind)
     model_cls = models.get(kind)
-    straight = runner.train(config, str(tmp_path / "a"), mesh=_mesh(1))
+    workdir = str(tmp_path / "a")
+    straight = runner.train(config, workdir, mesh=_mesh(1))
     headline = f"test_{model_cls.headline[0]}"
     assert np.isfinite(straight[headline]), straight
     assert straight["steps"] == 16 and straight["skipped_steps"] == 0
@@ -68,20 +75,20 @@ def test_family_trains_evaluates_samples_resumes_and_shards(kind, tmp_path, caps
         model_cls.has_prior or kind in ("ae", "dae")
     )
 
-    # Resume: one epoch, then the same config to two epochs: the same parameters bit for bit.
-    config_lib.apply_overrides(config, ["train.epochs=1"])
-    runner.train(config, str(tmp_path / "b"), mesh=_mesh(1))
-    config_lib.apply_overrides(config, ["train.epochs=2"])
-    resumed = runner.train(config, str(tmp_path / "b"), mesh=_mesh(1))
+    # Resume: without the last checkpoint the run restarts from the first epoch's and ends with
+    # the same parameters bit for bit (model state included).
+    shutil.rmtree(os.path.join(workdir, "checkpoints", "16"))
+    one_epoch = load_run(workdir).params
+    resumed = runner.train(config, workdir, mesh=_mesh(1))
     assert resumed["resumed_from_step"] == 8
     assert resumed["params_digest"] == straight["params_digest"]
 
-    # Four devices: the same run up to the order of the batch reductions.
+    # Four devices: the first epoch again, the same up to the order of the batch reductions.
+    config_lib.apply_overrides(config, ["train.epochs=1"])
     four = runner.train(config, str(tmp_path / "c"), mesh=_mesh(4))
     assert four["devices"] == 4
-    one_p = load_run(str(tmp_path / "a")).params
     four_p = load_run(str(tmp_path / "c")).params
-    for a, b in zip(jax.tree.leaves(one_p), jax.tree.leaves(four_p), strict=True):
+    for a, b in zip(jax.tree.leaves(one_epoch), jax.tree.leaves(four_p), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
 
     # The CLI: eval writes eval.json (with an NLL bound when the family has a likelihood);

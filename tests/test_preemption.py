@@ -130,6 +130,9 @@ def test_two_processes_agree_on_the_step_to_save(tmp_path):
                 [
                     EXE,
                     *ARGS,
+                    # long enough that JAX's sync protocol lands before the end
+                    "--config.train.epochs=12",
+                    "--config.data.limit_train=6400",
                     "--workdir",
                     workdir,
                     "--coordinator-address",
