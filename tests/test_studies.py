@@ -406,6 +406,22 @@ def test_two_shards_at_once_equal_one_process(tiny, tmp_path):
     assert results_csv(workdir, tmp_path) == results_csv(reference, tmp_path)[:3]
 
 
+def test_seeds_at_once_equal_one_run_at_a_time(tiny, tmp_path):
+    """`--seeds-at-once 2` trains each beta's two seeds in one vectorized program: the same runs
+    (within 1e-4 nats) as one run at a time."""
+    study_file, reference = tiny
+    workdir = str(tmp_path / "vectorized")
+    rc, _, err = finish(study_run(study_file, workdir, "--seeds-at-once", "2"))
+    assert rc == 0, err
+    assert "4 trained, 0 done before" in err and err.count("2 seeds in one program") == 2
+    rows = list(csv.DictReader(results_csv(workdir, tmp_path)))
+    expected = list(csv.DictReader(results_csv(reference, tmp_path)))
+    assert [r["run"] for r in rows] == [r["run"] for r in expected]
+    for row, ref in zip(rows, expected, strict=True):
+        for metric in METRICS:
+            assert abs(float(row[metric]) - float(ref[metric])) < 1e-4, (row["run"], metric)
+
+
 def test_a_failed_run_is_recorded_and_the_others_go_on(tiny, tmp_path, capsys):
     grid = 'variants={"huge_batch": {"train.batch_size": 4096}, "ok": {}}, metrics=("test_nelbo",)'
     study_file = write_study(tmp_path / "failing.py", name="failing", grid=grid)

@@ -203,7 +203,21 @@ def make_engine(
     batch_size: int,
     mesh: Mesh,
 ):
-    """A jitted ``run(state, data, key, data_key, num_steps, sums) -> (state, metric_sums)``.
+    """:func:`engine_fn` jitted, the state donated."""
+    run = engine_fn(train_step, num_examples=num_examples, batch_size=batch_size, mesh=mesh)
+    replicated = sharding.replicated(mesh)
+    return jax.jit(run, donate_argnums=(0,), out_shardings=(replicated, replicated))
+
+
+def engine_fn(
+    train_step,
+    *,
+    num_examples: int,
+    batch_size: int,
+    mesh: Mesh,
+):
+    """``run(state, data, key, data_key, num_steps, sums) -> (state, metric_sums)``, to be jitted
+    (:func:`make_engine`) or vmapped over seeds first (:mod:`jaxvae.seeds`).
 
     Runs ``num_steps`` (a traced scalar, so every chunk length shares one compiled program) steps from
     ``state.step``, which must all lie in one epoch. ``data`` (a dict of arrays with a leading
@@ -219,7 +233,6 @@ def make_engine(
             f"batch size {batch_size} is larger than the {num_examples} training examples"
         )
     batch_sharding = sharding.batch_sharded(mesh)
-    replicated = sharding.replicated(mesh)
 
     def gather(data, idx):
         return jax.tree.map(
@@ -240,7 +253,7 @@ def make_engine(
 
         return jax.lax.fori_loop(0, num_steps, body, (state, sums))
 
-    return jax.jit(run, donate_argnums=(0,), out_shardings=(replicated, replicated))
+    return run
 
 
 def zero_metrics(train_step, state: TrainState, batch, key: jax.Array):

@@ -10,6 +10,7 @@ writes files; every process takes part in the computation and in checkpoints.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -144,8 +145,10 @@ class DispatchPacer:
 class Progress:
     """A progress bar on a terminal (not in log files), and lines from process 0."""
 
-    def __init__(self, stream, *, total: int, initial: int, enabled: bool, main: bool):
-        self.stream, self.main = stream, main
+    def __init__(
+        self, stream, *, total: int, initial: int, enabled: bool, main: bool, label: str = ""
+    ):
+        self.stream, self.main, self.label = stream, main, label
         tty = getattr(stream, "isatty", lambda: False)()
         self.bar = tqdm(
             total=total,
@@ -158,7 +161,7 @@ class Progress:
 
     def say(self, msg: str) -> None:
         if self.main:
-            tqdm.write(msg, file=self.stream)
+            tqdm.write(f"{self.label}: {msg}" if self.label else msg, file=self.stream)
 
     def advance(self, n: int, loss: float) -> None:
         self.bar.update(n)
@@ -199,6 +202,240 @@ def open_run(exp: build_lib.Experiment, workdir: str, say) -> tuple[Any, int, bo
     return state, start, existing
 
 
+class Session:
+    """The host side of one run: its workdir (opened, restored or initialised by :func:`open_run`),
+    logs, TensorBoard events, checkpoints, early stopping and summary. :func:`drive` runs the
+    training of one session, or of several seeds vectorized in one program (:mod:`jaxvae.seeds`),
+    and hands each session its part at every boundary."""
+
+    def __init__(self, exp: build_lib.Experiment, workdir: str, stream, *, label: str = ""):
+        self.wall_start = time.time()
+        self.exp, self.workdir, self.config = exp, workdir, exp.config
+        t_cfg = self.config.train
+        n_train = exp.dataset.train_images.shape[0]
+        self.per_epoch = engine_lib.steps_per_epoch(n_train, t_cfg.batch_size)
+        if self.per_epoch < 1:
+            raise ValueError(
+                f"train.batch_size={t_cfg.batch_size} is larger than the {n_train} training images"
+            )
+        self.main = jax.process_index() == 0
+        self.total = t_cfg.epochs * self.per_epoch
+        self.progress = Progress(
+            stream,
+            total=self.total,
+            initial=0,
+            enabled=t_cfg.progress,
+            main=self.main,
+            label=label,
+        )
+        self.state, self.start_step, existing = open_run(exp, workdir, self.progress.say)
+        self.progress.bar.update(self.start_step)
+        resume_step = self.start_step if existing else None
+        self.metrics_log = workdir_lib.MetricsLog(
+            workdir, resume_step=resume_step, enabled=self.main
+        )
+        self.events = tensorboard.EventLog(workdir, resume_step=resume_step, enabled=self.main)
+        self.events.config(self.config.to_dict())
+        self.intervals = (
+            t_cfg.checkpoint_every_steps or self.per_epoch,
+            t_cfg.log_every_steps,
+            t_cfg.steps_per_dispatch,
+        )
+        self.manager = checkpoint.make_manager(workdir, keep=t_cfg.keep_checkpoints)
+        self.wait_for_saves = jax.default_backend() == "cpu"  # see checkpoint.save
+        self.clock = CheckpointClock(resumed=self.start_step > 0)
+        self.validating = exp.dataset.validation_images.shape[0] > 0
+        self.stopper = early_stopping.EarlyStopping.from_log(
+            workdir,
+            upto_step=self.start_step if existing else -1,
+            patience=t_cfg.early_stopping_patience,
+            metric=f"val_{exp.model.headline[0]}",
+        )
+        self.best_manager = None
+        if self.stopper.patience:
+            self.best_manager = checkpoint.make_manager(workdir, keep=1, name=layout.BEST)
+        self.train_seconds, self.images_seen, self.compile_s = 0.0, 0, 0.0
+        self.closed = False
+
+    def trained(self, n: int, seconds: float) -> None:
+        self.train_seconds += seconds
+        self.images_seen += n * self.config.train.batch_size
+
+    def boundary(self, step: int, n: int, sums: dict[str, Any], state_fn) -> None:
+        """After the ``n`` steps up to the boundary ``step``: the log record, test and validation
+        figures when due, early stopping and the checkpoint. ``state_fn()`` gives the state (only
+        called when something needs it)."""
+        exp, t_cfg, per_epoch, progress = self.exp, self.config.train, self.per_epoch, self.progress
+        record = {k: float(v) / n for k, v in sums.items() if k != "skipped"}
+        record |= {
+            "step": step,
+            "epoch": step / per_epoch,
+            "skipped": int(sums["skipped"]),
+            "images_per_sec": self.images_seen / self.train_seconds,
+        }
+        if record["skipped"]:
+            progress.say(
+                f"warning: {record['skipped']} update(s) skipped (non-finite loss/gradient)"
+            )
+        self.metrics_log.write(record)
+        self.events.record(record)
+        progress.advance(n, record["loss"])
+        if eval_due(
+            step, per_epoch=per_epoch, total=self.total, every_epochs=t_cfg.eval_every_epochs
+        ):
+            m = test_metrics(exp, state_fn())
+            m.pop("test_kl_per_dim", None)
+            self.metrics_log.write({"step": step, "epoch": step / per_epoch} | m)
+            self.events.record({"step": step} | m)
+            progress.say(
+                f"epoch {step // per_epoch}/{t_cfg.epochs}  step {step}  train loss "
+                f"{record['loss']:.3f}  test {headline(exp, m)}"
+            )
+        epoch_end = step % per_epoch == 0
+        stopper = self.stopper
+        if self.validating and epoch_end:
+            v = validation_metrics(exp, state_fn())
+            self.metrics_log.write({"step": step, "epoch": step / per_epoch} | v)
+            self.events.record({"step": step} | v)
+            if stopper.update(step, v[stopper.metric]) and self.best_manager is not None:
+                checkpoint.save(self.best_manager, step, state_fn(), wait=True)
+            if stopper.stop:
+                progress.say(
+                    f"early stop at step {step}: {stopper.metric} did not improve for "
+                    f"{stopper.patience} epochs (best {stopper.best:.3f} at step "
+                    f"{stopper.best_step})"
+                )
+        due = stopper.stop or checkpoint.save_due(
+            step,
+            total=self.total,
+            per_epoch=per_epoch,
+            every_steps=t_cfg.checkpoint_every_steps,
+            min_interval_s=t_cfg.checkpoint_min_interval_s,
+            seconds_since_save=self.clock.seconds_since_save(at_epoch_end=epoch_end),
+        )
+        if due:
+            checkpoint.save(self.manager, step, state_fn(), wait=self.wait_for_saves)
+            self.events.flush()
+            self.clock.saved()
+
+    def save_now(self, step: int, state) -> None:
+        """A checkpoint at ``step``, written before returning (a stop request)."""
+        checkpoint.save(self.manager, step, state, wait=True)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.progress.close()
+        self.events.flush()
+        checkpoint.finish(self.manager)
+        self.manager.close()
+        if self.best_manager is not None:
+            self.best_manager.close()
+
+    def finish(self, state) -> dict[str, Any]:
+        """Closes the session and writes the run's figures, pictures and summary.json from its
+        final ``state`` (the best epoch's under early stopping); returns the summary."""
+        self.close()
+        exp, stopper = self.exp, self.stopper
+        trained_steps = int(state.step)
+        early = {}
+        if self.best_manager is not None and stopper.best_step is not None:
+            # The figures and pictures of an early-stopped protocol are the best epoch's.
+            state, _ = checkpoint.restore_newest(
+                self.workdir, exp.abstract_state(), name=layout.BEST
+            )
+            early = {
+                "best_step": stopper.best_step,
+                f"best_{stopper.metric}": stopper.best,
+                "stopped_early": stopper.stop,
+                "trained_steps": trained_steps,
+            }
+        seconds = self.train_seconds
+        summary = (
+            final_summary(exp, state)
+            | early
+            | {
+                "resumed_from_step": self.start_step,
+                "compile_s": self.compile_s,
+                "train_images_per_sec": self.images_seen / seconds if seconds else None,
+                "wall_s": time.time() - self.wall_start,
+            }
+        )
+        if self.main:
+            drawn = draw(exp, state, self.workdir, kl_per_dim=summary.get("test_kl_per_dim"))
+            self.events.images(int(state.step), {os.path.basename(p)[:-4]: _png(p) for p in drawn})
+            workdir_lib.write_json(layout.path(self.workdir, layout.SUMMARY), summary)
+            where = layout.path(self.workdir, layout.SUMMARY)
+            self.progress.say(f"done: {headline(exp, summary)}  summary in {where}")
+        self.events.close()
+        return summary
+
+
+def whole(tree, i: int):
+    """The part of session ``i`` of a one-session drive: everything."""
+    del i
+    return tree
+
+
+def drive(sessions: list[Session], feed, state, *, part=whole) -> list[dict[str, Any]]:
+    """Trains ``sessions`` (runs of one config but the seed) together from ``state`` with
+    ``feed``, to the end or their early stop; returns their summaries.
+
+    ``part(tree, i)`` is session ``i``'s part of the state or of the metric sums (:func:`whole`
+    for one session; a slice of the stacked seeds for :mod:`jaxvae.seeds`). Every session must
+    start at the same step. A stop request (SIGTERM, SIGINT) saves every unfinished session's
+    checkpoint and raises :class:`jaxvae.preemption.Preempted`.
+    """
+    lead = sessions[0]
+    per_epoch, total, intervals = lead.per_epoch, lead.total, lead.intervals
+    if any(s.start_step != lead.start_step for s in sessions):
+        raise ValueError(
+            "sessions driven together must start at one step, got "
+            f"{[s.start_step for s in sessions]}"
+        )
+    summaries: dict[int, dict[str, Any]] = {}
+    live = [i for i, s in enumerate(sessions) if not s.stopper.stop]  # a log may say it stopped
+    pacer = DispatchPacer(lead.config.train.max_dispatch_s)
+    step = lead.start_step
+    try:
+        with preemption.StopRequest() as stop:
+            while step < total and live:
+                boundary = engine_lib.next_boundary(
+                    step, per_epoch=per_epoch, total=total, intervals=intervals
+                )
+                sums, done = None, step
+                while done < boundary:  # dispatches of at most about max_dispatch_s each
+                    n = pacer.steps(boundary - done)
+                    t = time.time()
+                    # the running sums continue on the device: the same additions, whatever the split
+                    state, sums = feed.run(state, n, sums)
+                    sums = jax.device_get(sums)  # host sync: once per dispatch
+                    dt = time.time() - t
+                    pacer.took(n, dt)
+                    for i in live:
+                        sessions[i].trained(n, dt)
+                    done += n
+                    if stop.due():
+                        for i in live:
+                            sessions[i].save_now(done, part(state, i))
+                        raise preemption.Preempted(done, stop.signal_name)
+                n, step = boundary - step, boundary
+                for i in live:  # the state's part is sliced once, when first needed
+                    state_fn = functools.cache(functools.partial(part, state, i))
+                    sessions[i].boundary(step, n, part(sums, i), state_fn)
+                for i in [i for i in live if sessions[i].stopper.stop]:
+                    summaries[i] = sessions[i].finish(part(state, i))
+                live = [i for i in live if i not in summaries]
+        for i in range(len(sessions)):
+            if i not in summaries:
+                summaries[i] = sessions[i].finish(part(state, i))
+    finally:
+        for s in sessions:
+            s.close()
+    return [summaries[i] for i in range(len(sessions))]
+
+
 def train(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -215,157 +452,17 @@ def train(
         workdir, or a workdir that holds a different run. Nothing in the workdir is changed then.
     """
     stream = sys.stderr if stream is None else stream
-    wall_start = time.time()
     source = streaming.open_train_source(config)  # None: the training set lives on the device
     exp = build_lib.build(config, mesh=mesh, dataset=source.dataset if source else None)
-    n_train = exp.dataset.train_images.shape[0]
-    t_cfg = config.train
-    per_epoch = engine_lib.steps_per_epoch(n_train, t_cfg.batch_size)
-    if per_epoch < 1:
-        raise ValueError(
-            f"train.batch_size={t_cfg.batch_size} is larger than the {n_train} training images"
-        )
-    main = jax.process_index() == 0
-    total = t_cfg.epochs * per_epoch
-    progress = Progress(stream, total=total, initial=0, enabled=t_cfg.progress, main=main)
-    state, start_step, existing = open_run(exp, workdir, progress.say)
-    progress.bar.update(start_step)
-    resume_step = start_step if existing else None
-    metrics_log = workdir_lib.MetricsLog(workdir, resume_step=resume_step, enabled=main)
-    events = tensorboard.EventLog(workdir, resume_step=resume_step, enabled=main)
-    events.config(config.to_dict())
-    feed = streaming.make_feed(exp, source, start_step, total)  # device-resident or streamed
-    compile_s = feed.compile(state)
-
-    intervals = (
-        t_cfg.checkpoint_every_steps or per_epoch,
-        t_cfg.log_every_steps,
-        t_cfg.steps_per_dispatch,
-    )
-    manager = checkpoint.make_manager(workdir, keep=t_cfg.keep_checkpoints)
-    wait_for_saves = jax.default_backend() == "cpu"  # see checkpoint.save
-    clock = CheckpointClock(resumed=start_step > 0)
-    pacer = DispatchPacer(t_cfg.max_dispatch_s)
-    validating = exp.dataset.validation_images.shape[0] > 0
-    stopper = early_stopping.EarlyStopping.from_log(
-        workdir,
-        upto_step=start_step if existing else -1,
-        patience=t_cfg.early_stopping_patience,
-        metric=f"val_{exp.model.headline[0]}",
-    )
-    best_manager = None
-    if stopper.patience:
-        best_manager = checkpoint.make_manager(workdir, keep=1, name=layout.BEST)
-    step, train_seconds, images_seen = start_step, 0.0, 0
+    session = Session(exp, workdir, stream)
     try:
-        with preemption.StopRequest() as stop:
-            while step < total and not stopper.stop:
-                boundary = engine_lib.next_boundary(
-                    step, per_epoch=per_epoch, total=total, intervals=intervals
-                )
-                sums, done = None, step
-                while done < boundary:  # dispatches of at most about max_dispatch_s each
-                    n = pacer.steps(boundary - done)
-                    t = time.time()
-                    # the running sums continue on the device: the same additions, whatever the split
-                    state, part = feed.run(state, n, sums)
-                    part = jax.device_get(part)  # host sync: once per dispatch
-                    dt = time.time() - t
-                    pacer.took(n, dt)
-                    train_seconds += dt
-                    images_seen += n * t_cfg.batch_size
-                    done += n
-                    sums = part
-                    if stop.due():
-                        checkpoint.save(manager, done, state, wait=True)
-                        raise preemption.Preempted(done, stop.signal_name)
-                n, step = boundary - step, boundary
-                record = {k: float(v) / n for k, v in sums.items() if k != "skipped"}
-                record |= {
-                    "step": step,
-                    "epoch": step / per_epoch,
-                    "skipped": int(sums["skipped"]),
-                    "images_per_sec": images_seen / train_seconds,
-                }
-                if record["skipped"]:
-                    progress.say(
-                        f"warning: {record['skipped']} update(s) skipped (non-finite loss/gradient)"
-                    )
-                metrics_log.write(record)
-                events.record(record)
-                progress.advance(n, record["loss"])
-                if eval_due(
-                    step, per_epoch=per_epoch, total=total, every_epochs=t_cfg.eval_every_epochs
-                ):
-                    m = test_metrics(exp, state)
-                    m.pop("test_kl_per_dim", None)
-                    metrics_log.write({"step": step, "epoch": step / per_epoch} | m)
-                    events.record({"step": step} | m)
-                    progress.say(
-                        f"epoch {step // per_epoch}/{t_cfg.epochs}  step {step}  train loss "
-                        f"{record['loss']:.3f}  test {headline(exp, m)}"
-                    )
-                epoch_end = step % per_epoch == 0
-                if validating and epoch_end:
-                    v = validation_metrics(exp, state)
-                    metrics_log.write({"step": step, "epoch": step / per_epoch} | v)
-                    events.record({"step": step} | v)
-                    if stopper.update(step, v[stopper.metric]) and best_manager is not None:
-                        checkpoint.save(best_manager, step, state, wait=True)
-                    if stopper.stop:
-                        progress.say(
-                            f"early stop at step {step}: {stopper.metric} did not improve for "
-                            f"{stopper.patience} epochs (best {stopper.best:.3f} at step "
-                            f"{stopper.best_step})"
-                        )
-                due = stopper.stop or checkpoint.save_due(
-                    step,
-                    total=total,
-                    per_epoch=per_epoch,
-                    every_steps=t_cfg.checkpoint_every_steps,
-                    min_interval_s=t_cfg.checkpoint_min_interval_s,
-                    seconds_since_save=clock.seconds_since_save(at_epoch_end=epoch_end),
-                )
-                if due:
-                    checkpoint.save(manager, step, state, wait=wait_for_saves)
-                    events.flush()
-                    clock.saved()
-    finally:
-        progress.close()
-        events.flush()
-        checkpoint.finish(manager)
-        manager.close()
-        if best_manager is not None:
-            best_manager.close()
-
-    trained_steps = int(state.step)
-    early = {}
-    if best_manager is not None and stopper.best_step is not None:
-        # The figures and pictures of an early-stopped protocol are the best epoch's.
-        state, _ = checkpoint.restore_newest(workdir, exp.abstract_state(), name=layout.BEST)
-        early = {
-            "best_step": stopper.best_step,
-            f"best_{stopper.metric}": stopper.best,
-            "stopped_early": stopper.stop,
-            "trained_steps": trained_steps,
-        }
-    summary = (
-        final_summary(exp, state)
-        | early
-        | {
-            "resumed_from_step": start_step,
-            "compile_s": compile_s,
-            "train_images_per_sec": images_seen / train_seconds if train_seconds else None,
-            "wall_s": time.time() - wall_start,
-        }
-    )
-    if main:
-        drawn = draw(exp, state, workdir, kl_per_dim=summary.get("test_kl_per_dim"))
-        events.images(int(state.step), {os.path.basename(p)[:-4]: _png(p) for p in drawn})
-        workdir_lib.write_json(layout.path(workdir, layout.SUMMARY), summary)
-        where = layout.path(workdir, layout.SUMMARY)
-        progress.say(f"done: {headline(exp, summary)}  summary in {where}")
-    events.close()
+        feed = streaming.make_feed(exp, source, session.start_step, session.total)
+        session.compile_s = feed.compile(session.state)
+    except BaseException:
+        session.close()
+        raise
+    state, session.state = session.state, None  # the engine donates it
+    (summary,) = drive([session], feed, state)
     return summary
 
 

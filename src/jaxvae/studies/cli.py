@@ -36,6 +36,16 @@ def add_parser(sub) -> None:
     run.add_argument(
         "--seeds", type=int, default=None, metavar="N", help="keep the study's first N seeds"
     )
+    run.add_argument(
+        "--seeds-at-once",
+        type=int,
+        default=None,
+        metavar="S",
+        help=(
+            "train up to S seeds of a variant in one vectorized program (vmap); 1: one run at "
+            "a time; default: the backend's measured choice (1 on CPU)"
+        ),
+    )
     status = cmds.add_parser("status", help="done / running / failed / pending, per run")
     status.add_argument("dir", metavar="DIR", help="the study directory")
     report = cmds.add_parser("report", help="write DIR/report/: report.md, results.csv, figures")
@@ -62,7 +72,12 @@ def _run(args, overrides) -> int:
     shard = definition.parse_shard(args.shard)
     study = definition.load_study(args.file)
     outcome = execute.run_study(
-        study, args.workdir, shard=shard, seeds=args.seeds, overrides=overrides
+        study,
+        args.workdir,
+        shard=shard,
+        seeds=args.seeds,
+        overrides=overrides,
+        seeds_at_once=args.seeds_at_once,
     )
     if outcome.failed:
         print(

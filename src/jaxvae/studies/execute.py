@@ -46,6 +46,20 @@ def _default_train(config, workdir: str) -> dict[str, Any]:
     return runner.train(config, workdir)
 
 
+def _default_train_seeds(configs, workdirs) -> list[dict[str, Any]]:
+    from jaxvae import seeds
+
+    return seeds.train_seeds(configs, workdirs)
+
+
+def _groups(configs, size: int) -> list[list[int]]:
+    if size <= 1:
+        return [[i] for i in range(len(configs))]
+    from jaxvae import seeds
+
+    return seeds.groups(configs, size)
+
+
 def run_study(
     study: definition.Study,
     workdir: str,
@@ -53,7 +67,9 @@ def run_study(
     shard: tuple[int, int] = (0, 1),
     seeds: int | None = None,
     overrides: Sequence[str] = (),
+    seeds_at_once: int | None = None,
     train: Callable[[Any, str], dict[str, Any]] = _default_train,
+    train_seeds: Callable[[list, list], list[dict[str, Any]]] = _default_train_seeds,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
 ) -> Outcome:
     """Trains the pending runs of ``study``'s shard ``shard`` in ``workdir``.
@@ -64,54 +80,93 @@ def run_study(
       shard: ``(I, N)``: this process takes the runs whose canonical index is I mod N.
       seeds: keep the first ``seeds`` seeds only.
       overrides: ``"KEY=VALUE"`` config overrides applied to every run (recorded in study.json).
+      seeds_at_once: train up to this many pending seeds of a variant in one vectorized program
+        (:mod:`jaxvae.seeds`); ``None``: the backend's default
+        (:func:`jaxvae.seeds.default_group_size`); 1: one run at a time. Not part of the study:
+        the runs are the same either way.
       train: ``(config, run_dir) -> summary``; the jaxvae runner.
+      train_seeds: ``(configs, run_dirs) -> summaries``; :func:`jaxvae.seeds.train_seeds`.
       log: where progress lines go.
 
     Raises:
-      ValueError: a bad study, shard, seed count or override, or a directory that holds another
-        study (before anything is written). A run that fails does not raise: see
-        :attr:`Outcome.failed`.
+      ValueError: a bad study, shard, seed count, override or ``seeds_at_once``, or a directory
+        that holds another study (before anything is written). A run that fails does not raise:
+        see :attr:`Outcome.failed`.
     """
+    if seeds_at_once is not None and seeds_at_once < 1:
+        raise ValueError(f"--seeds-at-once must be >= 1, got {seeds_at_once}")
     runs = definition.expand(study, seeds=seeds, overrides=overrides)
     mine = definition.shard(runs, *shard)
     study_json = definition.canonical(study, runs, overrides=overrides)
     state.init_study_dir(workdir, study_json)
+    if seeds_at_once is None:
+        from jaxvae import seeds as seeds_lib
+
+        seeds_at_once = seeds_lib.default_group_size()
     configs = {r["name"]: r["config"] for r in study_json["identity"]["runs"]}
     outcome = Outcome(runs=len(mine))
     where = f" (shard {shard[0]}/{shard[1]})" if shard[1] > 1 else ""
     log(f"study {study.name}{where}: {len(mine)} of {len(runs)} runs in {workdir}")
-    for k, run in enumerate(mine, 1):
-        tag = f"[{k}/{len(mine)}] {run.name}"
-        if state.summary_of(workdir, run.name, configs[run.name]) is not None:
-            outcome.done_before.append(run.name)
-            continue
-        lock = state.RunLock(state.lock_path(workdir, run.name))
-        if not lock.acquire():
-            log(f"{tag}: running in another process; left to it")
-            outcome.elsewhere.append(run.name)
-            continue
+
+    def done(run) -> bool:
+        return state.summary_of(workdir, run.name, configs[run.name]) is not None
+
+    def tag(run) -> str:
+        return f"[{number[run.name]}/{len(mine)}] {run.name}"
+
+    def train_some(todo) -> None:
+        """Trains ``todo`` (one run, or seeds of one variant together); records the outcome."""
+        dirs = [state.run_dir(workdir, run.name) for run in todo]
         try:
-            # It may have finished between the first look and the lock.
-            if state.summary_of(workdir, run.name, configs[run.name]) is not None:
-                outcome.done_before.append(run.name)
-                continue
-            state.clear_failure(workdir, run.name)
-            log(f"{tag}: training in {state.run_dir(workdir, run.name)}")
-            try:
-                summary = train(run.config, state.run_dir(workdir, run.name))
-            except Exception as e:  # noqa: BLE001 -- recorded; the other runs go on
+            if len(todo) == 1:
+                summaries = [train(todo[0].config, dirs[0])]
+            else:
+                summaries = train_seeds([run.config for run in todo], dirs)
+        except Exception as e:  # noqa: BLE001 -- recorded; the other runs go on
+            for run in todo:
+                if done(run):  # a seed that stopped early finished before the group failed
+                    outcome.trained.append(run.name)
+                    continue
                 record = state.record_failure(workdir, run.name, e)
                 outcome.failed[run.name] = record["error"]
-                log(f"{tag}: FAILED: {record['error']}")
-                continue
+                log(f"{tag(run)}: FAILED: {record['error']}")
+            return
+        for run, summary in zip(todo, summaries, strict=True):
             outcome.trained.append(run.name)
             shown = ", ".join(
                 f"{m} {summary[m]:.4g}"
                 for m in study.metrics
                 if isinstance(summary.get(m), int | float)
             )
-            log(f"{tag}: done ({shown})")
+            log(f"{tag(run)}: done ({shown})")
+
+    number = {run.name: k for k, run in enumerate(mine, 1)}
+    pending = []
+    for run in mine:
+        if done(run):
+            outcome.done_before.append(run.name)
+        else:
+            pending.append(run)
+    for group in _groups([r.config for r in pending], seeds_at_once):
+        locks, todo = [], []
+        try:
+            for run in (pending[i] for i in group):
+                lock = state.RunLock(state.lock_path(workdir, run.name))
+                if not lock.acquire():
+                    log(f"{tag(run)}: running in another process; left to it")
+                    outcome.elsewhere.append(run.name)
+                    continue
+                locks.append(lock)
+                if done(run):  # it may have finished between the first look and the lock
+                    outcome.done_before.append(run.name)
+                    continue
+                state.clear_failure(workdir, run.name)
+                log(f"{tag(run)}: training in {state.run_dir(workdir, run.name)}")
+                todo.append(run)
+            if todo:
+                train_some(todo)
         finally:
-            lock.release()
+            for lock in locks:
+                lock.release()
     log(f"study {study.name}{where}: {outcome.line()}")
     return outcome
