@@ -1,10 +1,20 @@
 """Test set-up: four host CPU devices, so that data-parallel code runs sharded in every test run."""
 
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 ).strip()
+
+# One XLA compilation cache for the whole test session, this process and the CLI processes tests
+# start (their environments copy this one): the many runs of one small config compile the same
+# programs, and a cached executable is the same executable (the same bits). A fresh directory
+# per session, so nothing is reused across versions.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jaxvae-tests-xla-cache-")
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
