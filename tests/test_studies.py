@@ -444,6 +444,29 @@ def test_a_failed_run_is_recorded_and_the_others_go_on(tiny, tmp_path, capsys):
     assert "**Incomplete**" in md
 
 
+def test_a_stop_request_stops_the_study_and_is_no_failure(tmp_path, monkeypatch, capsys):
+    """A preempted run (its checkpoint written) ends `study run` with exit code 75, unrecorded
+    as a failure, its lock released, the later runs not started."""
+    from jaxvae import preemption
+    from jaxvae.studies import execute
+
+    study_file = write_study(tmp_path / "tiny.py")
+    workdir = str(tmp_path / "study")
+    started = []
+
+    def preempted(config, run_dir):
+        started.append(os.path.basename(run_dir))
+        raise preemption.Preempted(3, "SIGTERM")
+
+    monkeypatch.setattr(execute, "_default_train", preempted)
+    assert (
+        cli.main(["study", "run", study_file, "--workdir", workdir, "--seeds-at-once", "1"]) == 75
+    )
+    assert started == [RUN_NAMES[0]]
+    assert "jaxvae study: stopped by SIGTERM at step 3" in capsys.readouterr().err
+    assert os.listdir(os.path.join(workdir, "state")) == []  # no failure, no lock left
+
+
 def test_a_different_study_is_refused_and_nothing_changes(tiny, tmp_path, capsys):
     study_file, workdir = tiny
     before = snapshot(workdir)

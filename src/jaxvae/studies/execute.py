@@ -2,9 +2,11 @@
 
 Each run is an ordinary jaxvae run directory, trained by ``jaxvae.runner.train``; a run directory
 left by a killed process resumes from its checkpoint there. A run that raises is recorded with its
-error and the others go on. Runs that a live process holds (another shard, or a second process
-started on the same directory without ``--shard``) are left to it, so several processes can also
-share a study by taking whatever is still pending.
+error and the others go on; a stop request (SIGTERM, Ctrl-C) ends the study after the running
+runs' checkpoints (``jaxvae study run`` exits 75, like ``jaxvae train``). Runs that a live
+process holds (another shard, or a second process started on the same directory without
+``--shard``) are left to it, so several processes can also share a study by taking whatever is
+still pending.
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ def run_study(
     seeds: int | None = None,
     overrides: Sequence[str] = (),
     seeds_at_once: int | None = None,
-    train: Callable[[Any, str], dict[str, Any]] = _default_train,
-    train_seeds: Callable[[list, list], list[dict[str, Any]]] = _default_train_seeds,
+    train: Callable[[Any, str], dict[str, Any]] | None = None,
+    train_seeds: Callable[[list, list], list[dict[str, Any]]] | None = None,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
 ) -> Outcome:
     """Trains the pending runs of ``study``'s shard ``shard`` in ``workdir``.
@@ -84,8 +86,9 @@ def run_study(
         (:mod:`jaxvae.seeds`); ``None``: the backend's default
         (:func:`jaxvae.seeds.default_group_size`); 1: one run at a time. Not part of the study:
         the runs are the same either way.
-      train: ``(config, run_dir) -> summary``; the jaxvae runner.
-      train_seeds: ``(configs, run_dirs) -> summaries``; :func:`jaxvae.seeds.train_seeds`.
+      train: ``(config, run_dir) -> summary``; default: the jaxvae runner.
+      train_seeds: ``(configs, run_dirs) -> summaries``; default:
+        :func:`jaxvae.seeds.train_seeds`.
       log: where progress lines go.
 
     Raises:
@@ -93,6 +96,10 @@ def run_study(
         that holds another study (before anything is written). A run that fails does not raise:
         see :attr:`Outcome.failed`.
     """
+    from jaxvae.preemption import Preempted
+
+    train = train or _default_train
+    train_seeds = train_seeds or _default_train_seeds
     if seeds_at_once is not None and seeds_at_once < 1:
         raise ValueError(f"--seeds-at-once must be >= 1, got {seeds_at_once}")
     runs = definition.expand(study, seeds=seeds, overrides=overrides)
@@ -122,6 +129,8 @@ def run_study(
                 summaries = [train(todo[0].config, dirs[0])]
             else:
                 summaries = train_seeds([run.config for run in todo], dirs)
+        except Preempted:  # checkpoints written: the study stops (exit 75) and resumes later
+            raise
         except Exception as e:  # noqa: BLE001 -- recorded; the other runs go on
             for run in todo:
                 if done(run):  # a seed that stopped early finished before the group failed
