@@ -126,3 +126,20 @@ def test_validate_does_not_start_the_jax_backend():
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_run_written_before_a_key_existed_resumes_at_its_default(tmp_path):
+    """check_compatible: a config.json without a key the config now has at its default is the
+    same run (it resumes); at another value it is refused, naming the key."""
+    import json
+
+    from jaxvae import workdir as workdir_lib
+
+    config = config_lib.base_config()
+    saved = json.loads(config_lib.to_json(config))
+    del saved["train"]["adam_eps"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert workdir_lib.check_compatible(str(tmp_path), config) is True
+    config.train.adam_eps = 1e-4
+    with pytest.raises(ValueError, match=r"train.adam_eps: None -> 0.0001"):
+        workdir_lib.check_compatible(str(tmp_path), config)

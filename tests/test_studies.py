@@ -496,6 +496,54 @@ def test_a_different_study_is_refused_and_nothing_changes(tiny, tmp_path, capsys
     capsys.readouterr()
 
 
+def test_a_config_key_added_since_keeps_the_study_and_its_runs(tiny, tmp_path, capsys):
+    """A study directory written before a config key existed (here: train.adam_eps stripped from
+    study.json and the runs' config.json) is still this study at the key's default, its runs
+    done; at another value it is a different study."""
+    import shutil
+
+    study_file, workdir = tiny
+    old = str(tmp_path / "old")
+    shutil.copytree(workdir, old)
+
+    def strip(config):
+        del config["train"]["adam_eps"]
+
+    study_json = json.load(open(os.path.join(old, "study.json")))
+    for run in study_json["identity"]["runs"]:
+        strip(run["config"])
+    state.write_json(os.path.join(old, "study.json"), study_json)
+    for name in RUN_NAMES:
+        path = os.path.join(old, "runs", name, "config.json")
+        config = json.load(open(path))
+        strip(config)
+        state.write_json(path, config)
+    assert cli.main(["study", "run", study_file, "--workdir", old]) == 0
+    assert "0 trained, 4 done before" in capsys.readouterr().err
+    assert (
+        cli.main(["study", "run", study_file, "--workdir", old, "--config.train.adam_eps=1e-4"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "holds a different study" in err and "adam_eps" in err, err
+
+
+def test_config_differences_treat_a_key_added_at_its_default_as_none():
+    base = json.loads(config_lib.to_json(smoke_config()))
+    assert config_lib.config_differences(base, base) == []
+    older = json.loads(json.dumps(base))
+    del older["train"]["adam_eps"]  # written before the key existed
+    assert config_lib.config_differences(older, base) == []
+    changed = json.loads(json.dumps(base))
+    changed["train"]["adam_eps"] = 1e-4
+    assert config_lib.config_differences(older, changed) == ["train.adam_eps"]
+    assert config_lib.config_differences(base, changed) == ["train.adam_eps"]
+    assert config_lib.config_differences(base, older) == ["train.adam_eps"]  # a key removed
+    tupled = json.loads(json.dumps(base))
+    tupled["model"]["hidden"] = tuple(base["model"]["hidden"])
+    assert config_lib.config_differences(base, tupled) == []
+
+
 def test_mismatch_message_says_what_differs(tiny, tmp_path, capsys):
     _, workdir = tiny
     other = write_study(tmp_path / "other.py", betas=(1.0, 8.0))

@@ -217,6 +217,30 @@ def changed_keys(path: str) -> dict[str, Any]:
     return {k: v for k, v in flat(load_config_file(path)).items() if base.get(k) != v}
 
 
+def config_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The flat keys in which a saved config (a run's config.json, a study's study.json) and a
+    new one differ, sorted.
+
+    A key the saved config lacks and the new one holds at its default is no difference: the
+    saved config was written before the key existed, and a key is added with a default that
+    keeps the behaviour from before it, so the run is the same run (it resumes, and a finished
+    one stays done). Compared as JSON (tuples and lists alike).
+    """
+    a = flat(json.loads(json.dumps(saved)))
+    b = flat(json.loads(json.dumps(new)))
+    defaults = flat(json.loads(to_json(base_config())))
+    out = []
+    for k in set(a) | set(b):
+        if k not in a and k in defaults and b[k] == defaults[k]:
+            continue
+        if a.get(k, _MISSING) != b.get(k, _MISSING):
+            out.append(k)
+    return sorted(out)
+
+
+_MISSING = object()
+
+
 def _check(cond: bool, key: str, value: Any, expected: str) -> None:
     if not cond:
         raise ValueError(f"config {key}={value!r}: expected {expected}")

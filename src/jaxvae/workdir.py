@@ -62,15 +62,16 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> bool:
         read_run_info(workdir)
     try:
         with open(path) as f:
-            saved = _flatten(json.load(f))
+            saved_dict = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{path} cannot be read ({e}); use another --workdir") from None
-    new = _flatten(json.loads(config_lib.to_json(config)))
-    differ = sorted(
+    new_dict = json.loads(config_lib.to_json(config))
+    saved, new = _flatten(saved_dict), _flatten(new_dict)
+    differ = [
         k
-        for k in set(saved) | set(new)
-        if saved.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
-    )
+        for k in config_lib.config_differences(saved_dict, new_dict)
+        if k not in RESUMABLE_CHANGES
+    ]
     if differ:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in differ[:4])
         more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""

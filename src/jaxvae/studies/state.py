@@ -97,12 +97,35 @@ def _difference(saved: dict[str, Any], new: dict[str, Any]) -> str:
         ]
         return "; ".join(p for p in parts if p)
     for name, run in new_runs.items():
-        if run != old_runs[name]:
+        keys = _run_differences(old_runs[name], run)
+        if keys:
             old, cur = _flat(old_runs[name]), _flat(run)
-            keys = sorted(k for k in set(old) | set(cur) if old.get(k) != cur.get(k))
             k = keys[0]
-            return f"run {name}: {k} is {old.get(k)!r} there, {cur.get(k)!r} here"
+            return f"run {name}: {k} is {old.get(k, '(none)')!r} there, {cur.get(k)!r} here"
     return "the variants differ"
+
+
+def _run_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Where two runs of ``study.json`` differ; the configs as
+    :func:`jaxvae.config.config_differences` (a key added since, at its default, is none)."""
+    from jaxvae import config as config_lib
+
+    keys = [k for k in set(saved) | set(new) if k != "config" and saved.get(k) != new.get(k)]
+    keys += [f"config.{k}" for k in config_lib.config_differences(saved["config"], new["config"])]
+    return sorted(keys)
+
+
+def same_identity(saved: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two study identities are one study: equal, but that a config key added since
+    the directory was made may appear at its default."""
+    if {k: v for k, v in saved.items() if k != "runs"} != {
+        k: v for k, v in new.items() if k != "runs"
+    }:
+        return False
+    old_runs, new_runs = saved.get("runs", []), new.get("runs", [])
+    if [r["name"] for r in old_runs] != [r["name"] for r in new_runs]:
+        return False
+    return not any(_run_differences(a, b) for a, b in zip(old_runs, new_runs, strict=True))
 
 
 def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -153,7 +176,7 @@ def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
         finally:
             os.unlink(tmp)
     saved = read_study(workdir)
-    if saved.get("identity") != study_json["identity"]:
+    if not same_identity(saved.get("identity", {}), study_json["identity"]):
         why = _difference(saved.get("identity", {}), study_json["identity"])
         raise ValueError(f"{workdir!r} holds a different study ({why}); use a new --workdir")
     if saved.get("report") != study_json["report"]:
@@ -305,7 +328,11 @@ def summary_of(workdir: str, name: str, config_dict: dict[str, Any]) -> dict[str
             summary = json.load(f)
     except (OSError, json.JSONDecodeError):
         return None
-    if saved != config_dict or summary.get("epochs") != config_dict["train"]["epochs"]:
+    from jaxvae import config as config_lib
+
+    if summary.get("epochs") != config_dict["train"]["epochs"]:
+        return None
+    if config_lib.config_differences(saved, config_dict):
         return None
     return summary
 
