@@ -68,9 +68,7 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> bool:
     new_dict = json.loads(config_lib.to_json(config))
     saved, new = _flatten(saved_dict), _flatten(new_dict)
     differ = [
-        k
-        for k in config_lib.config_differences(saved_dict, new_dict)
-        if k not in RESUMABLE_CHANGES
+        k for k in config_lib.config_differences(saved_dict, new_dict) if k not in RESUMABLE_CHANGES
     ]
     if differ:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in differ[:4])
