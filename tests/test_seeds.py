@@ -199,3 +199,24 @@ def test_stacked_parts_round_trip():
     assert stacked["w"].shape == (4, 2, 3) and stacked["n"].shape == (4,)
     for i in range(4):
         np.testing.assert_array_equal(seeds.part(stacked, i)["w"], trees[i]["w"])
+
+
+def test_early_stopping_seeds_in_a_group_equal_sequential_runs(tmp_path):
+    """Each seed stops on its own validation figure (patience 1); a stopped seed is finished at
+    once from its best checkpoint while the other trains on: both as when trained alone."""
+    changes = {
+        "train.epochs": 10,
+        "train.early_stopping_patience": 1,
+        "train.eval_every_epochs": 0,
+        "train.learning_rate": 0.1,  # a noisy validation figure: the seeds stop early
+    }
+    configs = [smoke(s, **changes) for s in SEEDS]
+    stream = io.StringIO()
+    alone = [runner.train(c, str(tmp_path / f"seq{c.seed}"), stream=stream) for c in configs]
+    dirs = [str(tmp_path / f"vec{c.seed}") for c in configs]
+    group = seeds.train_seeds(configs, dirs, stream=stream)
+    assert all(s["stopped_early"] for s in alone), [s["trained_steps"] for s in alone]
+    for a, b in zip(alone, group, strict=True):
+        assert (a["best_step"], a["trained_steps"]) == (b["best_step"], b["trained_steps"])
+        assert abs(a["test_nelbo"] - b["test_nelbo"]) < 1e-4
+        assert abs(a["best_val_nelbo"] - b["best_val_nelbo"]) < 1e-4
