@@ -9,6 +9,7 @@
 #
 # Writes one JSON file per measurement into OUTDIR (default benchmarks/results/gpu), in order of
 # importance, so a run cut short keeps what it finished:
+#   vmap_seeds_{mlp,conv}_16.json       16 seeds in one vectorized program vs 16 sequential runs
 #   bench_{mlp,conv}_b{128,8192}.json   jaxvae bench: engine images/s, FLOPs and bytes per image,
 #                                        measured matmul rate and memory bandwidth, roofline
 #   torch_{mlp,conv}_b{128,8192}.json   the PyTorch reference on the same GPU (TF32 products, as
@@ -43,6 +44,13 @@ step() {  # NAME CMD...: runs CMD, its stdout's last line to OUT/NAME.json; fail
   # JAXVAE_GPU_TARBALL: keep a tarball of everything so far (for a machine that returns files).
   [ -z "${JAXVAE_GPU_TARBALL:-}" ] || tar czf "$JAXVAE_GPU_TARBALL" -C "$OUT" .
 }
+
+# Seeds in one program (docs/studies.md, jaxvae.seeds.BACKEND_DEFAULT): 16 seeds vectorized
+# against the same 16 run one after another, the engine alone.
+step vmap_seeds_mlp_16 $PY benchmarks/vmap_seeds.py --seeds 16 --steps 400 --rounds 5 \
+  --out "$OUT/vmap_seeds_mlp_16.json"
+step vmap_seeds_conv_16 $PY benchmarks/vmap_seeds.py --config experiments/configs/default.py \
+  --seeds 16 --steps 200 --rounds 5 --out "$OUT/vmap_seeds_conv_16.json"
 
 for model in mlp conv; do
   cfg=experiments/configs/peer_$model.py
