@@ -13,12 +13,6 @@ reference code's. Runs resume, so the full budget may span sessions:
     jaxvae study run experiments/studies/exemplar_fmnist.py --workdir studies/exemplar_fmnist
     jaxvae study report studies/exemplar_fmnist
 
-The budget run so far (docs/studies.md, docs/studies/exemplar_fmnist/) is far smaller: one seed,
-20 epochs with the warm-up over 10, the NLL on the first 2000 test images:
-
-    jaxvae study run experiments/studies/exemplar_fmnist.py --workdir studies/exemplar_fmnist \
-        --seeds 1 --config.train.epochs=20 --config.objective.warmup_steps=5000 \
-        --config.eval.iwae_num_examples=2000
 """
 
 import os
