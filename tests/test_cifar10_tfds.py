@@ -2,7 +2,6 @@
 random 32x32x3 uint8 images, array_record) in a temporary data directory, read by
 ``data.name="cifar10"`` and trained on with the logistic-mixture config."""
 
-import io
 import os
 
 import numpy as np
@@ -12,6 +11,7 @@ from PIL import Image
 from jaxvae import config as config_lib
 from jaxvae import data as data_lib
 from jaxvae import runner
+from tests import fake_tfds
 from tests.conftest import CONFIGS
 
 tfds = pytest.importorskip("tensorflow_datasets")
@@ -26,60 +26,10 @@ def _images(split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, (np.arange(n) % 10).astype(np.int32)
 
 
-def _png(image: np.ndarray) -> io.BytesIO:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    buf.seek(0)
-    return buf
-
-
-def _prepare_fake_cifar10(data_dir: str) -> None:
-    """Writes a ``cifar10`` with TFDS's own features and version, so that ``tfds.builder("cifar10",
-    data_dir=...)`` (the stock builder class) finds it prepared. The builder class is not
-    registered (TFDS already has a ``cifar10``); PNG encoding is done with Pillow."""
-    stock = tfds.builder_cls("cifar10")
-    from tensorflow_datasets.core import registered
-
-    with registered.skip_registration():
-
-        class Cifar10(tfds.core.GeneratorBasedBuilder):
-            VERSION = stock.VERSION
-
-            def _info(self):
-                return tfds.core.DatasetInfo(
-                    builder=self,
-                    features=tfds.features.FeaturesDict(
-                        {
-                            "id": tfds.features.Text(),
-                            "image": tfds.features.Image(shape=(32, 32, 3)),
-                            "label": tfds.features.ClassLabel(num_classes=10),
-                        }
-                    ),
-                    supervised_keys=("image", "label"),
-                    disable_shuffling=True,
-                )
-
-            def _split_generators(self, dl_manager):
-                del dl_manager
-                return {s: self._generate_examples(s) for s in ("train", "test")}
-
-            def _generate_examples(self, split):
-                images, labels = _images(split)
-                for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-                    yield i, {"id": f"{split}_{i}", "image": _png(image), "label": int(label)}
-
-    builder = Cifar10(data_dir=data_dir, file_format="array_record")
-    assert builder.name == "cifar10"
-    builder.download_and_prepare(
-        file_format="array_record",
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False),
-    )
-
-
 @pytest.fixture(scope="module")
 def cifar_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tfds"))
-    _prepare_fake_cifar10(path)
+    fake_tfds.prepare("cifar10", path, {s: _images(s) for s in ("train", "test")})
     return path
 
 

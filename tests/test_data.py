@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import io
 import json
 import os
 import socket
@@ -13,12 +12,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import PIL.Image
 import pytest
 import tensorflow_datasets as tfds
 
 from jaxvae import data
 from jaxvae.data import tfds_fashion_mnist
+from tests import fake_tfds
 
 FASHION_DIR = data.DEFAULT_FASHION_MNIST_DIR
 
@@ -91,77 +90,6 @@ def _raw_idx(filename: str) -> bytes:
 def _idx_bytes(array: np.ndarray) -> bytes:
     header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
     return header + array.astype(np.uint8).tobytes()
-
-
-def _png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    PIL.Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, "png")
-    return buffer.getvalue()
-
-
-def _fake_images(count: int, shape: tuple[int, int, int], seed: int, binary: bool) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if binary:
-        return rng.integers(0, 2, (count, *shape), dtype=np.uint8)
-    return rng.integers(0, 256, (count, *shape), dtype=np.uint8)
-
-
-# Stand-ins for the stock TFDS datasets: same name, version and features, tiny generated data.
-_FAKE_SPECS = {
-    "mnist": dict(shape=(28, 28, 1), labels=True, ids=False, binary=False),
-    "binarized_mnist": dict(shape=(28, 28, 1), labels=False, ids=False, binary=True),
-    "cifar10": dict(shape=(32, 32, 3), labels=True, ids=True, binary=False),
-}
-_FAKE_SIZES = {"train": 23, "test": 9}
-
-
-def _prepare_fake_tfds(name: str, tfds_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Prepares a tiny dataset that TFDS's stock builder `name` can read; returns its arrays."""
-    spec = _FAKE_SPECS[name]
-    arrays = {
-        split: (
-            _fake_images(count, spec["shape"], seed, spec["binary"]),
-            np.arange(count, dtype=np.int32) * 7 % 10 if spec["labels"] else np.zeros(count),
-        )
-        for seed, (split, count) in enumerate(_FAKE_SIZES.items())
-    }
-
-    dataset_name = name
-
-    class Fake(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-        name = dataset_name
-        VERSION = tfds.builder_cls(dataset_name).VERSION
-
-        def _info(self):
-            features = {"image": tfds.features.Image(shape=spec["shape"])}
-            if spec["labels"]:
-                features["label"] = tfds.features.ClassLabel(num_classes=10)
-            if spec["ids"]:
-                features["id"] = tfds.features.Text()
-            return tfds.core.DatasetInfo(
-                builder=self,
-                features=tfds.features.FeaturesDict(features),
-                disable_shuffling=True,
-            )
-
-        def _split_generators(self, dl_manager):
-            return {split: self._generate_examples(split) for split in arrays}
-
-        def _generate_examples(self, split):
-            images, labels = arrays[split]
-            for i, image in enumerate(images):
-                example = {"image": _png(image)}
-                if spec["labels"]:
-                    example["label"] = int(labels[i])
-                if spec["ids"]:
-                    example["id"] = f"{split}_{i:05d}"
-                yield i, example
-
-    builder = Fake(data_dir=tfds_dir, file_format="array_record")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-    )
-    return arrays
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,24 +290,24 @@ def test_fashion_mnist_tfds_unwritable_dir_raises(tmp_path):
 
 @pytest.mark.parametrize("name", ["mnist", "binarized_mnist", "cifar10"])
 def test_tfds_dataset_reads_prepared_data(name, tmp_path):
-    arrays = _prepare_fake_tfds(name, str(tmp_path))
+    arrays = fake_tfds.prepare_random(name, str(tmp_path))
     ds = data.load_dataset(name, tfds_data_dir=str(tmp_path), source="tfds")
     assert ds.name == name
-    assert ds.image_shape == _FAKE_SPECS[name]["shape"]
+    assert ds.image_shape == fake_tfds.SPECS[name]["shape"]
     for split in ("train", "test"):
         images, labels = arrays[split]
         actual_images = getattr(ds, f"{split}_images")
         assert actual_images.dtype == np.float32
         np.testing.assert_array_equal(np.rint(actual_images * 255).astype(np.uint8), images)
         np.testing.assert_array_equal(getattr(ds, f"{split}_labels"), labels.astype(np.int32))
-    assert ds.num_classes == (10 if _FAKE_SPECS[name]["labels"] else 1)
+    assert ds.num_classes == (10 if fake_tfds.SPECS[name]["labels"] else 1)
 
 
 def test_tfds_dataset_default_dir_from_env_and_limits(tmp_path, monkeypatch):
-    arrays = _prepare_fake_tfds("mnist", str(tmp_path))
+    arrays = fake_tfds.prepare_random("mnist", str(tmp_path))
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     ds = data.load_dataset("mnist", limit_train=5, limit_test=100)
-    assert len(ds.train_images) == 5 and len(ds.test_images) == _FAKE_SIZES["test"]
+    assert len(ds.train_images) == 5 and len(ds.test_images) == fake_tfds.RANDOM_SIZES["test"]
     np.testing.assert_array_equal(ds.train_images, arrays["train"][0][:5] / np.float32(255))
 
 
@@ -800,7 +728,7 @@ def test_validation_split_with_static_binarization_and_limits(tmp_path):
 
 
 def test_validation_split_through_tfds(tmp_path):
-    arrays = _prepare_fake_tfds("mnist", str(tmp_path))
+    arrays = fake_tfds.prepare_random("mnist", str(tmp_path))
     ds = data.load_dataset("mnist", tfds_data_dir=str(tmp_path), validation_size=5, limit_train=3)
     images, labels = arrays["train"]
     np.testing.assert_array_equal(ds.validation_images, _unit(images[-5:]))

@@ -10,8 +10,8 @@ import pytest
 
 from jaxvae import cli
 from jaxvae.studies import expand, load_study
+from tests import fake_tfds
 from tests.conftest import REPO
-from tests.test_data import _prepare_fake_tfds
 
 STUDIES = os.path.join(REPO, "experiments", "studies")
 
@@ -77,7 +77,7 @@ def test_iwae_table1_on_prepared_mnist(tmp_path, capsys):
     """One run of the MNIST grid (a shard of one) on a tiny prepared TFDS `mnist`, and the report
     with the paper's value beside it."""
     tfds_dir = str(tmp_path / "tfds")
-    _prepare_fake_tfds("mnist", tfds_dir)  # 23 training and 9 test images
+    fake_tfds.prepare_random("mnist", tfds_dir)  # 23 training and 9 test images
     workdir = str(tmp_path / "study")
     args = [
         "study",

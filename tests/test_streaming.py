@@ -14,10 +14,10 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from jaxvae import checkpoint, runner, streaming
 from jaxvae import config as config_lib
+from tests import fake_tfds
 from tests.conftest import CONFIGS, REPO
 
 tfds = pytest.importorskip("tensorflow_datasets")
@@ -38,54 +38,12 @@ def _images(split: str) -> tuple[np.ndarray, np.ndarray]:
     return images[..., None], (np.arange(n) % 10).astype(np.int32)
 
 
-def _png(image: np.ndarray) -> io.BytesIO:
-    buf = io.BytesIO()
-    Image.fromarray(image[..., 0], mode="L").save(buf, format="PNG")
-    buf.seek(0)
-    return buf
-
-
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory):
     """A ``mnist`` with TFDS's own version and features, so that ``tfds.builder("mnist",
     data_dir=...)`` finds it prepared (the class is not registered: TFDS has a ``mnist``)."""
     data_dir = str(tmp_path_factory.mktemp("tfds"))
-    stock = tfds.builder_cls("mnist")
-    from tensorflow_datasets.core import registered
-
-    with registered.skip_registration():
-
-        class Mnist(tfds.core.GeneratorBasedBuilder):
-            VERSION = stock.VERSION
-
-            def _info(self):
-                return tfds.core.DatasetInfo(
-                    builder=self,
-                    features=tfds.features.FeaturesDict(
-                        {
-                            "image": tfds.features.Image(shape=(28, 28, 1)),
-                            "label": tfds.features.ClassLabel(num_classes=10),
-                        }
-                    ),
-                    supervised_keys=("image", "label"),
-                    disable_shuffling=True,
-                )
-
-            def _split_generators(self, dl_manager):
-                del dl_manager
-                return {s: self._generate_examples(s) for s in ("train", "test")}
-
-            def _generate_examples(self, split):
-                images, labels = _images(split)
-                for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-                    yield i, {"image": _png(image), "label": int(label)}
-
-    builder = Mnist(data_dir=data_dir, file_format="array_record")
-    assert builder.name == "mnist"
-    builder.download_and_prepare(
-        file_format="array_record",
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False),
-    )
+    fake_tfds.prepare("mnist", data_dir, {s: _images(s) for s in ("train", "test")})
     return data_dir
 
 

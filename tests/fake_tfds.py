@@ -1,0 +1,97 @@
+"""Stand-ins for stock TFDS datasets, for tests that read them with no download and no TensorFlow.
+
+`prepare(name, data_dir, arrays)` writes a dataset that TFDS's own builder `name` finds prepared in
+`data_dir`: the same name, version and features (`mnist`, `binarized_mnist`, `cifar10`), the given
+uint8 images PNG-encoded, array_record files. The builder class is not registered (TFDS already
+has one of that name)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import PIL.Image
+import pytest
+
+tfds = pytest.importorskip("tensorflow_datasets")
+
+# The features of the stock builders.
+SPECS = {
+    "mnist": dict(shape=(28, 28, 1), labels=True, ids=False),
+    "binarized_mnist": dict(shape=(28, 28, 1), labels=False, ids=False),
+    "cifar10": dict(shape=(32, 32, 3), labels=True, ids=True),
+}
+RANDOM_SIZES = {"train": 23, "test": 9}
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, "png")
+    return buffer.getvalue()
+
+
+def prepare(name: str, data_dir: str, arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Prepares `name` in `data_dir` from `arrays`: split -> (uint8 images [N, H, W, C], labels [N])
+    (the labels are ignored for a dataset without them)."""
+    spec = SPECS[name]
+    for split, (images, _) in arrays.items():
+        if images.dtype != np.uint8 or images.shape[1:] != spec["shape"]:
+            raise ValueError(f"{name} {split}: images {images.dtype}{images.shape}")
+    dataset_name = name
+
+    class Fake(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        name = dataset_name
+        VERSION = tfds.builder_cls(dataset_name).VERSION
+
+        def _info(self):
+            features = {"image": tfds.features.Image(shape=spec["shape"])}
+            if spec["labels"]:
+                features["label"] = tfds.features.ClassLabel(num_classes=10)
+            if spec["ids"]:
+                features["id"] = tfds.features.Text()
+            return tfds.core.DatasetInfo(
+                builder=self,
+                features=tfds.features.FeaturesDict(features),
+                supervised_keys=("image", "label") if spec["labels"] else None,
+                disable_shuffling=True,
+            )
+
+        def _split_generators(self, dl_manager):
+            del dl_manager
+            return {split: self._generate_examples(split) for split in arrays}
+
+        def _generate_examples(self, split):
+            images, labels = arrays[split]
+            for i, image in enumerate(images):
+                example = {"image": _png(image)}
+                if spec["labels"]:
+                    example["label"] = int(labels[i])
+                if spec["ids"]:
+                    example["id"] = f"{split}_{i:05d}"
+                yield i, example
+
+    builder = Fake(data_dir=data_dir, file_format="array_record")
+    assert builder.name == name
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
+
+
+def random_arrays(name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Uniform random images (binary ones for binarized_mnist), 23 training and 9 test."""
+    spec = SPECS[name]
+    arrays = {}
+    for seed, (split, count) in enumerate(RANDOM_SIZES.items()):
+        rng = np.random.default_rng(seed)
+        high = 2 if name == "binarized_mnist" else 256
+        images = rng.integers(0, high, (count, *spec["shape"]), dtype=np.uint8)
+        labels = np.arange(count, dtype=np.int32) * 7 % 10 if spec["labels"] else np.zeros(count)
+        arrays[split] = (images, labels)
+    return arrays
+
+
+def prepare_random(name: str, data_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Prepares `name` from `random_arrays(name)`; returns the arrays."""
+    arrays = random_arrays(name)
+    prepare(name, data_dir, arrays)
+    return arrays
