@@ -30,8 +30,12 @@ data:
 run: env data
 	$(BIN)/jaxvae train --config $(CONFIG) --workdir $(WORKDIR)
 
+# One pytest worker per core, at most 4 (each test process already sees 4 forced host devices);
+# a module's tests stay on one worker, so its module fixtures are built once.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: env data
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope tests
 
 lint: env
 	$(BIN)/ruff check src tests experiments benchmarks

@@ -130,9 +130,10 @@ def test_two_processes_agree_on_the_step_to_save(tmp_path):
                 [
                     EXE,
                     *ARGS,
-                    # long enough that JAX's sync protocol lands before the end
+                    # 300 steps of 50 ms (the two processes' all-reduce): long enough that
+                    # JAX's sync protocol lands before the end
                     "--config.train.epochs=12",
-                    "--config.data.limit_train=6400",
+                    "--config.data.limit_train=1600",
                     "--workdir",
                     workdir,
                     "--coordinator-address",
