@@ -13,6 +13,11 @@ reference code's. Runs resume, so the full budget may span sessions:
     jaxvae study run experiments/studies/exemplar_fmnist.py --workdir studies/exemplar_fmnist
     jaxvae study report studies/exemplar_fmnist
 
+The budget run so far (docs/studies.md, its report in docs/studies/exemplar_fmnist/): one seed,
+60 epochs, the KL warm-up over the first 10 epochs:
+
+    jaxvae study run experiments/studies/exemplar_fmnist.py --workdir studies/exemplar_fmnist \
+        --seeds 1 --config.train.epochs=60 --config.objective.warmup_steps=5000
 """
 
 import os
