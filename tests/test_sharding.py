@@ -142,3 +142,30 @@ def test_two_processes_match_one_device(one_device, tmp_path):
     assert run.step == 40
     assert runner.params_digest(run.params) == summary["params_digest"]
     assert_params_close(multi, workdir)
+
+
+def test_a_later_process_of_a_fresh_run_does_not_resume(tmp_path, monkeypatch):
+    """Process 1 of a new two-process run that opens the workdir after process 0 has written
+    config.json takes process 0's answer (no run yet) and starts fresh with it, instead of
+    taking the resume path alone (the two would then run different collectives and hang)."""
+    from jaxvae import checkpoint
+    from jaxvae import experiment as build_lib
+    from jaxvae import workdir as workdir_lib
+
+    config = _config()
+    exp = build_lib.build(config, mesh=_mesh(1))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    workdir_lib.write_json(str(workdir / "config.json"), config.to_dict())  # process 0's write
+    asked = []
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    monkeypatch.setattr(sharding, "from_process_0", lambda v: asked.append(v) or 0.0)
+
+    def restore(*args, **kwargs):
+        raise AssertionError("process 1 took the resume path")
+
+    monkeypatch.setattr(checkpoint, "restore_newest", restore)
+    state, start, existing = runner.open_run(exp, str(workdir), print)
+    assert asked == [1.0]  # it saw config.json, and asked process 0
+    assert (start, existing) == (0, False)
+    assert int(state.step) == 0

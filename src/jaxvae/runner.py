@@ -181,7 +181,11 @@ def open_run(exp: build_lib.Experiment, workdir: str, say) -> tuple[Any, int, bo
     main = jax.process_index() == 0
     if main:
         workdir_lib.ensure_writable(workdir)
-    existing = workdir_lib.check_compatible(workdir, exp.config)
+    existing = workdir_lib.check_compatible(workdir, exp.config)  # a mismatch fails everywhere
+    # Process 0's answer on every process, and a barrier before it writes config.json below: a
+    # process that checked later would otherwise see that file, take the resume path and run
+    # other collectives than process 0 (the processes would wait on each other for ever).
+    existing = bool(sharding.from_process_0(float(existing)))
     if not existing and checkpoint.steps(workdir):
         raise ValueError(
             f"workdir {workdir!r} has checkpoints but no {layout.CONFIG}; use a new --workdir"
