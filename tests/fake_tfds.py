@@ -15,11 +15,11 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-# The features of the stock builders.
+# The features of the stock builders (binary: its pixels are 0 or 1).
 SPECS = {
-    "mnist": dict(shape=(28, 28, 1), labels=True, ids=False),
-    "binarized_mnist": dict(shape=(28, 28, 1), labels=False, ids=False),
-    "cifar10": dict(shape=(32, 32, 3), labels=True, ids=True),
+    "mnist": dict(shape=(28, 28, 1), labels=True, ids=False, binary=False),
+    "binarized_mnist": dict(shape=(28, 28, 1), labels=False, ids=False, binary=True),
+    "cifar10": dict(shape=(32, 32, 3), labels=True, ids=True, binary=False),
 }
 RANDOM_SIZES = {"train": 23, "test": 9}
 
@@ -78,12 +78,12 @@ def prepare(name: str, data_dir: str, arrays: dict[str, tuple[np.ndarray, np.nda
 
 
 def random_arrays(name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Uniform random images (binary ones for binarized_mnist), 23 training and 9 test."""
+    """Uniform random images (0 or 1 for a binary dataset), 23 training and 9 test."""
     spec = SPECS[name]
     arrays = {}
     for seed, (split, count) in enumerate(RANDOM_SIZES.items()):
         rng = np.random.default_rng(seed)
-        high = 2 if name == "binarized_mnist" else 256
+        high = 2 if spec["binary"] else 256
         images = rng.integers(0, high, (count, *spec["shape"]), dtype=np.uint8)
         labels = np.arange(count, dtype=np.int32) * 7 % 10 if spec["labels"] else np.zeros(count)
         arrays[split] = (images, labels)

@@ -14,8 +14,6 @@ from jaxvae import runner
 from tests import fake_tfds
 from tests.conftest import CONFIGS
 
-tfds = pytest.importorskip("tensorflow_datasets")
-
 NUM_TRAIN, NUM_TEST = 48, 24
 
 

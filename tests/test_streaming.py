@@ -20,7 +20,6 @@ from jaxvae import config as config_lib
 from tests import fake_tfds
 from tests.conftest import CONFIGS, REPO
 
-tfds = pytest.importorskip("tensorflow_datasets")
 pytest.importorskip("grain")
 
 NUM_TRAIN, NUM_TEST = 2048, 256
