@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+import jaxvae
 from jaxvae import checkpoint, models, sharding
 from jaxvae import engine as train_lib
 
@@ -126,12 +127,11 @@ def test_save_due_policy():
 @pytest.mark.parametrize("interval, expected", [(1e6, ["32", "8"]), (0.0, ["16", "24", "32"])])
 def test_checkpoints_of_a_run_follow_the_interval(tmp_path, interval, expected):
     from jaxvae import config as config_lib
-    from jaxvae import runner
 
     config = config_lib.load_config_file(
         os.path.join(os.path.dirname(__file__), "..", "experiments", "configs", "smoke.py")
     )
     config.train.epochs = 4  # 8 steps per epoch
     config.train.checkpoint_min_interval_s = interval
-    runner.train(config, str(tmp_path / "run"))
+    jaxvae.train(config, str(tmp_path / "run"))
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == expected

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import jaxvae
 from jaxvae import config as config_lib
 from jaxvae import data as data_lib
-from jaxvae import runner
 from tests import fake_tfds
 from tests.conftest import CONFIGS
 
@@ -60,7 +60,7 @@ def test_logistic_config_trains_on_cifar10(cifar_dir, tmp_path):
         ],
     )
     workdir = tmp_path / "run"
-    summary = runner.train(config, str(workdir))
+    summary = jaxvae.train(config, str(workdir))
     assert summary["dataset"] == "cifar10" and summary["likelihood"] == "logistic_mixture"
     assert summary["steps"] == 2 * (NUM_TRAIN // 16)
     for key in ("test_nelbo", "test_bpd_nelbo", "test_nll", "test_bpd_nll"):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-from jaxvae import cli
+from jaxvae import api, cli
 from tests.conftest import CONFIGS, REPO
 
 SMOKE = os.path.join(CONFIGS, "smoke.py")
@@ -395,12 +395,11 @@ def test_log_file_gets_epoch_lines_not_a_progress_bar(tmp_path):
     import io
 
     from jaxvae import config as config_lib
-    from jaxvae import runner
 
     config = config_lib.load_config_file(SMOKE)
     config.train.progress = True
     log = io.StringIO()  # not a terminal
-    runner.train(config, str(tmp_path / "run"), stream=log)
+    api.train(config, str(tmp_path / "run"), stream=log)
     text = log.getvalue()
     assert "epoch 1/2" in text and "epoch 2/2" in text and "done: nelbo" in text
     assert "step/s" not in text and "\r" not in text

@@ -111,7 +111,7 @@ def test_conv_impl_auto_is_fast_on_cpu_and_lax_elsewhere():
     c = config_lib.load_config_file(os.path.join(CONFIGS, "default.py"))
     assert c.model.conv_impl == "auto"
     info = models.DataInfo(image_shape=(28, 28, 1))
-    assert models.from_config(c, info).conv_impl == "fast"  # the tests run on CPU
+    assert config_lib.make_model(c, info).conv_impl == "fast"  # the tests run on CPU
     c.model.conv_impl = "cudnn"
     with pytest.raises(ValueError, match="conv_impl"):
         config_lib.validate(c)

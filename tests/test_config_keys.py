@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxvae
-from jaxvae import cli, runner
+from jaxvae import cli
 from jaxvae import config as config_lib
 from tests.conftest import CONFIGS
 from tests.references import numpy_nelbo_and_iwae
@@ -30,7 +30,7 @@ def _config(**overrides):
 
 def _train(tmp_path_factory, name, **overrides):
     workdir = str(tmp_path_factory.mktemp("keys") / name)
-    return workdir, runner.train(_config(**overrides), workdir)
+    return workdir, jaxvae.train(_config(**overrides), workdir)
 
 
 def _records(workdir):
@@ -192,7 +192,7 @@ def test_weight_decay_needs_adamw(optimizer, tmp_path, capsys):
     assert "adamw" in message and repr(optimizer) in message
     workdir = str(tmp_path / "run")
     with pytest.raises(ValueError, match="train.weight_decay"):
-        runner.train(config, workdir)
+        jaxvae.train(config, workdir)
     assert not os.path.exists(workdir)
     argv = ["train", "--config", SMOKE, "--workdir", workdir]
     argv += [f"--config.train.optimizer={optimizer}", "--config.train.weight_decay=0.01"]

@@ -17,8 +17,9 @@ import pytest
 from PIL import Image
 
 import jaxvae
-from jaxvae import cli, runner, sharding
+from jaxvae import cli, sharding
 from jaxvae import config as config_lib
+from jaxvae import summary as summary_lib
 from tests.conftest import CONFIGS
 from tests.references import numpy_nelbo_and_iwae
 
@@ -172,7 +173,7 @@ def check_pictures(workdir, num_samples, *, max_own_ratio=0.75):
 def conv_vae(tmp_path_factory):
     """experiments/configs/default.py, smaller, trained for 2 epochs on 4 devices."""
     workdir = str(tmp_path_factory.mktemp("conv") / "vae")
-    summary = runner.train(_config("default"), workdir, mesh=_mesh(4))
+    summary = jaxvae.train(_config("default"), workdir, mesh=_mesh(4))
     return workdir, summary
 
 
@@ -199,7 +200,7 @@ def test_default_conv_vae_trains_on_four_devices(conv_vae):
     ]
     run = jaxvae.load_run(workdir)
     assert run.step == 2 * STEPS_PER_EPOCH
-    assert runner.params_digest(run.params) == summary["params_digest"]
+    assert summary_lib.params_digest(run.params) == summary["params_digest"]
 
 
 def test_eval_of_the_conv_vae_agrees_with_numpy(conv_vae, capsys):
@@ -247,10 +248,10 @@ def test_pictures_of_the_conv_vae(conv_vae):
 def test_conv_vae_resumes_bit_for_bit_on_four_devices(conv_vae, tmp_path):
     whole, summary = conv_vae
     resumed = str(tmp_path / "resumed")
-    first = runner.train(_config("default", train__epochs=1), resumed, mesh=_mesh(4))
+    first = jaxvae.train(_config("default", train__epochs=1), resumed, mesh=_mesh(4))
     assert first["steps"] == STEPS_PER_EPOCH
     assert os.listdir(os.path.join(resumed, "checkpoints")) == [str(STEPS_PER_EPOCH)]
-    second = runner.train(_config("default"), resumed, mesh=_mesh(4))
+    second = jaxvae.train(_config("default"), resumed, mesh=_mesh(4))
     assert second["resumed_from_step"] == STEPS_PER_EPOCH
     assert second["steps"] == 2 * STEPS_PER_EPOCH
     assert second["params_digest"] == summary["params_digest"]
@@ -261,7 +262,7 @@ def test_conv_vae_resumes_bit_for_bit_on_four_devices(conv_vae, tmp_path):
 def test_conv_vae_on_one_device_matches_four(conv_vae, tmp_path):
     workdir, _ = conv_vae
     one = str(tmp_path / "one")
-    assert runner.train(_config("default"), one, mesh=_mesh(1))["devices"] == 1
+    assert jaxvae.train(_config("default"), one, mesh=_mesh(1))["devices"] == 1
     p1, p4 = jaxvae.load_run(one).params, jaxvae.load_run(workdir).params
     # only the order of the gradient sums differs: far below what 64 steps moved the parameters
     for (path, a), b in zip(

@@ -8,8 +8,9 @@ import os
 import jax
 import numpy as np
 
+import jaxvae
 from jaxvae import config as config_lib
-from jaxvae import early_stopping, runner, sharding
+from jaxvae import early_stopping, sharding
 from tests.conftest import CONFIGS
 
 
@@ -49,7 +50,7 @@ def test_stopper_against_a_hand_computed_sequence(tmp_path):
 def test_early_stopped_run_keeps_the_best_epoch(tmp_path):
     mesh = sharding.make_mesh(jax.devices()[:1])
     workdir = str(tmp_path / "es")
-    summary = runner.train(_config(epochs=30, early_stopping_patience=1), workdir, mesh=mesh)
+    summary = jaxvae.train(_config(epochs=30, early_stopping_patience=1), workdir, mesh=mesh)
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         val = [json.loads(line) for line in f if "val_nelbo" in line]
     figures = [r["val_nelbo"] for r in val]
@@ -61,13 +62,13 @@ def test_early_stopped_run_keeps_the_best_epoch(tmp_path):
     assert summary["best_val_nelbo"] == figures[best]
     assert summary["trained_steps"] == val[-1]["step"] < 30 * 4
     # The best state is the state of a run trained exactly that long without early stopping.
-    plain = runner.train(
+    plain = jaxvae.train(
         _config(epochs=summary["best_step"] // 4), str(tmp_path / "plain"), mesh=mesh
     )
     assert plain["params_digest"] == summary["params_digest"]
     assert plain["test_nelbo"] == summary["test_nelbo"]
     # Started again: the logged figures say it stopped; nothing more is trained.
-    again = runner.train(_config(epochs=30, early_stopping_patience=1), workdir, mesh=mesh)
+    again = jaxvae.train(_config(epochs=30, early_stopping_patience=1), workdir, mesh=mesh)
     assert again["params_digest"] == summary["params_digest"]
     assert again["trained_steps"] == summary["trained_steps"]
 

@@ -52,7 +52,7 @@ def _visited(data_key, *, steps, start=0, chunks=None, devices=1, num_examples=N
         # the engine runs within one epoch per dispatch
         assert step // PER_EPOCH == (step + n - 1) // PER_EPOCH
         zeros = {"loss": np.float32(0)}
-        state, _ = engine(state, images, jax.random.key(0), data_key, jnp.int32(n), zeros)
+        state, _ = engine(state, (images, data_key), jax.random.key(0), jnp.int32(n), zeros)
         step += n
     assert int(state.step) == start + steps
     return np.asarray(state.params[start : start + steps]).astype(int)

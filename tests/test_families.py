@@ -10,7 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxvae import cli, layout, load_run, models, runner, sharding
+import jaxvae
+from jaxvae import cli, layout, load_run, models, sharding
 from jaxvae import config as config_lib
 from tests.conftest import CONFIGS
 
@@ -65,7 +66,7 @@ def test_family_trains_evaluates_samples_resumes_and_shards(kind, tmp_path, caps
     config = _config(kind)
     model_cls = models.get(kind)
     workdir = str(tmp_path / "a")
-    straight = runner.train(config, workdir, mesh=_mesh(1))
+    straight = jaxvae.train(config, workdir, mesh=_mesh(1))
     headline = f"test_{model_cls.headline[0]}"
     assert np.isfinite(straight[headline]), straight
     assert straight["steps"] == 16 and straight["skipped_steps"] == 0
@@ -79,13 +80,13 @@ def test_family_trains_evaluates_samples_resumes_and_shards(kind, tmp_path, caps
     # the same parameters bit for bit (model state included).
     shutil.rmtree(os.path.join(workdir, "checkpoints", "16"))
     one_epoch = load_run(workdir).params
-    resumed = runner.train(config, workdir, mesh=_mesh(1))
+    resumed = jaxvae.train(config, workdir, mesh=_mesh(1))
     assert resumed["resumed_from_step"] == 8
     assert resumed["params_digest"] == straight["params_digest"]
 
     # Four devices: the first epoch again, the same up to the order of the batch reductions.
     config_lib.apply_overrides(config, ["train.epochs=1"])
-    four = runner.train(config, str(tmp_path / "c"), mesh=_mesh(4))
+    four = jaxvae.train(config, str(tmp_path / "c"), mesh=_mesh(4))
     assert four["devices"] == 4
     four_p = load_run(str(tmp_path / "c")).params
     for a, b in zip(jax.tree.leaves(one_epoch), jax.tree.leaves(four_p), strict=True):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from jaxvae import likelihoods, models, runner
+from jaxvae import likelihoods, models
+from jaxvae import summary as summary_lib
 
 
 def _mixture_params(shape, k, seed, log_scale=(-4.0, -1.0)):
@@ -179,7 +180,7 @@ def test_bits_per_dim_only_for_8bit_likelihoods():
         image_shape=(28, 28, 1),
         likelihood=likelihoods.make("logistic_mixture", image_shape=(28, 28, 1)),
     )
-    bits = runner.nats_in_bits(logistic, figures)
+    bits = summary_lib.nats_in_bits(logistic, figures)
     np.testing.assert_allclose(bits["test_bpd_nelbo"], 1500.0 / (784 * math.log(2)))
     np.testing.assert_allclose(bits["test_bpd_nll"], 1400.0 / (784 * math.log(2)))
-    assert runner.nats_in_bits(vae(image_shape=(28, 28, 1)), figures) == {}
+    assert summary_lib.nats_in_bits(vae(image_shape=(28, 28, 1)), figures) == {}

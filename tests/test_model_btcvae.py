@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
+import jaxvae
 from jaxvae import config as config_lib
 from jaxvae import distributions as dist
-from jaxvae import models, runner
+from jaxvae import models
 from jaxvae.models import btcvae
 from tests.conftest import CONFIGS
 
@@ -155,7 +156,7 @@ def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="free_bits"):
         _model(free_bits=0.5)
     config = config_lib.load_config_file(os.path.join(CONFIGS, "btcvae.py"))
-    config_lib.apply_overrides(config, ["objective.free_bits=0.5"])
+    config_lib.apply_overrides(config, ["model.btcvae.free_bits=0.5"])
     with pytest.raises(ValueError, match="free_bits"):
         config_lib.validate(config)
 
@@ -183,7 +184,7 @@ def test_config_trains_with_num_train_from_the_data(tmp_path):
 
     assert experiment.build(config).model.num_train == 256
     workdir = tmp_path / "run"
-    summary = runner.train(config, str(workdir))
+    summary = jaxvae.train(config, str(workdir))
     assert summary["model"] == "btcvae/conv"
     for key in ("test_nelbo", "test_kl", "test_mi", "test_tc", "test_dwkl", "test_nll"):
         assert np.isfinite(summary[key]), key

@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 from scipy import special, stats
 
+import jaxvae
 from jaxvae import config as config_lib
-from jaxvae import models, pictures, runner
+from jaxvae import models, pictures
 from tests.conftest import CONFIGS
 
 IMAGE = (4, 4, 1)
@@ -123,7 +124,7 @@ def test_config_trains_and_draws_a_row_per_class(tmp_path):
         ],
     )
     workdir = tmp_path / "run"
-    summary = runner.train(config, str(workdir))
+    summary = jaxvae.train(config, str(workdir))
     assert summary["model"] == "cvae/conv"
     for key in ("test_nelbo", "test_kl", "test_nll"):
         assert np.isfinite(summary[key]), key

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
+import jaxvae
 from jaxvae import config as config_lib
-from jaxvae import models, runner
+from jaxvae import models
 from tests.conftest import CONFIGS
 
 IMAGE = (4, 4, 1)
@@ -173,7 +174,7 @@ def test_free_bits_and_dreg_are_refused():
     with pytest.raises(ValueError, match="num_pseudo"):
         _model(num_pseudo=0)
     config = config_lib.load_config_file(os.path.join(CONFIGS, "vampprior.py"))
-    config.objective.free_bits = 0.5
+    config.model.vampprior.free_bits = 0.5
     with pytest.raises(ValueError, match="free_bits"):
         config_lib.validate(config)
     config = config_lib.load_config_file(os.path.join(CONFIGS, "vampprior.py"))
@@ -212,7 +213,7 @@ def test_config_trains_and_writes_pictures(tmp_path):
         ],
     )
     workdir = tmp_path / "run"
-    summary = runner.train(config, str(workdir))
+    summary = jaxvae.train(config, str(workdir))
     assert summary["model"] == "vampprior/mlp"
     for key in ("test_nelbo", "test_kl", "test_nll"):
         assert np.isfinite(summary[key]), key

@@ -10,7 +10,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxvae import api, checkpoint, engine, models, runner
+import jaxvae
+from jaxvae import api, checkpoint, engine, models
 from jaxvae import config as config_lib
 from jaxvae.models import vqvae
 from jaxvae.objectives import ObjectiveSpec
@@ -268,7 +269,7 @@ def test_config_trains_and_writes_pictures(tmp_path, fashion_mnist):
         ],
     )
     workdir = tmp_path / "run"
-    summary = runner.train(config, str(workdir))
+    summary = jaxvae.train(config, str(workdir))
     assert summary["model"] == "vqvae/conv"
     for key in ("test_recon", "test_mse_per_pixel", "test_perplexity", "test_codes_used"):
         assert np.isfinite(summary[key]), key

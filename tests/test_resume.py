@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
+import jaxvae
 from jaxvae import config as config_lib
-from jaxvae import runner
 from tests.conftest import CONFIGS
 
 PER_EPOCH, EPOCHS, EVERY = 512 // 64, 3, 5  # smoke.py: 8 steps per epoch; a checkpoint every 5
@@ -32,7 +32,7 @@ def _records(workdir):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("resume") / "whole")
-    return workdir, runner.train(_config(), workdir)
+    return workdir, jaxvae.train(_config(), workdir)
 
 
 def _killed_copy(whole, target, last_checkpoint):
@@ -71,7 +71,7 @@ def test_resume_mid_epoch_matches_the_uninterrupted_run(uninterrupted, tmp_path,
     assert last_checkpoint % PER_EPOCH != 0  # in the middle of an epoch
     killed = str(tmp_path / "killed")
     _killed_copy(whole, killed, last_checkpoint)
-    resumed = runner.train(_config(), killed)
+    resumed = jaxvae.train(_config(), killed)
     assert resumed["resumed_from_step"] == last_checkpoint
     assert resumed["steps"] == summary["steps"]
     assert resumed["params_digest"] == summary["params_digest"]

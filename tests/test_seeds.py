@@ -12,7 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from jaxvae import checkpoint, layout, preemption, runner, seeds
+import jaxvae
+from jaxvae import checkpoint, layout, preemption, seeds
 from jaxvae import config as config_lib
 from tests.conftest import CONFIGS
 
@@ -59,7 +60,7 @@ def both(tmp_path_factory):
     root = tmp_path_factory.mktemp("seeds")
     configs = [smoke(s) for s in SEEDS]
     stream = io.StringIO()
-    sequential = [runner.train(c, str(root / f"seq{c.seed}"), stream=stream) for c in configs]
+    sequential = [jaxvae.train(c, str(root / f"seq{c.seed}"), stream=stream) for c in configs]
     vec_dirs = [str(root / f"vec{c.seed}") for c in configs]
     vectorized = seeds.train_seeds(configs, vec_dirs, stream=stream)
     return root, sequential, vectorized, stream.getvalue()
@@ -116,7 +117,7 @@ def test_a_vectorized_run_resumes_alone_as_an_ordinary_run(both, tmp_path):
     shutil.copy(os.path.join(src, layout.RUN_INFO), os.path.join(dst, layout.RUN_INFO))
     with open(os.path.join(dst, layout.CONFIG), "w") as f:
         f.write(config_lib.to_json(config))
-    summary = runner.train(config, dst, stream=io.StringIO())
+    summary = jaxvae.train(config, dst, stream=io.StringIO())
     assert summary["resumed_from_step"] == vectorized[1]["steps"] == 16
     assert summary["steps"] == 24
 
@@ -158,7 +159,7 @@ def test_runs_resuming_from_different_steps_are_trained_one_by_one(both, tmp_pat
     dirs = [str(tmp_path / "a"), str(tmp_path / "b")]
     shutil.copytree(root / "seq0", dirs[0])  # a finished run: it resumes from step 16
     calls = []
-    monkeypatch.setattr(runner, "train", lambda c, w, **kw: calls.append((c.seed, w)) or {})
+    monkeypatch.setattr(jaxvae.api, "train", lambda c, w, **kw: calls.append((c.seed, w)) or {})
     stream = io.StringIO()
     seeds.train_seeds([smoke(0), smoke(1)], dirs, stream=stream)
     assert "seeds trained one by one: they resume from different steps [16, 0]" in stream.getvalue()
@@ -212,7 +213,7 @@ def test_early_stopping_seeds_in_a_group_equal_sequential_runs(tmp_path):
     }
     configs = [smoke(s, **changes) for s in SEEDS]
     stream = io.StringIO()
-    alone = [runner.train(c, str(tmp_path / f"seq{c.seed}"), stream=stream) for c in configs]
+    alone = [jaxvae.train(c, str(tmp_path / f"seq{c.seed}"), stream=stream) for c in configs]
     dirs = [str(tmp_path / f"vec{c.seed}") for c in configs]
     group = seeds.train_seeds(configs, dirs, stream=stream)
     assert all(s["stopped_early"] for s in alone), [s["trained_steps"] for s in alone]

@@ -11,9 +11,11 @@ import jax
 import numpy as np
 import pytest
 
+import jaxvae
 import jaxvae as jv
 from jaxvae import config as config_lib
 from jaxvae import runner, sharding
+from jaxvae import summary as summary_lib
 from tests.conftest import CONFIGS, REPO
 
 
@@ -38,7 +40,7 @@ def _mesh(n):
 def one_device(tmp_path_factory):
     """The 2-epoch run on one device that the other topologies are compared with (trained once)."""
     workdir = str(tmp_path_factory.mktemp("sharding") / "one")
-    return workdir, runner.train(_config(2), workdir, mesh=_mesh(1))
+    return workdir, jaxvae.train(_config(2), workdir, mesh=_mesh(1))
 
 
 def assert_params_close(workdir, reference):
@@ -57,7 +59,7 @@ def _checkpoints(workdir):
 
 def test_four_devices_match_one(one_device, tmp_path):
     workdir, one = one_device
-    four = runner.train(_config(2), str(tmp_path / "four"), mesh=_mesh(4))
+    four = jaxvae.train(_config(2), str(tmp_path / "four"), mesh=_mesh(4))
     assert four["devices"] == 4 and one["devices"] == 1
     # Same data order and randomness; only the order of floating-point sums differs.
     assert_params_close(str(tmp_path / "four"), workdir)
@@ -69,9 +71,9 @@ def test_four_devices_match_one(one_device, tmp_path):
 def test_checkpoint_on_four_devices_continues_on_one(one_device, tmp_path):
     workdir, plain = one_device
     moved = str(tmp_path / "moved")
-    runner.train(_config(1), moved, mesh=_mesh(4))
+    jaxvae.train(_config(1), moved, mesh=_mesh(4))
     assert _checkpoints(moved) == [20]
-    continued = runner.train(_config(2), moved, mesh=_mesh(1))
+    continued = jaxvae.train(_config(2), moved, mesh=_mesh(1))
     assert continued["resumed_from_step"] == 20 and continued["steps"] == 40
     assert_params_close(moved, workdir)
     assert abs(plain["test_nelbo"] - continued["test_nelbo"]) < 0.05
@@ -79,7 +81,7 @@ def test_checkpoint_on_four_devices_continues_on_one(one_device, tmp_path):
 
 def test_batch_that_does_not_divide_is_refused(tmp_path):
     with pytest.raises(ValueError, match="does not divide by the 4 devices"):
-        runner.train(_config(1, batch_size=126), str(tmp_path / "x"), mesh=_mesh(4))
+        jaxvae.train(_config(1, batch_size=126), str(tmp_path / "x"), mesh=_mesh(4))
     assert not os.path.exists(tmp_path / "x")
 
 
@@ -140,7 +142,7 @@ def test_two_processes_match_one_device(one_device, tmp_path):
     assert _checkpoints(multi) == [20, 40]
     run = jv.load_run(multi)
     assert run.step == 40
-    assert runner.params_digest(run.params) == summary["params_digest"]
+    assert summary_lib.params_digest(run.params) == summary["params_digest"]
     assert_params_close(multi, workdir)
 
 

@@ -15,7 +15,8 @@ import sys
 import numpy as np
 import pytest
 
-from jaxvae import checkpoint, runner, streaming
+import jaxvae
+from jaxvae import checkpoint, streaming
 from jaxvae import config as config_lib
 from tests import fake_tfds
 from tests.conftest import CONFIGS, REPO
@@ -66,7 +67,7 @@ def _config(mnist_dir, *overrides):
 
 
 def _train(mnist_dir, workdir, *overrides):
-    return runner.train(_config(mnist_dir, *overrides), str(workdir), stream=io.StringIO())
+    return jaxvae.train(_config(mnist_dir, *overrides), str(workdir), stream=io.StringIO())
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +197,7 @@ def test_stream_always_needs_a_tfds_source(tmp_path):
         config_lib.validate(config)
     config_lib.apply_overrides(config, ["data.name=npz", f"data.data_dir={tmp_path}/x.npz"])
     with pytest.raises(ValueError, match="data.stream='always'"):
-        runner.train(config, str(tmp_path / "w"), stream=io.StringIO())
+        jaxvae.train(config, str(tmp_path / "w"), stream=io.StringIO())
     config_lib.apply_overrides(config, ["data.stream=sometimes"])
     with pytest.raises(ValueError, match="data.stream='sometimes'"):
         config_lib.validate(config)

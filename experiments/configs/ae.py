@@ -8,6 +8,6 @@ def get_config():
     config.model.kind = "ae"
     config.model.architecture = "conv"
     config.model.latent_dim = 32
-    config.objective.ae_loss = "l2"
+    config.model.ae.ae_loss = "l2"
     config.train.epochs = 10
     return config

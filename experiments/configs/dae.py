@@ -8,8 +8,8 @@ def get_config():
     config.model.kind = "dae"
     config.model.architecture = "conv"
     config.model.latent_dim = 32
-    config.objective.ae_loss = "l2"
-    config.objective.noise = "gaussian"
-    config.objective.noise_level = 0.3
+    config.model.dae.ae_loss = "l2"
+    config.model.dae.noise = "gaussian"
+    config.model.dae.noise_level = 0.3
     config.train.epochs = 10
     return config

@@ -18,10 +18,18 @@ from jaxvae.models import Model, Params
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None, stream=None):
-    """Trains (or resumes) what ``jaxvae train`` trains; returns the run's summary dict."""
+    """Trains (or resumes) the run of ``config`` in ``workdir``, what ``jaxvae train`` does;
+    returns the run's summary dict.
+
+    ``stream`` receives progress lines (default: ``sys.stderr`` as it is at the call).
+
+    Raises:
+      ValueError: a bad config, missing data, images that do not fit the model, an unwritable
+        workdir, or a workdir that holds a different run. Nothing in the workdir is changed then.
+    """
     from jaxvae import runner
 
-    return runner.train(config, workdir, mesh=mesh, stream=stream)
+    return runner.train(build_lib.build(config, mesh=mesh), workdir, stream=stream)
 
 
 @dataclasses.dataclass(frozen=True)

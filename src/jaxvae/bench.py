@@ -12,11 +12,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from jaxvae import engine as engine_lib
-from jaxvae import evaluate, runner, sharding
+from jaxvae import evaluate, sharding, summary
 from jaxvae import experiment as build_lib
 from jaxvae.models import num_params
 
@@ -116,7 +115,7 @@ def _device_peak_bytes() -> int | None:
 
 
 def run(
-    config: ml_collections.ConfigDict,
+    config,
     *,
     steps: int = 0,
     repeats: int = 3,
@@ -134,28 +133,19 @@ def run(
             f"bench needs --steps >= 0, --repeats > 0, --iwae-k >= 0, --iwae-num >= 0 and "
             f"--iwae-batch > 0, got {steps}, {repeats}, {iwae_k}, {iwae_num}, {iwae_batch}"
         )
-    exp = build_lib.build(config)
+    exp = build_lib.build(config, stream=False)
     dataset, model, mesh, keys = exp.dataset, exp.model, exp.mesh, exp.keys
-    batch = config.train.batch_size
+    batch = exp.train.batch_size
     n = dataset.train_images.shape[0]
     per_epoch = engine_lib.steps_per_epoch(n, batch)
     if per_epoch < 1:
         raise ValueError(f"train.batch_size={batch} is larger than the {n} training images")
     steps = min(steps or per_epoch, per_epoch)
-    step_fn = exp.train_step()
     state = exp.init_state()
-    images = jax.tree.map(lambda a: sharding.put_replicated(a, mesh), exp.split("train"))
-    engine = engine_lib.make_engine(step_fn, num_examples=n, batch_size=batch, mesh=mesh)
-
-    t = time.perf_counter()
-    zeros = engine_lib.zero_metrics(
-        step_fn, state, jax.tree.map(lambda a: a[:batch], images), keys["train"]
-    )
-    compiled = engine.lower(
-        state, images, keys["train"], keys["data"], jnp.int32(1), zeros
-    ).compile()
-    compile_s = time.perf_counter() - t
-    one_step = (state, jax.tree.map(lambda a: a[:batch], images), keys["train"])
+    feed = exp.feed(0, per_epoch)  # the very feed `jaxvae train` runs
+    compile_s = feed.compile(state)
+    step_fn = feed.train_step
+    one_step = (state, feed.one_batch(), keys["train"])
     flops_per_image = (cpu_flops(step_fn, *one_step) or 0.0) / batch or None
     # Bytes from the program compiled for this device, whose fusions decide what goes through memory.
     compiled_step = jax.jit(step_fn).lower(*one_step).compile()
@@ -165,7 +155,7 @@ def run(
         """Runs ``count`` steps from an epoch start; returns the state and the seconds taken."""
         state = jax.device_put(state._replace(step=jnp.int32(0)), sharding.replicated(mesh))
         t = time.perf_counter()
-        state, sums = compiled(state, images, keys["train"], keys["data"], jnp.int32(count), zeros)
+        state, sums = feed.run(state, count)
         jax.block_until_ready(sums)
         return state, time.perf_counter() - t
 
@@ -247,8 +237,8 @@ def run(
             floor = 10_000 * iwae_k * flops_per_sample / (peak * 1e9)
             result["iwae"]["floor_s_for_10k_images_at_matmul_peak"] = floor
             result["iwae"]["fraction_of_matmul_peak"] = floor / (10_000 * dt / n_x)
-    result["train_program_memory"] = _program_memory_mb(compiled)
-    result["peak_host_memory_mb"] = runner.peak_rss_mb()
+    result["train_program_memory"] = _program_memory_mb(feed.compiled)
+    result["peak_host_memory_mb"] = summary.peak_rss_mb()
     result["peak_device_memory_mb"] = (
         train_device_peak / 2**20 if train_device_peak is not None else None
     )

@@ -28,6 +28,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from jaxvae import layout
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
@@ -233,3 +235,68 @@ def restore_newest(
                     where = f"; moved to {_quarantine(workdir, step)}"
                 warn(f"checkpoint at step {step} in {directory} cannot be read ({reason}){where}")
     raise ValueError(f"no readable checkpoint in {directory}: " + "; ".join(errors))
+
+
+class Checkpoints:
+    """A run's checkpoint policy: the newest states (``keep`` of them, saved when
+    :func:`save_due` says so), the best validation epoch's state under early stopping, and the
+    clock of the last save, read on process 0 and shared so that every process decides alike.
+
+    Args:
+      workdir: the run directory.
+      keep: checkpoints kept; every_steps, min_interval_s: as :func:`save_due`.
+      per_epoch, total: steps per epoch and in all.
+      resumed: whether the run resumed from a checkpoint (the clock starts then).
+      best: whether a best-state manager is kept (early stopping).
+    """
+
+    def __init__(
+        self, workdir, *, keep, every_steps, min_interval_s, per_epoch, total, resumed, best
+    ):
+        self.manager = make_manager(workdir, keep=keep)
+        self.best = make_manager(workdir, keep=1, name=layout.BEST) if best else None
+        self.every_steps, self.min_interval_s = every_steps, min_interval_s
+        self.per_epoch, self.total = per_epoch, total
+        self.last = time.time() if resumed else None
+        self.wait = jax.default_backend() == "cpu"  # see save
+        self.closed = False
+
+    def _since_save(self, *, at_epoch_end: bool) -> float | None:
+        if self.last is None:
+            return None
+        from jaxvae import sharding
+
+        since = time.time() - self.last
+        return sharding.from_process_0(since) if at_epoch_end else since
+
+    def after(self, step: int, state_fn, *, force: bool = False) -> bool:
+        """Saves ``state_fn()`` at ``step`` when due (or ``force``); returns whether it saved."""
+        epoch_end = step % self.per_epoch == 0
+        due = force or save_due(
+            step,
+            total=self.total,
+            per_epoch=self.per_epoch,
+            every_steps=self.every_steps,
+            min_interval_s=self.min_interval_s,
+            seconds_since_save=self._since_save(at_epoch_end=epoch_end),
+        )
+        if due:
+            save(self.manager, step, state_fn(), wait=self.wait)
+            self.last = time.time()
+        return due
+
+    def now(self, step: int, state) -> None:
+        """A checkpoint at ``step``, written before returning (a stop request)."""
+        save(self.manager, step, state, wait=True)
+
+    def save_best(self, step: int, state) -> None:
+        save(self.best, step, state, wait=True)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        finish(self.manager)
+        self.manager.close()
+        if self.best is not None:
+            self.best.close()

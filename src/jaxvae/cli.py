@@ -113,7 +113,7 @@ def _load_config(path: str, overrides: list[str]):
 
 
 def _cmd_train(args, overrides) -> int:
-    from jaxvae import runner, sharding
+    from jaxvae import api, sharding
 
     if args.num_processes < 0:
         raise ValueError(f"--num-processes must be >= 0, got {args.num_processes}")
@@ -124,7 +124,7 @@ def _cmd_train(args, overrides) -> int:
     sharding.initialize_distributed(
         args.coordinator_address, args.num_processes, args.process_id, auto=args.distributed
     )
-    summary = runner.train(config, workdir)
+    summary = api.train(config, workdir)
     import jax
 
     if jax.process_index() == 0:
@@ -140,7 +140,7 @@ def _cmd_eval(args) -> int:
     import jax
     import numpy as np
 
-    from jaxvae import api, evaluate, layout, runner
+    from jaxvae import api, evaluate, experiment, layout, summary
     from jaxvae import data as data_lib
     from jaxvae import workdir as workdir_lib
 
@@ -157,7 +157,7 @@ def _cmd_eval(args) -> int:
     test = {"image": dataset.test_images, "label": dataset.test_labels}
     if args.num_examples:
         test = {k: v[: args.num_examples] for k, v in test.items()}
-    key = runner.run_keys(run.config.seed)["eval"]
+    key = experiment.run_keys(run.config.seed)["eval"]
     params, state = jax.device_put((run.params, run.state))
     figures = evaluate.evaluate_model(model, params, state, test, key)
     result = {f"test_{k}": v for k, v in figures.items() if k != "kl_per_dim"}
@@ -168,11 +168,11 @@ def _cmd_eval(args) -> int:
         result |= {"test_nll": iw["nll"], "test_nll_se": iw["nll_se"], "iwae_k": args.iwae_k}
     else:
         result["note"] = f"model kind {model.name!r} has no likelihood: no NLL bound"
-    result |= runner.nats_in_bits(model, result)
+    result |= summary.nats_in_bits(model, result)
     result |= {
         "num_examples": int(test["image"].shape[0]),
         "step": run.step,
-        "params_digest": runner.params_digest(jax.tree.map(np.asarray, run.params)),
+        "params_digest": summary.params_digest(jax.tree.map(np.asarray, run.params)),
     }
     protocol = getattr(dataset, "protocol", None)
     if protocol:
@@ -213,7 +213,7 @@ def _cmd_plot(args) -> int:
     """Redraws a finished or running run's pictures (from its newest checkpoint) and curves."""
     import jax
 
-    from jaxvae import api, runner
+    from jaxvae import api, summary
     from jaxvae import data as data_lib
     from jaxvae import experiment as build_lib
 
@@ -223,8 +223,8 @@ def _cmd_plot(args) -> int:
     state = run.experiment.abstract_state()._replace(
         step=run.step, params=jax.device_put(run.params), model_state=jax.device_put(run.state)
     )
-    kl = runner.test_metrics(exp, state).get("test_kl_per_dim")  # orders the traversals
-    for path in runner.draw(exp, state, args.workdir, kl_per_dim=kl):
+    kl = summary.split_metrics(exp, state, "test").get("test_kl_per_dim")  # orders the traversals
+    for path in summary.draw(exp, state, args.workdir, kl_per_dim=kl):
         print(path)
     return 0
 

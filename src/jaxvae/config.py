@@ -1,53 +1,89 @@
-"""Experiment configuration: the schema every config file starts from, overrides and validation.
+"""The config layer: the schema every config file starts from, overrides, validation, and the
+turning of a config into the specs and the model the core takes.
 
 Config files are Python files with ``get_config()`` returning an ``ml_collections.ConfigDict``; they
 start from :func:`base_config`, whose keys and types are the schema (it is locked, so a misspelt key
-is an error). Each model family adds its own section ``model.<kind>`` with the defaults it declares.
-Only the CLI, the run builder (:mod:`jaxvae.experiment`), model families' ``from_config`` and
-``experiments/`` read ConfigDicts; the rest of the library takes frozen specs.
+is an error). The sections ``data``, ``train`` (with the optimizer's keys), ``eval`` and
+``objective`` are the fields of the frozen specs in :mod:`jaxvae.specs` and
+:class:`~jaxvae.objectives.ObjectiveSpec`; each model family adds ``model.<kind>`` with its own
+dataclass fields and their defaults. :func:`validate` checks a config once and returns its
+:class:`Specs`; :func:`make_model` builds the family with its options as arguments. Only this layer,
+:mod:`jaxvae.experiment`, the CLI and ``experiments/`` read ConfigDicts.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import json
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
 
 from jaxvae import data as data_lib
-from jaxvae import engine as engine_lib
-from jaxvae import likelihoods, models
-from jaxvae.objectives import ESTIMATORS, OBJECTIVES, ObjectiveSpec
+from jaxvae import likelihoods, models, objectives, specs
+from jaxvae.objectives import ObjectiveSpec
+from jaxvae.specs import DataSpec, EvalSpec, OptimizerSpec, TrainSpec
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-BINARIZE = ("none", "static", "dynamic")
+# Keys that moved from one section to another: a saved config (config.json, study.json) written
+# before the move is read with them in their new place.
+MOVED_TO_MODEL = (
+    "free_bits",
+    "ae_loss",
+    "noise",
+    "noise_level",
+)  # from objective.* to model.<kind>.*
+
+
+_OLD_DEFAULTS = {"free_bits": 0.0, "ae_loss": "l2", "noise": "gaussian", "noise_level": 0.3}
+
+
+def migrate(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config's dict with moved keys in their present place (a copy).
+
+    Raises:
+      ValueError: a moved key set to other than its old default for a family that has no such
+        option (the saved run could not have used it).
+    """
+    saved = json.loads(json.dumps(saved))
+    objective, model = saved.get("objective", {}), saved.get("model", {})
+    kind = model.get("kind", "vae")
+    for key in MOVED_TO_MODEL:
+        if key not in objective:
+            continue
+        value = objective.pop(key)
+        family = models.families().get(kind)
+        if family is not None and key in family_options(family):
+            model.setdefault(kind, {}).setdefault(key, value)
+        elif value != _OLD_DEFAULTS[key]:
+            raise ValueError(
+                f"saved config key objective.{key}={value!r} does not apply to model.kind={kind!r}"
+            )
+    return saved
+
+
+def family_options(family: type[models.Model]) -> dict[str, Any]:
+    """A family's own options with their defaults: its dataclass fields beyond :class:`Model`'s."""
+    shared = {f.name for f in dataclasses.fields(models.Model)}
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(family)
+        if f.init and f.name not in shared and f.default is not dataclasses.MISSING
+    }
+
+
+def _section(spec_type: type) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(specs.fields(spec_type))
 
 
 def base_config() -> ml_collections.ConfigDict:
     """All configuration keys with their defaults (a conv VAE on Fashion-MNIST)."""
     c = ml_collections.ConfigDict()
     c.seed = 0
-
-    c.data = ml_collections.ConfigDict()
-    c.data.name = "fashion_mnist"
-    c.data.data_dir = ""  # IDX directory (fashion_mnist) or .npz path (npz); "" = default
-    c.data.tfds_data_dir = ""  # TFDS data directory; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
-    c.data.source = "auto"  # fashion_mnist: auto | idx | tfds
-    c.data.binarize = "none"  # none | static | dynamic
-    c.data.limit_train = 0  # keep only the first N train images (0 = all)
-    c.data.limit_test = 0
-    # hold out the last N train images as the validation set, before limit_train (0 = none)
-    c.data.validation_size = 0
-    # Training data streamed from its TFDS data source instead of living on the device:
-    # auto (TFDS data whose training images exceed stream_threshold_mb as float32) | always | never
-    c.data.stream = "auto"
-    c.data.stream_threshold_mb = 2048.0
-    c.data.stream_workers = 0  # Grain reader threads (0 = min(8, CPUs))
-
+    c.data = _section(DataSpec)
     c.model = ml_collections.ConfigDict()
     c.model.kind = "vae"  # a registered family (jaxvae.models.families())
     c.model.architecture = "conv"  # conv | mlp
@@ -61,52 +97,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.num_mixtures = 5  # logistic_mixture components
     c.model.conv_impl = "auto"  # auto (fast on CPU and GPU, lax on TPU) | fast | lax
     for name, family in sorted(models.families().items()):
-        if family.config_defaults:
-            c.model[name] = ml_collections.ConfigDict(dict(family.config_defaults))
-
-    c.objective = ml_collections.ConfigDict()
-    c.objective.name = "elbo"  # elbo (the family's loss) | elbo_k (k-sample ELBO) | iwae
-    c.objective.k = 1  # IWAE importance samples
-    c.objective.estimator = "standard"  # IWAE gradient: standard | dreg
-    c.objective.beta = 1.0
-    c.objective.warmup_steps = 0
-    c.objective.free_bits = 0.0
-    c.objective.ae_loss = "l2"
-    c.objective.noise = "gaussian"
-    c.objective.noise_level = 0.3
-
-    c.train = ml_collections.ConfigDict()
-    c.train.batch_size = 128
-    c.train.epochs = 10
-    c.train.optimizer = "adam"
-    c.train.learning_rate = 1e-3
-    c.train.lr_schedule = "constant"  # constant | cosine | exponential | iwae (Burda et al.)
-    c.train.lr_decay = 0.99  # exponential: factor per epoch
-    c.train.adam_eps = 1e-8  # Adam/AdamW epsilon (the IWAE paper: 1e-4)
-    c.train.weight_decay = 0.0  # decoupled weight decay: optimizer adamw only
-    c.train.grad_clip = 0.0  # global-norm clip (0 = off)
-    c.train.steps_per_dispatch = 0  # steps run in one compiled call (0 = to the next boundary)
-    # A dispatch runs at most about this long, so a stop signal is answered within seconds
-    # (0 = unbounded); it changes no result.
-    c.train.max_dispatch_s = 2.0
-    c.train.log_every_steps = 0  # metrics.jsonl line every N steps (0 = every epoch)
-    c.train.checkpoint_every_steps = 0  # 0 = every epoch, at most once per the interval below
-    # With checkpoint_every_steps=0: at most one checkpoint per this many seconds; the end of the
-    # first epoch and the last step always save (0 = every epoch).
-    c.train.checkpoint_min_interval_s = 30.0
-    c.train.keep_checkpoints = 3
-    # With data.validation_size > 0: stop after this many epochs without a better validation
-    # figure (the family's headline, e.g. val_nelbo), keeping the best state (0 = never stop).
-    c.train.early_stopping_patience = 0
-    c.train.eval_every_epochs = 1  # test negative ELBO in metrics.jsonl (0 = only at the end)
-    c.train.progress = True
-
-    c.eval = ml_collections.ConfigDict()
-    c.eval.batch_size = 1000
-    c.eval.iwae_k = 0  # IWAE bound at the end of training (0 = skip; `jaxvae eval` computes it)
-    c.eval.iwae_num_examples = 1000
-    c.eval.num_pictures = 64
-
+        options = family_options(family)
+        if options:
+            c.model[name] = ml_collections.ConfigDict(options)
+    c.objective = _section(ObjectiveSpec)
+    c.train = ml_collections.ConfigDict(specs.fields(TrainSpec) | specs.fields(OptimizerSpec))
+    c.eval = _section(EvalSpec)
     c.lock()
     return c
 
@@ -226,8 +222,8 @@ def config_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     keeps the behaviour from before it, so the run is the same run (it resumes, and a finished
     one stays done). Compared as JSON (tuples and lists alike).
     """
-    a = flat(json.loads(json.dumps(saved)))
-    b = flat(json.loads(json.dumps(new)))
+    a = flat(migrate(saved))
+    b = flat(migrate(new))
     defaults = flat(json.loads(to_json(base_config())))
     out = []
     for k in set(a) | set(b):
@@ -241,98 +237,58 @@ def config_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
 _MISSING = object()
 
 
-def _check(cond: bool, key: str, value: Any, expected: str) -> None:
-    if not cond:
-        raise ValueError(f"config {key}={value!r}: expected {expected}")
+class Specs(NamedTuple):
+    """A validated config, as the frozen specs the core takes."""
+
+    data: DataSpec
+    train: TrainSpec
+    optim: OptimizerSpec
+    eval: EvalSpec
+    objective: ObjectiveSpec
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Checks types and ranges of every key that the library reads."""
-    schema = base_config()
-    _check_types(schema, config, "")
-    t = config.train
-    for key in ("batch_size", "epochs", "keep_checkpoints"):
-        _check(t[key] > 0, f"train.{key}", t[key], "a positive integer")
-    for key in ("steps_per_dispatch", "log_every_steps", "checkpoint_every_steps"):
-        _check(t[key] >= 0, f"train.{key}", t[key], "an integer >= 0")
-    _check(t.eval_every_epochs >= 0, "train.eval_every_epochs", t.eval_every_epochs, ">= 0")
-    _check(t.max_dispatch_s >= 0, "train.max_dispatch_s", t.max_dispatch_s, ">= 0")
-    _check(
-        t.checkpoint_min_interval_s >= 0,
-        "train.checkpoint_min_interval_s",
-        t.checkpoint_min_interval_s,
-        ">= 0",
-    )
-    _check(t.learning_rate > 0, "train.learning_rate", t.learning_rate, "a positive number")
-    _check(t.optimizer in OPTIMIZERS, "train.optimizer", t.optimizer, f"one of {OPTIMIZERS}")
-    _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, ">= 0")
-    schedules = ("constant", "cosine", "exponential", "iwae")
-    _check(t.lr_schedule in schedules, "train.lr_schedule", t.lr_schedule, f"one of {schedules}")
-    _check(0 < t.lr_decay <= 1, "train.lr_decay", t.lr_decay, "a number in (0, 1]")
-    _check(t.adam_eps > 0, "train.adam_eps", t.adam_eps, "a positive number")
-    _check(
-        t.early_stopping_patience >= 0,
-        "train.early_stopping_patience",
-        t.early_stopping_patience,
-        "an integer >= 0",
-    )
-    if t.early_stopping_patience and not config.data.validation_size:
+def validate(config: ml_collections.ConfigDict) -> Specs:
+    """Checks the types and values of every key; returns the config's :class:`Specs`.
+
+    Raises:
+      ValueError: the first bad key, named with its value and what was expected.
+    """
+    _check_types(base_config(), config, "")
+    d = specs.from_section(DataSpec, config.data)
+    specs.check(d.name in data_lib.DATASETS, "data.name", d.name, f"one of {data_lib.DATASETS}")
+    t = specs.from_section(TrainSpec, config.train)
+    if t.early_stopping_patience and not d.validation_size:
         raise ValueError(
             f"config train.early_stopping_patience={t.early_stopping_patience} needs a "
             "validation set: set data.validation_size > 0"
         )
-    engine_lib.check_weight_decay(t.optimizer, t.weight_decay)
-    _check(t.grad_clip >= 0, "train.grad_clip", t.grad_clip, ">= 0")
-    e = config.eval
-    _check(e.batch_size > 0, "eval.batch_size", e.batch_size, "a positive integer")
-    _check(0 <= e.iwae_k <= 100_000, "eval.iwae_k", e.iwae_k, "an integer in [0, 100000]")
-    _check(e.iwae_num_examples > 0, "eval.iwae_num_examples", e.iwae_num_examples, "> 0")
-    _check(e.num_pictures > 0, "eval.num_pictures", e.num_pictures, "a positive integer")
-    d = config.data
-    names = data_lib.DATASETS
-    _check(d.name in names, "data.name", d.name, f"one of {names}")
-    _check(d.binarize in BINARIZE, "data.binarize", d.binarize, f"one of {BINARIZE}")
-    _check(d.limit_train >= 0, "data.limit_train", d.limit_train, ">= 0")
-    _check(d.limit_test >= 0, "data.limit_test", d.limit_test, ">= 0")
-    m, o = config.model, config.objective
+    m = config.model
     known = tuple(sorted(models.families()))
-    _check(m.kind in known, "model.kind", m.kind, f"one of {known}")
-    _check(
-        m.likelihood in likelihoods.names(),
-        "model.likelihood",
-        m.likelihood,
-        f"one of {likelihoods.names()}",
+    specs.check(m.kind in known, "model.kind", m.kind, f"one of {known}")
+    names = likelihoods.names()
+    specs.check(m.likelihood in names, "model.likelihood", m.likelihood, f"one of {names}")
+    out = Specs(
+        data=d,
+        train=t,
+        optim=specs.from_section(OptimizerSpec, config.train),
+        eval=specs.from_section(EvalSpec, config.eval),
+        objective=_objective(config),
     )
-    _check(o.name in OBJECTIVES, "objective.name", o.name, f"one of {OBJECTIVES}")
-    _check(o.estimator in ESTIMATORS, "objective.estimator", o.estimator, f"one of {ESTIMATORS}")
-    # "Smaller than the training set" is checked once the data is loaded (load_dataset).
-    _check(d.validation_size >= 0, "data.validation_size", d.validation_size, ">= 0")
-    modes = ("auto", "always", "never")
-    _check(d.stream in modes, "data.stream", d.stream, f"one of {modes}")
-    _check(d.stream_threshold_mb >= 0, "data.stream_threshold_mb", d.stream_threshold_mb, ">= 0")
-    _check(d.stream_workers >= 0, "data.stream_workers", d.stream_workers, "an integer >= 0")
-    memory_only = d.name == "npz" or (d.name == "fashion_mnist" and d.source != "tfds")
-    if d.stream == "always" and memory_only:
-        raise ValueError(
-            f"config data.stream='always' needs a TFDS data source; data.name={d.name!r} with "
-            f"data.source={d.source!r} is read into memory (fashion_mnist: data.source='tfds')"
-        )
     channels = config.model.channels
     side = 2 ** len(channels) if isinstance(channels, tuple | list) else 1
     # The real image shape is checked once data is loaded. A fixed backend: validation must not
     # start JAX's backend, which jax.distributed.initialize() has to precede.
-    model = models.from_config(config, models.DataInfo((side, side, 1)), backend="cpu")
-    objective = objective_spec(config)
-    if objective.name != "elbo" and not model.has_likelihood:
-        raise ValueError(
-            f"config objective.name={objective.name!r} needs a likelihood; "
-            f"model.kind={m.kind!r} has none"
-        )
-    if objective.estimator == "dreg" and not model.dreg_ok:
-        raise ValueError(
-            f"config objective.estimator='dreg' needs a generative model that shares no "
-            f"parameters with q; model.kind={m.kind!r} does"
-        )
+    model = make_model(config, models.DataInfo((side, side, 1)), backend="cpu")
+    objectives.check_objective(model, out.objective)
+    return out
+
+
+def _objective(config: ml_collections.ConfigDict) -> ObjectiveSpec:
+    o = config.objective
+    try:
+        return specs.from_section(ObjectiveSpec, o)
+    except ValueError as e:
+        raise ValueError(f"config objective: {e}") from None
 
 
 def _check_types(schema, config, prefix: str) -> None:
@@ -370,12 +326,40 @@ def resolve_conv_impl(name: str, backend: str | None = None) -> str:
     return "fast" if (backend or jax.default_backend()) in ("cpu", "gpu", "cuda", "rocm") else "lax"
 
 
-def objective_spec(config: ml_collections.ConfigDict) -> ObjectiveSpec:
-    """The :class:`ObjectiveSpec` of ``config.objective``."""
-    o = config.objective
-    return ObjectiveSpec(
-        name=o.name, k=o.k, estimator=o.estimator, beta=o.beta, warmup_steps=o.warmup_steps
+def make_model(
+    config: ml_collections.ConfigDict, info: models.DataInfo, *, backend: str | None = None
+) -> models.Model:
+    """The family of ``model.kind`` for data described by ``info``, its options as arguments:
+    the shared backbone keys of ``model`` and the family's own section ``model.<kind>``."""
+    m = config.model
+    image_shape = tuple(int(v) for v in info.image_shape)
+    options = dict(
+        image_shape=image_shape,
+        latent_dim=m.latent_dim,
+        architecture=m.architecture,
+        hidden=tuple(m.hidden),
+        channels=tuple(m.channels),
+        activation=m.activation,
+        layer=m.layer,
+        conv_impl=resolve_conv_impl(m.conv_impl, backend),
+        likelihood=likelihoods.make(
+            m.likelihood,
+            image_shape=image_shape,
+            gaussian_std=m.gaussian_std,
+            num_mixtures=m.num_mixtures,
+        ),
+        num_classes=int(info.num_classes),
+        num_train=int(info.num_train),
     )
+    if m.kind in m:
+        options |= {k: tuple(v) if isinstance(v, list) else v for k, v in m[m.kind].items()}
+    family = models.get(m.kind)
+    for name in getattr(family, "derived_options", ()):
+        options.pop(name)
+    try:
+        return family(**options)
+    except ValueError as e:
+        raise ValueError(f"config model ({m.kind}): {e}") from None
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:
@@ -386,7 +370,7 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 def from_json(text: str) -> ml_collections.ConfigDict:
     """Rebuilds a config written by :func:`to_json` on top of the schema."""
     config = base_config()
-    _merge(config, json.loads(text), "")
+    _merge(config, migrate(json.loads(text)), "")
     return config
 
 

@@ -1,21 +1,26 @@
-"""The train state, the train step and the device-resident training engine.
+"""The train state, the train step and the one training engine.
 
 The step is a pure function ``(state, batch, key) -> (state, metrics)``; a batch is a dict
-``{"image": [B, H, W, C], "label": [B]}``. The engine keeps the whole dataset on the devices and runs many steps per dispatch inside one compiled ``fori_loop``: each epoch
-has its own permutation, made on the device from ``fold_in(data_key, epoch)``, and each step gathers its
-batch by index and draws its randomness from ``fold_in(key, step)``. So the data order and randomness
-are functions of the seed and the step alone: a run resumed from a checkpoint continues bit for bit.
-Metrics are summed on the device and fetched once per dispatch.
+``{"image": [B, H, W, C], "label": [B], ...}``. The engine (:func:`engine_fn`) runs many steps per
+dispatch inside one compiled ``fori_loop``; where each step's batch comes from is a :class:`Feed`'s
+business (:class:`DeviceFeed`: the training set on the devices, each step gathering its batch from
+the epoch's permutation; :class:`jaxvae.streaming.StreamFeed`: chunks of batches read on the host).
+Each epoch's order is the permutation of ``fold_in(data_key, epoch)`` and each step's randomness
+``fold_in(key, step)``, so the data order and randomness are functions of the seed and the step
+alone: a run resumed from a checkpoint continues bit for bit. Several seeds run as one program by
+vmapping the same engine over stacked states and keys (``DeviceFeed(..., seeds=S)``). Metrics are
+summed on the device and fetched once per dispatch.
 """
 
 from __future__ import annotations
 
+import abc
 import time
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
@@ -36,77 +41,6 @@ class TrainState(NamedTuple):
     model_state: Any  # what the model updates without gradients (EMA codebooks); {} for most
     opt_state: optax.OptState
     skipped: jax.Array  # int32 scalar: updates skipped (a non-finite loss or gradient)
-
-
-LR_SCHEDULES = ("constant", "cosine", "exponential", "iwae")
-
-
-def iwae_stages(num_stages: int = 8) -> list[tuple[int, float]]:
-    """The IWAE paper's schedule (Burda et al. 2016, section 5): stage ``i = 0..7`` lasts ``3^i``
-    epochs at learning rate ``lr * 10^(-i/7)`` (3280 epochs in all): ``[(epochs, factor), ...]``."""
-    return [(3**i, 10.0 ** (-i / 7)) for i in range(num_stages)]
-
-
-def learning_rate(train_config: ml_collections.ConfigDict, steps_per_epoch: int):
-    """The learning rate of ``config.train`` as an optax schedule of the step.
-
-    ``constant``; ``cosine`` (from ``learning_rate`` to 0 over ``train.epochs``); ``exponential``
-    (times ``lr_decay`` per epoch); ``iwae`` (:func:`iwae_stages`, then the last rate).
-    """
-    lr, kind = float(train_config.learning_rate), train_config.get("lr_schedule", "constant")
-    if kind == "constant":
-        return lr
-    total = max(1, train_config.epochs * steps_per_epoch)
-    if kind == "cosine":
-        return optax.cosine_decay_schedule(lr, total)
-    if kind == "exponential":
-        return optax.exponential_decay(
-            lr, steps_per_epoch, float(train_config.get("lr_decay", 0.99))
-        )
-    if kind == "iwae":
-        stages = iwae_stages()
-        scales, epoch = {}, 0
-        for (epochs, factor), (_, next_factor) in zip(stages, stages[1:], strict=False):
-            epoch += epochs
-            scales[epoch * steps_per_epoch] = next_factor / factor
-        return optax.piecewise_constant_schedule(lr, scales)
-    raise ValueError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {kind!r}")
-
-
-def check_weight_decay(optimizer: str, weight_decay: float) -> None:
-    """Weight decay is ``adamw``'s (decoupled, Loshchilov & Hutter); ``adam`` and ``sgd`` take none.
-
-    Raises:
-      ValueError: ``weight_decay > 0`` with another optimizer, naming both config keys.
-    """
-    if weight_decay > 0 and optimizer != "adamw":
-        raise ValueError(
-            f"config train.weight_decay={weight_decay!r} needs train.optimizer='adamw', got "
-            f"train.optimizer={optimizer!r} (which has no weight decay); use "
-            "--config.train.optimizer=adamw or --config.train.weight_decay=0"
-        )
-
-
-def make_optimizer(
-    train_config: ml_collections.ConfigDict, steps_per_epoch: int = 1
-) -> optax.GradientTransformation:
-    """The optax transform of ``config.train``: optimizer, learning-rate schedule, Adam's
-    epsilon, clipping. ``steps_per_epoch`` places the schedules' epoch boundaries."""
-    lr = learning_rate(train_config, steps_per_epoch)
-    wd, eps = train_config.weight_decay, float(train_config.get("adam_eps", 1e-8))
-    name = train_config.optimizer
-    check_weight_decay(name, wd)
-    if name == "adam":
-        tx = optax.adam(lr, eps=eps)
-    elif name == "adamw":
-        tx = optax.adamw(lr, eps=eps, weight_decay=wd)
-    elif name == "sgd":
-        tx = optax.sgd(lr, momentum=0.9)
-    else:
-        raise ValueError(f"unknown optimizer {name!r}")
-    if train_config.grad_clip > 0:
-        tx = optax.chain(optax.clip_by_global_norm(train_config.grad_clip), tx)
-    return tx
 
 
 def init_state(model: Model, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
@@ -149,21 +83,33 @@ def make_train_step(
 
     ``key`` is the run's training key; the step uses ``fold_in(key, state.step)``, split into the
     key of ``preprocess(key, batch) -> batch`` (an input transform such as dynamic binarization)
-    and the objective's. An update whose loss or gradients are not finite is skipped (parameters,
-    model state and optimizer state unchanged), counted in ``state.skipped`` and reported in
-    ``metrics["skipped"]``.
+    and the objective's. A family with parameter groups trained by losses of their own (the
+    optional ``group_losses()``: ``{group: loss(params, state, batch, key) -> (loss, terms)}``, an
+    adversarial discriminator) has each group's gradient taken from its own loss; the transform
+    ``tx`` (built with the family's ``group_optimizers()``) updates every group. An update whose
+    loss or gradients are not finite is skipped (parameters, model state and optimizer state
+    unchanged), counted in ``state.skipped`` and reported in ``metrics["skipped"]``.
     """
     objective_fn = make_loss(model, objective)
+    group_losses = model.group_losses() if hasattr(model, "group_losses") else {}
 
     def train_step(state: TrainState, batch, key: jax.Array):
-        k_pre, k_loss = jax.random.split(jax.random.fold_in(key, state.step))
+        k_pre, k_loss, k_groups = jax.random.split(jax.random.fold_in(key, state.step), 3)
         if preprocess is not None:
             batch = preprocess(k_pre, batch)
         grad_fn = jax.value_and_grad(objective_fn, has_aux=True)
         (loss, (terms, model_state)), grads = grad_fn(
             state.params, state.model_state, batch, k_loss, state.step
         )
-        ok = all_finite(loss, grads)
+        losses = [loss]
+        for i, (group, group_loss) in enumerate(sorted(group_losses.items())):
+            fn = jax.value_and_grad(group_loss, has_aux=True)
+            k = jax.random.fold_in(k_groups, i)
+            (g_loss, g_terms), g_grads = fn(state.params, state.model_state, batch, k)
+            grads = grads | {group: g_grads[group]}
+            terms = terms | g_terms
+            losses.append(g_loss)
+        ok = all_finite(losses, grads)
 
         def update(params, model_state_, opt_state):
             del model_state_
@@ -191,152 +137,14 @@ def make_train_step(
     return train_step
 
 
-def epoch_permutation(data_key: jax.Array, epoch: jax.Array, num_examples: int) -> jax.Array:
-    """The example order of ``epoch``: a permutation drawn from ``fold_in(data_key, epoch)``."""
-    return jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples)
-
-
-def make_engine(
-    train_step,
-    *,
-    num_examples: int,
-    batch_size: int,
-    mesh: Mesh,
-):
-    """:func:`engine_fn` jitted, the state donated."""
-    run = engine_fn(train_step, num_examples=num_examples, batch_size=batch_size, mesh=mesh)
-    replicated = sharding.replicated(mesh)
-    return jax.jit(run, donate_argnums=(0,), out_shardings=(replicated, replicated))
-
-
-def engine_fn(
-    train_step,
-    *,
-    num_examples: int,
-    batch_size: int,
-    mesh: Mesh,
-):
-    """``run(state, data, key, data_key, num_steps, sums) -> (state, metric_sums)``, to be jitted
-    (:func:`make_engine`) or vmapped over seeds first (:mod:`jaxvae.seeds`).
-
-    Runs ``num_steps`` (a traced scalar, so every chunk length shares one compiled program) steps from
-    ``state.step``, which must all lie in one epoch. ``data`` (a dict of arrays with a leading
-    example axis: ``{"image", "label"}``) stays on the devices, replicated; each step gathers its
-    batch by index, split over the mesh's ``"data"`` axis. The state is donated. ``sums`` (from
-    :func:`zero_metrics`, or the previous dispatch's) is the running sum of the step metrics, so a
-    stretch of steps split over several dispatches adds them in the same order as one dispatch.
-    """
-    sharding.check_batch_size(batch_size, mesh)
-    steps_per_epoch = num_examples // batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"batch size {batch_size} is larger than the {num_examples} training examples"
-        )
-    batch_sharding = sharding.batch_sharded(mesh)
-
-    def gather(data, idx):
-        return jax.tree.map(
-            lambda a: jax.lax.with_sharding_constraint(a[idx], batch_sharding), data
-        )
-
-    def run(state: TrainState, data, key: jax.Array, data_key, num_steps, sums):
-        epoch = state.step // steps_per_epoch
-        start = state.step % steps_per_epoch
-        order = epoch_permutation(data_key, epoch, num_examples)
-
-        def body(i, carry):
-            state, sums = carry
-            idx = jax.lax.dynamic_slice(order, ((start + i) * batch_size,), (batch_size,))
-            idx = jax.lax.with_sharding_constraint(idx, batch_sharding)
-            state, metrics = train_step(state, gather(data, idx), key)
-            return state, jax.tree.map(jnp.add, sums, metrics)
-
-        return jax.lax.fori_loop(0, num_steps, body, (state, sums))
-
-    return run
-
-
-def zero_metrics(train_step, state: TrainState, batch, key: jax.Array):
-    """Zeros shaped like ``train_step``'s metrics: the engines' initial running sums."""
-    _, shapes = jax.eval_shape(train_step, state, batch, key)
-    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-
-
-def chunk_sharding(mesh: Mesh) -> NamedSharding:
-    """Sharding of a stacked chunk of batches ``[n, B, ...]``: the batch axis over ``"data"``."""
-    return NamedSharding(mesh, P(None, sharding.DATA_AXIS))
-
-
-def make_stream_engine(train_step, *, batch_size: int, mesh: Mesh):
-    """A jitted ``run(state, batches, key, num_steps, sums) -> (state, metric_sums)`` over streamed
-    data (``sums`` as in :func:`make_engine`).
-
-    ``batches`` is a chunk of host batches stacked as ``[n, B, ...]`` (a dict ``{"image",
-    "label"}``) and placed with :func:`chunk_sharding`; the first ``num_steps`` (a traced scalar,
-    so a short last chunk, padded to ``n``, shares the compiled program) are run in order. The
-    train step and its key (``fold_in(key, step)``) are those of :func:`make_engine`, so only
-    where the batches come from differs. The state is donated.
-    """
-    sharding.check_batch_size(batch_size, mesh)
-    batch_sharding = sharding.batch_sharded(mesh)
-    replicated = sharding.replicated(mesh)
-
-    def run(state: TrainState, batches, key: jax.Array, num_steps, sums):
-        def take(i):
-            return jax.tree.map(
-                lambda a: jax.lax.with_sharding_constraint(
-                    jax.lax.dynamic_index_in_dim(a, i, keepdims=False), batch_sharding
-                ),
-                batches,
-            )
-
-        def body(i, carry):
-            state, sums = carry
-            state, metrics = train_step(state, take(i), key)
-            return state, jax.tree.map(jnp.add, sums, metrics)
-
-        return jax.lax.fori_loop(0, num_steps, body, (state, sums))
-
-    return jax.jit(run, donate_argnums=(0,), out_shardings=(replicated, replicated))
-
-
-class DeviceFeed:
-    """The device-resident training data of an experiment: ``run(state, n) -> (state, sums)``
-    runs the next ``n`` steps (within one epoch) with :func:`make_engine`, the whole training set
-    replicated on the devices. :class:`jaxvae.streaming.StreamFeed` has the same interface."""
-
-    def __init__(self, exp):
-        train = exp.split("train")
-        self.data = jax.tree.map(lambda a: sharding.put_replicated(a, exp.mesh), train)
-        self.train_step = exp.train_step()
-        self.batch_size = exp.config.train.batch_size
-        self.engine = make_engine(
-            self.train_step,
-            num_examples=train["image"].shape[0],
-            batch_size=exp.config.train.batch_size,
-            mesh=exp.mesh,
-        )
-        self.key, self.data_key = exp.keys["train"], exp.keys["data"]
-        self.compiled = None
-
-    def compile(self, state: TrainState) -> float:
-        """Compiles the engine for ``state``; returns the seconds it took."""
-        t = time.time()
-        first = jax.tree.map(lambda a: a[: self.batch_size], self.data)
-        self.zeros = zero_metrics(self.train_step, state, first, self.key)
-        args = (state, self.data, self.key, self.data_key, jnp.int32(1), self.zeros)
-        self.compiled = self.engine.lower(*args).compile()
-        return time.time() - t
-
-    def run(self, state: TrainState, n: int, sums=None):
-        """The next ``n`` steps; ``sums``: the running metric sums to continue (None: zeros)."""
-        sums = self.zeros if sums is None else sums
-        return self.compiled(state, self.data, self.key, self.data_key, jnp.int32(n), sums)
-
-
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     """Full batches per epoch (the last partial batch is dropped)."""
     return num_examples // batch_size
+
+
+def epoch_permutation(data_key: jax.Array, epoch: jax.Array, num_examples: int) -> jax.Array:
+    """The example order of ``epoch``: a permutation drawn from ``fold_in(data_key, epoch)``."""
+    return jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples)
 
 
 def next_boundary(step: int, *, per_epoch: int, total: int, intervals: tuple[int, ...]) -> int:
@@ -351,3 +159,201 @@ def next_boundary(step: int, *, per_epoch: int, total: int, intervals: tuple[int
         if n > 0:
             boundary = min(boundary, (step // n + 1) * n)
     return boundary
+
+
+# ---- the engine --------------------------------------------------------------------------------
+
+# ``prepare(inputs, first_step) -> take``, where ``take(i)`` is the batch of step ``first_step + i``.
+Prepare = Callable[[Any, jax.Array], Callable[[jax.Array], Any]]
+
+
+def engine_fn(train_step, prepare: Prepare):
+    """``run(state, inputs, key, num_steps, sums) -> (state, metric_sums)``: the one loop.
+
+    Runs ``num_steps`` (a traced scalar, so every chunk length shares one compiled program) steps
+    from ``state.step``, taking each step's batch from ``prepare(inputs, state.step)``. ``sums``
+    (from :func:`zero_metrics`, or the previous dispatch's) is the running sum of the step
+    metrics, so a stretch of steps split over several dispatches adds them in the same order as
+    one dispatch. To be jitted (:func:`compile_engine`), optionally vmapped over seeds first.
+    """
+
+    def run(state: TrainState, inputs, key: jax.Array, num_steps, sums):
+        take = prepare(inputs, state.step)
+
+        def body(i, carry):
+            state, sums = carry
+            state, metrics = train_step(state, take(i), key)
+            return state, jax.tree.map(jnp.add, sums, metrics)
+
+        return jax.lax.fori_loop(0, num_steps, body, (state, sums))
+
+    return run
+
+
+def compile_engine(train_step, prepare: Prepare, mesh: Mesh, *, input_axes=None):
+    """:func:`engine_fn` jitted with the state donated; with ``input_axes`` (the vmap axes of the
+    inputs) it is first vmapped over a leading seed axis of the state, the key and the sums."""
+    run = engine_fn(train_step, prepare)
+    if input_axes is not None:
+        run = jax.vmap(run, in_axes=(0, input_axes, 0, None, 0))
+    replicated = sharding.replicated(mesh)
+    return jax.jit(run, donate_argnums=(0,), out_shardings=(replicated, replicated))
+
+
+def device_prepare(*, num_examples: int, batch_size: int, mesh: Mesh) -> Prepare:
+    """Batches gathered from a device-resident training set: ``inputs = (data, data_key)``, the
+    steps of one dispatch lying in one epoch."""
+    sharding.check_batch_size(batch_size, mesh)
+    per_epoch = steps_per_epoch(num_examples, batch_size)
+    if per_epoch < 1:
+        raise ValueError(
+            f"batch size {batch_size} is larger than the {num_examples} training examples"
+        )
+    batch_sharding = sharding.batch_sharded(mesh)
+
+    def prepare(inputs, first_step):
+        data, data_key = inputs
+        order = epoch_permutation(data_key, first_step // per_epoch, num_examples)
+        start = first_step % per_epoch
+
+        def take(i):
+            idx = jax.lax.dynamic_slice(order, ((start + i) * batch_size,), (batch_size,))
+            idx = jax.lax.with_sharding_constraint(idx, batch_sharding)
+            return jax.tree.map(
+                lambda a: jax.lax.with_sharding_constraint(a[idx], batch_sharding), data
+            )
+
+        return take
+
+    return prepare
+
+
+def chunk_sharding(mesh: Mesh) -> NamedSharding:
+    """Sharding of a stacked chunk of batches ``[n, B, ...]``: the batch axis over ``"data"``."""
+    return NamedSharding(mesh, P(None, sharding.DATA_AXIS))
+
+
+def chunk_prepare(*, batch_size: int, mesh: Mesh) -> Prepare:
+    """Batches taken in order from a chunk ``inputs = {name: [n, B, ...]}`` of host batches."""
+    sharding.check_batch_size(batch_size, mesh)
+    batch_sharding = sharding.batch_sharded(mesh)
+
+    def prepare(inputs, first_step):
+        del first_step
+
+        def take(i):
+            return jax.tree.map(
+                lambda a: jax.lax.with_sharding_constraint(
+                    jax.lax.dynamic_index_in_dim(a, i, keepdims=False), batch_sharding
+                ),
+                inputs,
+            )
+
+        return take
+
+    return prepare
+
+
+def make_engine(train_step, *, num_examples: int, batch_size: int, mesh: Mesh):
+    """The compiled engine over a device-resident training set:
+    ``run(state, (data, data_key), key, num_steps, sums)``."""
+    prepare = device_prepare(num_examples=num_examples, batch_size=batch_size, mesh=mesh)
+    return compile_engine(train_step, prepare, mesh)
+
+
+def zero_metrics(train_step, state: TrainState, batch, key: jax.Array):
+    """Zeros shaped like ``train_step``'s metrics: the engines' initial running sums."""
+    _, shapes = jax.eval_shape(train_step, state, batch, key)
+    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+
+
+# ---- feeds ---------------------------------------------------------------------------------------
+
+
+class Feed(Protocol):
+    """Where a run's batches come from: ``compile(state)`` once, then ``run(state, n, sums)``
+    for the next ``n`` steps (continuing the running metric sums; ``None``: zeros)."""
+
+    def compile(self, state: TrainState) -> float: ...
+
+    def run(self, state: TrainState, n: int, sums=None) -> tuple[TrainState, Any]: ...
+
+
+def stack(trees) -> Any:
+    """The trees stacked on a new leading (seed) axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def part(tree: Any, i: int) -> Any:
+    """Seed ``i``'s part of a stacked tree (device arrays or host sums)."""
+    return jax.tree.map(lambda a: a[i], tree)
+
+
+class CompiledFeed(abc.ABC):
+    """A :class:`Feed` over :func:`compile_engine`: subclasses give ``prepare``, the batch shapes
+    and the inputs of each dispatch (:meth:`dispatches`). With ``seeds``, ``key`` and the
+    inputs' seed-dependent parts are stacked, and so are the state and the sums."""
+
+    input_axes = None  # vmap axes of the inputs when seeds are stacked
+
+    def __init__(self, train_step, prepare: Prepare, mesh: Mesh, key, *, seeds: int = 0):
+        self.train_step, self.mesh, self.key, self.seeds = train_step, mesh, key, seeds
+        axes = self.input_axes if seeds else None
+        self.engine = compile_engine(train_step, prepare, mesh, input_axes=axes)
+        self.compiled = None
+
+    @abc.abstractmethod
+    def one_batch(self):
+        """A batch (arrays or shapes) of one step, for the metric shapes."""
+
+    @abc.abstractmethod
+    def abstract_inputs(self):
+        """The inputs of a dispatch (arrays or shapes), for compilation."""
+
+    @abc.abstractmethod
+    def dispatches(self, n: int):
+        """``[(inputs, steps), ...]`` that run the next ``n`` steps."""
+
+    def compile(self, state: TrainState) -> float:
+        t = time.time()
+        one_state = part(state, 0) if self.seeds else state
+        one_key = self.key[0] if self.seeds else self.key
+        zeros = zero_metrics(self.train_step, one_state, self.one_batch(), one_key)
+        if self.seeds:
+            zeros = jax.tree.map(lambda z: np.stack([z] * self.seeds), zeros)
+        self.zeros = zeros
+        args = (state, self.abstract_inputs(), self.key, jnp.int32(1), zeros)
+        self.compiled = self.engine.lower(*args).compile()
+        return time.time() - t
+
+    def run(self, state: TrainState, n: int, sums=None):
+        sums = self.zeros if sums is None else sums
+        for inputs, k in self.dispatches(n):
+            state, sums = self.compiled(state, inputs, self.key, jnp.int32(k), sums)
+        return state, sums
+
+
+class DeviceFeed(CompiledFeed):
+    """The training set on the devices (replicated); ``run(state, n)`` runs the next ``n`` steps
+    within one epoch. With ``seeds=S``, ``key`` and ``data_key`` are ``[S]`` stacks and the state
+    a stacked one: S runs of one config but the seed, in one program (:mod:`jaxvae.seeds`)."""
+
+    input_axes = (None, 0)  # the data shared, the data keys per seed
+
+    def __init__(self, train_step, data, key, data_key, *, batch_size: int, mesh: Mesh, seeds=0):
+        self.batch_size = batch_size
+        self.data = jax.tree.map(lambda a: sharding.put_replicated(a, mesh), data)
+        n = jax.tree.leaves(data)[0].shape[0]
+        prepare = device_prepare(num_examples=n, batch_size=batch_size, mesh=mesh)
+        replicated = sharding.replicated(mesh)
+        self.data_key = jax.device_put(data_key, replicated)
+        super().__init__(train_step, prepare, mesh, jax.device_put(key, replicated), seeds=seeds)
+
+    def one_batch(self):
+        return jax.tree.map(lambda a: a[: self.batch_size], self.data)
+
+    def abstract_inputs(self):
+        return (self.data, self.data_key)
+
+    def dispatches(self, n: int):
+        return [((self.data, self.data_key), n)]

@@ -1,7 +1,10 @@
-"""From a config to everything a run needs: data, model, objective, optimizer, mesh and keys.
+"""From a config to everything a run needs: specs, data, model, objective, optimizer, mesh, keys.
 
-``jaxvae train``, ``eval``, ``bench`` and :func:`jaxvae.load_run` all go through :func:`build`, so a
-notebook that calls it trains, evaluates and draws exactly what the CLI does.
+This is the config layer's builder: :func:`build` validates a config once and turns it into
+frozen specs and objects; nothing it returns holds on to the config but :attr:`Experiment.config`
+(for the run's config.json and :func:`jaxvae.load_run`). ``jaxvae train``, ``eval``, ``bench`` and
+:func:`jaxvae.load_run` all go through it, so a notebook that calls it trains, evaluates and draws
+exactly what the CLI does.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import optax
 from jax.sharding import Mesh
 
 from jaxvae import config as config_lib
-from jaxvae import corruptions, models, sharding
+from jaxvae import corruptions, models, optim, sharding, streaming
 from jaxvae import data as data_lib
 from jaxvae import engine as engine_lib
 from jaxvae.objectives import ObjectiveSpec
+from jaxvae.specs import DataSpec, EvalSpec, OptimizerSpec, TrainSpec
 
 # Independent streams of the run's randomness, each derived from the seed.
 KEY_NAMES = ("init", "train", "data", "eval", "pictures")
@@ -57,18 +61,16 @@ def info_from_dict(d: dict[str, Any]) -> models.DataInfo:
     )
 
 
-def steps_per_epoch(config: ml_collections.ConfigDict, info: models.DataInfo) -> int:
-    """Full batches per epoch of the training set (at least 1, for the schedules)."""
-    return max(1, info.num_train // config.train.batch_size)
-
-
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """Everything built from one config.
 
     Attributes:
-      config: the validated ConfigDict.
+      config: the validated ConfigDict (written as the run's config.json).
+      seed: the run's seed.
+      train: how training runs; optim: the optimizer; eval: evaluation; data: the data's spec.
       dataset: the loaded :class:`~jaxvae.data.Dataset` (``None`` when built without data).
+      source: the streamed training split, or ``None`` when the training set lives on the devices.
       info: the data facts the model was built for.
       model: the model family instance.
       objective: the training objective's spec.
@@ -78,7 +80,13 @@ class Experiment:
     """
 
     config: ml_collections.ConfigDict
+    seed: int
+    train: TrainSpec
+    optim: OptimizerSpec
+    eval: EvalSpec
+    data: DataSpec
     dataset: data_lib.Dataset | None
+    source: streaming.TrainSource | None
     info: models.DataInfo
     model: models.Model
     objective: ObjectiveSpec
@@ -86,9 +94,18 @@ class Experiment:
     mesh: Mesh
     keys: dict[str, jax.Array]
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Full batches per epoch of the training set."""
+        return engine_lib.steps_per_epoch(self.info.num_train, self.train.batch_size)
+
+    def record(self) -> dict[str, Any]:
+        """The config as plain JSON-able data (config.json, TensorBoard's hyperparameters)."""
+        return self.config.to_dict()
+
     def preprocess(self):
         """The training batches' input transform: dynamic binarization, or ``None``."""
-        if self.config.data.binarize != "dynamic":
+        if self.data.binarize != "dynamic":
             return None
 
         def binarize(key, batch):
@@ -120,6 +137,30 @@ class Experiment:
         d = self.dataset
         return {"image": getattr(d, f"{name}_images"), "label": getattr(d, f"{name}_labels")}
 
+    def feed(self, start_step: int, total_steps: int) -> engine_lib.Feed:
+        """The run's training batches: streamed from :attr:`source`, or device-resident."""
+        b = self.train.batch_size
+        if self.source is None:
+            return engine_lib.DeviceFeed(
+                self.train_step(),
+                self.split("train"),
+                self.keys["train"],
+                self.keys["data"],
+                batch_size=b,
+                mesh=self.mesh,
+            )
+        return streaming.StreamFeed(
+            self.train_step(),
+            self.source,
+            self.keys["train"],
+            self.keys["data"],
+            batch_size=b,
+            mesh=self.mesh,
+            image_shape=self.info.image_shape,
+            start_step=start_step,
+            total_steps=total_steps,
+        )
+
 
 def build(
     config: ml_collections.ConfigDict,
@@ -128,6 +169,7 @@ def build(
     dataset: data_lib.Dataset | None = None,
     info: models.DataInfo | None = None,
     load_data: bool = True,
+    stream: bool = True,
 ) -> Experiment:
     """Validates ``config`` and builds its :class:`Experiment`.
 
@@ -137,28 +179,43 @@ def build(
       dataset: data already loaded (default: load ``config.data``).
       info: with ``load_data=False``, the data facts to build the model for (from run.json).
       load_data: whether to load the dataset.
+      stream: whether the training split may be streamed (``data.stream``); eval and pictures
+        need the test split only and pass ``False`` only with ``dataset`` given.
 
     Raises:
       ValueError: a bad config, missing data or images that do not fit the model.
     """
-    config_lib.validate(config)
+    specs = config_lib.validate(config)
+    source = None
     if dataset is None and load_data:
-        dataset = data_lib.load_from_config(config.data, config.seed)
+        source = streaming.open_train_source(specs.data, config.seed) if stream else None
+        dataset = source.dataset if source else data_lib.load_from_config(specs.data, config.seed)
     if dataset is not None:
         info = data_info(dataset)
     if info is None:
         raise ValueError("build() without data needs the data's DataInfo")
-    model = models.from_config(config, info)
-    objective = config_lib.objective_spec(config)
+    model = config_lib.make_model(config, info)
     mesh = mesh or sharding.make_mesh()
-    sharding.check_batch_size(config.train.batch_size, mesh)
+    sharding.check_batch_size(specs.train.batch_size, mesh)
+    per_epoch = max(1, engine_lib.steps_per_epoch(info.num_train, specs.train.batch_size))
+    tx = optim.make_optimizer(specs.optim, per_epoch, per_epoch * specs.train.epochs)
+    if hasattr(model, "group_optimizers"):  # parameter groups with optimizers of their own
+        groups = model.group_optimizers()
+        label = lambda params: {k: k if k in groups else "model" for k in params}
+        tx = optax.multi_transform({"model": tx, **groups}, label)
     return Experiment(
         config=config,
+        seed=int(config.seed),
+        train=specs.train,
+        optim=specs.optim,
+        eval=specs.eval,
+        data=specs.data,
         dataset=dataset,
+        source=source,
         info=info,
         model=model,
-        objective=objective,
-        tx=engine_lib.make_optimizer(config.train, steps_per_epoch(config, info)),
+        objective=specs.objective,
+        tx=tx,
         mesh=mesh,
         keys=run_keys(config.seed),
     )

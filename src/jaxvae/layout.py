@@ -8,6 +8,7 @@
       metrics.jsonl          one JSON line per log step and per evaluation
       summary.json           the final figures (written when training ends)
       eval.json              written by `jaxvae eval`
+      carried_sums.json      the running metric sums of a log interval a stop request cut
       checkpoints/<step>/    Orbax checkpoints of the train state
       checkpoints-corrupt/   unreadable checkpoints, moved aside (never deleted)
       checkpoints-best/      with early stopping: the state of the best validation epoch
@@ -26,6 +27,7 @@ RUN_INFO = "run.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 EVAL = "eval.json"
+CARRIED_SUMS = "carried_sums.json"
 CHECKPOINTS = "checkpoints"
 CORRUPT = "checkpoints-corrupt"
 BEST = "checkpoints-best"  # the best validation epoch's state (early stopping)

@@ -100,11 +100,6 @@ def iwae_loss(model: Model, params, state, batch, key, *, k: int, estimator: str
         bound = jnp.mean(log_mean_exp(log_w))
         loss = -bound
     else:
-        if not model.dreg_ok:
-            raise ValueError(
-                f"estimator 'dreg' needs a generative model that shares no parameters with q; "
-                f"model kind {model.name!r} does"
-            )
         theta, phi = _split_params(model, params)
         log_w = model.log_weights(theta, state, batch, key, k)
         log_w_phi = model.log_weights(phi, state, batch, key, k, stop_q_grad=True)
@@ -124,17 +119,25 @@ def elbo_k_loss(model: Model, params, state, batch, key, *, k: int):
     return -elbo, {"loss": -elbo, "elbo": elbo}, state
 
 
-def make_loss(model: Model, spec: ObjectiveSpec):
-    """``f(params, state, batch, key, step) -> (loss, (terms, new_state))`` for ``spec``."""
+def check_objective(model: Model, spec: ObjectiveSpec) -> None:
+    """Raises ``ValueError`` unless ``model`` can be trained by ``spec``: a bound on ``log p(x)``
+    needs the family's importance log-weights, DReG a ``q`` that shares no parameters with the
+    generative model."""
     if spec.name != "elbo" and not model.has_likelihood:
         raise ValueError(
-            f"objective {spec.name!r} needs a likelihood; model kind {model.name!r} has none"
+            f"config objective.name={spec.name!r} needs a likelihood; model.kind="
+            f"{model.name!r} has none"
         )
     if spec.name == "iwae" and spec.estimator == "dreg" and not model.dreg_ok:
         raise ValueError(
-            f"estimator 'dreg' needs a generative model that shares no parameters with q; "
-            f"model kind {model.name!r} does"
+            "config objective.estimator='dreg' needs a generative model that shares no "
+            f"parameters with q; model.kind={model.name!r} does"
         )
+
+
+def make_loss(model: Model, spec: ObjectiveSpec):
+    """``f(params, state, batch, key, step) -> (loss, (terms, new_state))`` for ``spec``."""
+    check_objective(model, spec)
     schedule = kl_schedule(spec)
 
     def f(params, state, batch, key, step):

@@ -1,96 +1,39 @@
-"""``jaxvae train``: from a config to a finished run directory.
+"""The training loop: from an :class:`~jaxvae.experiment.Experiment` to a finished run directory.
 
-:func:`train` is a short loop over dispatches of the device-resident engine; the pieces it calls
-each do one thing: :func:`jaxvae.experiment.build` (everything from the config), :func:`open_run`
-(validate and prepare the workdir, restore or initialise the state), :class:`CheckpointClock`
-(when to save), :func:`eval_due` (when to evaluate), :func:`test_metrics` and
-:func:`final_summary` (the figures), :mod:`jaxvae.pictures` and :class:`Progress`. Process 0
-writes files; every process takes part in the computation and in checkpoints.
+:func:`drive` is the loop, top to bottom: dispatches of the engine (a :class:`~jaxvae.engine.Feed`)
+up to each boundary, then each run's boundary work, then the summaries. The concerns are small
+pieces it calls: :func:`open_run` (the run directory: validate, restore or initialise),
+:class:`~jaxvae.runlog.RunLog` (metrics.jsonl and TensorBoard), :class:`~jaxvae.checkpoint.Checkpoints`
+(when to save, the best state), :func:`eval_due` (when to evaluate),
+:class:`~jaxvae.early_stopping.EarlyStopping`, :mod:`jaxvae.summary` (figures, pictures, summary) and
+:class:`Progress`. :class:`Run` holds one run's pieces; a group of seeds vectorized in one program
+(:mod:`jaxvae.seeds`) drives the same pieces once per seed. Process 0 writes files; every process
+takes part in the computation and in checkpoints. The core never sees a config: the experiment
+carries specs.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import sys
 import time
 from typing import Any
 
 import jax
-import ml_collections
-import numpy as np
-import psutil
 from tqdm import tqdm
 
 from jaxvae import (
     checkpoint,
-    curves,
     early_stopping,
-    evaluate,
+    engine,
     layout,
-    pictures,
     preemption,
+    runlog,
     sharding,
-    streaming,
-    tensorboard,
+    summary,
 )
-from jaxvae import engine as engine_lib
-from jaxvae import experiment as build_lib
 from jaxvae import workdir as workdir_lib
-from jaxvae.models import Params, num_params
-
-run_keys = build_lib.run_keys  # re-exported: the run's named keys
-
-
-def params_digest(params: Params) -> str:
-    """sha256 over every parameter's path, dtype, shape and bytes, in a fixed order."""
-    h = hashlib.sha256()
-    for path, leaf in sorted(
-        jax.tree_util.tree_flatten_with_path(params)[0], key=lambda kv: jax.tree_util.keystr(kv[0])
-    ):
-        arr = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
-        h.update(jax.tree_util.keystr(path).encode())
-        h.update(f"{arr.dtype}{arr.shape}".encode())
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
-
-
-def test_metrics(exp: build_lib.Experiment, state: engine_lib.TrainState) -> dict[str, Any]:
-    """The family's test figures, as ``test_<name>``."""
-    m = evaluate.evaluate_model(
-        exp.model,
-        state.params,
-        state.model_state,
-        exp.split("test"),
-        exp.keys["eval"],
-        batch_size=exp.config.eval.batch_size,
-        mesh=exp.mesh,
-    )
-    return {f"test_{k}": v for k, v in m.items()}
-
-
-def validation_metrics(exp: build_lib.Experiment, state: engine_lib.TrainState) -> dict[str, Any]:
-    """The family's figures on the validation set, as ``val_<name>``."""
-    m = evaluate.evaluate_model(
-        exp.model,
-        state.params,
-        state.model_state,
-        exp.split("validation"),
-        exp.keys["eval"],
-        batch_size=exp.config.eval.batch_size,
-        mesh=exp.mesh,
-    )
-    return {f"val_{k}": v for k, v in m.items() if k != "kl_per_dim"}
-
-
-def headline(exp: build_lib.Experiment, m: dict[str, Any]) -> str:
-    names = [n for n in exp.model.headline if f"test_{n}" in m]
-    if not names:
-        return ""
-    first, rest = names[0], names[1:]
-    more = ", ".join(f"{n} {m[f'test_{n}']:.4g}" for n in rest)
-    return f"{first} {m[f'test_{first}']:.2f}" + (f" ({more})" if more else "")
 
 
 def eval_due(step: int, *, per_epoch: int, total: int, every_epochs: int) -> bool:
@@ -99,23 +42,6 @@ def eval_due(step: int, *, per_epoch: int, total: int, every_epochs: int) -> boo
     if step == total:
         return True
     return step % per_epoch == 0 and every_epochs > 0 and (step // per_epoch) % every_epochs == 0
-
-
-class CheckpointClock:
-    """Seconds since the last checkpoint this run wrote or resumed from, read on process 0 and
-    shared, so that every process takes the same save decision."""
-
-    def __init__(self, resumed: bool):
-        self.last = time.time() if resumed else None
-
-    def seconds_since_save(self, *, at_epoch_end: bool) -> float | None:
-        if self.last is None:
-            return None
-        since = time.time() - self.last
-        return sharding.from_process_0(since) if at_epoch_end else since
-
-    def saved(self) -> None:
-        self.last = time.time()
 
 
 class DispatchPacer:
@@ -145,14 +71,11 @@ class DispatchPacer:
 class Progress:
     """A progress bar on a terminal (not in log files), and lines from process 0."""
 
-    def __init__(
-        self, stream, *, total: int, initial: int, enabled: bool, main: bool, label: str = ""
-    ):
+    def __init__(self, stream, *, total: int, enabled: bool, main: bool, label: str = ""):
         self.stream, self.main, self.label = stream, main, label
         tty = getattr(stream, "isatty", lambda: False)()
         self.bar = tqdm(
             total=total,
-            initial=initial,
             unit="step",
             file=stream,
             disable=not (main and enabled and tty),
@@ -171,7 +94,7 @@ class Progress:
         self.bar.close()
 
 
-def open_run(exp: build_lib.Experiment, workdir: str, say) -> tuple[Any, int, bool]:
+def open_run(exp, workdir: str, say) -> tuple[Any, int, bool]:
     """Checks ``workdir`` (writable, same config, same format), then restores its newest readable
     checkpoint or initialises a fresh state and writes config.json and run.json.
 
@@ -201,150 +124,120 @@ def open_run(exp: build_lib.Experiment, workdir: str, say) -> tuple[Any, int, bo
     else:
         state, start = exp.init_state(), 0
     if main and not existing:
-        workdir_lib.write_json(layout.path(workdir, layout.CONFIG), exp.config.to_dict())
+        from jaxvae import experiment as build_lib  # run.json's record of the data
+
+        workdir_lib.write_json(layout.path(workdir, layout.CONFIG), exp.record())
         workdir_lib.write_run_info(workdir, build_lib.info_dict(exp.info, exp.dataset.name))
     return state, start, existing
 
 
-class Session:
-    """The host side of one run: its workdir (opened, restored or initialised by :func:`open_run`),
-    logs, TensorBoard events, checkpoints, early stopping and summary. :func:`drive` runs the
-    training of one session, or of several seeds vectorized in one program (:mod:`jaxvae.seeds`),
-    and hands each session its part at every boundary."""
+class Run:
+    """One run's pieces, opened on its workdir: progress, state, logs, checkpoints, early stopping,
+    and what it measured (time trained, images seen, compile time)."""
 
-    def __init__(self, exp: build_lib.Experiment, workdir: str, stream, *, label: str = ""):
+    def __init__(self, exp, workdir: str, stream, *, label: str = ""):
         self.wall_start = time.time()
-        self.exp, self.workdir, self.config = exp, workdir, exp.config
-        t_cfg = self.config.train
-        n_train = exp.dataset.train_images.shape[0]
-        self.per_epoch = engine_lib.steps_per_epoch(n_train, t_cfg.batch_size)
+        self.exp, self.workdir, t = exp, workdir, exp.train
+        self.per_epoch = exp.steps_per_epoch
         if self.per_epoch < 1:
             raise ValueError(
-                f"train.batch_size={t_cfg.batch_size} is larger than the {n_train} training images"
+                f"train.batch_size={t.batch_size} is larger than the {exp.info.num_train} "
+                "training images"
             )
         self.main = jax.process_index() == 0
-        self.total = t_cfg.epochs * self.per_epoch
+        self.total = t.epochs * self.per_epoch
         self.progress = Progress(
-            stream,
-            total=self.total,
-            initial=0,
-            enabled=t_cfg.progress,
-            main=self.main,
-            label=label,
+            stream, total=self.total, enabled=t.progress, main=self.main, label=label
         )
         self.state, self.start_step, existing = open_run(exp, workdir, self.progress.say)
         self.progress.bar.update(self.start_step)
-        resume_step = self.start_step if existing else None
-        self.metrics_log = workdir_lib.MetricsLog(
-            workdir, resume_step=resume_step, enabled=self.main
+        resume = self.start_step if existing else None
+        self.log = runlog.RunLog(
+            workdir, resume_step=resume, enabled=self.main, config=exp.record()
         )
-        self.events = tensorboard.EventLog(workdir, resume_step=resume_step, enabled=self.main)
-        self.events.config(self.config.to_dict())
-        self.intervals = (
-            t_cfg.checkpoint_every_steps or self.per_epoch,
-            t_cfg.log_every_steps,
-            t_cfg.steps_per_dispatch,
+        self.checkpoints = checkpoint.Checkpoints(
+            workdir,
+            keep=t.keep_checkpoints,
+            every_steps=t.checkpoint_every_steps,
+            min_interval_s=t.checkpoint_min_interval_s,
+            per_epoch=self.per_epoch,
+            total=self.total,
+            resumed=self.start_step > 0,
+            best=t.early_stopping_patience > 0,
         )
-        self.manager = checkpoint.make_manager(workdir, keep=t_cfg.keep_checkpoints)
-        self.wait_for_saves = jax.default_backend() == "cpu"  # see checkpoint.save
-        self.clock = CheckpointClock(resumed=self.start_step > 0)
-        self.validating = exp.dataset.validation_images.shape[0] > 0
         self.stopper = early_stopping.EarlyStopping.from_log(
             workdir,
             upto_step=self.start_step if existing else -1,
-            patience=t_cfg.early_stopping_patience,
+            patience=t.early_stopping_patience,
             metric=f"val_{exp.model.headline[0]}",
         )
-        self.best_manager = None
-        if self.stopper.patience:
-            self.best_manager = checkpoint.make_manager(workdir, keep=1, name=layout.BEST)
+        self.intervals = (t.checkpoint_every_steps or self.per_epoch, t.log_every_steps)
+        self.intervals += (t.steps_per_dispatch,)
         self.train_seconds, self.images_seen, self.compile_s = 0.0, 0, 0.0
         self.closed = False
 
+    def next_boundary(self, step: int) -> int:
+        return engine.next_boundary(
+            step, per_epoch=self.per_epoch, total=self.total, intervals=self.intervals
+        )
+
     def trained(self, n: int, seconds: float) -> None:
         self.train_seconds += seconds
-        self.images_seen += n * self.config.train.batch_size
+        self.images_seen += n * self.exp.train.batch_size
 
-    def boundary(self, step: int, n: int, sums: dict[str, Any], state_fn) -> None:
-        """After the ``n`` steps up to the boundary ``step``: the log record, test and validation
-        figures when due, early stopping and the checkpoint. ``state_fn()`` gives the state (only
-        called when something needs it)."""
-        exp, t_cfg, per_epoch, progress = self.exp, self.config.train, self.per_epoch, self.progress
-        record = {k: float(v) / n for k, v in sums.items() if k != "skipped"}
-        record |= {
-            "step": step,
-            "epoch": step / per_epoch,
-            "skipped": int(sums["skipped"]),
-            "images_per_sec": self.images_seen / self.train_seconds,
-        }
+    def at_boundary(self, step: int, n: int, sums: dict, state_fn) -> None:
+        """The training line of the ``n`` steps up to ``step``, the test and validation figures
+        when due, early stopping and the checkpoint. ``state_fn()`` gives the state."""
+        exp, epoch, say = self.exp, step / self.per_epoch, self.progress.say
+        rate = self.images_seen / self.train_seconds
+        record = self.log.training(step, epoch, n, sums, rate)
         if record["skipped"]:
-            progress.say(
-                f"warning: {record['skipped']} update(s) skipped (non-finite loss/gradient)"
-            )
-        self.metrics_log.write(record)
-        self.events.record(record)
-        progress.advance(n, record["loss"])
-        if eval_due(
-            step, per_epoch=per_epoch, total=self.total, every_epochs=t_cfg.eval_every_epochs
-        ):
-            m = test_metrics(exp, state_fn())
+            say(f"warning: {record['skipped']} update(s) skipped (non-finite loss/gradient)")
+        self.progress.advance(n, record["loss"])
+        every = exp.train.eval_every_epochs
+        if eval_due(step, per_epoch=self.per_epoch, total=self.total, every_epochs=every):
+            m = summary.split_metrics(exp, state_fn(), "test")
             m.pop("test_kl_per_dim", None)
-            self.metrics_log.write({"step": step, "epoch": step / per_epoch} | m)
-            self.events.record({"step": step} | m)
-            progress.say(
-                f"epoch {step // per_epoch}/{t_cfg.epochs}  step {step}  train loss "
-                f"{record['loss']:.3f}  test {headline(exp, m)}"
+            self.log.write({"step": step, "epoch": epoch} | m)
+            say(
+                f"epoch {step // self.per_epoch}/{exp.train.epochs}  step {step}  train loss "
+                f"{record['loss']:.3f}  test {summary.headline(exp.model, m)}"
             )
-        epoch_end = step % per_epoch == 0
         stopper = self.stopper
-        if self.validating and epoch_end:
-            v = validation_metrics(exp, state_fn())
-            self.metrics_log.write({"step": step, "epoch": step / per_epoch} | v)
-            self.events.record({"step": step} | v)
-            if stopper.update(step, v[stopper.metric]) and self.best_manager is not None:
-                checkpoint.save(self.best_manager, step, state_fn(), wait=True)
+        if exp.dataset.validation_images.shape[0] and step % self.per_epoch == 0:
+            v = summary.split_metrics(exp, state_fn(), "validation")
+            self.log.write({"step": step, "epoch": epoch} | v)
+            if stopper.update(step, v[stopper.metric]) and self.checkpoints.best is not None:
+                self.checkpoints.save_best(step, state_fn())
             if stopper.stop:
-                progress.say(
+                say(
                     f"early stop at step {step}: {stopper.metric} did not improve for "
                     f"{stopper.patience} epochs (best {stopper.best:.3f} at step "
                     f"{stopper.best_step})"
                 )
-        due = stopper.stop or checkpoint.save_due(
-            step,
-            total=self.total,
-            per_epoch=per_epoch,
-            every_steps=t_cfg.checkpoint_every_steps,
-            min_interval_s=t_cfg.checkpoint_min_interval_s,
-            seconds_since_save=self.clock.seconds_since_save(at_epoch_end=epoch_end),
-        )
-        if due:
-            checkpoint.save(self.manager, step, state_fn(), wait=self.wait_for_saves)
-            self.events.flush()
-            self.clock.saved()
+        if self.checkpoints.after(step, state_fn, force=stopper.stop):
+            self.log.flush()
 
-    def save_now(self, step: int, state) -> None:
-        """A checkpoint at ``step``, written before returning (a stop request)."""
-        checkpoint.save(self.manager, step, state, wait=True)
+    def stop_now(self, step: int, since: int, state, sums) -> None:
+        """A stop request inside the interval from ``since``: checkpoint and carried sums."""
+        self.checkpoints.now(step, state)
+        self.log.carry(step, since, sums)
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self.progress.close()
-        self.events.flush()
-        checkpoint.finish(self.manager)
-        self.manager.close()
-        if self.best_manager is not None:
-            self.best_manager.close()
+        self.log.flush()
+        self.checkpoints.close()
 
     def finish(self, state) -> dict[str, Any]:
-        """Closes the session and writes the run's figures, pictures and summary.json from its
-        final ``state`` (the best epoch's under early stopping); returns the summary."""
+        """Closes the run and writes its figures, pictures and summary.json from its final
+        ``state`` (the best epoch's under early stopping); returns the summary."""
         self.close()
         exp, stopper = self.exp, self.stopper
-        trained_steps = int(state.step)
-        early = {}
-        if self.best_manager is not None and stopper.best_step is not None:
+        trained_steps, early = int(state.step), {}
+        if self.checkpoints.best is not None and stopper.best_step is not None:
             # The figures and pictures of an early-stopped protocol are the best epoch's.
             state, _ = checkpoint.restore_newest(
                 self.workdir, exp.abstract_state(), name=layout.BEST
@@ -356,211 +249,97 @@ class Session:
                 "trained_steps": trained_steps,
             }
         seconds = self.train_seconds
-        summary = (
-            final_summary(exp, state)
-            | early
-            | {
-                "resumed_from_step": self.start_step,
-                "compile_s": self.compile_s,
-                "train_images_per_sec": self.images_seen / seconds if seconds else None,
-                "wall_s": time.time() - self.wall_start,
-            }
-        )
+        out = summary.final_summary(exp, state) | early
+        out |= {
+            "resumed_from_step": self.start_step,
+            "compile_s": self.compile_s,
+            "train_images_per_sec": self.images_seen / seconds if seconds else None,
+            "wall_s": time.time() - self.wall_start,
+        }
         if self.main:
-            drawn = draw(exp, state, self.workdir, kl_per_dim=summary.get("test_kl_per_dim"))
-            self.events.images(int(state.step), {os.path.basename(p)[:-4]: _png(p) for p in drawn})
-            workdir_lib.write_json(layout.path(self.workdir, layout.SUMMARY), summary)
+            drawn = summary.draw(exp, state, self.workdir, kl_per_dim=out.get("test_kl_per_dim"))
+            pngs = {os.path.basename(p)[:-4]: summary.png(p) for p in drawn}
+            self.log.events.images(int(state.step), pngs)
             where = layout.path(self.workdir, layout.SUMMARY)
-            self.progress.say(f"done: {headline(exp, summary)}  summary in {where}")
-        self.events.close()
-        return summary
+            workdir_lib.write_json(where, out)
+            self.progress.say(f"done: {summary.headline(exp.model, out)}  summary in {where}")
+        self.log.close()
+        return out
 
 
 def whole(tree, i: int):
-    """The part of session ``i`` of a one-session drive: everything."""
+    """The part of run ``i`` of a one-run drive: everything."""
     del i
     return tree
 
 
-def drive(sessions: list[Session], feed, state, *, part=whole) -> list[dict[str, Any]]:
-    """Trains ``sessions`` (runs of one config but the seed) together from ``state`` with
-    ``feed``, to the end or their early stop; returns their summaries.
+def drive(runs: list[Run], feed, state, *, part=whole, join=None) -> list[dict[str, Any]]:
+    """Trains ``runs`` (of one config but the seed) together from ``state`` with ``feed``, to the
+    end or their early stop; returns their summaries.
 
-    ``part(tree, i)`` is session ``i``'s part of the state or of the metric sums (:func:`whole`
-    for one session; a slice of the stacked seeds for :mod:`jaxvae.seeds`). Every session must
-    start at the same step. A stop request (SIGTERM, SIGINT) saves every unfinished session's
-    checkpoint and raises :class:`jaxvae.preemption.Preempted`.
+    ``part(tree, i)`` is run ``i``'s part of the state or of the metric sums, ``join(parts)`` the
+    inverse (one run: :func:`whole`; stacked seeds: :mod:`jaxvae.seeds`). Every run must start at
+    the same step. A stop request (SIGTERM, SIGINT) saves every unfinished run's checkpoint and
+    raises :class:`jaxvae.preemption.Preempted`.
     """
-    lead = sessions[0]
-    per_epoch, total, intervals = lead.per_epoch, lead.total, lead.intervals
-    if any(s.start_step != lead.start_step for s in sessions):
+    lead, join = runs[0], join or (lambda parts: parts[0])
+    if any(r.start_step != lead.start_step for r in runs):
         raise ValueError(
-            "sessions driven together must start at one step, got "
-            f"{[s.start_step for s in sessions]}"
+            f"runs driven together must start at one step, got {[r.start_step for r in runs]}"
         )
     summaries: dict[int, dict[str, Any]] = {}
-    live = [i for i, s in enumerate(sessions) if not s.stopper.stop]  # a log may say it stopped
-    pacer = DispatchPacer(lead.config.train.max_dispatch_s)
-    step = lead.start_step
+    live = [i for i, r in enumerate(runs) if not r.stopper.stop]  # a log may say it stopped
+    pacer, step = DispatchPacer(lead.exp.train.max_dispatch_s), lead.start_step
+    carried = [r.log.carried for r in runs]  # a resumed log interval's sums so far
     try:
         with preemption.StopRequest() as stop:
-            while step < total and live:
-                boundary = engine_lib.next_boundary(
-                    step, per_epoch=per_epoch, total=total, intervals=intervals
-                )
-                sums, done = None, step
+            while step < lead.total and live:
+                boundary, since, sums = lead.next_boundary(step), step, None
+                if all(carried):
+                    since, sums = carried[0][0], join([c[1] for c in carried])
+                carried = [None]
+                done = step
                 while done < boundary:  # dispatches of at most about max_dispatch_s each
-                    n = pacer.steps(boundary - done)
-                    t = time.time()
-                    # the running sums continue on the device: the same additions, whatever the split
-                    state, sums = feed.run(state, n, sums)
+                    n, t = pacer.steps(boundary - done), time.time()
+                    state, sums = feed.run(state, n, sums)  # the sums continue on the device
                     sums = jax.device_get(sums)  # host sync: once per dispatch
-                    dt = time.time() - t
-                    pacer.took(n, dt)
+                    pacer.took(n, dt := time.time() - t)
                     for i in live:
-                        sessions[i].trained(n, dt)
+                        runs[i].trained(n, dt)
                     done += n
                     if stop.due():
                         for i in live:
-                            sessions[i].save_now(done, part(state, i))
+                            runs[i].stop_now(done, since, part(state, i), part(sums, i))
                         raise preemption.Preempted(done, stop.signal_name)
-                n, step = boundary - step, boundary
                 for i in live:  # the state's part is sliced once, when first needed
                     state_fn = functools.cache(functools.partial(part, state, i))
-                    sessions[i].boundary(step, n, part(sums, i), state_fn)
-                for i in [i for i in live if sessions[i].stopper.stop]:
-                    summaries[i] = sessions[i].finish(part(state, i))
-                live = [i for i in live if i not in summaries]
-        for i in range(len(sessions)):
+                    runs[i].at_boundary(boundary, boundary - since, part(sums, i), state_fn)
+                    if runs[i].stopper.stop:
+                        summaries[i] = runs[i].finish(part(state, i))
+                live, step = [i for i in live if i not in summaries], boundary
+        for i in range(len(runs)):
             if i not in summaries:
-                summaries[i] = sessions[i].finish(part(state, i))
+                summaries[i] = runs[i].finish(part(state, i))
     finally:
-        for s in sessions:
-            s.close()
-    return [summaries[i] for i in range(len(sessions))]
+        for r in runs:
+            r.close()
+    return [summaries[i] for i in range(len(runs))]
 
 
-def train(
-    config: ml_collections.ConfigDict,
-    workdir: str,
-    *,
-    mesh=None,
-    stream=None,
-) -> dict[str, Any]:
-    """Trains (or resumes) the run of ``config`` in ``workdir``; returns its summary.
-
-    ``stream`` receives progress lines (default: ``sys.stderr`` as it is at the call).
+def train(exp, workdir: str, *, stream=None) -> dict[str, Any]:
+    """Trains (or resumes) the run of the experiment ``exp`` in ``workdir``; returns its summary.
 
     Raises:
-      ValueError: a bad config, missing data, images that do not fit the model, an unwritable
-        workdir, or a workdir that holds a different run. Nothing in the workdir is changed then.
+      ValueError: an unwritable workdir, or a workdir that holds a different run. Nothing in the
+        workdir is changed then.
     """
-    stream = sys.stderr if stream is None else stream
-    source = streaming.open_train_source(config)  # None: the training set lives on the device
-    exp = build_lib.build(config, mesh=mesh, dataset=source.dataset if source else None)
-    session = Session(exp, workdir, stream)
+    run = Run(exp, workdir, sys.stderr if stream is None else stream)
     try:
-        feed = streaming.make_feed(exp, source, session.start_step, session.total)
-        session.compile_s = feed.compile(session.state)
+        feed = exp.feed(run.start_step, run.total)
+        run.compile_s = feed.compile(run.state)
     except BaseException:
-        session.close()
+        run.close()
         raise
-    state, session.state = session.state, None  # the engine donates it
-    (summary,) = drive([session], feed, state)
-    return summary
-
-
-def draw(exp: build_lib.Experiment, state, workdir: str, *, kl_per_dim=None) -> list[str]:
-    """Every picture of the run from ``state``, and curves.png from metrics.jsonl (also what
-    ``jaxvae plot`` redraws for a finished or running run); returns the paths."""
-    written = pictures.write_pictures(
-        workdir,
-        exp.model,
-        state.params,
-        state.model_state,
-        exp.split("test"),
-        exp.keys["pictures"],
-        exp.config.eval.num_pictures,
-        kl_per_dim=kl_per_dim,
-    )
-    metrics = layout.path(workdir, layout.METRICS)
-    if os.path.exists(metrics):
-        written.append(curves.plot_curves(metrics, layout.path(workdir, layout.CURVES)))
-    return written
-
-
-def _png(path: str) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
-
-
-def final_summary(exp: build_lib.Experiment, state: engine_lib.TrainState) -> dict[str, Any]:
-    """The test figures, the NLL bound when asked for (``eval.iwae_k``), the data protocol and
-    the run's facts."""
-    config, model = exp.config, exp.model
-    summary: dict[str, Any] = test_metrics(exp, state)
-    if config.eval.iwae_k and model.has_likelihood:
-        test = exp.split("test")
-        n_iwae = min(config.eval.iwae_num_examples, test["image"].shape[0])
-        iw = evaluate.evaluate_iwae(
-            model,
-            state.params,
-            state.model_state,
-            {k: v[:n_iwae] for k, v in test.items()},
-            exp.keys["eval"],
-            k=config.eval.iwae_k,
-            mesh=exp.mesh,
-        )
-        summary |= {
-            "test_nll": iw["nll"],
-            "test_nll_se": iw["nll_se"],
-            "iwae_k": iw["iwae_k"],
-            "iwae_num_examples": iw["num_examples"],
-        }
-    summary |= nats_in_bits(model, summary)
-    summary |= {
-        "dataset": exp.dataset.name,
-        "model": f"{model.name}/{model.architecture}",
-        "likelihood": model.likelihood.name,
-        "objective": exp.objective.name,
-        "epochs": config.train.epochs,
-        "steps": int(state.step),
-        "seed": config.seed,
-        "skipped_steps": int(state.skipped),
-        "num_params": num_params(state.params),
-        "params_digest": params_digest(state.params),
-        "devices": exp.mesh.devices.size,
-        "processes": jax.process_count(),
-        "peak_host_memory_mb": peak_rss_mb(),
-    }
-    protocol = getattr(exp.dataset, "protocol", None)
-    if protocol:
-        summary["data_protocol"] = protocol
-    return summary
-
-
-def nats_in_bits(model, figures: dict[str, Any]) -> dict[str, float]:
-    """Bits per dimension of the negative ELBO and NLL, for likelihoods over 8-bit values."""
-    from jaxvae import likelihoods
-
-    if not model.likelihood.discrete_8bit:
-        return {}
-    out = {}
-    for name in ("test_nelbo", "test_nll"):
-        if name in figures:
-            out[name.replace("test_", "test_bpd_")] = likelihoods.bits_per_dim(
-                figures[name], model.image_shape
-            )
+    state, run.state = run.state, None  # the engine donates it
+    (out,) = drive([run], feed, state)
     return out
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB."""
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    except ImportError:  # not on POSIX
-        return psutil.Process().memory_info().rss / 2**20

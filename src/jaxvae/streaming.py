@@ -37,21 +37,18 @@ import dataclasses
 import math
 import os
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 
-from jaxvae import config as config_lib
 from jaxvae import data as data_lib
 from jaxvae import engine as engine_lib
 from jaxvae import sharding
 from jaxvae.data.dataset import _protocol
+from jaxvae.specs import STREAM_MODES, DataSpec
 
-STREAM_MODES = ("auto", "always", "never")
 CHUNK_BYTES = 64 * 2**20  # host batches stacked into one device transfer: at most about this
 MAX_CHUNK_STEPS = 32
 
@@ -60,7 +57,6 @@ __all__ = [
     "StreamFeed",
     "TrainSource",
     "local_rows",
-    "make_feed",
     "open_train_source",
     "step_indices",
 ]
@@ -88,7 +84,7 @@ class TrainSource:
     workers: int
 
 
-def _builder(d: ml_collections.ConfigDict):
+def _builder(d: DataSpec):
     """The prepared TFDS builder of ``config.data``, or ``None`` when it is not TFDS-backed."""
     if d.name == "fashion_mnist" and d.source == "tfds":
         from jaxvae.data import tfds_fashion_mnist
@@ -106,8 +102,8 @@ def _builder(d: ml_collections.ConfigDict):
     return None
 
 
-def open_train_source(config: ml_collections.ConfigDict) -> TrainSource | None:
-    """The streamed training split of ``config``, or ``None`` when it is to live on the device.
+def open_train_source(d: DataSpec, seed: int) -> TrainSource | None:
+    """The streamed training split of the data ``d``, or ``None`` when it is to live on the device.
 
     ``data.stream``: ``"never"``; ``"always"`` (TFDS-backed data only: fashion_mnist with
     ``data.source="tfds"``, mnist, binarized_mnist, cifar10); ``"auto"``: stream a TFDS-backed
@@ -117,19 +113,11 @@ def open_train_source(config: ml_collections.ConfigDict) -> TrainSource | None:
       ValueError: a bad config, ``stream="always"`` on data that is not TFDS-backed, static
         binarization of streamed data, or data that is missing or malformed.
     """
-    config_lib.validate(config)
-    d = config.data
     if d.stream == "never":
         return None
     builder = _builder(d)
     if builder is None:
-        if d.stream == "always":
-            raise ValueError(
-                f"config data.stream='always' needs a TFDS data source; data.name={d.name!r} "
-                f"with data.source={d.source!r} is read into memory (for fashion_mnist use "
-                "data.source='tfds')"
-            )
-        return None
+        return None  # not TFDS-backed (DataSpec refuses stream='always' for these)
     features = builder.info.features
     n_all = int(builder.info.splits["train"].num_examples)
     shape = tuple(int(x) for x in features["image"].shape)
@@ -168,7 +156,7 @@ def open_train_source(config: ml_collections.ConfigDict) -> TrainSource | None:
     )
     if d.binarize == "dynamic":
         dataset = data_lib.binarize_for_evaluation(dataset)
-    protocol = _protocol(dataset, d.binarize, config.seed, d.validation_size)
+    protocol = _protocol(dataset, d.binarize, seed, d.validation_size)
     protocol["train"] += f"; streamed from the TFDS data source ({mb:.0f} MiB as float32)"
     dataset = dataclasses.replace(dataset, protocol=protocol)
     workers = d.stream_workers or min(8, os.cpu_count() or 1)
@@ -201,32 +189,40 @@ def local_rows(mesh, batch_size: int) -> slice:
     return slice(lo, hi)
 
 
-class StreamFeed:
-    """Training batches read by Grain from a TFDS data source, run by the stream engine.
-
-    ``run(state, n) -> (state, metric_sums)`` runs the next ``n`` steps, as the device-resident
-    :class:`jaxvae.engine.DeviceFeed` does; the steps must be taken in order from ``start_step``.
+class StreamFeed(engine_lib.CompiledFeed):
+    """Training batches read by Grain from a TFDS data source: the engine's batches come from
+    chunks of host batches (:func:`jaxvae.engine.chunk_prepare`). ``run(state, n)`` runs the
+    next ``n`` steps, taken in order from ``start_step``.
     """
 
-    def __init__(self, exp, source: TrainSource, start_step: int, total_steps: int):
-        b = exp.config.train.batch_size
-        self.batch_size, self.mesh, self.key = b, exp.mesh, exp.keys["train"]
-        self.source = source
+    def __init__(
+        self,
+        train_step,
+        source: TrainSource,
+        key,
+        data_key,
+        *,
+        batch_size,
+        mesh,
+        image_shape,
+        start_step: int,
+        total_steps: int,
+    ):
+        b = batch_size
+        self.batch_size, self.source, self.image_shape = b, source, tuple(image_shape)
         self.per_epoch = engine_lib.steps_per_epoch(source.num_train, b)
-        self.rows = local_rows(exp.mesh, b)
-        self.image_shape = exp.dataset.image_shape
+        self.rows = local_rows(mesh, b)
         row_bytes = math.prod(self.image_shape) * 4 * (self.rows.stop - self.rows.start)
         self.chunk = max(1, min(MAX_CHUNK_STEPS, CHUNK_BYTES // max(row_bytes, 1)))
         self.step = start_step
         self._cpu = jax.local_devices(backend="cpu")[0]
-        self._data_key = jax.device_put(exp.keys["data"], self._cpu)
+        self._data_key = jax.device_put(data_key, self._cpu)
         self._orders: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
-        self.engine_step = exp.train_step()
-        self.engine = engine_lib.make_stream_engine(self.engine_step, batch_size=b, mesh=exp.mesh)
-        self.chunk_sharding = engine_lib.chunk_sharding(exp.mesh)
+        self.chunk_sharding = engine_lib.chunk_sharding(mesh)
         self._iter = self._batches(start_step, total_steps)
-        self.compiled = None
+        prepare = engine_lib.chunk_prepare(batch_size=b, mesh=mesh)
+        super().__init__(train_step, prepare, mesh, key)
 
     def _order(self, epoch: int) -> np.ndarray:
         with self._lock:
@@ -271,9 +267,8 @@ class StreamFeed:
             out[name] = jax.make_array_from_process_local_data(self.chunk_sharding, local, shape)
         return out
 
-    def compile(self, state) -> float:
-        """Compiles the engine for ``state``; returns the seconds it took."""
-        shapes = {
+    def abstract_inputs(self):
+        return {
             "image": jax.ShapeDtypeStruct(
                 (self.chunk, self.batch_size, *self.image_shape),
                 np.float32,
@@ -283,27 +278,15 @@ class StreamFeed:
                 (self.chunk, self.batch_size), np.int32, sharding=self.chunk_sharding
             ),
         }
-        t = time.time()
-        one = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in shapes.items()}
-        self.zeros = engine_lib.zero_metrics(self.engine_step, state, one, self.key)
-        args = (state, shapes, self.key, np.int32(1), self.zeros)
-        self.compiled = self.engine.lower(*args).compile()
-        return time.time() - t
 
-    def run(self, state, n: int, sums=None):
-        """The next ``n`` steps; ``sums``: the running metric sums to continue (None: zeros)."""
-        sums = self.zeros if sums is None else sums
+    def one_batch(self):
+        return {
+            k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in self.abstract_inputs().items()
+        }
+
+    def dispatches(self, n: int):
         while n > 0:
             k = min(n, self.chunk)
-            chunk = self._put([next(self._iter) for _ in range(k)])
-            state, sums = self.compiled(state, chunk, self.key, np.int32(k), sums)
+            yield self._put([next(self._iter) for _ in range(k)]), k
             self.step += k
             n -= k
-        return state, sums
-
-
-def make_feed(exp, source: TrainSource | None, start_step: int, total_steps: int):
-    """The training data of a run: streamed from ``source``, or device-resident without one."""
-    if source is None:
-        return engine_lib.DeviceFeed(exp)
-    return StreamFeed(exp, source, start_step, total_steps)

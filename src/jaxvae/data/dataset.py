@@ -176,10 +176,8 @@ def load_from_config(cfg: Any, seed: int = 0) -> Dataset:
     """Loads the dataset described by the ``data`` section of a config.
 
     Args:
-      cfg: An ``ml_collections.ConfigDict`` (or mapping) with the field ``name`` and optionally
-        ``data_dir``, ``tfds_data_dir``, ``source``, ``binarize``, ``limit_train``,
-        ``limit_test`` and ``validation_size`` (see :func:`load_dataset`). Other fields are
-        ignored.
+      cfg: A :class:`jaxvae.specs.DataSpec` (or any object with its attributes; see
+        :func:`load_dataset`).
       seed: The experiment's global seed, used for static binarization.
 
     Returns:
@@ -188,21 +186,21 @@ def load_from_config(cfg: Any, seed: int = 0) -> Dataset:
     Raises:
       ValueError: If ``name`` is missing, or as :func:`load_dataset`.
     """
-    name = cfg.get("name", None)
+    name = getattr(cfg, "name", None)
     if not name:
         raise ValueError(
             f"Data config has no dataset name (got {name!r}); expected one of {DATASETS}."
         )
     return load_dataset(
         str(name),
-        data_dir=str(cfg.get("data_dir", "") or ""),
-        tfds_data_dir=str(cfg.get("tfds_data_dir", "") or ""),
-        source=str(cfg.get("source", "auto") or "auto"),
-        binarize=str(cfg.get("binarize", "none") or "none"),
+        data_dir=str(cfg.data_dir or ""),
+        tfds_data_dir=str(cfg.tfds_data_dir or ""),
+        source=str(cfg.source or "auto"),
+        binarize=str(cfg.binarize or "none"),
         seed=int(seed),
-        limit_train=int(cfg.get("limit_train", 0) or 0),
-        limit_test=int(cfg.get("limit_test", 0) or 0),
-        validation_size=int(cfg.get("validation_size", 0) or 0),
+        limit_train=int(cfg.limit_train or 0),
+        limit_test=int(cfg.limit_test or 0),
+        validation_size=int(cfg.validation_size or 0),
     )
 
 

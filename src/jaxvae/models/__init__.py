@@ -6,15 +6,17 @@ decoder, prior and pictures. Every module in this package is imported on first u
 family is adding one file: ``src/jaxvae/models/<name>.py``. The config chooses a family with
 ``model.kind`` and gives its own options in ``model.<kind>``::
 
-    model = models.from_config(config, models.DataInfo(image_shape=(28, 28, 1), num_classes=10))
+    model = models.get("vae")(image_shape=(28, 28, 1), latent_dim=8)
     params, state = model.init(jax.random.key(0))
+
+(:func:`jaxvae.config.make_model` builds the family of a config, with ``model.<kind>``'s keys,
+the family's own dataclass fields, as its arguments.)
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any
 
 from jaxvae.models.base import DataInfo, Model, Params, num_params
 
@@ -59,17 +61,11 @@ def get(name: str) -> type[Model]:
     return known[name]
 
 
-def from_config(config: Any, info: DataInfo, *, backend: str | None = None) -> Model:
-    """The model of ``config`` (``model.kind`` and its options) for data described by ``info``."""
-    return get(config.model.kind).from_config(config, info, backend=backend)
-
-
 __all__ = [
     "DataInfo",
     "Model",
     "Params",
     "families",
-    "from_config",
     "get",
     "num_params",
     "register",

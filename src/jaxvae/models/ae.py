@@ -46,10 +46,6 @@ class AE(Model):
         super().__post_init__()
         check_choice("ae_loss", self.ae_loss, AE_LOSSES)
 
-    @classmethod
-    def options(cls, config):
-        return super().options(config) | {"ae_loss": config.objective.ae_loss}
-
     def decoder_net(self):
         from jaxvae import networks
 
@@ -139,11 +135,6 @@ class DAE(AE):
         super().__post_init__()
         check_choice("noise", self.noise, corruptions.NOISE_KINDS)
         corruptions.check_noise_level(self.noise, self.noise_level)
-
-    @classmethod
-    def options(cls, config):
-        o = config.objective
-        return super().options(config) | {"noise": o.noise, "noise_level": float(o.noise_level)}
 
     def corrupt(self, key, x):
         return corruptions.add_noise(key, x, kind=self.noise, level=self.noise_level)

@@ -95,8 +95,6 @@ class Model(abc.ABC):
     num_train: int = 60_000
 
     name: ClassVar[str] = ""
-    # Options of config.model.<name>, with their defaults and types.
-    config_defaults: ClassVar[dict[str, Any]] = {}
     # log_weights exists: the IWAE objective and the importance-sampled NLL apply.
     has_likelihood: ClassVar[bool] = True
     # A prior to sample from (``jaxvae sample``); an AE's samples.png fits one to its codes.
@@ -141,46 +139,6 @@ class Model(abc.ABC):
                     f"image shape {self.image_shape} does not fit a conv model with "
                     f"{len(self.channels)} stride-2 layers: H and W must be divisible by {factor}"
                 )
-
-    # ---- construction -------------------------------------------------------------------
-
-    @classmethod
-    def common_options(cls, config: Any, info: DataInfo, backend: str | None) -> dict[str, Any]:
-        """The shared fields from ``config.model`` and ``info``."""
-        from jaxvae import config as config_lib  # the schema's owner; imported late (cycle)
-
-        m = config.model
-        image_shape = tuple(int(v) for v in info.image_shape)
-        return dict(
-            image_shape=image_shape,
-            latent_dim=m.latent_dim,
-            architecture=m.architecture,
-            hidden=tuple(m.hidden),
-            channels=tuple(m.channels),
-            activation=m.activation,
-            layer=m.layer,
-            conv_impl=config_lib.resolve_conv_impl(m.conv_impl, backend),
-            likelihood=likelihoods.make(
-                m.likelihood,
-                image_shape=image_shape,
-                gaussian_std=m.gaussian_std,
-                num_mixtures=m.num_mixtures,
-            ),
-            num_classes=int(info.num_classes),
-            num_train=int(info.num_train),
-        )
-
-    @classmethod
-    def options(cls, config: Any) -> dict[str, Any]:
-        """The family's own fields: by default ``config.model.<name>``'s keys, as they are."""
-        if not cls.config_defaults:
-            return {}
-        section = config.model[cls.name]
-        return {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
-
-    @classmethod
-    def from_config(cls, config: Any, info: DataInfo, *, backend: str | None = None) -> Model:
-        return cls(**cls.common_options(config, info, backend), **cls.options(config))
 
     # ---- shared backbones -----------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -100,7 +100,6 @@ class BetaTCVAE(VAE):
     beta: float = 6.0
     gamma: float = 1.0
 
-    config_defaults: ClassVar[dict[str, Any]] = {"alpha": 1.0, "beta": 6.0, "gamma": 1.0}
     headline: ClassVar[tuple[str, ...]] = ("nelbo", "recon", "kl", "mi", "tc", "dwkl")
 
     def __post_init__(self) -> None:
@@ -113,7 +112,7 @@ class BetaTCVAE(VAE):
         if self.free_bits > 0:
             raise ValueError(
                 f"free_bits={self.free_bits!r}: the beta-TCVAE weights MI, TC and the "
-                "dimension-wise KL, not per-dimension KLs; use objective.free_bits=0"
+                f"dimension-wise KL, not per-dimension KLs; use model.{self.name}.free_bits=0"
             )
 
     def tc_parts(self, params, batch, key) -> dict[str, jax.Array]:

@@ -17,7 +17,7 @@ Both the ELBO and the importance log-weights are one-sample Monte Carlo over bot
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +41,6 @@ class HVAE(Model):
     z2_dim: int = 50
     hidden2: tuple[int, ...] = (100, 100)
 
-    config_defaults: ClassVar[dict[str, Any]] = {"z2_dim": 50, "hidden2": (100, 100)}
     inference_keys: ClassVar[tuple[str, ...]] = ("encoder", "encoder2")
     # z1's prior is p(z1 | z2), not N(0, I): sweeping its coordinates shows nothing.
     traversable: ClassVar[bool] = False
@@ -57,15 +56,6 @@ class HVAE(Model):
             raise ValueError(f"hvae z2_dim must be a positive integer, got {self.z2_dim!r}")
         object.__setattr__(self, "z2_dim", int(self.z2_dim))
         object.__setattr__(self, "hidden2", _positive_ints("hvae hidden2", self.hidden2))
-
-    @classmethod
-    def options(cls, config):
-        if float(config.objective.free_bits) != 0.0:
-            raise ValueError(
-                f"objective.free_bits={config.objective.free_bits!r} is not supported by model "
-                "kind 'hvae' (its KL has no per-dimension form); use 0"
-            )
-        return super().options(config)
 
     # ---- networks -------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ class VAE(Model):
 
     Attributes:
       free_bits: nats per latent dimension below which the batch-mean KL is not penalised (0 =
-        off; from ``objective.free_bits``).
+        off; from ``model.<kind>.free_bits``).
     """
 
     free_bits: float = 0.0
@@ -34,10 +34,6 @@ class VAE(Model):
         super().__post_init__()
         if not float(self.free_bits) >= 0:
             raise ValueError(f"free_bits must be >= 0, got {self.free_bits!r}")
-
-    @classmethod
-    def options(cls, config):
-        return super().options(config) | {"free_bits": float(config.objective.free_bits)}
 
     # ---- hooks ----------------------------------------------------------------------------
 

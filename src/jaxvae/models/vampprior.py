@@ -46,11 +46,6 @@ class VampPrior(VAE):
     pseudo_init_mean: float = PSEUDO_INIT_MEAN
     pseudo_init_std: float = PSEUDO_INIT_STD
 
-    config_defaults: ClassVar[dict] = {
-        "num_pseudo": 500,
-        "pseudo_init_mean": PSEUDO_INIT_MEAN,
-        "pseudo_init_std": PSEUDO_INIT_STD,
-    }
     # The prior is built from q's own encoder: no parameter split exists for DReG.
     dreg_ok: ClassVar[bool] = False
 
@@ -68,7 +63,7 @@ class VampPrior(VAE):
         if self.free_bits > 0:
             raise ValueError(
                 f"free_bits={self.free_bits!r}: the VampPrior's KL is a Monte Carlo estimate with "
-                "no per-dimension terms to floor; use objective.free_bits=0"
+                f"no per-dimension terms to floor; use model.{self.name}.free_bits=0"
             )
 
     def init(self, key):

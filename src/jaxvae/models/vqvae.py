@@ -47,7 +47,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -181,19 +181,14 @@ class VQVAE(Model):
     ema_decay: float = 0.99
     ema_epsilon: float = 1e-5
 
-    config_defaults: ClassVar[dict[str, Any]] = {
-        "codebook_size": 512,
-        "code_dim": 16,
-        "commitment_cost": 0.25,
-        "ema_decay": 0.99,
-        "ema_epsilon": 1e-5,
-    }
     has_likelihood: ClassVar[bool] = False
     has_prior: ClassVar[bool] = False
     headline: ClassVar[tuple[str, ...]] = ("recon", "mse_per_pixel", "perplexity", "codes_used")
     # One coordinate of one cell's code vector is no direction of a discrete code: no
     # traversals.png (codebook.png and interpolations.png show the code space instead).
     traversable: ClassVar[bool] = False
+    # model.latent_dim does not apply: the latent is the quantized grid (derived).
+    derived_options: ClassVar[tuple[str, ...]] = ("latent_dim",)
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)
@@ -231,11 +226,6 @@ class VQVAE(Model):
     def grid_shape(self) -> tuple[int, int, int]:
         """``(h, w, code_dim)`` of the encoder's output grid."""
         return (*self._grid_hw(), self.code_dim)
-
-    @classmethod
-    def common_options(cls, config, info, backend):
-        # model.latent_dim does not apply: the latent is the quantized grid (derived).
-        return super().common_options(config, info, backend) | {"latent_dim": 0}
 
     # ---- networks -------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """``jaxvae study run``: train every run of a study (or of one shard) that is not done yet.
 
-Each run is an ordinary jaxvae run directory, trained by ``jaxvae.runner.train``; a run directory
+Each run is an ordinary jaxvae run directory, trained by ``jaxvae.train``; a run directory
 left by a killed process resumes from its checkpoint there. A run that raises is recorded with its
 error and the others go on; a stop request (SIGTERM, Ctrl-C) ends the study after the running
 runs' checkpoints (``jaxvae study run`` exits 75, like ``jaxvae train``). Runs that a live
@@ -43,9 +43,9 @@ class Outcome:
 
 
 def _default_train(config, workdir: str) -> dict[str, Any]:
-    from jaxvae import runner
+    from jaxvae import api
 
-    return runner.train(config, workdir)
+    return api.train(config, workdir)
 
 
 def _default_train_seeds(configs, workdirs) -> list[dict[str, Any]]:

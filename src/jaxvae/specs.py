@@ -1,0 +1,230 @@
+"""Frozen specs of a run: what the config layer (:mod:`jaxvae.config`) turns a config into.
+
+The core (engine, runner, evaluation, models) reads these, never a ConfigDict. Each spec's fields
+are the keys of its config section, with their defaults: :func:`jaxvae.config.base_config` is built
+from them, so a default is written once. Each spec checks its own values and names the bad key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("constant", "cosine", "exponential", "iwae")
+
+
+def check(cond: bool, key: str, value: Any, expected: str) -> None:
+    """Raises ``ValueError("config KEY=VALUE: expected ...")`` unless ``cond``."""
+    if not cond:
+        raise ValueError(f"config {key}={value!r}: expected {expected}")
+
+
+def _check_ranges(spec: Any, section: str, rules: dict[str, tuple[Any, str]]) -> None:
+    for name, (ok, expected) in rules.items():
+        value = getattr(spec, name)
+        check(ok(value), f"{section}.{name}", value, expected)
+
+
+positive = (lambda v: v > 0, "a positive number")
+non_negative = (lambda v: v >= 0, "a number >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+    """How training runs (section ``train``, with :class:`OptimizerSpec`).
+
+    Attributes:
+      batch_size: images per step (divisible by the devices).
+      epochs: passes over the training set.
+      steps_per_dispatch: steps per compiled call (0 = to the next boundary).
+      max_dispatch_s: a dispatch runs at most about this long, so that a stop signal is answered
+        within seconds (0 = unbounded); it changes no result.
+      log_every_steps: a metrics.jsonl line every N steps (0 = every epoch).
+      checkpoint_every_steps: 0 = every epoch, at most once per ``checkpoint_min_interval_s``.
+      checkpoint_min_interval_s: with ``checkpoint_every_steps=0``, at most one checkpoint per
+        this many seconds; the end of the first epoch and the last step always save (0 = every
+        epoch).
+      keep_checkpoints: checkpoints kept.
+      early_stopping_patience: with ``data.validation_size > 0``: stop after this many epochs
+        without a better validation figure (the family's headline), keeping the best state
+        (0 = never stop).
+      eval_every_epochs: test figures in metrics.jsonl every N epochs (0 = only at the end).
+      progress: a progress bar on a terminal.
+    """
+
+    batch_size: int = 128
+    epochs: int = 10
+    steps_per_dispatch: int = 0
+    max_dispatch_s: float = 2.0
+    log_every_steps: int = 0
+    checkpoint_every_steps: int = 0
+    checkpoint_min_interval_s: float = 30.0
+    keep_checkpoints: int = 3
+    early_stopping_patience: int = 0
+    eval_every_epochs: int = 1
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        integer = (lambda v: v >= 0, "an integer >= 0")
+        _check_ranges(
+            self,
+            "train",
+            {
+                "batch_size": (lambda v: v > 0, "a positive integer"),
+                "epochs": (lambda v: v > 0, "a positive integer"),
+                "keep_checkpoints": (lambda v: v > 0, "a positive integer"),
+                "steps_per_dispatch": integer,
+                "log_every_steps": integer,
+                "checkpoint_every_steps": integer,
+                "early_stopping_patience": integer,
+                "eval_every_epochs": (lambda v: v >= 0, ">= 0"),
+                "max_dispatch_s": (lambda v: v >= 0, ">= 0"),
+                "checkpoint_min_interval_s": (lambda v: v >= 0, ">= 0"),
+            },
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+    """The optax transform (keys of section ``train``).
+
+    Attributes:
+      optimizer: ``adam``, ``adamw`` (decoupled weight decay) or ``sgd`` (momentum 0.9).
+      learning_rate: the (initial) learning rate.
+      lr_schedule: ``constant``, ``cosine`` (to 0 over the run's steps), ``exponential`` (times
+        ``lr_decay`` per epoch) or ``iwae`` (Burda et al. 2016).
+      lr_decay: ``exponential``'s factor per epoch.
+      adam_eps: Adam/AdamW epsilon (the IWAE paper: 1e-4).
+      weight_decay: decoupled weight decay, ``adamw`` only.
+      grad_clip: global-norm clip (0 = off).
+    """
+
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    lr_decay: float = 0.99
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_ranges(
+            self,
+            "train",
+            {
+                "learning_rate": positive,
+                "optimizer": (lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+                "lr_schedule": (lambda v: v in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
+                "lr_decay": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+                "adam_eps": positive,
+                "weight_decay": (lambda v: v >= 0, ">= 0"),
+                "grad_clip": (lambda v: v >= 0, ">= 0"),
+            },
+        )
+        if self.weight_decay > 0 and self.optimizer != "adamw":
+            raise ValueError(
+                f"config train.weight_decay={self.weight_decay!r} needs train.optimizer='adamw', "
+                f"got train.optimizer={self.optimizer!r} (which has no weight decay); use "
+                "--config.train.optimizer=adamw or --config.train.weight_decay=0"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSpec:
+    """Evaluation during and at the end of training (section ``eval``).
+
+    Attributes:
+      batch_size: images per evaluation batch.
+      iwae_k: importance samples of the NLL bound at the end of training (0 = skip; ``jaxvae
+        eval`` computes it).
+      iwae_num_examples: test images of that bound.
+      num_pictures: images per picture grid.
+    """
+
+    batch_size: int = 1000
+    iwae_k: int = 0
+    iwae_num_examples: int = 1000
+    num_pictures: int = 64
+
+    def __post_init__(self) -> None:
+        _check_ranges(
+            self,
+            "eval",
+            {
+                "batch_size": (lambda v: v > 0, "a positive integer"),
+                "iwae_k": (lambda v: 0 <= v <= 100_000, "an integer in [0, 100000]"),
+                "iwae_num_examples": (lambda v: v > 0, "> 0"),
+                "num_pictures": (lambda v: v > 0, "a positive integer"),
+            },
+        )
+
+
+def fields(spec_type: type) -> dict[str, Any]:
+    """``{field: default}`` of a spec dataclass, in declaration order."""
+    return {f.name: f.default for f in dataclasses.fields(spec_type)}
+
+
+def from_section(spec_type: type, section: Any) -> Any:
+    """The spec of ``spec_type`` from the matching keys of a config section (a mapping)."""
+    return spec_type(**{name: section[name] for name in fields(spec_type)})
+
+
+BINARIZE = ("none", "static", "dynamic")
+STREAM_MODES = ("auto", "always", "never")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """The data of a run (section ``data``).
+
+    Attributes:
+      name: a dataset of :data:`jaxvae.data.DATASETS`.
+      data_dir: IDX directory (fashion_mnist) or .npz path (npz); "" = the default.
+      tfds_data_dir: TFDS data directory; "" = ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``.
+      source: fashion_mnist's files: ``auto``, ``idx`` or ``tfds``.
+      binarize: ``none``, ``static`` (once, in file order) or ``dynamic`` (every step).
+      limit_train: keep only the first N training images (0 = all).
+      limit_test: keep only the first N test images (0 = all).
+      validation_size: hold out the last N training images as the validation set, before
+        ``limit_train`` (0 = none).
+      stream: the training data streamed from its TFDS data source instead of living on the
+        device: ``auto`` (TFDS data whose training images exceed ``stream_threshold_mb`` as
+        float32), ``always`` or ``never``.
+      stream_threshold_mb: see ``stream``.
+      stream_workers: Grain reader threads (0 = min(8, CPUs)).
+    """
+
+    name: str = "fashion_mnist"
+    data_dir: str = ""
+    tfds_data_dir: str = ""
+    source: str = "auto"
+    binarize: str = "none"
+    limit_train: int = 0
+    limit_test: int = 0
+    validation_size: int = 0
+    stream: str = "auto"
+    stream_threshold_mb: float = 2048.0
+    stream_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _check_ranges(
+            self,
+            "data",
+            {
+                "binarize": (lambda v: v in BINARIZE, f"one of {BINARIZE}"),
+                "limit_train": (lambda v: v >= 0, ">= 0"),
+                "limit_test": (lambda v: v >= 0, ">= 0"),
+                "validation_size": (lambda v: v >= 0, ">= 0"),
+                "stream": (lambda v: v in STREAM_MODES, f"one of {STREAM_MODES}"),
+                "stream_threshold_mb": (lambda v: v >= 0, ">= 0"),
+                "stream_workers": (lambda v: v >= 0, "an integer >= 0"),
+            },
+        )
+        memory_only = self.name == "npz" or (self.name == "fashion_mnist" and self.source != "tfds")
+        if self.stream == "always" and memory_only:
+            raise ValueError(
+                f"config data.stream='always' needs a TFDS data source; data.name={self.name!r} "
+                f"with data.source={self.source!r} is read into memory (fashion_mnist: "
+                "data.source='tfds')"
+            )

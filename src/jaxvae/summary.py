@@ -1,0 +1,150 @@
+"""A run's figures: test and validation figures, the final summary, the pictures drawn from a
+state, and the facts recorded beside them (digest, memory)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import psutil
+
+from jaxvae import curves, evaluate, layout, likelihoods, pictures
+from jaxvae.models import Params, num_params
+
+
+def params_digest(params: Params) -> str:
+    """sha256 over every parameter's path, dtype, shape and bytes, in a fixed order."""
+    h = hashlib.sha256()
+    for path, leaf in sorted(
+        jax.tree_util.tree_flatten_with_path(params)[0], key=lambda kv: jax.tree_util.keystr(kv[0])
+    ):
+        arr = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
+        h.update(jax.tree_util.keystr(path).encode())
+        h.update(f"{arr.dtype}{arr.shape}".encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def split_metrics(exp, state, split: str) -> dict[str, Any]:
+    """The family's figures on a split, as ``test_<name>`` or ``val_<name>`` (the validation set
+    without the per-dimension KL)."""
+    m = evaluate.evaluate_model(
+        exp.model,
+        state.params,
+        state.model_state,
+        exp.split(split),
+        exp.keys["eval"],
+        batch_size=exp.eval.batch_size,
+        mesh=exp.mesh,
+    )
+    if split == "test":
+        return {f"test_{k}": v for k, v in m.items()}
+    return {f"val_{k}": v for k, v in m.items() if k != "kl_per_dim"}
+
+
+def headline(model, m: dict[str, Any]) -> str:
+    """The family's headline test figures of ``m`` as a short text."""
+    names = [n for n in model.headline if f"test_{n}" in m]
+    if not names:
+        return ""
+    first, rest = names[0], names[1:]
+    more = ", ".join(f"{n} {m[f'test_{n}']:.4g}" for n in rest)
+    return f"{first} {m[f'test_{first}']:.2f}" + (f" ({more})" if more else "")
+
+
+def nats_in_bits(model, figures: dict[str, Any]) -> dict[str, float]:
+    """Bits per dimension of the negative ELBO and NLL, for likelihoods over 8-bit values."""
+    if not model.likelihood.discrete_8bit:
+        return {}
+    out = {}
+    for name in ("test_nelbo", "test_nll"):
+        if name in figures:
+            out[name.replace("test_", "test_bpd_")] = likelihoods.bits_per_dim(
+                figures[name], model.image_shape
+            )
+    return out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    except ImportError:  # not on POSIX
+        return psutil.Process().memory_info().rss / 2**20
+
+
+def final_summary(exp, state) -> dict[str, Any]:
+    """The test figures, the NLL bound when asked for (``eval.iwae_k``), the data protocol and
+    the run's facts."""
+    model = exp.model
+    summary: dict[str, Any] = split_metrics(exp, state, "test")
+    if exp.eval.iwae_k and model.has_likelihood:
+        test = exp.split("test")
+        n_iwae = min(exp.eval.iwae_num_examples, test["image"].shape[0])
+        iw = evaluate.evaluate_iwae(
+            model,
+            state.params,
+            state.model_state,
+            {k: v[:n_iwae] for k, v in test.items()},
+            exp.keys["eval"],
+            k=exp.eval.iwae_k,
+            mesh=exp.mesh,
+        )
+        summary |= {
+            "test_nll": iw["nll"],
+            "test_nll_se": iw["nll_se"],
+            "iwae_k": iw["iwae_k"],
+            "iwae_num_examples": iw["num_examples"],
+        }
+    summary |= nats_in_bits(model, summary)
+    summary |= {
+        "dataset": exp.dataset.name,
+        "model": f"{model.name}/{model.architecture}",
+        "likelihood": model.likelihood.name,
+        "objective": exp.objective.name,
+        "epochs": exp.train.epochs,
+        "steps": int(state.step),
+        "seed": exp.seed,
+        "skipped_steps": int(state.skipped),
+        "num_params": num_params(state.params),
+        "params_digest": params_digest(state.params),
+        "devices": exp.mesh.devices.size,
+        "processes": jax.process_count(),
+        "peak_host_memory_mb": peak_rss_mb(),
+    }
+    protocol = getattr(exp.dataset, "protocol", None)
+    if protocol:
+        summary["data_protocol"] = protocol
+    return summary
+
+
+def draw(exp, state, workdir: str, *, kl_per_dim=None) -> list[str]:
+    """Every picture of the run from ``state``, and curves.png from metrics.jsonl (also what
+    ``jaxvae plot`` redraws for a finished or running run); returns the paths."""
+    written = pictures.write_pictures(
+        workdir,
+        exp.model,
+        state.params,
+        state.model_state,
+        exp.split("test"),
+        exp.keys["pictures"],
+        exp.eval.num_pictures,
+        kl_per_dim=kl_per_dim,
+    )
+    metrics = layout.path(workdir, layout.METRICS)
+    if os.path.exists(metrics):
+        written.append(curves.plot_curves(metrics, layout.path(workdir, layout.CURVES)))
+    return written
+
+
+def png(path: str) -> np.ndarray:
+    """A PNG file's pixels (grey or RGB), for TensorBoard."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
