@@ -292,7 +292,7 @@ def test_iwae_config_is_the_papers_one_layer_model():
     spec = config_lib.validate(config).objective
     assert (spec.name, spec.k, spec.estimator) == ("iwae", 5, "standard")
     assert config.data.binarize == "dynamic"
-    model = models.from_config(config, models.DataInfo((28, 28, 1)), backend="cpu")
+    model = config_lib.make_model(config, models.DataInfo((28, 28, 1)), backend="cpu")
     assert (model.name, model.activation, model.latent_dim) == ("vae", "tanh", 50)
     shapes = jax.eval_shape(lambda k: model.init(k)[0], jax.random.key(0))
     kernels = lambda p: [p[f"Dense_{i}"]["kernel"].shape for i in range(len(p))]

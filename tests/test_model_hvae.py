@@ -288,7 +288,7 @@ def test_hvae_config_is_the_iwae_papers_architecture():
     config = config_lib.load_config_file(os.path.join(CONFIGS, "hvae.py"))
     config_lib.validate(config)
     config = config_lib.from_json(config_lib.to_json(config))
-    model = models.from_config(config, models.DataInfo((28, 28, 1)), backend="cpu")
+    model = config_lib.make_model(config, models.DataInfo((28, 28, 1)), backend="cpu")
     assert isinstance(model, models.get("hvae"))
     assert (model.activation, model.likelihood.name) == ("tanh", "bernoulli")
     assert (model.z2_dim, model.hidden2) == (50, (100, 100))

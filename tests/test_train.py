@@ -86,8 +86,8 @@ def test_chunking_does_not_change_the_result(one_device_mesh):
     engine = train_lib.make_engine(step, num_examples=96, batch_size=16, mesh=one_device_mesh)
     key, data_key = jax.random.key(1), jax.random.key(2)
     zeros = train_lib.zero_metrics(step, state, jax.tree.map(lambda a: a[:16], images), key)
-    a, sums_a = engine(jax.tree.map(jnp.copy, state), images, key, data_key, jnp.int32(6), zeros)
-    b, sums_b = engine(jax.tree.map(jnp.copy, state), images, key, data_key, jnp.int32(4), zeros)
+    a, sums_a = engine(jax.tree.map(jnp.copy, state), (images, data_key), key, jnp.int32(6), zeros)
+    b, sums_b = engine(jax.tree.map(jnp.copy, state), (images, data_key), key, jnp.int32(4), zeros)
     b, sums_b = engine(b, (images, data_key), key, jnp.int32(2), sums_b)
     # the running metric sums carried over the split add in the same order: the same bits
     chex.assert_trees_all_equal(jax.device_get(sums_a), jax.device_get(sums_b))

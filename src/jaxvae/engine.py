@@ -94,7 +94,7 @@ def make_train_step(
     group_losses = model.group_losses() if hasattr(model, "group_losses") else {}
 
     def train_step(state: TrainState, batch, key: jax.Array):
-        k_pre, k_loss, k_groups = jax.random.split(jax.random.fold_in(key, state.step), 3)
+        k_pre, k_loss = jax.random.split(jax.random.fold_in(key, state.step))
         if preprocess is not None:
             batch = preprocess(k_pre, batch)
         grad_fn = jax.value_and_grad(objective_fn, has_aux=True)
@@ -104,7 +104,7 @@ def make_train_step(
         losses = [loss]
         for i, (group, group_loss) in enumerate(sorted(group_losses.items())):
             fn = jax.value_and_grad(group_loss, has_aux=True)
-            k = jax.random.fold_in(k_groups, i)
+            k = jax.random.fold_in(k_loss, 1 + i)  # the objective draws from k_loss itself
             (g_loss, g_terms), g_grads = fn(state.params, state.model_state, batch, k)
             grads = grads | {group: g_grads[group]}
             terms = terms | g_terms
