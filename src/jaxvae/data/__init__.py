@@ -83,6 +83,7 @@ from jaxvae.data.tfds import (
     TFDS_DATASETS,
     load_fashion_mnist_tfds,
     load_tfds_dataset,
+    prepared_builder,
     read_data_source,
     read_tfds_builder,
 )
@@ -130,6 +131,7 @@ __all__ = [
     "load_npz",
     "load_tfds_dataset",
     "parse_idx",
+    "prepared_builder",
     "read_data_source",
     "read_fashion_mnist_split",
     "read_idx",

@@ -173,12 +173,12 @@ class ArrayGroundTruthData:
     (drawn from ``rng``; ``rng`` is not used otherwise).
 
     Args:
-      images: ``[N, H, W, C]``: float in ``[0, 1]``, or uint8 scaled by ``pixel_scale``.
+      images: ``[N, H, W, C]``: float in ``[0, 1]``, or uint8 divided by ``pixel_max``.
       factors: Integers ``[N, F]``, the factors of each image.
       factor_sizes: Number of values of each factor.
       factor_names: Name of each factor.
-      pixel_scale: Observations are ``images[rows] * pixel_scale`` as float32; default ``1/255``
-        for uint8 images (``1`` for 0/1 pixels such as TFDS's dsprites), ``1`` otherwise.
+      pixel_max: Observations are ``images[rows] / pixel_max`` in float32; default 255 for uint8
+        images (give 1 for 0/1 pixels such as TFDS's dsprites), 1 otherwise.
 
     Raises:
       ValueError: If the shapes or names disagree or a factor is out of range.
@@ -191,7 +191,7 @@ class ArrayGroundTruthData:
         factor_sizes: Sequence[int],
         factor_names: Sequence[str],
         *,
-        pixel_scale: float | None = None,
+        pixel_max: float | None = None,
     ) -> None:
         self.factor_sizes = tuple(int(s) for s in factor_sizes)
         self.factor_names = tuple(str(n) for n in factor_names)
@@ -206,11 +206,11 @@ class ArrayGroundTruthData:
                 f"images have shape {np.shape(images)} for {table.shape[0]} factor rows; expected "
                 "[N, H, W, C] with N = the (non-zero) number of rows."
             )
-        if pixel_scale is None:
-            pixel_scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
+        if pixel_max is None:
+            pixel_max = 255.0 if images.dtype == np.uint8 else 1.0
         self.images = images
         self.factors = table.astype(np.int32)
-        self.pixel_scale = np.float32(pixel_scale)
+        self.pixel_max = np.float32(pixel_max)
         keys = factors_to_index(table, self.factor_sizes)
         self._in_order = bool(
             keys.size == math.prod(self.factor_sizes) and np.array_equal(keys, np.arange(keys.size))
@@ -257,4 +257,4 @@ class ArrayGroundTruthData:
     ) -> np.ndarray:
         """The image of each combination: float32 ``[num, H, W, C]`` in ``[0, 1]``."""
         rows = self.rows_of(factors, rng)
-        return self.images[rows].astype(np.float32) * self.pixel_scale
+        return self.images[rows].astype(np.float32) / self.pixel_max

@@ -174,7 +174,7 @@ def ground_truth_from_tfds(name: str, tfds_data_dir: str = "") -> ArrayGroundTru
         factors,
         spec.factor_sizes,
         spec.factor_names,
-        pixel_scale=1.0 / spec.pixel_max,
+        pixel_max=spec.pixel_max,
     )
 
 
