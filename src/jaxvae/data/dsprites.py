@@ -41,8 +41,9 @@ the disentanglement metrics are comparable in kind (same factors, same grid, sam
 the square repeats every 90 degrees, the ellipse every 180, which are not on the grid, and the
 orientation grid holds 0 and 2 pi), not in value.
 
-Rendering cost: about 3 seconds per 10,000 images on one core of a 2024 laptop-class CPU
-(float64, in chunks of 1,024); the whole set as uint8 takes 3 GB, as float32 12 GB.
+Rendering cost: 1.7 to 2.1 seconds per 10,000 images (measured on one core of a shared 2-core
+x86 machine; numpy float64, in chunks of 1,024), so about 2.5 minutes for all 737,280; the whole
+set takes 3 GB as uint8, 12 GB as float32, so load a subset (``limit_train``) for training.
 """
 
 from __future__ import annotations
