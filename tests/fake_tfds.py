@@ -95,3 +95,62 @@ def prepare_random(name: str, data_dir: str) -> dict[str, tuple[np.ndarray, np.n
     arrays = random_arrays(name)
     prepare(name, data_dir, arrays)
     return arrays
+
+
+# The ground-truth datasets: one 'train' split, an image and a ClassLabel `label_<factor>` and a
+# float `value_<factor>` per factor, as TFDS's dsprites (default version 2.0.0) and shapes3d.
+GROUND_TRUTH_SPECS = {
+    "dsprites": dict(
+        shape=(64, 64, 1),
+        factors=dict(shape=3, scale=6, orientation=40, x_position=32, y_position=32),
+    ),
+    "shapes3d": dict(
+        shape=(64, 64, 3),
+        factors=dict(floor_hue=10, wall_hue=10, object_hue=10, scale=8, shape=4, orientation=15),
+    ),
+}
+
+
+def prepare_ground_truth(name: str, data_dir: str, images: np.ndarray, factors: np.ndarray) -> None:
+    """Prepares `name` (dsprites or shapes3d) in `data_dir`: its 'train' split holds `images`
+    (uint8 [N, H, W, C]) with `factors` (int [N, F], the spec's factor order). Like TFDS's own
+    builders, this one lets TFDS shuffle the records, so their order is not the given one."""
+    spec = GROUND_TRUTH_SPECS[name]
+    names = tuple(spec["factors"])
+    if images.dtype != np.uint8 or images.shape[1:] != spec["shape"]:
+        raise ValueError(f"{name}: images {images.dtype}{images.shape}")
+    if factors.shape != (len(images), len(names)):
+        raise ValueError(f"{name}: factors {factors.shape}")
+    dataset_name = name
+
+    class Fake(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        name = dataset_name
+        VERSION = tfds.builder_cls(dataset_name).VERSION
+
+        def _info(self):
+            features = {"image": tfds.features.Image(shape=spec["shape"])}
+            for factor, size in spec["factors"].items():
+                features[f"label_{factor}"] = tfds.features.ClassLabel(num_classes=size)
+            for factor in spec["factors"]:
+                features[f"value_{factor}"] = tfds.features.Tensor(shape=[], dtype=np.float32)
+            return tfds.core.DatasetInfo(
+                builder=self, features=tfds.features.FeaturesDict(features)
+            )
+
+        def _split_generators(self, dl_manager):
+            del dl_manager
+            return {"train": self._generate_examples()}
+
+        def _generate_examples(self):
+            for i, image in enumerate(images):
+                example = {"image": _png(image)}
+                for j, factor in enumerate(names):
+                    example[f"label_{factor}"] = int(factors[i, j])
+                    example[f"value_{factor}"] = np.float32(factors[i, j]) / 2
+                yield i, example
+
+    builder = Fake(data_dir=data_dir, file_format="array_record")
+    assert builder.name == name
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )

@@ -9,6 +9,9 @@ Every loader returns a :class:`Dataset` of float32 images in ``[0, 1]`` laid out
 * ``mnist``, ``binarized_mnist``, ``cifar10``: TFDS datasets that must already be prepared (in the
   array_record format) under ``tfds_data_dir``; nothing is ever downloaded.
 * ``npz``: a user-supplied ``.npz`` file.
+* ``dsprites_procedural``: dSprites rendered here with numpy on the original's factor grid
+  (:mod:`jaxvae.data.dsprites`); ``dsprites``, ``shapes3d``: TFDS datasets, prepared as above
+  (:mod:`jaxvae.data.tfds_ground_truth`). These carry ground-truth factors (``*_factors``).
 
 One module per concern:
 
@@ -21,7 +24,12 @@ One module per concern:
 * :mod:`jaxvae.data.tfds_fashion_mnist`: the TFDS builder that prepares Fashion-MNIST offline
   (imported only when used, since it imports ``tensorflow_datasets``);
 * :mod:`jaxvae.data.npz`: user ``.npz`` files;
-* :mod:`jaxvae.data.synthetic`: :func:`synthetic_dataset`, a deterministic dataset for tests.
+* :mod:`jaxvae.data.synthetic`: :func:`synthetic_dataset`, a deterministic dataset for tests;
+* :mod:`jaxvae.data.ground_truth`: the :class:`GroundTruthData` protocol the disentanglement
+  metrics sample from, and :class:`ArrayGroundTruthData` (images in memory with a factors table);
+* :mod:`jaxvae.data.dsprites`: the procedural dSprites (:func:`render_dsprites`,
+  :class:`ProceduralDSprites`);
+* :mod:`jaxvae.data.tfds_ground_truth`: TFDS's ``dsprites`` and ``shapes3d``.
 
 The per-batch corruptions used by the training loop (:func:`dynamic_binarize`,
 :func:`add_noise`) live in :mod:`jaxvae.corruptions` and are re-exported here.
@@ -38,12 +46,22 @@ from jaxvae.data.base import Dataset, default_tfds_data_dir, to_unit_float
 from jaxvae.data.dataset import (
     DATASETS,
     EVAL_BINARIZATION_SEED,
+    GROUND_TRUTH_DATASETS,
     SOURCES,
     binarize_for_evaluation,
     load_dataset,
     load_from_config,
     split_validation,
     static_binarize,
+)
+from jaxvae.data.dsprites import ProceduralDSprites, load_dsprites_procedural
+from jaxvae.data.dsprites import render as render_dsprites
+from jaxvae.data.ground_truth import (
+    ArrayGroundTruthData,
+    GroundTruthData,
+    factors_to_index,
+    index_to_factors,
+    split_indices,
 )
 from jaxvae.data.idx import (
     DEFAULT_FASHION_MNIST_DIR,
@@ -65,8 +83,14 @@ from jaxvae.data.tfds import (
     TFDS_DATASETS,
     load_fashion_mnist_tfds,
     load_tfds_dataset,
+    prepared_builder,
     read_data_source,
     read_tfds_builder,
+)
+from jaxvae.data.tfds_ground_truth import (
+    GROUND_TRUTH_TFDS,
+    ground_truth_from_tfds,
+    load_ground_truth_tfds,
 )
 
 __all__ = [
@@ -79,29 +103,42 @@ __all__ = [
     "FASHION_MNIST_FILES",
     "FASHION_MNIST_IMAGE_HW",
     "FASHION_MNIST_SIZES",
+    "GROUND_TRUTH_DATASETS",
+    "GROUND_TRUTH_TFDS",
     "NOISE_KINDS",
     "SOURCES",
     "TFDS_DATASETS",
+    "ArrayGroundTruthData",
     "Dataset",
+    "GroundTruthData",
+    "ProceduralDSprites",
     "add_noise",
     "binarize_for_evaluation",
     "binarize_images",
     "dataset_from_arrays",
     "default_tfds_data_dir",
     "dynamic_binarize",
+    "factors_to_index",
     "find_fashion_mnist_files",
+    "ground_truth_from_tfds",
+    "index_to_factors",
     "load_dataset",
     "load_fashion_mnist_idx",
+    "load_dsprites_procedural",
     "load_fashion_mnist_tfds",
+    "load_ground_truth_tfds",
     "load_from_config",
     "load_npz",
     "load_tfds_dataset",
     "parse_idx",
+    "prepared_builder",
     "read_data_source",
     "read_fashion_mnist_split",
     "read_idx",
     "read_tfds_builder",
+    "render_dsprites",
     "resolve_fashion_mnist_dir",
+    "split_indices",
     "split_validation",
     "static_binarize",
     "synthetic_dataset",

@@ -36,6 +36,14 @@ class Dataset:
       protocol: How the splits were made, as a JSON-serializable dict that a run writes into
         ``summary.json``: :func:`jaxvae.data.load_dataset` documents its keys. Empty for a
         Dataset built by hand.
+      factor_names: Names of the ground-truth factors of variation (dSprites, Shapes3D); empty
+        for data without them.
+      factor_sizes: Number of values of each factor; as long as ``factor_names``.
+      train_factors: int32 ``[N, F]``, the factors of each training example (``F`` =
+        ``len(factor_sizes)``), each in ``[0, factor_sizes[j])``; ``None`` without factors.
+      test_factors: int32 ``[M, F]``; ``None`` without factors.
+      validation_factors: int32 ``[V, F]``; ``None`` without factors, or (with factors) none
+        given for an empty validation set, which becomes ``[0, F]``.
     """
 
     name: str
@@ -47,6 +55,11 @@ class Dataset:
     validation_images: np.ndarray | None = None
     validation_labels: np.ndarray | None = None
     protocol: dict[str, Any] = dataclasses.field(default_factory=dict)
+    factor_names: tuple[str, ...] = ()
+    factor_sizes: tuple[int, ...] = ()
+    train_factors: np.ndarray | None = None
+    test_factors: np.ndarray | None = None
+    validation_factors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         hwc = self.train_images.shape[1:]
@@ -74,6 +87,7 @@ class Dataset:
                     f"Dataset {self.name!r}: train images are {self.train_images.shape[1:]} but "
                     f"{split} images are {shape}; expected the same [H, W, C]."
                 )
+        self._check_factors()
         if not isinstance(self.protocol, dict):
             raise ValueError(
                 f"Dataset {self.name!r}: protocol is a {type(self.protocol).__name__}; expected "
@@ -85,6 +99,40 @@ class Dataset:
             raise ValueError(
                 f"Dataset {self.name!r}: protocol {self.protocol!r} is not JSON-serializable ({e})."
             ) from None
+
+    def _check_factors(self) -> None:
+        object.__setattr__(self, "factor_names", tuple(str(n) for n in self.factor_names))
+        object.__setattr__(self, "factor_sizes", tuple(int(n) for n in self.factor_sizes))
+        num = len(self.factor_sizes)
+        if len(self.factor_names) != num:
+            raise ValueError(
+                f"Dataset {self.name!r}: factor_names {self.factor_names} and factor_sizes "
+                f"{self.factor_sizes} differ in length; expected one name per factor."
+            )
+        if num and self.validation_factors is None and not self.validation_images.shape[0]:
+            object.__setattr__(self, "validation_factors", np.zeros((0, num), np.int32))
+        for split in SPLITS:
+            factors = getattr(self, f"{split}_factors")
+            count = getattr(self, f"{split}_images").shape[0]
+            if not num:
+                if factors is not None:
+                    raise ValueError(
+                        f"Dataset {self.name!r}: {split}_factors given but factor_sizes is empty; "
+                        "expected the sizes of the factors with them."
+                    )
+                continue
+            if (
+                factors is None
+                or factors.dtype != np.int32
+                or factors.shape != (count, num)
+                or (factors.size and (factors.min() < 0 or (factors >= self.factor_sizes).any()))
+            ):
+                got = "None" if factors is None else f"{factors.dtype} {factors.shape}"
+                raise ValueError(
+                    f"Dataset {self.name!r}: {split}_factors is {got}; expected int32 "
+                    f"[{count}, {num}] with column j in [0, factor_sizes[j]) "
+                    f"(factor_sizes {self.factor_sizes})."
+                )
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -43,11 +43,24 @@ import numpy as np
 
 from jaxvae.corruptions import BINARIZE_MODES, binarize_images
 from jaxvae.data.base import Dataset, check_choice, take_first
+from jaxvae.data.dsprites import load_dsprites_procedural
 from jaxvae.data.idx import load_fashion_mnist_idx
 from jaxvae.data.npz import load_npz
 from jaxvae.data.tfds import load_fashion_mnist_tfds, load_tfds_dataset
+from jaxvae.data.tfds_ground_truth import GROUND_TRUTH_TFDS, load_ground_truth_tfds
 
-DATASETS = ("fashion_mnist", "mnist", "binarized_mnist", "cifar10", "npz")
+DATASETS = (
+    "fashion_mnist",
+    "mnist",
+    "binarized_mnist",
+    "cifar10",
+    "npz",
+    "dsprites_procedural",
+    "dsprites",
+    "shapes3d",
+)
+# Datasets with ground-truth factors; their loaders make the train/validation/test splits.
+GROUND_TRUTH_DATASETS = ("dsprites_procedural", *GROUND_TRUTH_TFDS)
 SOURCES = ("auto", "idx", "tfds")
 
 # Seed of the one-off binarization of the test and validation sets under binarize="dynamic". A
@@ -57,6 +70,7 @@ EVAL_BINARIZATION_SEED = 0
 __all__ = [
     "DATASETS",
     "EVAL_BINARIZATION_SEED",
+    "GROUND_TRUTH_DATASETS",
     "SOURCES",
     "Dataset",
     "binarize_for_evaluation",
@@ -87,9 +101,9 @@ def load_dataset(
         ``JAXVAE_FASHION_MNIST_DIR`` environment variable, else
         :data:`~jaxvae.data.DEFAULT_FASHION_MNIST_DIR`). For ``npz``, the path of the ``.npz``
         file. Ignored by the TFDS datasets.
-      tfds_data_dir: TFDS data directory for ``mnist``, ``binarized_mnist``, ``cifar10`` and for
-        ``fashion_mnist`` with ``source="tfds"`` (default: the ``TFDS_DATA_DIR`` environment
-        variable, else ``~/tensorflow_datasets``).
+      tfds_data_dir: TFDS data directory for ``mnist``, ``binarized_mnist``, ``cifar10``,
+        ``dsprites``, ``shapes3d`` and for ``fashion_mnist`` with ``source="tfds"`` (default: the
+        ``TFDS_DATA_DIR`` environment variable, else ``~/tensorflow_datasets``).
       source: For ``fashion_mnist``: ``"idx"`` reads the IDX files with numpy, ``"tfds"`` goes
         through a TFDS data source prepared from the same files, ``"auto"`` means ``"idx"``.
         Other datasets accept ``"auto"`` and their only source (``"tfds"`` for TFDS datasets).
@@ -107,6 +121,14 @@ def load_dataset(
         split (before ``limit_train``) as the validation set; 0 for none. Must be smaller than
         the training split.
 
+    The datasets with ground-truth factors (:data:`GROUND_TRUTH_DATASETS`) have no test split
+    of their own: their test split is a fixed-seed 10% of the combinations (see
+    :func:`~jaxvae.data.dsprites.load_dsprites_procedural` and
+    :func:`~jaxvae.data.tfds_ground_truth.load_ground_truth_tfds`), the validation split the
+    last ``validation_size`` of the rest, and only the examples the limits keep are rendered or
+    read. Their Dataset carries ``*_factors``, ``factor_names`` and ``factor_sizes``, and the
+    shape factor as labels.
+
     Returns:
       The loaded :class:`Dataset`. Its ``protocol`` records how the splits were made, for a
       run's ``summary.json``:
@@ -117,7 +139,8 @@ def load_dataset(
       * ``"train"``, ``"validation"``, ``"test"``: how each split was made, in words and numpy
         (``"validation"`` is ``"none"`` without a validation set);
       * ``"validation_size"``: the ``validation_size`` argument;
-      * ``"num_train"``, ``"num_validation"``, ``"num_test"``: the examples in each split.
+      * ``"num_train"``, ``"num_validation"``, ``"num_test"``: the examples in each split;
+      * ``"split"`` (ground-truth datasets only): how the test split was held out.
 
     Raises:
       ValueError: For an unknown name, source or binarization, a negative limit or validation
@@ -139,7 +162,25 @@ def load_dataset(
 
     # With a validation split the loader reads the whole training split: it is taken off its end.
     read_train = 0 if validation_size else limit_train
-    if name == "fashion_mnist":
+    split = {}
+    if name in GROUND_TRUTH_DATASETS:
+        if name == "dsprites_procedural":
+            if source != "auto":
+                raise ValueError(f"source={source!r} for dsprites_procedural; expected 'auto'.")
+            dataset = load_dsprites_procedural(limit_train, limit_test, validation_size)
+            what = "combinations (mixed-radix indices)"
+        else:
+            if source == "idx":
+                raise ValueError(f"source='idx' for dataset {name!r}; expected 'auto' or 'tfds'.")
+            dataset = load_ground_truth_tfds(
+                name, tfds_data_dir, limit_train, limit_test, validation_size
+            )
+            what = "records of the TFDS 'train' split"
+        split = {
+            "split": f"test: the last 10% of np.random.default_rng(0).permutation(N) over the "
+            f"{what}; train the rest, in permuted order"
+        }
+    elif name == "fashion_mnist":
         if source == "tfds":
             dataset = load_fashion_mnist_tfds(data_dir, tfds_data_dir, read_train, limit_test)
         else:
@@ -156,7 +197,7 @@ def load_dataset(
             )
         dataset = load_tfds_dataset(name, tfds_data_dir, read_train, limit_test)
 
-    if validation_size:
+    if validation_size and name not in GROUND_TRUTH_DATASETS:
         dataset = split_validation(dataset, validation_size)
         dataset = dataclasses.replace(
             dataset,
@@ -167,9 +208,8 @@ def load_dataset(
         dataset = static_binarize(dataset, seed)
     elif binarize == "dynamic":
         dataset = binarize_for_evaluation(dataset)
-    return dataclasses.replace(
-        dataset, protocol=_protocol(dataset, binarize, seed, validation_size)
-    )
+    protocol = {**_protocol(dataset, binarize, seed, validation_size), **split}
+    return dataclasses.replace(dataset, protocol=protocol)
 
 
 def load_from_config(cfg: Any, seed: int = 0) -> Dataset:
@@ -231,12 +271,19 @@ def split_validation(dataset: Dataset, size: int) -> Dataset:
             "out."
         )
     keep = count - int(size)
+    factors = {}
+    if dataset.train_factors is not None:
+        factors = {
+            "train_factors": dataset.train_factors[:keep],
+            "validation_factors": dataset.train_factors[keep:],
+        }
     return dataclasses.replace(
         dataset,
         train_images=dataset.train_images[:keep],
         train_labels=dataset.train_labels[:keep],
         validation_images=dataset.train_images[keep:],
         validation_labels=dataset.train_labels[keep:],
+        **factors,
     )
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "default_tfds_data_dir",
     "load_fashion_mnist_tfds",
     "load_tfds_dataset",
+    "prepared_builder",
     "read_data_source",
     "read_tfds_builder",
 ]
@@ -50,6 +51,23 @@ def load_tfds_dataset(
       ValueError: If the dataset is not prepared in ``tfds_data_dir`` or not as array_record.
     """
     check_choice("name", name, TFDS_DATASETS)
+    builder = prepared_builder(name, tfds_data_dir)
+    return read_tfds_builder(builder, name, limit_train, limit_test)
+
+
+def prepared_builder(name: str, tfds_data_dir: str = "") -> Any:
+    """TFDS's builder ``name``, prepared in ``tfds_data_dir``; nothing is downloaded.
+
+    Args:
+      name: A TFDS dataset name.
+      tfds_data_dir: TFDS data directory (default: :func:`default_tfds_data_dir`).
+
+    Returns:
+      The prepared ``tfds.core.DatasetBuilder``.
+
+    Raises:
+      ValueError: If the dataset is not prepared there.
+    """
     import tensorflow_datasets as tfds
 
     data_dir = tfds_data_dir or default_tfds_data_dir()
@@ -63,7 +81,7 @@ def load_tfds_dataset(
             "its tensorflow_datasets directory here and pass --config.data.tfds_data_dir=DIR "
             "(or set TFDS_DATA_DIR)."
         )
-    return read_tfds_builder(builder, name, limit_train, limit_test)
+    return builder
 
 
 def load_fashion_mnist_tfds(
