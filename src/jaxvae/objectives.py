@@ -149,7 +149,9 @@ def make_loss(model: Model, spec: ObjectiveSpec):
             loss, terms, new_state = elbo_k_loss(model, params, state, batch, key, k=spec.k)
         else:
             weight = schedule(step)
-            loss, terms, new_state = model.loss(params, state, batch, key, kl_weight=weight)
+            loss, terms, new_state = model.loss(
+                params, state, batch, key, kl_weight=weight, step=step
+            )
             terms = terms | {"kl_weight": jnp.asarray(weight, jnp.float32)}
         return loss, (terms, new_state)
 

@@ -84,7 +84,7 @@ class AE(Model):
         del key
         return x
 
-    def loss(self, params, state, batch, key, *, kl_weight):
+    def loss(self, params, state, batch, key, *, kl_weight=1.0, step=0):
         del kl_weight
         x = batch["image"]
         out = self.decode(params, state, self._code(params, self.corrupt(key, x))).mean()

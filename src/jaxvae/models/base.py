@@ -178,7 +178,9 @@ class Model(abc.ABC):
         """Initial ``(params, state)``."""
 
     @abc.abstractmethod
-    def loss(self, params, state, batch, key, *, kl_weight) -> tuple[jax.Array, dict, Any]:
+    def loss(
+        self, params, state, batch, key, *, kl_weight=1.0, step=0
+    ) -> tuple[jax.Array, dict, Any]:
         """The training objective of one batch: ``(loss, terms, new_state)``."""
 
     @abc.abstractmethod

@@ -123,7 +123,7 @@ class BetaTCVAE(VAE):
         densities = mws_log_densities(z, parts["mean"], parts["log_var"], self.num_train)
         return parts | densities | decomposition(densities)
 
-    def loss(self, params, state, batch, key, *, kl_weight):
+    def loss(self, params, state, batch, key, *, kl_weight=1.0, step=0):
         """``mean(recon) + kl_weight * (alpha MI + beta TC + gamma DWKL)``; ``terms["elbo"]`` is
         the ELBO with the analytic KL."""
         p = self.tc_parts(params, batch, key)

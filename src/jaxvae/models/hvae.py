@@ -176,7 +176,7 @@ class HVAE(Model):
             "mean1": t["mean1"],
         }
 
-    def loss(self, params, state, batch, key, *, kl_weight):
+    def loss(self, params, state, batch, key, *, kl_weight=1.0, step=0):
         """``mean(recon) + kl_weight * mean(kl)``; ``terms["elbo"]`` is always the true ELBO."""
         parts = self.elbo_parts(params, batch, key)
         recon, kl = jnp.mean(parts["recon"]), jnp.mean(parts["kl"])

@@ -113,7 +113,7 @@ class VAE(Model):
             return jnp.sum(jnp.maximum(self.free_bits, jnp.mean(parts["kl_dims"], axis=0)))
         return jnp.mean(parts["kl"])
 
-    def loss(self, params, state, batch, key, *, kl_weight):
+    def loss(self, params, state, batch, key, *, kl_weight=1.0, step=0):
         """``mean(recon) + kl_weight * KL``; ``terms["elbo"]`` is always the true ELBO."""
         parts = self.elbo_parts(params, batch, key)
         recon = jnp.mean(parts["recon"])

@@ -304,7 +304,7 @@ class VQVAE(Model):
         counts = code_counts(codes.reshape(-1), self.codebook_size)
         return {"perplexity": perplexity(counts), "codes_used": jnp.mean(counts > 0)}
 
-    def loss(self, params, state, batch, key, *, kl_weight):
+    def loss(self, params, state, batch, key, *, kl_weight=1.0, step=0):
         """``mean(-log p(x | z_q)) + commitment_cost * mean(commitment)``, and the EMA-updated
         codebook state. There is no KL term: ``kl_weight`` and ``key`` are not used."""
         del key, kl_weight
