@@ -1,6 +1,6 @@
 """``jaxvae study run``: train every run of a study (or of one shard) that is not done yet.
 
-Each run is an ordinary jaxvae run directory, trained by ``jaxvae.runner.train``; a run directory
+Each run is an ordinary jaxvae run directory, trained by ``jaxvae.train``; a run directory
 left by a killed process resumes from its checkpoint there. A run that raises is recorded with its
 error and the others go on; a stop request (SIGTERM, Ctrl-C) ends the study after the running
 runs' checkpoints (``jaxvae study run`` exits 75, like ``jaxvae train``). Runs that a live
@@ -43,9 +43,9 @@ class Outcome:
 
 
 def _default_train(config, workdir: str) -> dict[str, Any]:
-    from jaxvae import runner
+    import jaxvae
 
-    return runner.train(config, workdir)
+    return jaxvae.train(config, workdir)
 
 
 def _default_train_seeds(configs, workdirs) -> list[dict[str, Any]]:
@@ -86,7 +86,7 @@ def run_study(
         (:mod:`jaxvae.seeds`); ``None``: the backend's default
         (:func:`jaxvae.seeds.default_group_size`); 1: one run at a time. Not part of the study:
         the runs are the same either way.
-      train: ``(config, run_dir) -> summary``; default: the jaxvae runner.
+      train: ``(config, run_dir) -> summary``; default: :func:`jaxvae.train`.
       train_seeds: ``(configs, run_dirs) -> summaries``; default:
         :func:`jaxvae.seeds.train_seeds`.
       log: where progress lines go.
