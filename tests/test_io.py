@@ -106,6 +106,7 @@ def test_write_jsonl_round_trips(tmp_path):
         ("def get_thing():\n    return 1 / 0\n", "ZeroDivisionError: division by zero (line 2)"),
         ("x = (\n", "SyntaxError"),
         ("x = 1\n", "has no get_thing()"),
+        ("def get_thing():\n    raise ValueError('k=3: bad')\n", ".py': k=3: bad (line 2)"),
     ],
 )
 def test_call_python_file_errors_are_one_line(tmp_path, body, match):

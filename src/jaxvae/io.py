@@ -130,7 +130,8 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def error_line(error: BaseException, path: str) -> str:
     """``TypeName: message (line N)``: ``error`` in one line, with the line of the file ``path``
-    where it was raised (when it was raised there)."""
+    where it was raised (when it was raised there). A ``ValueError`` (jaxvae's way of naming a
+    bad value) is its message alone."""
     line = getattr(error, "lineno", None) if isinstance(error, SyntaxError) else None
     tb = error.__traceback__
     while tb is not None:
@@ -139,6 +140,8 @@ def error_line(error: BaseException, path: str) -> str:
         tb = tb.tb_next
     message = str(error).splitlines()[0] if str(error) else ""
     where = f" (line {line})" if line else ""
+    if isinstance(error, ValueError) and message:
+        return f"{message}{where}"
     return f"{type(error).__name__}: {message}{where}"
 
 
