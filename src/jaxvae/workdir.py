@@ -53,8 +53,8 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> bool:
         read_run_info(workdir)
     try:
         saved_dict = io.read_json(path)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{_unreadable(path, e)}; use another --workdir") from None
+    except ValueError as e:  # damaged: named with its path
+        raise ValueError(f"{e}; use another --workdir") from None
     new_dict = json.loads(config_lib.to_json(config))
     saved, new = io.flatten(saved_dict), io.flatten(new_dict)
     differ = [
@@ -70,10 +70,6 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> bool:
     return True
 
 
-def _unreadable(path: str, error: Exception) -> str:
-    return str(error) if isinstance(error, ValueError) else f"{path} cannot be read ({error})"
-
-
 def write_run_info(workdir: str, info: dict[str, Any]) -> None:
     """Records what the config alone does not say (image shape, classes, dataset), with the
     run directory's format."""
@@ -87,8 +83,8 @@ def read_run_info(workdir: str) -> dict[str, Any]:
         raise ValueError(f"workdir {workdir!r} holds no run ({RUN_INFO} is missing)")
     try:
         info = io.read_json(path)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{_unreadable(path, e)}; use another --workdir") from None
+    except ValueError as e:  # damaged: named with its path
+        raise ValueError(f"{e}; use another --workdir") from None
     check_format(workdir, info)
     return info
 

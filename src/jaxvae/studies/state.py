@@ -64,10 +64,7 @@ def read_study(workdir: str) -> dict[str, Any]:
         raise ValueError(f"study directory {workdir!r} does not exist")
     if not os.path.exists(path):
         raise ValueError(f"{workdir!r} holds no study ({STUDY} is missing)")
-    try:
-        return io.read_json(path)
-    except OSError as e:
-        raise ValueError(f"{path} cannot be read ({e})") from None
+    return io.read_json(path)  # a damaged file is a ValueError naming it
 
 
 def _difference(saved: dict[str, Any], new: dict[str, Any]) -> str:
@@ -142,9 +139,9 @@ def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
         os.makedirs(workdir, exist_ok=True)
     except OSError as e:
         raise ValueError(f"study directory {workdir!r} cannot be made: {e.strerror or e}") from None
-    existed = os.path.exists(path) or not io.write_atomic(
-        path, io.dumps(study_json), exclusive=True
-    )
+    existed = True
+    if not os.path.exists(path):  # of several shards starting at once, one creates it
+        existed = not io.write_atomic(path, io.dumps(study_json), exclusive=True)
     saved = read_study(workdir)
     if not same_identity(saved.get("identity", {}), study_json["identity"]):
         why = _difference(saved.get("identity", {}), study_json["identity"])
