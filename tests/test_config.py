@@ -45,6 +45,29 @@ def test_overrides_parse_by_type():
     assert c.data.name == "mnist"
 
 
+def test_set_value_one_rule_for_texts_and_values():
+    """A study's values and the command line's texts go through one setter: a text is parsed as
+    the key's type, any other value must have that type (an int is a float, a list a tuple)."""
+    for value, expected in [("2", 2.0), (2, 2.0), (0.5, 0.5)]:
+        c = config_lib.base_config()
+        config_lib.set_value(c, "objective.beta", value)
+        assert c.objective.beta == expected and isinstance(c.objective.beta, float)
+    for value in ("16", "(16,)", [16], (16,)):
+        c = config_lib.base_config()
+        config_lib.set_value(c, "model.hidden", value)
+        assert c.model.hidden == (16,)
+    c = config_lib.base_config()
+    config_lib.set_value(c, "train.progress", "no")
+    assert c.train.progress is False
+    for key, value in [("train.progress", 1), ("train.epochs", True), ("train.epochs", 2.0)]:
+        with pytest.raises(ValueError, match=f"{key}={value!r}: expected a value of type"):
+            config_lib.set_value(config_lib.base_config(), key, value)
+    with pytest.raises(
+        ValueError, match=r"--config.train.epochs='x': expected a value of type int"
+    ):
+        config_lib.apply_overrides(config_lib.base_config(), ["train.epochs=x"])
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxvae import curves
+from jaxvae import curves, io
 
 BLUE, ORANGE = (0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)  # matplotlib's tab:blue and tab:orange
 
@@ -44,7 +44,7 @@ def _write_run(path, *, steps=40, per_epoch=8, test_key="test_nelbo", evaluate=T
 def test_extract_matches_the_records_written(tmp_path):
     path = tmp_path / "metrics.jsonl"
     train, test = _write_run(path)
-    c = curves.extract_curves(curves.read_metrics(str(path)))
+    c = curves.extract_curves(io.read_jsonl(str(path)))
     np.testing.assert_array_equal(c.train_steps, sorted(train))
     np.testing.assert_allclose(c.train_loss, [train[s] for s in sorted(train)], rtol=1e-15)
     assert c.test_name == "test_nelbo"
@@ -56,7 +56,7 @@ def test_extract_matches_the_records_written(tmp_path):
 def test_autoencoder_uses_test_recon(tmp_path):
     path = tmp_path / "metrics.jsonl"
     _, test = _write_run(path, test_key="test_recon", torn=False)
-    c = curves.extract_curves(curves.read_metrics(str(path)))
+    c = curves.extract_curves(io.read_jsonl(str(path)))
     assert c.test_name == "test_recon"
     np.testing.assert_allclose(c.test_values, [test[s] for s in sorted(test)], rtol=1e-15)
 
@@ -64,7 +64,7 @@ def test_autoencoder_uses_test_recon(tmp_path):
 def test_training_lines_only(tmp_path):
     path = tmp_path / "metrics.jsonl"
     train, _ = _write_run(path, steps=5, evaluate=False)
-    c = curves.extract_curves(curves.read_metrics(str(path)))
+    c = curves.extract_curves(io.read_jsonl(str(path)))
     assert c.test_name is None and len(c.test_steps) == 0
     np.testing.assert_array_equal(c.train_steps, [1, 2, 3, 4, 5])
 
@@ -81,7 +81,7 @@ def test_a_broken_complete_line_is_an_error(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo\n{"step": 3, "loss": 1.0}\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl:2 is not a JSON line"):
-        curves.read_metrics(str(path))
+        io.read_jsonl(str(path))
 
 
 def _png(path):

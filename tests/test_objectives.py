@@ -231,8 +231,20 @@ def _train_step_metrics(model, params, x, key, *, binarize):
     tx = optax.sgd(0.0)
     specs = config_lib.validate(config)
     exp = experiment.Experiment(
-        config, 0, specs.train, specs.optim, specs.eval, specs.data, None, None, info, model,
-        ObjectiveSpec(), tx, sharding.make_mesh(), {},
+        config,
+        0,
+        specs.train,
+        specs.optim,
+        specs.eval,
+        specs.data,
+        None,
+        None,
+        info,
+        model,
+        ObjectiveSpec(),
+        tx,
+        sharding.make_mesh(),
+        {},
     )
     state = engine.TrainState(jnp.int32(0), params, {}, tx.init(params), jnp.int32(0))
     _, metrics = jax.jit(exp.train_step())(state, _batch(jnp.asarray(x)), key)

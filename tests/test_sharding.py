@@ -152,13 +152,14 @@ def test_a_later_process_of_a_fresh_run_does_not_resume(tmp_path, monkeypatch):
     taking the resume path alone (the two would then run different collectives and hang)."""
     from jaxvae import checkpoint
     from jaxvae import experiment as build_lib
-    from jaxvae import workdir as workdir_lib
+    from jaxvae import io
+from jaxvae import workdir as workdir_lib
 
     config = _config()
     exp = build_lib.build(config, mesh=_mesh(1))
     workdir = tmp_path / "run"
     workdir.mkdir()
-    workdir_lib.write_json(str(workdir / "config.json"), config.to_dict())  # process 0's write
+    io.write_json(str(workdir / "config.json"), config.to_dict())  # process 0's write
     asked = []
     monkeypatch.setattr(jax, "process_index", lambda: 1)
     monkeypatch.setattr(sharding, "from_process_0", lambda v: asked.append(v) or 0.0)

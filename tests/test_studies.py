@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from jaxvae import cli
+from jaxvae import cli, io
 from jaxvae import config as config_lib
 from jaxvae.studies import (
     Axis,
@@ -183,7 +183,7 @@ def test_grid_expands_seed_major_with_readable_names():
         ),
         (
             lambda: {"axes": (Axis("beta", key="objective.beta", values=("x",)),)},
-            r"objective.beta='x', expected a float",
+            r"objective.beta='x': expected a value of type float",
         ),
         (
             lambda: {"axes": (Axis("b", key="objective.beta", values=(1.0, 1.0)),)},
@@ -350,6 +350,22 @@ def test_report_numbers_against_numpy(tiny, capsys):
             assert float(r[metric]) == summaries[r["run"]][metric]
 
 
+def test_a_torn_last_metrics_line_keeps_the_runs_curves(tiny, tmp_path):
+    """A run killed while it appended to metrics.jsonl still has every curve in the report."""
+    import shutil
+
+    _, workdir = tiny
+    torn = str(tmp_path / "torn")
+    shutil.copytree(workdir, torn)
+    path = os.path.join(torn, "runs", RUN_NAMES[0], "metrics.jsonl")
+    with open(path, "a") as f:
+        f.write('{"epoch": 2.5, "loss": 12')  # no newline: the kill came mid-line
+    before, after = report.collect(workdir).curves, report.collect(torn).curves
+    variant = RUN_NAMES[0].rsplit("-seed", 1)[0]
+    assert len(before["loss"][variant][0]) == 4  # 2 epochs of 2 steps, a line per step
+    assert after == before
+
+
 def test_resume_after_sigkill_redoes_nothing_finished(tiny, tmp_path):
     """Seed 0 only (2 runs), to keep it short: killed once the first run is done and the second
     has its first checkpoint, then run again."""
@@ -512,12 +528,12 @@ def test_a_config_key_added_since_keeps_the_study_and_its_runs(tiny, tmp_path, c
     study_json = json.load(open(os.path.join(old, "study.json")))
     for run in study_json["identity"]["runs"]:
         strip(run["config"])
-    state.write_json(os.path.join(old, "study.json"), study_json)
+    io.write_json(os.path.join(old, "study.json"), study_json)
     for name in RUN_NAMES:
         path = os.path.join(old, "runs", name, "config.json")
         config = json.load(open(path))
         strip(config)
-        state.write_json(path, config)
+        io.write_json(path, config)
     assert cli.main(["study", "run", study_file, "--workdir", old]) == 0
     assert "0 trained, 4 done before" in capsys.readouterr().err
     assert (

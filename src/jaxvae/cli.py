@@ -140,9 +140,8 @@ def _cmd_eval(args) -> int:
     import jax
     import numpy as np
 
-    from jaxvae import api, evaluate, experiment, layout, summary
+    from jaxvae import api, evaluate, experiment, io, layout, summary
     from jaxvae import data as data_lib
-    from jaxvae import workdir as workdir_lib
 
     if args.iwae_k <= 0:
         raise ValueError(f"--iwae-k must be a positive integer, got {args.iwae_k}")
@@ -177,7 +176,7 @@ def _cmd_eval(args) -> int:
     protocol = getattr(dataset, "protocol", None)
     if protocol:
         result["data_protocol"] = protocol
-    workdir_lib.write_json(layout.path(args.workdir, layout.EVAL), result)
+    io.write_json(layout.path(args.workdir, layout.EVAL), result)
     print(json.dumps(result))
     return 0
 

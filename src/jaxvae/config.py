@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib.util
 import json
-import os
 from typing import Any, NamedTuple
 
 import jax
 import ml_collections
 
 from jaxvae import data as data_lib
-from jaxvae import likelihoods, models, objectives, specs
+from jaxvae import io, likelihoods, models, objectives, specs
 from jaxvae.objectives import ObjectiveSpec
 from jaxvae.specs import DataSpec, EvalSpec, OptimizerSpec, TrainSpec
 
@@ -115,21 +113,9 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
         raises anything while it is imported or called (its exception type and message, with the
         line of the file where it was raised).
     """
-    if not os.path.isfile(path):
-        raise ValueError(f"config file {path!r} does not exist")
-    spec = importlib.util.spec_from_file_location("_jaxvae_config", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-        if not hasattr(module, "get_config"):
-            raise ValueError(f"config file {path!r} has no get_config()")
-        config = module.get_config()
-    except ValueError as e:
-        if str(e).startswith(f"config file {path!r}"):
-            raise
-        raise ValueError(f"config file {path!r}: {_where(e, path)}") from None
-    except Exception as e:  # noqa: BLE001 - a user's file may raise anything: one clear line
-        raise ValueError(f"config file {path!r}: {_where(e, path)}") from None
+    config = io.call_python_file(
+        path, "get_config", module_name="_jaxvae_config", what="config file"
+    )
     if not isinstance(config, ml_collections.ConfigDict):
         raise ValueError(
             f"config file {path!r}: get_config() returned {type(config).__name__}, "
@@ -138,72 +124,76 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     return config
 
 
-def _where(error: BaseException, path: str) -> str:
-    """``TypeName: message (line N)``, with the line of ``path`` where ``error`` was raised."""
-    line = getattr(error, "lineno", None) if isinstance(error, SyntaxError) else None
-    tb = error.__traceback__
-    while tb is not None:
-        if os.path.abspath(tb.tb_frame.f_code.co_filename) == os.path.abspath(path):
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    message = str(error).splitlines()[0] if str(error) else ""
-    where = f" (line {line})" if line else ""
-    return f"{type(error).__name__}: {message}{where}"
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
-def _parse_value(key: str, text: str, current: Any) -> Any:
-    """Parses ``text`` as the type of ``current``; raises ``ValueError`` naming ``key``."""
-    kind = type(current)
+def _parse(text: str, kind: type) -> Any:
+    """``text`` parsed as a ``kind`` (a tuple from a Python literal, ``32`` as ``(32,)``); the
+    text itself when it does not parse."""
+    text = text.strip()
     try:
-        if isinstance(current, bool):
-            lowered = text.strip().lower()
-            if lowered in ("true", "1", "yes"):
-                return True
-            if lowered in ("false", "0", "no"):
-                return False
-            raise ValueError
-        if isinstance(current, int):
-            return int(text)
-        if isinstance(current, float):
-            return float(text)
-        if isinstance(current, str):
-            return text
-        if isinstance(current, tuple | list):
-            value = ast.literal_eval(text if text.strip().startswith(("(", "[")) else f"({text},)")
-            if not isinstance(value, tuple | list):
-                raise ValueError
-            return tuple(value)
+        if kind is bool:
+            low = text.lower()
+            return True if low in _TRUE else False if low in _FALSE else text
+        if kind in (int, float):
+            return kind(text)
+        if kind in (tuple, list):
+            return ast.literal_eval(text if text.startswith(("(", "[")) else f"({text},)")
     except (ValueError, SyntaxError):
         pass
-    raise ValueError(f"--config.{key}={text!r}: expected a value of type {kind.__name__}")
+    return text
+
+
+def set_value(config: ml_collections.ConfigDict, key: str, value: Any, *, flag: str = "") -> None:
+    """Sets the dotted ``key`` of ``config`` to ``value``, converted to the key's type.
+
+    One rule for the command line and for studies: a text is parsed as the key's type (for a
+    bool ``true``/``false``/``1``/``0``/``yes``/``no``, for a tuple a Python literal); any other
+    value must be of that type already (an int is a float, a list a tuple).
+
+    Args:
+      config: the config, changed in place.
+      key: a dotted key such as ``"train.epochs"``.
+      value: the new value, or its text.
+      flag: put before ``key`` in messages (``"--config."`` on the command line).
+
+    Raises:
+      ValueError: ``key`` is not a leaf of ``config``, or ``value`` is not of its type.
+    """
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+        if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
+            raise ValueError(f"unknown config key {key!r}")
+        node = node[p]
+    if leaf not in node or isinstance(node[leaf], ml_collections.ConfigDict):
+        raise ValueError(f"unknown config key {key!r}")
+    kind = type(node[leaf])
+    parsed = _parse(value, kind) if isinstance(value, str) and kind is not str else value
+    allowed = {float: (int, float), tuple: (tuple, list), list: (tuple, list)}.get(kind, (kind,))
+    if not isinstance(parsed, allowed) or (isinstance(parsed, bool) and kind is not bool):
+        raise ValueError(f"{flag}{key}={value!r}: expected a value of type {kind.__name__}")
+    node[leaf] = (
+        float(parsed) if kind is float else tuple(parsed) if kind in (tuple, list) else parsed
+    )
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> None:
-    """Applies ``["a.b=value", ...]`` in place; unknown keys and wrong types raise ``ValueError``."""
+    """Applies ``["a.b=value", ...]`` (the command line's ``--config.a.b=value``) in place with
+    :func:`set_value`; unknown keys and wrong types raise ``ValueError``."""
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override --config.{item} needs a value: --config.{item}=VALUE")
         key, text = item.split("=", 1)
-        *parents, leaf = key.split(".")
-        node = config
-        for p in parents:
-            if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
-                raise ValueError(f"unknown config key {key!r}")
-            node = node[p]
-        if leaf not in node or isinstance(node[leaf], ml_collections.ConfigDict):
-            raise ValueError(f"unknown config key {key!r}")
-        node[leaf] = _parse_value(key, text, node[leaf])
+        set_value(config, key, text, flag="--config.")
 
 
 def flat(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict[str, Any]:
-    """``{"a.b": value}`` for every leaf of ``config`` (lists as tuples)."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, ml_collections.ConfigDict | dict):
-            out |= flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
-    return out
+    """``{"a.b": value}`` for every leaf of ``config`` (lists as tuples): :func:`jaxvae.io.flatten`
+    of a ConfigDict."""
+    if isinstance(config, ml_collections.ConfigDict):
+        config = config.to_dict()
+    return io.flatten(config, prefix)
 
 
 def changed_keys(path: str) -> dict[str, Any]:

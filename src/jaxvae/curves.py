@@ -9,7 +9,6 @@ evaluation yet.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
@@ -18,6 +17,8 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from jaxvae import io
 
 # The test metric drawn, the first one the evaluation lines have, and its legend label.
 TEST_METRICS = (
@@ -37,31 +38,6 @@ class Curves(NamedTuple):
     test_steps: np.ndarray  # int64 [E]
     test_values: np.ndarray  # float64 [E]
     steps_per_epoch: float | None  # from the records' step/epoch, None if unknown
-
-
-def read_metrics(path: str) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl``; a last line cut short (a run being written) is left out.
-
-    Raises:
-      ValueError: a complete line (one ending in a newline) is not a JSON object.
-    """
-    with open(path) as f:
-        text = f.read()
-    lines = text.split("\n")  # the last element is what follows the last newline
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):  # no newline yet: still being written
-                break
-            raise ValueError(f"{path}:{number} is not a JSON line: {line[:80]!r}") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}:{number} is not a JSON object: {line[:80]!r}")
-        records.append(record)
-    return records
 
 
 def _series(pairs: Iterable[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +75,7 @@ def plot_curves(metrics_path: str, out_path: str, *, title: str | None = None) -
       out_path: the PNG to write (written to a temporary name, then renamed).
       title: the title; by default the name of the run directory.
     """
-    curves = extract_curves(read_metrics(metrics_path))
+    curves = extract_curves(io.read_jsonl(metrics_path))
     if title is None:
         title = os.path.basename(os.path.dirname(os.path.abspath(metrics_path))) or "run"
     # A Figure on the Agg canvas, without pyplot: no global backend switch, no figure registry.

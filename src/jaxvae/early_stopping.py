@@ -11,11 +11,10 @@ metrics.jsonl and takes the same decisions as one that was never stopped.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 
-from jaxvae import layout
+from jaxvae import io, layout
 
 
 @dataclasses.dataclass
@@ -53,12 +52,7 @@ class EarlyStopping:
         path = layout.path(workdir, layout.METRICS)
         if not os.path.exists(path):
             return stopper
-        with open(path) as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line torn by a kill
-                if metric in record and record.get("step", 0) <= upto_step:
-                    stopper.update(record["step"], record[metric])
+        for record in io.read_jsonl(path):  # a last line torn by a kill is left out
+            if metric in record and record.get("step", 0) <= upto_step:
+                stopper.update(record["step"], record[metric])
         return stopper

@@ -9,13 +9,12 @@ the end of that interval averages every step of it, as the uninterrupted run's d
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import numpy as np
 
-from jaxvae import layout, tensorboard
+from jaxvae import io, layout, tensorboard
 from jaxvae import workdir as workdir_lib
 
 
@@ -64,7 +63,7 @@ class RunLog:
                 "since": since,
                 "sums": {k: np.asarray(v).tolist() for k, v in sums.items()},
             }
-            workdir_lib.write_json(layout.path(self.workdir, layout.CARRIED_SUMS), d)
+            io.write_json(layout.path(self.workdir, layout.CARRIED_SUMS), d)
 
     def flush(self) -> None:
         self.events.flush()
@@ -78,8 +77,7 @@ def _read_carried(workdir: str, resume_step: int | None) -> tuple[int, dict] | N
     path = layout.path(workdir, layout.CARRIED_SUMS)
     if resume_step is None or not os.path.exists(path):
         return None
-    with open(path) as f:
-        d = json.load(f)
+    d = io.read_json(path)
     if d.get("step") != resume_step:
         return None  # saved at another checkpoint: the resumed interval starts afresh
     return int(d["since"]), {k: np.asarray(v, np.float32) for k, v in d["sums"].items()}

@@ -27,6 +27,7 @@ from jaxvae import (
     checkpoint,
     early_stopping,
     engine,
+    io,
     layout,
     preemption,
     runlog,
@@ -126,7 +127,7 @@ def open_run(exp, workdir: str, say) -> tuple[Any, int, bool]:
     if main and not existing:
         from jaxvae import experiment as build_lib  # run.json's record of the data
 
-        workdir_lib.write_json(layout.path(workdir, layout.CONFIG), exp.record())
+        io.write_json(layout.path(workdir, layout.CONFIG), exp.record())
         workdir_lib.write_run_info(workdir, build_lib.info_dict(exp.info, exp.dataset.name))
     return state, start, existing
 
@@ -261,7 +262,7 @@ class Run:
             pngs = {os.path.basename(p)[:-4]: summary.png(p) for p in drawn}
             self.log.events.images(int(state.step), pngs)
             where = layout.path(self.workdir, layout.SUMMARY)
-            workdir_lib.write_json(where, out)
+            io.write_json(where, out)
             self.progress.say(f"done: {summary.headline(exp.model, out)}  summary in {where}")
         self.log.close()
         return out

@@ -29,6 +29,8 @@ from tensorboardX import summary as tbx_summary
 from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event, SessionLog
 
+from jaxvae import io
+
 CONFIG_TAG = "config"  # the text summary is stored as "config/text_summary"
 _CONFIG_TAGS = (CONFIG_TAG + "/text_summary", "_hparams_/session_start_info")
 _EVENT_GLOB = "events.out.tfevents.*"
@@ -65,20 +67,7 @@ def _rewrite(path: str, keep: Callable[[Event], bool]) -> None:
         event = Event.FromString(record[12:-4])
         if keep(event):
             kept.append(record)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.writelines(kept)
-    os.replace(tmp, path)
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+    io.write_atomic(path, b"".join(kept))
 
 
 def _hparam(value: Any) -> bool | int | float | str:
@@ -217,7 +206,7 @@ class EventLog:
                 _rewrite(path, lambda e: not any(v.tag in _CONFIG_TAGS for v in e.summary.value))
         config = dict(config)
         self._summary(0, tbx_summary.text(CONFIG_TAG, config_text(config)))
-        flat = {k: _hparam(v) for k, v in _flatten(config).items() if v is not None}
+        flat = {k: _hparam(v) for k, v in io.flatten(config).items() if v is not None}
         # Only the session's start info: TensorBoard then builds the HParams table from every run's
         # values and scalar tags (with an experiment summary in each run it would pick one of them).
         _, session_start, _ = tbx_summary.hparams(flat, {})

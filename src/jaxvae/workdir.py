@@ -14,7 +14,7 @@ from typing import Any
 import ml_collections
 
 from jaxvae import config as config_lib
-from jaxvae import layout
+from jaxvae import io, layout
 from jaxvae.layout import CONFIG, METRICS, RUN_INFO, SUMMARY  # noqa: F401 (re-exported)
 
 # Keys that may differ when a run is continued: how long it trains and how it reports.
@@ -37,16 +37,6 @@ def ensure_writable(workdir: str) -> None:
         raise ValueError(f"workdir {workdir!r} is not writable: {e.strerror or e}") from None
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
-    return out
-
-
 def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> bool:
     """Whether ``workdir`` already holds a run; raises ``ValueError`` if its config differs.
 
@@ -61,12 +51,11 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> bool:
     if os.path.exists(info_path):
         read_run_info(workdir)
     try:
-        with open(path) as f:
-            saved_dict = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} cannot be read ({e}); use another --workdir") from None
+        saved_dict = io.read_json(path)
+    except ValueError as e:  # damaged: named with its path
+        raise ValueError(f"{e}; use another --workdir") from None
     new_dict = json.loads(config_lib.to_json(config))
-    saved, new = _flatten(saved_dict), _flatten(new_dict)
+    saved, new = io.flatten(saved_dict), io.flatten(new_dict)
     differ = [
         k for k in config_lib.config_differences(saved_dict, new_dict) if k not in RESUMABLE_CHANGES
     ]
@@ -80,19 +69,10 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> bool:
     return True
 
 
-def write_json(path: str, obj: Any) -> None:
-    """Writes JSON atomically (a temporary file renamed over ``path``)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def write_run_info(workdir: str, info: dict[str, Any]) -> None:
     """Records what the config alone does not say (image shape, classes, dataset), with the
     run directory's format."""
-    write_json(layout.path(workdir, RUN_INFO), {"format": layout.RUN_FORMAT} | dict(info))
+    io.write_json(layout.path(workdir, RUN_INFO), {"format": layout.RUN_FORMAT} | dict(info))
 
 
 def read_run_info(workdir: str) -> dict[str, Any]:
@@ -101,10 +81,9 @@ def read_run_info(workdir: str) -> dict[str, Any]:
     if not os.path.exists(path):
         raise ValueError(f"workdir {workdir!r} holds no run ({RUN_INFO} is missing)")
     try:
-        with open(path) as f:
-            info = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} cannot be read ({e}); use another --workdir") from None
+        info = io.read_json(path)
+    except ValueError as e:  # damaged: named with its path
+        raise ValueError(f"{e}; use another --workdir") from None
     check_format(workdir, info)
     return info
 
@@ -141,14 +120,9 @@ class MetricsLog:
         if resume_step is None:
             open(self.path, "w").close()
         elif os.path.exists(self.path):
-            with open(self.path) as f:
-                lines = [line for line in f if line.strip()]
-            if lines and not lines[-1].endswith("\n"):
-                lines.pop()  # torn by a kill during the write: its step is past the checkpoint
-            keep = [line for line in lines if json.loads(line).get("step", 0) <= resume_step]
-            with open(self.path + ".tmp", "w") as f:
-                f.writelines(keep)
-            os.replace(self.path + ".tmp", self.path)
+            # A line torn by a kill during the write is left out: its step is past the checkpoint.
+            records = io.read_jsonl(self.path)
+            io.write_jsonl(self.path, [r for r in records if r.get("step", 0) <= resume_step])
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.util
 import itertools
 import json
 import math
-import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
+
+from jaxvae import io
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # study, axis and figure names
 _LABEL = re.compile(r"^[A-Za-z0-9_.+-]+$")  # level labels
@@ -374,25 +374,6 @@ class RunSpec:
     config: ml_collections.ConfigDict
 
 
-def set_value(config: ml_collections.ConfigDict, key: str, value: Any, *, what: str) -> None:
-    """Sets ``config[key] = value`` for a dotted ``key``, converted to the key's type."""
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-        if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
-            raise ValueError(f"{what}: unknown config key {key!r}")
-        node = node[p]
-    if leaf not in node or isinstance(node[leaf], ml_collections.ConfigDict):
-        raise ValueError(f"{what}: unknown config key {key!r}")
-    current = node[leaf]
-    ok_types = {bool: (bool,), int: (int,), float: (int, float), str: (str,), tuple: (tuple, list)}
-    want = type(current)
-    allowed = ok_types.get(want, (want,))
-    if not isinstance(value, allowed) or (isinstance(value, bool) and want is not bool):
-        raise ValueError(f"{what}: {key}={value!r}, expected a {want.__name__}")
-    node[leaf] = float(value) if want is float else tuple(value) if want is tuple else value
-
-
 def expand(
     study: Study, *, seeds: int | None = None, overrides: Sequence[str] = ()
 ) -> list[RunSpec]:
@@ -432,8 +413,11 @@ def expand(
     configs = {}
     for v in variants:
         config = copy.deepcopy(study.base_config)
-        for key, value in v.overrides.items():
-            set_value(config, key, value, what=f"study {study.name!r}, variant {v.name!r}")
+        try:
+            for key, value in v.overrides.items():
+                config_lib.set_value(config, key, value)
+        except ValueError as e:
+            raise ValueError(f"study {study.name!r}, variant {v.name!r}: {e}") from None
         config_lib.apply_overrides(config, list(overrides))
         configs[v.name] = config
     runs = []
@@ -522,29 +506,9 @@ def canonical(
     return {"format": 1, "identity": identity, "report": report}
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).splitlines()[0] if str(e) else ""
-    return (
-        text if isinstance(e, ValueError) and text else f"{type(e).__name__}: {text}".rstrip(": ")
-    )
-
-
 def load_study(path: str) -> Study:
     """Imports the study file ``path`` and returns its ``get_study()``."""
-    if not os.path.isfile(path):
-        raise ValueError(f"study file {path!r} does not exist")
-    spec = importlib.util.spec_from_file_location("_jaxvae_study", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 -- any error in the user's file is one line
-        raise ValueError(f"study file {path!r}: {_one_line(e)}") from None
-    if not hasattr(module, "get_study"):
-        raise ValueError(f"study file {path!r} has no get_study()")
-    try:
-        study = module.get_study()
-    except Exception as e:  # noqa: BLE001 -- a bad Study is a ValueError naming the value
-        raise ValueError(f"study file {path!r}: {_one_line(e)}") from None
+    study = io.call_python_file(path, "get_study", module_name="_jaxvae_study", what="study file")
     if not isinstance(study, Study):
         raise ValueError(
             f"study file {path!r}: get_study() returned a {type(study).__name__}, not a Study"

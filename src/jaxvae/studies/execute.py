@@ -43,9 +43,9 @@ class Outcome:
 
 
 def _default_train(config, workdir: str) -> dict[str, Any]:
-    from jaxvae import api
+    import jaxvae
 
-    return api.train(config, workdir)
+    return jaxvae.train(config, workdir)
 
 
 def _default_train_seeds(configs, workdirs) -> list[dict[str, Any]]:
@@ -86,7 +86,7 @@ def run_study(
         (:mod:`jaxvae.seeds`); ``None``: the backend's default
         (:func:`jaxvae.seeds.default_group_size`); 1: one run at a time. Not part of the study:
         the runs are the same either way.
-      train: ``(config, run_dir) -> summary``; default: the jaxvae runner.
+      train: ``(config, run_dir) -> summary``; default: :func:`jaxvae.train`.
       train_seeds: ``(configs, run_dirs) -> summaries``; default:
         :func:`jaxvae.seeds.train_seeds`.
       log: where progress lines go.

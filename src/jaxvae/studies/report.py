@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 import os
 from collections import Counter
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxvae import io, layout
 from jaxvae.studies import state
 
 STATES = (state.DONE, state.RUNNING, state.FAILED, state.PENDING)
@@ -97,13 +97,13 @@ def _read_curves(path: str, keys: list[str]) -> dict[str, list[tuple[int, float,
 
     A test metric (``test_*``) is a value at its step. A train term is the mean over the steps
     since the previous line that has it, so it is placed at the middle of those steps: windows of
-    different lengths (a short one at an epoch's end) then lie on one curve.
+    different lengths (a short one at an epoch's end) then lie on one curve. A last line torn by
+    a kill is left out; a file that cannot be read, or is damaged elsewhere, gives no curves.
     """
     out: dict[str, list[tuple[int, float, float]]] = {k: [] for k in keys}
     try:
-        with open(path) as f:
-            records = [json.loads(line) for line in f if line.strip()]
-    except (OSError, json.JSONDecodeError):
+        records = io.read_jsonl(path)
+    except (OSError, ValueError):
         return out
     previous = {k: (0, 0.0) for k in keys}
     for r in records:
@@ -122,8 +122,6 @@ def _read_curves(path: str, keys: list[str]) -> dict[str, list[tuple[int, float,
 
 def collect(workdir: str) -> ReportData:
     """Reads the study in ``workdir`` into a :class:`ReportData`."""
-    from jaxvae import workdir as workdir_lib
-
     study_json = state.read_study(workdir)
     identity, settings = study_json["identity"], study_json["report"]
     metrics = settings["metrics"]
@@ -153,7 +151,7 @@ def collect(workdir: str) -> ReportData:
             v = _number(summary.get(m))
             values[run["variant"]][m].append(math.nan if v is None else v)
         logged = _read_curves(
-            os.path.join(state.run_dir(workdir, run["name"]), workdir_lib.METRICS),
+            layout.path(state.run_dir(workdir, run["name"]), layout.METRICS),
             settings["curves"],
         )
         for k, points in logged.items():
@@ -363,7 +361,7 @@ def write_report(workdir: str) -> dict[str, str]:
         "runs": [dict(r, values={m: r["values"][m] for m in data.metrics}) for r in data.runs],
         "rows": rows(data),
     }
-    state.write_json(paths["results.json"], results)
+    io.write_json(paths["results.json"], results)
     figure_files = []
     for name, title, draw in figures.standard_figures():
         file = f"{name}.png"

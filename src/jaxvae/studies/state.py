@@ -29,6 +29,8 @@ from typing import Any
 
 import psutil
 
+from jaxvae import io, layout
+
 STUDY = "study.json"
 RUNS = "runs"
 STATE = "state"
@@ -55,18 +57,6 @@ def report_dir(workdir: str) -> str:
     return os.path.join(workdir, REPORT)
 
 
-def _dump(obj: Any) -> str:
-    return json.dumps(obj, indent=1, sort_keys=True) + "\n"
-
-
-def write_json(path: str, obj: Any) -> None:
-    """Writes JSON atomically: a temporary file of this process renamed over ``path``."""
-    tmp = f"{path}.{socket.gethostname()}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(_dump(obj))
-    os.replace(tmp, path)
-
-
 def read_study(workdir: str) -> dict[str, Any]:
     """The ``study.json`` of ``workdir``."""
     path = os.path.join(workdir, STUDY)
@@ -74,11 +64,7 @@ def read_study(workdir: str) -> dict[str, Any]:
         raise ValueError(f"study directory {workdir!r} does not exist")
     if not os.path.exists(path):
         raise ValueError(f"{workdir!r} holds no study ({STUDY} is missing)")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} cannot be read: {e}") from None
+    return io.read_json(path)  # a damaged file is a ValueError naming it
 
 
 def _difference(saved: dict[str, Any], new: dict[str, Any]) -> str:
@@ -99,7 +85,7 @@ def _difference(saved: dict[str, Any], new: dict[str, Any]) -> str:
     for name, run in new_runs.items():
         keys = _run_differences(old_runs[name], run)
         if keys:
-            old, cur = _flat(old_runs[name]), _flat(run)
+            old, cur = io.flatten(old_runs[name]), io.flatten(run)
             k = keys[0]
             return f"run {name}: {k} is {old.get(k, '(none)')!r} there, {cur.get(k)!r} here"
     return "the variants differ"
@@ -128,16 +114,6 @@ def same_identity(saved: dict[str, Any], new: dict[str, Any]) -> bool:
     return not any(_run_differences(a, b) for a, b in zip(old_runs, new_runs, strict=True))
 
 
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
     """Makes ``workdir`` the directory of this study, or checks that it already is.
 
@@ -153,7 +129,7 @@ def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
         nothing is changed then.
     """
     # Compare through JSON text, so that tuples and lists are the same.
-    study_json = json.loads(_dump(study_json))
+    study_json = json.loads(json.dumps(study_json))
     path = os.path.join(workdir, STUDY)
     if os.path.isdir(workdir) and not os.path.exists(path):
         stray = [n for n in os.listdir(workdir) if n != STUDY and not n.startswith(f"{STUDY}.")]
@@ -164,23 +140,14 @@ def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
     except OSError as e:
         raise ValueError(f"study directory {workdir!r} cannot be made: {e.strerror or e}") from None
     existed = True
-    if not os.path.exists(path):
-        tmp = f"{path}.{socket.gethostname()}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(_dump(study_json))
-        try:
-            os.link(tmp, path)  # atomic, and fails if another process made it first
-            existed = False
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
+    if not os.path.exists(path):  # of several shards starting at once, one creates it
+        existed = not io.write_atomic(path, io.dumps(study_json), exclusive=True)
     saved = read_study(workdir)
     if not same_identity(saved.get("identity", {}), study_json["identity"]):
         why = _difference(saved.get("identity", {}), study_json["identity"])
         raise ValueError(f"{workdir!r} holds a different study ({why}); use a new --workdir")
     if saved.get("report") != study_json["report"]:
-        write_json(path, study_json)
+        io.write_json(path, study_json)
     os.makedirs(os.path.join(workdir, RUNS), exist_ok=True)
     os.makedirs(os.path.join(workdir, STATE), exist_ok=True)
     return existed
@@ -281,17 +248,16 @@ def record_failure(workdir: str, name: str, error: BaseException) -> dict[str, A
         "pid": os.getpid(),
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    write_json(failed_path(workdir, name), record)
+    io.write_json(failed_path(workdir, name), record)
     return record
 
 
 def read_failure(workdir: str, name: str) -> dict[str, Any] | None:
     try:
-        with open(failed_path(workdir, name)) as f:
-            return json.load(f)
+        return io.read_json(failed_path(workdir, name))
     except FileNotFoundError:
         return None
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return {"error": "failed.json cannot be read"}
 
 
@@ -314,21 +280,14 @@ class RunState:
 
 def summary_of(workdir: str, name: str, config_dict: dict[str, Any]) -> dict[str, Any] | None:
     """The run's ``summary.json`` when it is done: present, of the run's own config, finished."""
-    from jaxvae import workdir as workdir_lib
+    from jaxvae import config as config_lib
 
     directory = run_dir(workdir, name)
-    summary_path = os.path.join(directory, workdir_lib.SUMMARY)
-    config_path = os.path.join(directory, workdir_lib.CONFIG)
-    if not os.path.exists(summary_path) or not os.path.exists(config_path):
-        return None
     try:
-        with open(config_path) as f:
-            saved = json.load(f)
-        with open(summary_path) as f:
-            summary = json.load(f)
-    except (OSError, json.JSONDecodeError):
+        saved = io.read_json(layout.path(directory, layout.CONFIG))
+        summary = io.read_json(layout.path(directory, layout.SUMMARY))
+    except (OSError, ValueError):
         return None
-    from jaxvae import config as config_lib
 
     if summary.get("epochs") != config_dict["train"]["epochs"]:
         return None
