@@ -150,10 +150,8 @@ def test_a_later_process_of_a_fresh_run_does_not_resume(tmp_path, monkeypatch):
     """Process 1 of a new two-process run that opens the workdir after process 0 has written
     config.json takes process 0's answer (no run yet) and starts fresh with it, instead of
     taking the resume path alone (the two would then run different collectives and hang)."""
-    from jaxvae import checkpoint
+    from jaxvae import checkpoint, io
     from jaxvae import experiment as build_lib
-    from jaxvae import io
-from jaxvae import workdir as workdir_lib
 
     config = _config()
     exp = build_lib.build(config, mesh=_mesh(1))
