@@ -131,11 +131,16 @@ class Experiment:
         return engine_lib.abstract_state(self.model, self.tx, self.mesh)
 
     def split(self, name: str) -> dict[str, Any]:
-        """A split of the dataset as a batch dict ``{"image", "label"}`` (host arrays)."""
+        """A split of the dataset as a batch dict ``{"image", "label"}`` (host arrays), with
+        ``"factors"`` (int32 ``[N, F]``) for data with ground-truth factors."""
         if self.dataset is None:
             raise ValueError("this experiment was built without data")
         d = self.dataset
-        return {"image": getattr(d, f"{name}_images"), "label": getattr(d, f"{name}_labels")}
+        out = {"image": getattr(d, f"{name}_images"), "label": getattr(d, f"{name}_labels")}
+        factors = getattr(d, f"{name}_factors", None)
+        if factors is not None:
+            out["factors"] = factors
+        return out
 
     def feed(self, start_step: int, total_steps: int) -> engine_lib.Feed:
         """The run's training batches: streamed from :attr:`source`, or device-resident."""
