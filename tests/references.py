@@ -17,7 +17,7 @@ def numpy_nelbo_and_iwae(run, x, *, samples, k, seed):
     flat = x.reshape(n, -1).astype(np.float64)
     batch = {"image": np.asarray(x, np.float32), "label": np.zeros(n, np.int32)}
     params = jax.device_put(run.params)
-    posterior = jax.jit(lambda p, b: run.model.posterior(p, b))
+    posterior = jax.jit(lambda p, b: run.model.q_params(p, b))
     mean, log_var = (np.asarray(a, np.float64) for a in posterior(params, batch))
     std = np.exp(0.5 * log_var)
     logits_of = jax.jit(lambda p, z: run.model.decode(p, {}, z).logits)

@@ -91,7 +91,7 @@ def test_loss_with_unit_weights_is_recon_plus_the_mc_kl():
     key = jax.random.key(5)
     loss, terms, new_state = model.loss(params, state, batch, key, kl_weight=1.0)
     assert new_state == {}
-    mean, log_var = model.posterior(params, batch)
+    mean, log_var = model.q_params(params, batch)
     z = dist.reparameterize(key, mean, log_var)
     recon = -model.decode(params, state, z).log_prob(batch["image"])
     kl_mc = dist.diag_gaussian_log_prob(z, mean, log_var) - dist.standard_normal_log_prob(z)
@@ -120,7 +120,7 @@ def test_loss_weights_each_term_and_the_schedule_scales_all():
     penalty = 0.5 * t["mi"] + 6.0 * t["tc"] + 2.0 * t["dwkl"]
     np.testing.assert_allclose(float(loss), float(t["recon"] + 0.3 * penalty), rtol=1e-6)
     # The estimates in the terms are those of the MWS formulas at the loss's z.
-    mean, log_var = model.posterior(params, batch)
+    mean, log_var = model.q_params(params, batch)
     z = dist.reparameterize(key, mean, log_var)
     want = _mws_numpy(*(np.asarray(a, np.float64) for a in (z, mean, log_var)), 500)
     for name in ("mi", "tc", "dwkl"):
@@ -137,7 +137,7 @@ def test_eval_terms_are_the_vae_figures_plus_the_decomposition():
     ref = vae.eval_terms(params, state, batch, key)
     for name in ("nelbo", "recon", "kl", "posterior_mean", "kl_dims"):
         np.testing.assert_array_equal(np.asarray(ev[name]), np.asarray(ref[name]), err_msg=name)
-    mean, log_var = model.posterior(params, batch)
+    mean, log_var = model.q_params(params, batch)
     z = dist.reparameterize(key, mean, log_var)
     want = _mws_numpy(*(np.asarray(a, np.float64) for a in (z, mean, log_var)), 500)
     for name in ("mi", "tc", "dwkl"):

@@ -231,7 +231,7 @@ def test_conv_impls_agree_on_outputs_and_gradients(image_shape, channels):
 
         @jax.jit
         def run(params, x, model=model):
-            mean, log_var = model.posterior(params, _batch(x))
+            mean, log_var = model.q_params(params, _batch(x))
             out = _raw(model, params, mean)
             loss = lambda p: model.loss(p, {}, _batch(x), key, kl_weight=1.0)[0]
             grads = jax.grad(loss)(params)

@@ -96,7 +96,7 @@ def test_auto_streams_above_the_threshold_and_is_deterministic(streamed, mnist_d
     assert "streamed" in again["data_protocol"]["train"]
     assert again["params_digest"] == streamed["params_digest"]
     config = _config(mnist_dir, "data.stream=auto")  # 6 MiB, under the default 2048
-    assert streaming.open_train_source(config) is None
+    assert streaming.open_train_source(config_lib.validate(config).data, config.seed) is None
 
 
 def test_resume_mid_epoch_is_bit_identical(streamed, mnist_dir, tmp_path):
@@ -206,4 +206,4 @@ def test_stream_always_needs_a_tfds_source(tmp_path):
 def test_static_binarization_is_refused_when_streaming(mnist_dir, tmp_path):
     config = _config(mnist_dir, "data.stream=always", "data.binarize=static")
     with pytest.raises(ValueError, match="binarize='static'"):
-        streaming.open_train_source(config)
+        streaming.open_train_source(config_lib.validate(config).data, config.seed)

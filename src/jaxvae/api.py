@@ -14,7 +14,7 @@ import numpy as np
 from jaxvae import checkpoint, sharding
 from jaxvae import experiment as build_lib
 from jaxvae import workdir as workdir_lib
-from jaxvae.models import Model, Params
+from jaxvae.models import DataInfo, Model, Params
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None, stream=None):
@@ -66,7 +66,7 @@ def load_run(workdir: str, *, warn: Callable[[str], None] | None = None) -> Run:
         no readable checkpoint.
     """
     config = workdir_lib.read_config(workdir)
-    info = build_lib.info_from_dict(workdir_lib.read_run_info(workdir))
+    info = DataInfo.from_dict(workdir_lib.read_run_info(workdir))
     mesh = sharding.make_mesh(jax.local_devices()[:1])
     exp = build_lib.build(config, mesh=mesh, info=info, load_data=False)
     restored = checkpoint.restore_newest(

@@ -7,6 +7,7 @@ over all non-batch axes, so each returns one value per example (``[batch]`` for 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -103,3 +104,37 @@ def gaussian_log_prob(
     x, mean, log_scale = _flat_events(batch_dims, x, mean, log_scale)
     lp = -0.5 * _LOG_2PI - log_scale - 0.5 * jnp.square((x - mean) * jnp.exp(-log_scale))
     return jnp.sum(lp, axis=-1)
+
+
+class DiagGaussian(NamedTuple):
+    """``N(loc, diag(exp(log_var)))`` over the last axis: a posterior ``q(z | x)`` per example.
+
+    ``loc`` and ``log_var`` are ``[..., D]``; ``log_prob(z)`` takes ``z`` of shape ``[..., D]`` or
+    ``[S, ..., D]`` (S draws per example) and sums over ``D``.
+    """
+
+    loc: jax.Array
+    log_var: jax.Array
+
+    def mean(self) -> jax.Array:
+        return self.loc
+
+    def stddev(self) -> jax.Array:
+        return jnp.exp(0.5 * self.log_var)
+
+    def variance(self) -> jax.Array:
+        return jnp.exp(self.log_var)
+
+    def sample(self, key: jax.Array, num: int | None = None) -> jax.Array:
+        """One reparameterized draw ``[..., D]``, or ``num`` of them ``[num, ..., D]``."""
+        shape = self.loc.shape if num is None else (num, *self.loc.shape)
+        eps = jax.random.normal(key, shape, jnp.result_type(self.loc))
+        return self.loc + self.stddev() * eps
+
+    def log_prob(self, z: ArrayLike) -> jax.Array:
+        z = jnp.asarray(z)
+        return diag_gaussian_log_prob(z, self.loc, self.log_var, batch_dims=z.ndim - 1)
+
+    def kl_to_standard_normal(self) -> jax.Array:
+        """``KL(q || N(0, I))`` per example, summed over ``D``."""
+        return jnp.sum(gaussian_kl(self.loc, self.log_var), axis=-1)

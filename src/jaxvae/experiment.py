@@ -43,24 +43,6 @@ def data_info(dataset: data_lib.Dataset) -> models.DataInfo:
     )
 
 
-def info_dict(info: models.DataInfo, dataset_name: str) -> dict[str, Any]:
-    """``run.json``'s record of the data (see :func:`info_from_dict`)."""
-    return {
-        "image_shape": list(info.image_shape),
-        "num_classes": info.num_classes,
-        "num_train": info.num_train,
-        "dataset": dataset_name,
-    }
-
-
-def info_from_dict(d: dict[str, Any]) -> models.DataInfo:
-    return models.DataInfo(
-        image_shape=tuple(d["image_shape"]),
-        num_classes=int(d.get("num_classes", 10)),
-        num_train=int(d.get("num_train", 60_000)),
-    )
-
-
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """Everything built from one config.

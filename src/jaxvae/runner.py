@@ -125,10 +125,8 @@ def open_run(exp, workdir: str, say) -> tuple[Any, int, bool]:
     else:
         state, start = exp.init_state(), 0
     if main and not existing:
-        from jaxvae import experiment as build_lib  # run.json's record of the data
-
         io.write_json(layout.path(workdir, layout.CONFIG), exp.record())
-        workdir_lib.write_run_info(workdir, build_lib.info_dict(exp.info, exp.dataset.name))
+        workdir_lib.write_run_info(workdir, exp.info.to_dict(exp.dataset.name))
     return state, start, existing
 
 

@@ -45,6 +45,23 @@ class DataInfo:
     num_classes: int = 10
     num_train: int = 60_000
 
+    def to_dict(self, dataset_name: str) -> dict[str, Any]:
+        """``run.json``'s record of the data (see :meth:`from_dict`)."""
+        return {
+            "image_shape": list(self.image_shape),
+            "num_classes": self.num_classes,
+            "num_train": self.num_train,
+            "dataset": dataset_name,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataInfo:
+        return cls(
+            image_shape=tuple(d["image_shape"]),
+            num_classes=int(d.get("num_classes", 10)),
+            num_train=int(d.get("num_train", 60_000)),
+        )
+
 
 def _positive_ints(name: str, values: Any, *, allow_empty: bool = False) -> tuple[int, ...]:
     try:

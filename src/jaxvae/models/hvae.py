@@ -107,6 +107,13 @@ class HVAE(Model):
         raw = self.decoder_net().apply({"params": params["decoder"]}, z)
         return self.likelihood.distribution(raw, params.get("likelihood", {}))
 
+    def posterior(self, params, state, batch) -> dist.DiagGaussian:
+        """``q(z1 | x)``, the first latent layer's posterior (the one :meth:`encode` gives the
+        mean of)."""
+        del state
+        self.check_images(batch["image"])
+        return dist.DiagGaussian(*self.q_z1(params, batch["image"]))
+
     def encode(self, params, state, batch):
         """The mean of ``q(z1 | x)``."""
         del state

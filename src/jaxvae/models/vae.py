@@ -72,7 +72,7 @@ class VAE(Model):
             params["likelihood"] = lik
         return params, {}
 
-    def posterior(self, params, batch):
+    def q_params(self, params, batch):
         """``(mean, log_var)`` of ``q(z | x)``."""
         x = batch["image"]
         self.check_images(x)
@@ -90,9 +90,15 @@ class VAE(Model):
         raw = self.decoder_net().apply({"params": params["decoder"]}, z)
         return self.likelihood.distribution(raw, params.get("likelihood", {}))
 
+    def posterior(self, params, state, batch) -> dist.DiagGaussian:
+        """``q(z | x)`` of each image: a distribution with ``mean``, ``stddev``, ``sample`` and
+        ``log_prob``."""
+        del state
+        return dist.DiagGaussian(*self.q_params(params, batch))
+
     def encode(self, params, state, batch):
         del state
-        return self.posterior(params, batch)[0]
+        return self.q_params(params, batch)[0]
 
     # ---- objectives -----------------------------------------------------------------------
 
@@ -100,7 +106,7 @@ class VAE(Model):
         """One reparameterized sample: per-example ``recon = -log p(x|z)``, ``kl`` and
         ``kl_dims``, and the posterior ``mean``/``log_var``: the single implementation of the ELBO
         that training and evaluation share."""
-        mean, log_var = self.posterior(params, batch)
+        mean, log_var = self.q_params(params, batch)
         z = dist.reparameterize(key, mean, log_var)
         recon = -self.decode(params, {}, z, batch.get("label")).log_prob(batch["image"])
         kl, kl_dims = self.kl(params, mean, log_var, z)
@@ -136,7 +142,7 @@ class VAE(Model):
 
     def log_weights(self, params, state, batch, key, num_samples, *, stop_q_grad=False):
         x, labels = batch["image"], batch.get("label")
-        mean, log_var = self.posterior(params, batch)
+        mean, log_var = self.q_params(params, batch)
         b, d = mean.shape
         eps = jax.random.normal(key, (b, num_samples, d), mean.dtype)
         z = mean[:, None, :] + jnp.exp(0.5 * log_var)[:, None, :] * eps

@@ -81,7 +81,7 @@ class VampPrior(VAE):
         """``(mean, log_var)`` of ``q(z | u_k)`` for every pseudo-input: each ``[K, D]``."""
         u = self.pseudo_inputs(params)
         labels = jnp.zeros((self.num_pseudo,), jnp.int32)
-        return self.posterior(params, {"image": u, "label": labels})
+        return self.q_params(params, {"image": u, "label": labels})
 
     def log_prior(self, params, z):
         """``log (1/K) sum_k N(z; mean_k, diag exp(log_var_k))`` for ``z`` of shape ``[..., D]``."""
