@@ -84,3 +84,29 @@ def test_resume_mid_epoch_matches_the_uninterrupted_run(uninterrupted, tmp_path,
     assert train_steps == sorted(set(train_steps))
     files = lambda d: sorted(f for f in os.listdir(d) if not f.startswith("events.out.tfevents"))
     assert files(killed) == files(whole)  # (TensorBoard files are named by their start time)
+
+
+def test_a_stop_inside_a_log_interval_carries_its_sums(uninterrupted, tmp_path, monkeypatch):
+    """A stop request between two log lines (here after 3 one-step dispatches of a 5-step
+    interval) saves the running sums with the checkpoint; the resumed run's line at the end of
+    that interval averages all 5 steps, as the uninterrupted run's does, bit for bit."""
+    from jaxvae import preemption, runner
+
+    whole, summary = uninterrupted
+    workdir = str(tmp_path / "stopped")
+    monkeypatch.setattr(runner.DispatchPacer, "steps", lambda self, remaining: 1)
+    calls = {"n": 0}
+
+    def due(self):
+        calls["n"] += 1
+        return calls["n"] == 3
+
+    monkeypatch.setattr(preemption.StopRequest, "due", due)
+    with pytest.raises(preemption.Preempted):
+        jaxvae.train(_config(), workdir)
+    assert os.path.exists(os.path.join(workdir, "carried_sums.json"))
+    monkeypatch.undo()
+    resumed = jaxvae.train(_config(), workdir)
+    assert resumed["resumed_from_step"] == 3  # inside the interval [0, 5)
+    assert resumed["params_digest"] == summary["params_digest"]
+    assert _records(workdir) == _records(whole)

@@ -1,0 +1,108 @@
+"""The package's layering: every module imports on its own (no import circle), only the config
+layer and the CLI read ConfigDicts, modules stay small, and the training loop fits a screen."""
+
+import ast
+import inspect
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import REPO
+
+SRC = os.path.join(REPO, "src")
+PACKAGE = os.path.join(SRC, "jaxvae")
+# The config layer and the command line: the only modules that may read a ConfigDict.
+CONFIG_LAYER = ("jaxvae.config", "jaxvae.experiment", "jaxvae.cli", "jaxvae.api", "jaxvae.studies")
+
+
+def _modules():
+    out = []
+    for root, _, files in os.walk(PACKAGE):
+        for f in sorted(files):
+            if f.endswith(".py") and f != "__main__.py":
+                rel = os.path.relpath(os.path.join(root, f), SRC)[:-3].replace(os.sep, ".")
+                out.append((rel.removesuffix(".__init__"), os.path.join(root, f)))
+    return sorted(out)
+
+
+def _top_level_imports(path):
+    """The jaxvae modules a file imports when it is imported (not inside functions)."""
+    tree = ast.parse(open(path).read())
+    found = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("jaxvae")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jaxvae"):
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def test_every_module_imports_alone_in_a_fresh_interpreter():
+    env = dict(os.environ, PYTHONPATH=SRC, JAX_PLATFORMS="cpu")
+
+    def load(name):
+        proc = subprocess.run(
+            [sys.executable, "-c", f"import {name}"], env=env, capture_output=True, text=True
+        )
+        return name, proc.returncode, proc.stderr.strip().splitlines()[-1:]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failed = [r for r in pool.map(load, [m for m, _ in _modules()]) if r[1] != 0]
+    assert not failed, failed
+
+
+def test_the_module_import_graph_has_no_cycle():
+    names = {m for m, _ in _modules()}
+    graph = {
+        m: {d for d in _top_level_imports(p) if d in names and d != "jaxvae" and d != m}
+        for m, p in _modules()
+    }
+    state = {}
+
+    def visit(m, path):
+        if state.get(m) == "done":
+            return
+        assert state.get(m) != "open", f"import circle: {' -> '.join(path + [m])}"
+        state[m] = "open"
+        for d in sorted(graph[m]):
+            visit(d, path + [m])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        visit(m, [])
+
+
+def test_only_the_config_layer_reads_configdicts():
+    readers = [
+        m
+        for m, p in _modules()
+        if "ml_collections" in {n.split(".")[0] for n in _imported_names(p)}
+        and not m.startswith(CONFIG_LAYER)
+    ]
+    assert readers == []
+
+
+def _imported_names(path):
+    names = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("name,path", _modules())
+def test_modules_stay_small(name, path):
+    with open(path) as f:
+        assert sum(1 for _ in f) <= 400, name
+
+
+def test_the_training_loop_fits_on_one_screen():
+    from jaxvae import runner
+
+    assert len(inspect.getsource(runner.drive).splitlines()) <= 60
