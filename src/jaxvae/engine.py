@@ -345,9 +345,8 @@ class DeviceFeed(CompiledFeed):
         self.data = jax.tree.map(lambda a: sharding.put_replicated(a, mesh), data)
         n = jax.tree.leaves(data)[0].shape[0]
         prepare = device_prepare(num_examples=n, batch_size=batch_size, mesh=mesh)
-        replicated = sharding.replicated(mesh)
-        self.data_key = jax.device_put(data_key, replicated)
-        super().__init__(train_step, prepare, mesh, jax.device_put(key, replicated), seeds=seeds)
+        self.data_key = data_key  # uncommitted: every process passes the same key
+        super().__init__(train_step, prepare, mesh, key, seeds=seeds)
 
     def one_batch(self):
         return jax.tree.map(lambda a: a[: self.batch_size], self.data)
