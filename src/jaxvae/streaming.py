@@ -46,7 +46,6 @@ import numpy as np
 from jaxvae import data as data_lib
 from jaxvae import engine as engine_lib
 from jaxvae import sharding
-from jaxvae.data.dataset import _protocol
 from jaxvae.specs import STREAM_MODES, DataSpec
 
 CHUNK_BYTES = 64 * 2**20  # host batches stacked into one device transfer: at most about this
@@ -68,8 +67,8 @@ class TrainSource:
 
     Attributes:
       dataset: the run's :class:`~jaxvae.data.Dataset`: test and validation splits in memory;
-        its training split is a zero-stride placeholder of the right shape (no memory), so that
-        the model and the runner see the true training-set size. Never read its pixels.
+        its training split is a :class:`~jaxvae.data.tfds.RecordColumn` (records left unread,
+        with the true size), so that the model and the runner see the training-set size.
       records: the TFDS random-access data source of the ``train`` split.
       num_train: the training examples: the first ``num_train`` records (after the validation
         split and ``limit_train``).
@@ -108,19 +107,19 @@ def open_train_source(d: DataSpec, seed: int) -> TrainSource | None:
     ``data.stream``: ``"never"``; ``"always"`` (TFDS-backed data only: fashion_mnist with
     ``data.source="tfds"``, mnist, binarized_mnist, cifar10); ``"auto"``: stream a TFDS-backed
     dataset whose training images take more than ``data.stream_threshold_mb`` MiB as float32.
+    The dataset goes through the one preparation step (:func:`jaxvae.data.load_dataset` with
+    ``lazy_train``): the same validation split, limits, binarization and protocol as in memory.
 
     Raises:
-      ValueError: a bad config, ``stream="always"`` on data that is not TFDS-backed, static
-        binarization of streamed data, or data that is missing or malformed.
+      ValueError: static binarization of streamed data, or data that is missing or malformed.
     """
     if d.stream == "never":
         return None
     builder = _builder(d)
     if builder is None:
         return None  # not TFDS-backed (DataSpec refuses stream='always' for these)
-    features = builder.info.features
     n_all = int(builder.info.splits["train"].num_examples)
-    shape = tuple(int(x) for x in features["image"].shape)
+    shape = tuple(int(x) for x in builder.info.features["image"].shape)
     n_train = n_all - d.validation_size
     if d.limit_train:
         n_train = min(n_train, d.limit_train)
@@ -132,43 +131,14 @@ def open_train_source(d: DataSpec, seed: int) -> TrainSource | None:
             "config data.binarize='static' binarizes the whole training split once in memory; "
             f"streamed data ({d.name}, {mb:.0f} MiB as float32) takes 'none' or 'dynamic'"
         )
-    if not 0 <= d.validation_size < n_all:
-        raise ValueError(
-            f"validation_size={d.validation_size!r}; expected fewer than the {n_all} training "
-            f"examples of {d.name!r}"
-        )
-    train, test = builder.as_data_source(split=["train", "test"])
-    has_labels = "label" in features
-    arrays = {"test": data_lib.read_data_source(test, d.limit_test, has_labels)}
-    val = _read_range(train, n_all - d.validation_size, n_all, has_labels, shape)
-    names = tuple(getattr(features["label"], "names", ())) if has_labels else ()
-    placeholder = np.broadcast_to(np.zeros((1, *shape), np.float32), (n_train, *shape))
-    test_images = data_lib.to_unit_float(arrays["test"][0])
-    dataset = data_lib.Dataset(
-        name=d.name,
-        train_images=placeholder,
-        train_labels=np.broadcast_to(np.zeros(1, np.int32), (n_train,)),
-        test_images=test_images,
-        test_labels=arrays["test"][1],
-        class_names=names,
-        validation_images=data_lib.to_unit_float(val[0]),
-        validation_labels=val[1],
-    )
-    if d.binarize == "dynamic":
-        dataset = data_lib.binarize_for_evaluation(dataset)
-    protocol = _protocol(dataset, d.binarize, seed, d.validation_size)
+    dataset = data_lib.load_from_config(d, seed, lazy_train=True)
+    column = dataset.train_images
+    protocol = dict(dataset.protocol)
     protocol["train"] += f"; streamed from the TFDS data source ({mb:.0f} MiB as float32)"
     dataset = dataclasses.replace(dataset, protocol=protocol)
     workers = d.stream_workers or min(8, os.cpu_count() or 1)
-    return TrainSource(dataset, train, n_train, has_labels, workers)
-
-
-def _read_range(source, start: int, stop: int, has_labels: bool, shape) -> tuple:
-    if stop <= start:
-        return np.zeros((0, *shape), np.uint8), np.zeros(0, np.int32)
-    records = source.__getitems__(list(range(start, stop)))
-    labels = [r["label"] for r in records] if has_labels else [0] * len(records)
-    return np.stack([r["image"] for r in records]), np.asarray(labels, np.int32)
+    has_labels = "label" in builder.info.features
+    return TrainSource(dataset, column.records, len(column), has_labels, workers)
 
 
 def step_indices(order: np.ndarray, step: int, *, per_epoch: int, batch_size: int) -> np.ndarray:

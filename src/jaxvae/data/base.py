@@ -146,7 +146,9 @@ class Dataset:
         if self.class_names:
             return len(self.class_names)
         labels = (self.train_labels, self.validation_labels, self.test_labels)
-        largest = max((int(split.max()) for split in labels if split.size), default=-1)
+        # (a streamed training split's labels are not read: they count once read)
+        read = [s for s in labels if isinstance(s, np.ndarray) and s.size]
+        largest = max((int(split.max()) for split in read), default=-1)
         return largest + 1
 
 

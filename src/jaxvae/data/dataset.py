@@ -46,7 +46,7 @@ from jaxvae.data.base import Dataset, check_choice, take_first
 from jaxvae.data.dsprites import load_dsprites_procedural
 from jaxvae.data.idx import load_fashion_mnist_idx
 from jaxvae.data.npz import load_npz
-from jaxvae.data.tfds import load_fashion_mnist_tfds, load_tfds_dataset
+from jaxvae.data.tfds import TFDS_DATASETS, load_fashion_mnist_tfds, load_tfds_dataset
 from jaxvae.data.tfds_ground_truth import GROUND_TRUTH_TFDS, load_ground_truth_tfds
 
 DATASETS = (
@@ -92,6 +92,7 @@ def load_dataset(
     limit_train: int = 0,
     limit_test: int = 0,
     validation_size: int = 0,
+    lazy_train: bool = False,
 ) -> Dataset:
     """Loads a dataset as float32 images in ``[0, 1]``.
 
@@ -120,6 +121,10 @@ def load_dataset(
       validation_size: Hold out the last ``validation_size`` examples of the full training
         split (before ``limit_train``) as the validation set; 0 for none. Must be smaller than
         the training split.
+      lazy_train: Leave the training split in its TFDS records (a
+        :class:`~jaxvae.data.tfds.RecordColumn`) for :mod:`jaxvae.streaming`; TFDS-backed data
+        only, and not with static binarization. Everything else (validation split, limits,
+        binarization of the evaluation splits, protocol) is the same one preparation.
 
     The datasets with ground-truth factors (:data:`GROUND_TRUTH_DATASETS`) have no test split
     of their own: their test split is a fixed-seed 10% of the combinations (see
@@ -160,6 +165,13 @@ def load_dataset(
     limit_train, limit_test = int(limit_train), int(limit_test)
     validation_size = int(validation_size)
 
+    tfds_backed = name in TFDS_DATASETS or (name == "fashion_mnist" and source == "tfds")
+    if lazy_train and (not tfds_backed or binarize == "static"):
+        raise ValueError(
+            f"a streamed training split needs TFDS-backed data without static binarization; got "
+            f"{name!r} with source={source!r} and binarize={binarize!r}"
+        )
+    lazy = {"lazy_train": True} if lazy_train else {}
     # With a validation split the loader reads the whole training split: it is taken off its end.
     read_train = 0 if validation_size else limit_train
     split = {}
@@ -182,7 +194,9 @@ def load_dataset(
         }
     elif name == "fashion_mnist":
         if source == "tfds":
-            dataset = load_fashion_mnist_tfds(data_dir, tfds_data_dir, read_train, limit_test)
+            dataset = load_fashion_mnist_tfds(
+                data_dir, tfds_data_dir, read_train, limit_test, **lazy
+            )
         else:
             dataset = load_fashion_mnist_idx(data_dir, read_train, limit_test)
     elif name == "npz":
@@ -195,7 +209,7 @@ def load_dataset(
                 f"source='idx' for dataset {name!r}; IDX files are only read for fashion_mnist. "
                 "Expected 'auto' or 'tfds'."
             )
-        dataset = load_tfds_dataset(name, tfds_data_dir, read_train, limit_test)
+        dataset = load_tfds_dataset(name, tfds_data_dir, read_train, limit_test, **lazy)
 
     if validation_size and name not in GROUND_TRUTH_DATASETS:
         dataset = split_validation(dataset, validation_size)
@@ -212,7 +226,7 @@ def load_dataset(
     return dataclasses.replace(dataset, protocol=protocol)
 
 
-def load_from_config(cfg: Any, seed: int = 0) -> Dataset:
+def load_from_config(cfg: Any, seed: int = 0, *, lazy_train: bool = False) -> Dataset:
     """Loads the dataset described by the ``data`` section of a config.
 
     Args:
@@ -241,6 +255,7 @@ def load_from_config(cfg: Any, seed: int = 0) -> Dataset:
         limit_train=int(cfg.limit_train or 0),
         limit_test=int(cfg.limit_test or 0),
         validation_size=int(cfg.validation_size or 0),
+        lazy_train=lazy_train,
     )
 
 
@@ -281,8 +296,8 @@ def split_validation(dataset: Dataset, size: int) -> Dataset:
         dataset,
         train_images=dataset.train_images[:keep],
         train_labels=dataset.train_labels[:keep],
-        validation_images=dataset.train_images[keep:],
-        validation_labels=dataset.train_labels[keep:],
+        validation_images=np.asarray(dataset.train_images[keep:]),  # read, if streamed
+        validation_labels=np.asarray(dataset.train_labels[keep:]),
         **factors,
     )
 

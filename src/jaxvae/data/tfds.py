@@ -14,13 +14,20 @@ from typing import Any
 
 import numpy as np
 
-from jaxvae.data.base import Dataset, check_choice, dataset_from_uint8, default_tfds_data_dir
+from jaxvae.data.base import (
+    Dataset,
+    check_choice,
+    dataset_from_uint8,
+    default_tfds_data_dir,
+    to_unit_float,
+)
 
 TFDS_DATASETS = ("mnist", "binarized_mnist", "cifar10")
 
 _TFDS_READ_CHUNK = 8192
 
 __all__ = [
+    "RecordColumn",
     "TFDS_DATASETS",
     "default_tfds_data_dir",
     "load_fashion_mnist_tfds",
@@ -31,8 +38,69 @@ __all__ = [
 ]
 
 
+class RecordColumn:
+    """One field of a range of records left in a TFDS data source: a training split that is
+    streamed rather than read. It has the array's ``shape``, ``dtype`` and ``ndim`` and slices
+    into another range, so the one preparation step (validation split, limits, protocol) treats
+    it like an array; ``np.asarray`` reads it (the validation examples taken off its end).
+
+    Args:
+      records: the random-access data source.
+      field: ``"image"`` (uint8, read as float32 in [0, 1]) or ``"label"`` (int32; zeros when
+        the records have none).
+      start, stop: the range of records.
+      item_shape: the shape of one value (``(H, W, C)`` for images, ``()`` for labels).
+    """
+
+    def __init__(self, records, field: str, start: int, stop: int, item_shape: tuple):
+        self.records, self.field, self.start, self.stop = records, field, start, stop
+        self.item_shape = tuple(item_shape)
+        self.dtype = np.dtype(np.float32 if field == "image" else np.int32)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.stop - self.start, *self.item_shape)
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.item_shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("a streamed training split is read by its feed, not indexed")
+        start, stop, _ = key.indices(len(self))
+        return RecordColumn(
+            self.records,
+            self.field,
+            self.start + start,
+            self.start + max(start, stop),
+            self.item_shape,
+        )
+
+    def __array__(self, dtype=None, copy=None):
+        keys = list(range(self.start, self.stop))
+        records = self.records.__getitems__(keys) if keys else []
+        if self.field == "image":
+            if not records:
+                return np.zeros((0, *self.item_shape), np.float32)
+            return to_unit_float(np.stack([r["image"] for r in records]))
+        return np.asarray([r.get("label", 0) for r in records], np.int32)
+
+
 def load_tfds_dataset(
-    name: str, tfds_data_dir: str = "", limit_train: int = 0, limit_test: int = 0
+    name: str,
+    tfds_data_dir: str = "",
+    limit_train: int = 0,
+    limit_test: int = 0,
+    *,
+    lazy_train: bool = False,
 ) -> Dataset:
     """Loads an already prepared TFDS dataset through its array_record data source.
 
@@ -52,7 +120,7 @@ def load_tfds_dataset(
     """
     check_choice("name", name, TFDS_DATASETS)
     builder = prepared_builder(name, tfds_data_dir)
-    return read_tfds_builder(builder, name, limit_train, limit_test)
+    return read_tfds_builder(builder, name, limit_train, limit_test, lazy_train=lazy_train)
 
 
 def prepared_builder(name: str, tfds_data_dir: str = "") -> Any:
@@ -85,7 +153,12 @@ def prepared_builder(name: str, tfds_data_dir: str = "") -> Any:
 
 
 def load_fashion_mnist_tfds(
-    data_dir: str = "", tfds_data_dir: str = "", limit_train: int = 0, limit_test: int = 0
+    data_dir: str = "",
+    tfds_data_dir: str = "",
+    limit_train: int = 0,
+    limit_test: int = 0,
+    *,
+    lazy_train: bool = False,
 ) -> Dataset:
     """Loads Fashion-MNIST through a TFDS data source prepared from its IDX files.
 
@@ -107,11 +180,13 @@ def load_fashion_mnist_tfds(
     builder = tfds_fashion_mnist.prepare(
         idx_dir=data_dir, tfds_data_dir=tfds_data_dir or default_tfds_data_dir()
     )
-    return read_tfds_builder(builder, "fashion_mnist", limit_train, limit_test)
+    return read_tfds_builder(
+        builder, "fashion_mnist", limit_train, limit_test, lazy_train=lazy_train
+    )
 
 
 def read_tfds_builder(
-    builder: Any, name: str, limit_train: int = 0, limit_test: int = 0
+    builder: Any, name: str, limit_train: int = 0, limit_test: int = 0, *, lazy_train=False
 ) -> Dataset:
     """Reads the ``train`` and ``test`` splits of a prepared TFDS builder into a Dataset.
 
@@ -121,6 +196,7 @@ def read_tfds_builder(
       name: Name of the returned dataset.
       limit_train: If positive, read only the first ``limit_train`` training records.
       limit_test: If positive, read only the first ``limit_test`` test records.
+      lazy_train: leave the training split in its records (:class:`RecordColumn`), to stream.
 
     Returns:
       The :class:`Dataset`; without a ``label`` feature, labels are zeros.
@@ -147,6 +223,19 @@ def read_tfds_builder(
         ) from e
     has_labels = "label" in features
     class_names = tuple(getattr(features["label"], "names", ())) if has_labels else ()
+    if lazy_train:
+        train, test = sources
+        n = len(train) if limit_train <= 0 else min(limit_train, len(train))
+        shape = tuple(int(x) for x in features["image"].shape)
+        test_images, test_labels = read_data_source(test, limit_test, has_labels)
+        return Dataset(
+            name=name,
+            train_images=RecordColumn(train, "image", 0, n, shape),
+            train_labels=RecordColumn(train, "label", 0, n, ()),
+            test_images=to_unit_float(test_images),
+            test_labels=test_labels,
+            class_names=class_names,
+        )
     arrays = {
         split: read_data_source(source, limit, has_labels)
         for split, source, limit in zip(
