@@ -404,3 +404,26 @@ def test_log_file_gets_epoch_lines_not_a_progress_bar(tmp_path):
     text = log.getvalue()
     assert "epoch 1/2" in text and "epoch 2/2" in text and "done: nelbo" in text
     assert "step/s" not in text and "\r" not in text
+
+
+def test_channels_first_npz_is_refused_before_training(capsys, tmp_path):
+    npz = tmp_path / "chw.npz"
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (80, 3, 32, 32), dtype=np.uint8)
+    np.savez(npz, train_images=images[:64], test_images=images[64:])
+    workdir = tmp_path / "chw"
+    err = _one_line_error(
+        capsys,
+        [
+            "train",
+            "--config",
+            SMOKE,  # an MLP takes any image shape: the file used to train, then crash
+            "--workdir",
+            str(workdir),
+            "--config.data.name=npz",
+            f"--config.data.data_dir={npz}",
+        ],
+    )
+    assert "(64, 3, 32, 32)" in err and "channels-first" in err, err
+    assert "np.transpose(x, (0, 2, 3, 1))" in err and "C in {1, 3}" in err, err
+    assert not os.path.exists(workdir)

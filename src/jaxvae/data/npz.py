@@ -22,8 +22,8 @@ def load_npz(path: str, limit_train: int = 0, limit_test: int = 0) -> Dataset:
     """Loads a user dataset from an ``.npz`` file.
 
     The file holds ``train_images`` and ``test_images`` (uint8 0..255, or float in ``[0, 1]``;
-    shape ``[N, H, W]`` or ``[N, H, W, C]``) and optionally ``train_labels`` and ``test_labels``
-    (non-negative integers; zeros when absent).
+    shape ``[N, H, W]`` or ``[N, H, W, C]`` with ``C`` 1 or 3, channels last) and optionally
+    ``train_labels`` and ``test_labels`` (non-negative integers; zeros when absent).
 
     Args:
       path: Path of the ``.npz`` file.
@@ -121,6 +121,17 @@ def _validate_user_images(images: np.ndarray, key: str, origin: str) -> np.ndarr
         raise ValueError(
             f"{origin!r}: {key} has shape {images.shape}; expected [N, H, W] or [N, H, W, C] "
             "with N, H, W, C >= 1."
+        )
+    if images.shape[-1] not in (1, 3):
+        hint = ""
+        if images.shape[1] in (1, 3):
+            hint = (
+                f"; it looks channels-first ([N, C, H, W] with C={images.shape[1]}): save "
+                "np.transpose(x, (0, 2, 3, 1)) instead"
+            )
+        raise ValueError(
+            f"{origin!r}: {key} has shape {images.shape}, i.e. {images.shape[-1]} channels; "
+            f"expected [N, H, W, C] with C in {{1, 3}}, or [N, H, W]{hint}."
         )
     if images.dtype == np.uint8:
         return to_unit_float(images)
