@@ -78,6 +78,7 @@ def load_dataset(
     limit_train: int = 0,
     limit_test: int = 0,
     validation_size: int = 0,
+    test_only: bool = False,
 ) -> Dataset:
     """Loads a dataset as float32 images in ``[0, 1]``.
 
@@ -106,6 +107,9 @@ def load_dataset(
       validation_size: Hold out the last ``validation_size`` examples of the full training
         split (before ``limit_train``) as the validation set; 0 for none. Must be smaller than
         the training split.
+      test_only: Read only the test split (what evaluating a trained run needs): the training
+        and validation splits are empty, and the test split is the one a full load gives (its
+        binarization does not depend on the other splits).
 
     Returns:
       The loaded :class:`Dataset`. Its ``protocol`` records how the splits were made, for a
@@ -118,6 +122,9 @@ def load_dataset(
         (``"validation"`` is ``"none"`` without a validation set);
       * ``"validation_size"``: the ``validation_size`` argument;
       * ``"num_train"``, ``"num_validation"``, ``"num_test"``: the examples in each split.
+
+      With ``test_only``, only ``"binarize"``, ``"binarization_seed"``, ``"test"`` and
+      ``"num_test"``.
 
     Raises:
       ValueError: For an unknown name, source or binarization, a negative limit or validation
@@ -139,24 +146,27 @@ def load_dataset(
 
     # With a validation split the loader reads the whole training split: it is taken off its end.
     read_train = 0 if validation_size else limit_train
+    splits = {"with_train": not test_only}
     if name == "fashion_mnist":
         if source == "tfds":
-            dataset = load_fashion_mnist_tfds(data_dir, tfds_data_dir, read_train, limit_test)
+            dataset = load_fashion_mnist_tfds(
+                data_dir, tfds_data_dir, read_train, limit_test, **splits
+            )
         else:
-            dataset = load_fashion_mnist_idx(data_dir, read_train, limit_test)
+            dataset = load_fashion_mnist_idx(data_dir, read_train, limit_test, **splits)
     elif name == "npz":
         if source not in ("auto",):
             raise ValueError(f"source={source!r} for the npz dataset; expected 'auto'.")
-        dataset = load_npz(data_dir, read_train, limit_test)
+        dataset = load_npz(data_dir, read_train, limit_test, **splits)
     else:
         if source == "idx":
             raise ValueError(
                 f"source='idx' for dataset {name!r}; IDX files are only read for fashion_mnist. "
                 "Expected 'auto' or 'tfds'."
             )
-        dataset = load_tfds_dataset(name, tfds_data_dir, read_train, limit_test)
+        dataset = load_tfds_dataset(name, tfds_data_dir, read_train, limit_test, **splits)
 
-    if validation_size:
+    if validation_size and not test_only:
         dataset = split_validation(dataset, validation_size)
         dataset = dataclasses.replace(
             dataset,
@@ -167,12 +177,14 @@ def load_dataset(
         dataset = static_binarize(dataset, seed)
     elif binarize == "dynamic":
         dataset = binarize_for_evaluation(dataset)
-    return dataclasses.replace(
-        dataset, protocol=_protocol(dataset, binarize, seed, validation_size)
-    )
+    protocol = _protocol(dataset, binarize, seed, validation_size)
+    if test_only:
+        keep = ("binarize", "binarization_seed", "test", "num_test")
+        protocol = {k: protocol[k] for k in keep}
+    return dataclasses.replace(dataset, protocol=protocol)
 
 
-def load_from_config(cfg: Any, seed: int = 0) -> Dataset:
+def load_from_config(cfg: Any, seed: int = 0, *, test_only: bool = False) -> Dataset:
     """Loads the dataset described by the ``data`` section of a config.
 
     Args:
@@ -181,6 +193,7 @@ def load_from_config(cfg: Any, seed: int = 0) -> Dataset:
         ``limit_test`` and ``validation_size`` (see :func:`load_dataset`). Other fields are
         ignored.
       seed: The experiment's global seed, used for static binarization.
+      test_only: Read only the test split (see :func:`load_dataset`).
 
     Returns:
       The loaded :class:`Dataset`.
@@ -203,6 +216,7 @@ def load_from_config(cfg: Any, seed: int = 0) -> Dataset:
         limit_train=int(cfg.get("limit_train", 0) or 0),
         limit_test=int(cfg.get("limit_test", 0) or 0),
         validation_size=int(cfg.get("validation_size", 0) or 0),
+        test_only=test_only,
     )
 
 

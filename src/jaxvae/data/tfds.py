@@ -31,7 +31,12 @@ __all__ = [
 
 
 def load_tfds_dataset(
-    name: str, tfds_data_dir: str = "", limit_train: int = 0, limit_test: int = 0
+    name: str,
+    tfds_data_dir: str = "",
+    limit_train: int = 0,
+    limit_test: int = 0,
+    *,
+    with_train: bool = True,
 ) -> Dataset:
     """Loads an already prepared TFDS dataset through its array_record data source.
 
@@ -42,6 +47,7 @@ def load_tfds_dataset(
       tfds_data_dir: TFDS data directory (default: :func:`default_tfds_data_dir`).
       limit_train: If positive, read only the first ``limit_train`` training records.
       limit_test: If positive, read only the first ``limit_test`` test records.
+      with_train: Whether to read the training split (else it is empty).
 
     Returns:
       The :class:`Dataset`; datasets without labels get zeros.
@@ -63,11 +69,16 @@ def load_tfds_dataset(
             "its tensorflow_datasets directory here and pass --config.data.tfds_data_dir=DIR "
             "(or set TFDS_DATA_DIR)."
         )
-    return read_tfds_builder(builder, name, limit_train, limit_test)
+    return read_tfds_builder(builder, name, limit_train, limit_test, with_train=with_train)
 
 
 def load_fashion_mnist_tfds(
-    data_dir: str = "", tfds_data_dir: str = "", limit_train: int = 0, limit_test: int = 0
+    data_dir: str = "",
+    tfds_data_dir: str = "",
+    limit_train: int = 0,
+    limit_test: int = 0,
+    *,
+    with_train: bool = True,
 ) -> Dataset:
     """Loads Fashion-MNIST through a TFDS data source prepared from its IDX files.
 
@@ -77,6 +88,7 @@ def load_fashion_mnist_tfds(
       tfds_data_dir: TFDS data directory (default: :func:`default_tfds_data_dir`).
       limit_train: If positive, read only the first ``limit_train`` training records.
       limit_test: If positive, read only the first ``limit_test`` test records.
+      with_train: Whether to read the training split (else it is empty).
 
     Returns:
       The :class:`Dataset`, equal to :func:`jaxvae.data.load_fashion_mnist_idx`'s.
@@ -89,11 +101,13 @@ def load_fashion_mnist_tfds(
     builder = tfds_fashion_mnist.prepare(
         idx_dir=data_dir, tfds_data_dir=tfds_data_dir or default_tfds_data_dir()
     )
-    return read_tfds_builder(builder, "fashion_mnist", limit_train, limit_test)
+    return read_tfds_builder(
+        builder, "fashion_mnist", limit_train, limit_test, with_train=with_train
+    )
 
 
 def read_tfds_builder(
-    builder: Any, name: str, limit_train: int = 0, limit_test: int = 0
+    builder: Any, name: str, limit_train: int = 0, limit_test: int = 0, *, with_train: bool = True
 ) -> Dataset:
     """Reads the ``train`` and ``test`` splits of a prepared TFDS builder into a Dataset.
 
@@ -103,6 +117,7 @@ def read_tfds_builder(
       name: Name of the returned dataset.
       limit_train: If positive, read only the first ``limit_train`` training records.
       limit_test: If positive, read only the first ``limit_test`` test records.
+      with_train: Whether to read the training records (else the training split is empty).
 
     Returns:
       The :class:`Dataset`; without a ``label`` feature, labels are zeros.
@@ -134,7 +149,11 @@ def read_tfds_builder(
         for split, source, limit in zip(
             ("train", "test"), sources, (limit_train, limit_test), strict=True
         )
+        if with_train or split == "test"
     }
+    if not with_train:
+        test_images = arrays["test"][0]
+        arrays["train"] = np.zeros((0, *test_images.shape[1:]), np.uint8), np.zeros(0, np.int32)
     return dataset_from_uint8(name, arrays, class_names)
 
 
