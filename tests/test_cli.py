@@ -466,7 +466,7 @@ def test_eval_sample_and_load_run_use_the_best_checkpoint(early_stopped_run, cap
     assert result["params_digest"] == summary["params_digest"]
     # the same state, test set, batches and eval key as the summary's figure
     assert result["test_nelbo"] == pytest.approx(summary["test_nelbo"], rel=1e-6)
-    assert f"using the best checkpoint (step {best})" in out.err
+    assert f"the best checkpoint (step {best})" in out.err
     assert cli.main(["eval", "--workdir", workdir, "--iwae-k", "2", "--checkpoint", "newest"]) == 0
     newer = json.loads(capsys.readouterr().out)
     assert (newer["checkpoint"], newer["step"]) == ("newest", newest)
@@ -475,7 +475,7 @@ def test_eval_sample_and_load_run_use_the_best_checkpoint(early_stopped_run, cap
     assert jv.load_run(workdir, checkpoint="newest").step == newest
     out_png = str(tmp_path / "s.png")
     assert cli.main(["sample", "--workdir", workdir, "--out", out_png]) == 0
-    assert f"using the best checkpoint (step {best})" in capsys.readouterr().err
+    assert f"the best checkpoint (step {best})" in capsys.readouterr().err
 
 
 def test_best_checkpoint_of_a_run_without_early_stopping_is_refused(smoke_run, capsys):
@@ -516,3 +516,25 @@ def test_eval_and_plot_read_no_training_data(smoke_run, capsys, monkeypatch):
     assert result["num_examples"] == 20 and np.isfinite(result["test_nll"])
     assert cli.main(["plot", "--workdir", smoke_run]) == 0
     assert os.path.join(smoke_run, "samples.png") in capsys.readouterr().out.split()
+
+
+def test_a_finished_run_is_left_alone_and_fewer_epochs_are_refused(smoke_run, capsys, tmp_path):
+    base = ["train", "--config", SMOKE, "--workdir", smoke_run]
+    before = _tree_digest(smoke_run)
+    summary = json.load(open(os.path.join(smoke_run, "summary.json")))
+    capsys.readouterr()
+    assert cli.main(base) == 0  # the same config: nothing trained, nothing rewritten
+    out = capsys.readouterr()
+    assert "already finished" in out.err and json.loads(out.out)["steps"] == summary["steps"]
+    assert cli.main([*base, "--config.train.progress=true"]) == 0
+    assert "already finished" in capsys.readouterr().err
+    err = _one_line_error(capsys, [*base, "--config.train.epochs=1"])
+    assert "train.epochs=1 is fewer" in err and "--config.train.epochs=2 or more" in err, err
+    assert _tree_digest(smoke_run) == before
+    # more epochs continue the run
+    more = str(tmp_path / "more")
+    shutil.copytree(smoke_run, more)
+    assert cli.main(["train", "--config", SMOKE, "--workdir", more, "--config.train.epochs=3"]) == 0
+    continued = json.load(open(os.path.join(more, "summary.json")))
+    assert continued["resumed_from_step"] == 16 and continued["steps"] == 24
+    assert continued["epochs"] == 3

@@ -157,14 +157,18 @@ def _say(message: str) -> None:
 
 
 def _load_run(args):
-    """The run of ``--workdir`` at the checkpoint ``--checkpoint`` asks for; says which on stderr."""
+    """The run of ``--workdir`` at the checkpoint ``--checkpoint`` asks for."""
     from jaxvae import api
 
-    run = api.load_run(
+    return api.load_run(
         args.workdir, checkpoint=args.checkpoint, warn=lambda m: _say(f"warning: {m}")
     )
-    _say(f"{args.workdir}: using the {run.checkpoint} checkpoint (step {run.step})")
-    return run
+
+
+def _say_which(args, run) -> None:
+    """Says which state was used (once the user's input is known to be good, so that an error
+    stays one line)."""
+    _say(f"{args.workdir}: the {run.checkpoint} checkpoint (step {run.step})")
 
 
 class _EvalProgress:
@@ -228,6 +232,7 @@ def _cmd_eval(args) -> int:
         model, params, state, test, key, batch_size=run.config.eval.batch_size
     )
     result = {f"test_{k}": v for k, v in figures.items() if k != "kl_per_dim"}
+    _say_which(args, run)
     if model.has_likelihood:
         progress = _EvalProgress(sys.stderr, f"IWAE bound (k={args.iwae_k})")
         try:
@@ -283,6 +288,7 @@ def _cmd_sample(args) -> int:
             "(its pictures are reconstructions.png and the family's own)"
         )
     plots.save_grid(out, np.asarray(images), min(8, args.num))
+    _say_which(args, run)
     print(out)
     return 0
 
@@ -304,7 +310,9 @@ def _cmd_plot(args) -> int:
         step=run.step, params=jax.device_put(run.params), model_state=jax.device_put(run.state)
     )
     kl = runner.test_metrics(exp, state).get("test_kl_per_dim")  # orders the traversals
-    for path in runner.draw(exp, state, args.workdir, kl_per_dim=kl):
+    paths = runner.draw(exp, state, args.workdir, kl_per_dim=kl)
+    _say_which(args, run)
+    for path in paths:
         print(path)
     return 0
 

@@ -451,11 +451,18 @@ def train(
 
     ``stream`` receives progress lines (default: ``sys.stderr`` as it is at the call).
 
+    A run already finished with ``config`` is left alone (its summary is returned).
+
     Raises:
       ValueError: a bad config, missing data, images that do not fit the model, an unwritable
-        workdir, or a workdir that holds a different run. Nothing in the workdir is changed then.
+        workdir, a workdir that holds a different run, or fewer ``train.epochs`` than the run in
+        it has trained. Nothing in the workdir is changed then.
     """
     stream = sys.stderr if stream is None else stream
+    finished = workdir_lib.finished_summary(workdir, config)  # left alone: nothing is rewritten
+    if finished is not None:
+        print(f"{workdir}: already finished ({finished.get('steps')} steps)", file=stream)
+        return finished
     source = streaming.open_train_source(config)  # None: the training set lives on the device
     exp = build_lib.build(config, mesh=mesh, dataset=source.dataset if source else None)
     session = Session(exp, workdir, stream)

@@ -77,7 +77,75 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> bool:
             f"workdir {workdir!r} holds a run with a different config ({shown}{more}); "
             "use a new --workdir"
         )
+    check_epochs(workdir, config)
     return True
+
+
+# Keys that change neither what a run computes nor what it reports.
+_PRESENTATION = ("train.progress", "train.max_dispatch_s")
+
+
+def trained_steps(workdir: str) -> int:
+    """The step of the newest checkpoint in ``workdir`` (0 without one)."""
+    from jaxvae import checkpoint  # Orbax: imported only when a run directory is examined
+
+    return max(checkpoint.steps(workdir), default=0)
+
+
+def check_epochs(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """Refuses to continue the run in ``workdir`` with fewer epochs than it has trained.
+
+    More epochs than before continue the run; as many as it has trained finish it.
+
+    Raises:
+      ValueError: ``config.train.epochs`` is fewer than the epochs of the newest checkpoint.
+    """
+    steps = trained_steps(workdir)
+    info_path = layout.path(workdir, RUN_INFO)
+    if not steps or not os.path.exists(info_path):
+        return
+    per_epoch = int(read_run_info(workdir).get("num_train", 0)) // config.train.batch_size
+    if per_epoch < 1 or config.train.epochs * per_epoch >= steps:
+        return
+    epochs = -(-steps // per_epoch)
+    raise ValueError(
+        f"workdir {workdir!r} holds a run trained for {steps} steps ({steps / per_epoch:g} "
+        f"epochs of {per_epoch} steps); train.epochs={config.train.epochs} is fewer: pass "
+        f"--config.train.epochs={epochs} or more to continue it, or use a new --workdir"
+    )
+
+
+def finished_summary(workdir: str, config: ml_collections.ConfigDict) -> dict[str, Any] | None:
+    """The summary of the run in ``workdir`` when it has finished with ``config`` (its
+    summary.json is of its newest checkpoint, for ``config.train.epochs``, and the config is
+    config.json's up to how it reports progress): the run is then to be left alone. ``None``
+    otherwise: no run, or one to start, resume or continue, or one that
+    :func:`check_compatible` refuses (called later, once the config and the data are known to be
+    good, so that their errors come first).
+    """
+    paths = [layout.path(workdir, name) for name in (SUMMARY, CONFIG, RUN_INFO)]
+    if not all(os.path.exists(p) for p in paths):
+        return None
+    try:
+        summary, saved, info = (_read(p) for p in paths)
+        check_format(workdir, info)
+    except (OSError, ValueError):  # json.JSONDecodeError is a ValueError
+        return None
+    new = json.loads(config_lib.to_json(config))
+    differ = [
+        k
+        for k in config_lib.config_differences(saved, new)
+        if k not in _PRESENTATION and k != "train.epochs"
+    ]
+    steps = summary.get("trained_steps", summary.get("steps"))
+    if differ or summary.get("epochs") != config.train.epochs or steps != trained_steps(workdir):
+        return None
+    return summary
+
+
+def _read(path: str) -> Any:
+    with open(path) as f:
+        return json.load(f)
 
 
 def write_json(path: str, obj: Any) -> None:
