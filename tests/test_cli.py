@@ -403,3 +403,137 @@ def test_log_file_gets_epoch_lines_not_a_progress_bar(tmp_path):
     text = log.getvalue()
     assert "epoch 1/2" in text and "epoch 2/2" in text and "done: nelbo" in text
     assert "step/s" not in text and "\r" not in text
+
+
+def test_channels_first_npz_is_refused_before_training(capsys, tmp_path):
+    npz = tmp_path / "chw.npz"
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (80, 3, 32, 32), dtype=np.uint8)
+    np.savez(npz, train_images=images[:64], test_images=images[64:])
+    workdir = tmp_path / "chw"
+    err = _one_line_error(
+        capsys,
+        [
+            "train",
+            "--config",
+            SMOKE,  # an MLP takes any image shape: the file used to train, then crash
+            "--workdir",
+            str(workdir),
+            "--config.data.name=npz",
+            f"--config.data.data_dir={npz}",
+        ],
+    )
+    assert "(64, 3, 32, 32)" in err and "channels-first" in err, err
+    assert "np.transpose(x, (0, 2, 3, 1))" in err and "C in {1, 3}" in err, err
+    assert not os.path.exists(workdir)
+
+
+@pytest.fixture(scope="module")
+def early_stopped_run(tmp_path_factory):
+    """A run stopped early (patience 1): its newest checkpoint is past its best epoch's."""
+    workdir = str(tmp_path_factory.mktemp("runs") / "early")
+    argv = [
+        "train",
+        "--config",
+        SMOKE,
+        "--workdir",
+        workdir,
+        "--config.data.limit_train=256",
+        "--config.data.validation_size=2000",
+        "--config.train.learning_rate=0.01",
+        "--config.train.checkpoint_min_interval_s=0",
+        "--config.train.epochs=30",
+        "--config.train.early_stopping_patience=1",
+    ]
+    assert cli.main(argv) == 0
+    return workdir
+
+
+def test_eval_sample_and_load_run_use_the_best_checkpoint(early_stopped_run, capsys, tmp_path):
+    import jaxvae as jv
+
+    workdir = early_stopped_run
+    summary = json.load(open(os.path.join(workdir, "summary.json")))
+    best, newest = summary["best_step"], summary["trained_steps"]
+    assert summary["stopped_early"] and best < newest
+    capsys.readouterr()
+    assert cli.main(["eval", "--workdir", workdir, "--iwae-k", "2"]) == 0
+    out = capsys.readouterr()
+    result = json.loads(out.out)
+    assert result == json.load(open(os.path.join(workdir, "eval.json")))
+    assert (result["checkpoint"], result["step"]) == ("best", best)
+    assert result["params_digest"] == summary["params_digest"]
+    # the same state, test set, batches and eval key as the summary's figure
+    assert result["test_nelbo"] == pytest.approx(summary["test_nelbo"], rel=1e-6)
+    assert f"the best checkpoint (step {best})" in out.err
+    assert cli.main(["eval", "--workdir", workdir, "--iwae-k", "2", "--checkpoint", "newest"]) == 0
+    newer = json.loads(capsys.readouterr().out)
+    assert (newer["checkpoint"], newer["step"]) == ("newest", newest)
+    assert newer["test_nelbo"] != pytest.approx(summary["test_nelbo"], rel=1e-6)
+    assert jv.load_run(workdir).step == best
+    assert jv.load_run(workdir, checkpoint="newest").step == newest
+    out_png = str(tmp_path / "s.png")
+    assert cli.main(["sample", "--workdir", workdir, "--out", out_png]) == 0
+    assert f"the best checkpoint (step {best})" in capsys.readouterr().err
+
+
+def test_best_checkpoint_of_a_run_without_early_stopping_is_refused(smoke_run, capsys):
+    import jaxvae as jv
+
+    err = _one_line_error(capsys, ["eval", "--workdir", smoke_run, "--checkpoint", "best"])
+    assert "no best checkpoint" in err
+    assert jv.load_run(smoke_run).checkpoint == "newest"
+    with pytest.raises(ValueError, match="checkpoint='last'"):
+        jv.load_run(smoke_run, checkpoint="last")
+
+
+def test_eval_json_says_what_was_evaluated_and_progress_shows(smoke_run, capsys):
+    argv = ["eval", "--workdir", smoke_run, "--iwae-k", "3", "--num-examples", "40"]
+    assert cli.main([*argv, "--batch-size", "8"]) == 0
+    out = capsys.readouterr()
+    protocol = json.loads(out.out)["data_protocol"]
+    assert protocol["num_test"] == 40 and "first 40 examples (--num-examples)" in protocol["test"]
+    assert "num_train" not in protocol  # eval reads no training data
+    lines = [line for line in out.err.splitlines() if "IWAE bound (k=3)" in line]
+    assert len(lines) == 5 and lines[-1].endswith("40/40 images"), out.err
+    assert "\r" not in out.err  # stderr is not a terminal: lines, not a bar
+
+
+def test_eval_and_plot_read_no_training_data(smoke_run, capsys, monkeypatch):
+    from jaxvae.data import idx
+
+    read = idx.read_fashion_mnist_split
+
+    def test_split_only(images_path, labels_path, split):
+        if split != "test":
+            raise AssertionError(f"read the {split} split")
+        return read(images_path, labels_path, split)
+
+    monkeypatch.setattr(idx, "read_fashion_mnist_split", test_split_only)
+    assert cli.main(["eval", "--workdir", smoke_run, "--iwae-k", "2", "--num-examples", "20"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["num_examples"] == 20 and np.isfinite(result["test_nll"])
+    assert cli.main(["plot", "--workdir", smoke_run]) == 0
+    assert os.path.join(smoke_run, "samples.png") in capsys.readouterr().out.split()
+
+
+def test_a_finished_run_is_left_alone_and_fewer_epochs_are_refused(smoke_run, capsys, tmp_path):
+    base = ["train", "--config", SMOKE, "--workdir", smoke_run]
+    before = _tree_digest(smoke_run)
+    summary = json.load(open(os.path.join(smoke_run, "summary.json")))
+    capsys.readouterr()
+    assert cli.main(base) == 0  # the same config: nothing trained, nothing rewritten
+    out = capsys.readouterr()
+    assert "already finished" in out.err and json.loads(out.out)["steps"] == summary["steps"]
+    assert cli.main([*base, "--config.train.progress=true"]) == 0
+    assert "already finished" in capsys.readouterr().err
+    err = _one_line_error(capsys, [*base, "--config.train.epochs=1"])
+    assert "train.epochs=1 is fewer" in err and "--config.train.epochs=2 or more" in err, err
+    assert _tree_digest(smoke_run) == before
+    # more epochs continue the run
+    more = str(tmp_path / "more")
+    shutil.copytree(smoke_run, more)
+    assert cli.main(["train", "--config", SMOKE, "--workdir", more, "--config.train.epochs=3"]) == 0
+    continued = json.load(open(os.path.join(more, "summary.json")))
+    assert continued["resumed_from_step"] == 16 and continued["steps"] == 24
+    assert continued["epochs"] == 3

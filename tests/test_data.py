@@ -774,3 +774,26 @@ def test_dataset_validation_fields_default_empty_and_are_checked():
         class_names=(),
     )
     assert with_validation.num_classes == 13
+
+
+@pytest.mark.parametrize("binarize", ["none", "static", "dynamic"])
+def test_test_only_load_gives_the_test_split_of_a_full_load(tmp_path, binarize):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "d.npz"
+    np.savez(
+        path,
+        train_images=rng.integers(0, 256, (20, 4, 4, 3), dtype=np.uint8),
+        test_images=rng.integers(0, 256, (9, 4, 4, 3), dtype=np.uint8),
+        test_labels=np.arange(9),
+    )
+    kwargs = dict(data_dir=str(path), binarize=binarize, seed=5, limit_test=7)
+    full = data.load_dataset("npz", validation_size=4, limit_train=10, **kwargs)
+    only = data.load_dataset("npz", test_only=True, **kwargs)
+    np.testing.assert_array_equal(only.test_images, full.test_images)
+    np.testing.assert_array_equal(only.test_labels, full.test_labels)
+    assert only.train_images.shape == (0, 4, 4, 3) and only.validation_images.shape[0] == 0
+    assert only.protocol == {k: full.protocol[k] for k in only.protocol}
+    assert sorted(only.protocol) == ["binarization_seed", "binarize", "num_test", "test"]
+    # a file whose training arrays are gone still gives its test split
+    np.savez(path, test_images=np.zeros((2, 4, 4, 3), np.uint8))
+    assert data.load_dataset("npz", test_only=True, **kwargs).test_images.shape == (2, 4, 4, 3)

@@ -276,3 +276,46 @@ def test_evaluate_model_of_an_ae_matches_numpy_for_any_batch_size():
     np.testing.assert_allclose(
         evaluate_model(dae, params, x, key, batch_size=13)["recon_l2"], l2.mean(), rtol=2e-5
     )
+
+
+# --------------------------------------------------------------------------------------------
+# What the evaluation functions take
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_dataset_a_batch_dict_and_an_array_give_the_same_figures():
+    from jaxvae import data as data_lib
+
+    model = _model()
+    params = _random_params(model, seed=8)
+    train, test, val = _images(6, seed=8), _images(5, seed=9), _images(4, seed=10)
+    labels = lambda x: np.zeros(len(x), np.int32)  # noqa: E731
+    ds = data_lib.Dataset(
+        "tiny", train, labels(train), test, labels(test),
+        validation_images=val, validation_labels=labels(val),
+    )  # fmt: skip
+    key = jax.random.key(1)
+    for fn, kwargs in ((evaluate_model, {}), (evaluate_iwae, {"k": 4})):
+        expected = fn(model, params, test, key, **kwargs)
+        assert fn(model, params, ds, key, **kwargs) == expected
+        assert fn(model, params, {"image": test, "label": labels(test)}, key, **kwargs) == expected
+        assert fn(model, params, jax.numpy.asarray(test), key, **kwargs) == expected
+        on_val = fn(model, params, ds, key, split="validation", **kwargs)
+        assert on_val == fn(model, params, val, key, **kwargs) and on_val != expected
+        with pytest.raises(ValueError, match="split='valid'"):
+            fn(model, params, ds, key, split="valid", **kwargs)
+        with pytest.raises(ValueError, match="data is a list"):
+            fn(model, params, [test], key, **kwargs)
+        with pytest.raises(ValueError, match="needs an 'image' entry"):
+            fn(model, params, {"x": test}, key, **kwargs)
+
+
+def test_iwae_reports_its_progress_after_each_batch():
+    model = _model()
+    params = _random_params(model, seed=9)
+    calls = []
+    evaluate_iwae(
+        model, params, _images(7), jax.random.key(0), k=3, batch_size=4,
+        progress=lambda done, total: calls.append((done, total)),
+    )  # fmt: skip
+    assert calls == [(4, 7), (7, 7)]

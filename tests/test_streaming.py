@@ -207,3 +207,25 @@ def test_static_binarization_is_refused_when_streaming(mnist_dir, tmp_path):
     config = _config(mnist_dir, "data.stream=always", "data.binarize=static")
     with pytest.raises(ValueError, match="binarize='static'"):
         streaming.open_train_source(config_lib.validate(config).data, config.seed)
+
+
+def test_eval_of_a_streamed_run_reads_only_the_test_split(mnist_dir, tmp_path, monkeypatch, capsys):
+    from jaxvae import cli
+    from jaxvae.data import tfds as tfds_lib
+
+    workdir = str(tmp_path / "run")
+    summary = _train(mnist_dir, workdir, "data.stream=always", "train.epochs=1")
+    read = tfds_lib.read_data_source
+
+    def test_split_only(source, limit=0, has_labels=True):
+        if len(source) == NUM_TRAIN:
+            raise AssertionError("read the training split")
+        return read(source, limit, has_labels)
+
+    monkeypatch.setattr(tfds_lib, "read_data_source", test_split_only)
+    capsys.readouterr()
+    assert cli.main(["eval", "--workdir", workdir, "--iwae-k", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    # the same binarized test images, state and eval key as the run's own figure
+    assert result["test_nelbo"] == pytest.approx(summary["test_nelbo"], rel=1e-6)
+    assert result["data_protocol"]["num_test"] == NUM_TEST

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -11,8 +12,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxvae import checkpoint, sharding
+from jaxvae import checkpoint as checkpoint_lib
 from jaxvae import experiment as build_lib
+from jaxvae import layout, sharding
 from jaxvae import workdir as workdir_lib
 from jaxvae.models import DataInfo, Model, Params
 
@@ -29,6 +31,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None, stream=
     """
     from jaxvae import runner
 
+    stream = sys.stderr if stream is None else stream
+    finished = workdir_lib.finished_summary(workdir, config)  # left alone: nothing is rewritten
+    if finished is not None:
+        print(f"{workdir}: already finished ({finished.get('steps')} steps)", file=stream)
+        return finished
     return runner.train(build_lib.build(config, mesh=mesh), workdir, stream=stream)
 
 
@@ -39,13 +46,15 @@ class Run:
     Attributes:
       config: the run's ``ml_collections.ConfigDict``.
       model: the model family instance (pure functions of ``params`` and ``state``).
-      params: the parameters of the newest readable checkpoint (host numpy arrays).
+      params: the parameters of the checkpoint loaded (host numpy arrays).
       state: the model state (``{}`` for most families).
       step: the step of that checkpoint.
       experiment: what :func:`jaxvae.experiment.build` made of the config (without data).
       encode: ``x -> [N, latent_dim]`` (the posterior mean or the code); ``x`` float32
         ``[N, H, W, C]`` in [0, 1], optional ``labels``.
       decode: ``z -> mean image`` in [0, 1] (optional ``labels``).
+      checkpoint: which state was loaded: ``"best"`` (the best validation epoch's, kept under
+        early stopping) or ``"newest"``.
     """
 
     config: ml_collections.ConfigDict
@@ -56,21 +65,64 @@ class Run:
     experiment: build_lib.Experiment
     encode: Callable[..., jax.Array]
     decode: Callable[..., jax.Array]
+    checkpoint: str = "newest"
 
 
-def load_run(workdir: str, *, warn: Callable[[str], None] | None = None) -> Run:
-    """Loads the run in ``workdir`` from its newest readable checkpoint.
+CHECKPOINTS = ("best", "newest")
+
+
+def which_checkpoint(workdir: str, checkpoint: str | None = None) -> str:
+    """The checkpoint of ``workdir`` to use: ``checkpoint`` if given, else ``"best"`` when the run
+    kept a best state (early stopping; ``summary.json``'s figures are that state's), else
+    ``"newest"``.
+
+    Raises:
+      ValueError: ``checkpoint`` is not one of :data:`CHECKPOINTS`, or is ``"best"`` for a run
+        that kept no best state.
+    """
+    has_best = bool(checkpoint_lib.steps(workdir, layout.BEST))
+    if checkpoint is None:
+        return "best" if has_best else "newest"
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint={checkpoint!r}; expected one of {CHECKPOINTS}")
+    if checkpoint == "best" and not has_best:
+        raise ValueError(
+            f"workdir {workdir!r} has no best checkpoint ({layout.BEST}/ is kept only with "
+            "early stopping); use the newest"
+        )
+    return checkpoint
+
+
+def load_run(
+    workdir: str,
+    *,
+    checkpoint: str | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Run:
+    """Loads the run in ``workdir`` from one of its checkpoints.
+
+    Args:
+      workdir: the run directory.
+      checkpoint: ``"best"`` (the best validation epoch's state, kept under early stopping: the
+        state ``summary.json`` reports), ``"newest"`` (the newest readable checkpoint), or
+        ``None``: the best when the run has one, else the newest (:func:`which_checkpoint`).
+      warn: called with a message for each checkpoint that cannot be read.
 
     Raises:
       ValueError: ``workdir`` does not exist, holds no run, holds a run of another format, or has
-        no readable checkpoint.
+        no readable checkpoint (of the kind asked for).
     """
     config = workdir_lib.read_config(workdir)
     info = DataInfo.from_dict(workdir_lib.read_run_info(workdir))
+    which = which_checkpoint(workdir, checkpoint)
     mesh = sharding.make_mesh(jax.local_devices()[:1])
     exp = build_lib.build(config, mesh=mesh, info=info, load_data=False)
-    restored = checkpoint.restore_newest(
-        workdir, exp.abstract_state(), quarantine=False, **({"warn": warn} if warn else {})
+    restored = checkpoint_lib.restore_newest(
+        workdir,
+        exp.abstract_state(),
+        quarantine=False,
+        name=layout.BEST if which == "best" else layout.CHECKPOINTS,
+        **({"warn": warn} if warn else {}),
     )
     if restored is None:
         raise ValueError(f"workdir {workdir!r} has no checkpoint yet")
@@ -99,4 +151,4 @@ def load_run(workdir: str, *, warn: Callable[[str], None] | None = None) -> Run:
         z = jnp.asarray(z, jnp.float32)
         return _decode(z, labels_for(z.shape[0], labels))
 
-    return Run(config, model, params, model_state, step, exp, encode, decode)
+    return Run(config, model, params, model_state, step, exp, encode, decode, which)

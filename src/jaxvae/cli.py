@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 import warnings
 
 from jaxvae.studies import cli as studies_cli
@@ -42,14 +43,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="join a multi-process run that JAX detects by itself (TPU pod slice, SLURM, MPI)",
     )
 
-    ev = sub.add_parser("eval", help="evaluate the newest checkpoint of a run")
+    ev = sub.add_parser(
+        "eval", help="evaluate a run (its best checkpoint under early stopping, else the newest)"
+    )
     ev.add_argument("--workdir", required=True)
+    _checkpoint_flag(ev)
     ev.add_argument("--iwae-k", type=int, default=5000, help="importance samples (default 5000)")
     ev.add_argument("--num-examples", type=int, default=0, help="first N test images (0 = all)")
     ev.add_argument("--batch-size", type=int, default=10, help="images per IWAE batch")
 
     sample = sub.add_parser("sample", help="decode samples from the prior")
     sample.add_argument("--workdir", required=True)
+    _checkpoint_flag(sample)
     sample.add_argument("--num", type=int, default=64)
     sample.add_argument("--out", default="", help="PNG path (default: WORKDIR/samples.png)")
     sample.add_argument("--seed", type=int, default=0)
@@ -58,6 +63,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "plot", help="redraw curves.png, traversals.png and the other pictures of a run"
     )
     plot.add_argument("--workdir", required=True)
+    _checkpoint_flag(plot)
 
     bench = sub.add_parser("bench", help="measure training and evaluation speed (JSON on stdout)")
     bench.add_argument("--config", required=True)
@@ -69,6 +75,16 @@ def _build_parser() -> argparse.ArgumentParser:
 
     studies_cli.add_parser(sub)
     return parser
+
+
+def _checkpoint_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        choices=("best", "newest"),
+        default=None,
+        help="the state to use: best (kept under early stopping) or newest "
+        "(default: best when the run has one)",
+    )
 
 
 def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -136,12 +152,59 @@ def _cmd_train(args, overrides) -> int:
     return 0
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _load_run(args):
+    """The run of ``--workdir`` at the checkpoint ``--checkpoint`` asks for."""
+    from jaxvae import api
+
+    return api.load_run(
+        args.workdir, checkpoint=args.checkpoint, warn=lambda m: _say(f"warning: {m}")
+    )
+
+
+def _say_which(args, run) -> None:
+    """Says which state was used (once the user's input is known to be good, so that an error
+    stays one line)."""
+    _say(f"{args.workdir}: the {run.checkpoint} checkpoint (step {run.step})")
+
+
+class _EvalProgress:
+    """``progress(done, total)`` of an evaluation: a bar on a terminal, else a line at each tenth
+    of the images and at least every ``every_s`` seconds."""
+
+    def __init__(self, stream, label: str, *, every_s: float = 60.0):
+        from tqdm import tqdm
+
+        self.stream, self.label, self.every_s = stream, label, every_s
+        self.tty = getattr(stream, "isatty", lambda: False)()
+        self.bar = tqdm(
+            desc=label, unit="image", file=stream, disable=not self.tty, dynamic_ncols=True
+        )
+        self.last_line, self.tenths = time.time(), 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.tty:
+            self.bar.total = total
+            self.bar.update(done - self.bar.n)
+            return
+        tenths = 10 * done // total
+        if tenths > self.tenths or time.time() - self.last_line >= self.every_s:
+            self.tenths, self.last_line = tenths, time.time()
+            print(f"{self.label}: {done}/{total} images", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _cmd_eval(args) -> int:
     import jax
     import numpy as np
 
-    from jaxvae import api, evaluate, experiment, io, layout, summary
     from jaxvae import data as data_lib
+    from jaxvae import evaluate, experiment, io, layout, summary
 
     if args.iwae_k <= 0:
         raise ValueError(f"--iwae-k must be a positive integer, got {args.iwae_k}")
@@ -149,31 +212,51 @@ def _cmd_eval(args) -> int:
         raise ValueError(f"--num-examples must be >= 0, got {args.num_examples}")
     if args.batch_size <= 0:
         raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    warn = lambda m: print(f"warning: {m}", file=sys.stderr)
-    run = api.load_run(args.workdir, warn=warn)
+    run = _load_run(args)
     model = run.model
-    dataset = data_lib.load_from_config(run.config.data, run.config.seed)
+    dataset = data_lib.load_from_config(run.config.data, run.config.seed, test_only=True)
     test = {"image": dataset.test_images, "label": dataset.test_labels}
-    if args.num_examples:
+    protocol = dict(dataset.protocol)
+    if args.num_examples and args.num_examples < test["image"].shape[0]:
         test = {k: v[: args.num_examples] for k, v in test.items()}
+        if protocol:
+            protocol["test"] += f"; its first {args.num_examples} examples (--num-examples)"
+    n = int(test["image"].shape[0])
+    if protocol:
+        protocol["num_test"] = n
     key = experiment.run_keys(run.config.seed)["eval"]
     params, state = jax.device_put((run.params, run.state))
-    figures = evaluate.evaluate_model(model, params, state, test, key)
+    # the test figures as the run computed them (the same batches, hence the same keys)
+    figures = evaluate.evaluate_model(
+        model, params, state, test, key, batch_size=run.config.eval.batch_size
+    )
     result = {f"test_{k}": v for k, v in figures.items() if k != "kl_per_dim"}
+    _say_which(args, run)
     if model.has_likelihood:
-        iw = evaluate.evaluate_iwae(
-            model, params, state, test, key, k=args.iwae_k, batch_size=args.batch_size
-        )
+        progress = _EvalProgress(sys.stderr, f"IWAE bound (k={args.iwae_k})")
+        try:
+            iw = evaluate.evaluate_iwae(
+                model,
+                params,
+                state,
+                test,
+                key,
+                k=args.iwae_k,
+                batch_size=args.batch_size,
+                progress=progress,
+            )
+        finally:
+            progress.close()
         result |= {"test_nll": iw["nll"], "test_nll_se": iw["nll_se"], "iwae_k": args.iwae_k}
     else:
         result["note"] = f"model kind {model.name!r} has no likelihood: no NLL bound"
     result |= summary.nats_in_bits(model, result)
     result |= {
-        "num_examples": int(test["image"].shape[0]),
+        "num_examples": n,
         "step": run.step,
+        "checkpoint": run.checkpoint,
         "params_digest": summary.params_digest(jax.tree.map(np.asarray, run.params)),
     }
-    protocol = getattr(dataset, "protocol", None)
     if protocol:
         result["data_protocol"] = protocol
     io.write_json(layout.path(args.workdir, layout.EVAL), result)
@@ -185,13 +268,13 @@ def _cmd_sample(args) -> int:
     import jax
     import numpy as np
 
-    from jaxvae import api, layout, pictures, plots
+    from jaxvae import layout, pictures, plots
 
     if args.num <= 0:
         raise ValueError(f"--num must be a positive integer, got {args.num}")
-    run = api.load_run(args.workdir, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
     out = args.out or layout.path(args.workdir, layout.SAMPLES)
     parent = os.path.dirname(os.path.abspath(out))
+    run = _load_run(args)
     if not os.path.isdir(parent):
         raise ValueError(f"--out {out!r}: directory {parent!r} does not exist")
     model = run.model
@@ -204,26 +287,31 @@ def _cmd_sample(args) -> int:
             "(its pictures are reconstructions.png and the family's own)"
         )
     plots.save_grid(out, np.asarray(images), min(8, args.num))
+    _say_which(args, run)
     print(out)
     return 0
 
 
 def _cmd_plot(args) -> int:
-    """Redraws a finished or running run's pictures (from its newest checkpoint) and curves."""
+    """Redraws a finished or running run's pictures (from its best or newest checkpoint) and
+    curves."""
+    import dataclasses
+
     import jax
 
-    from jaxvae import api, summary
     from jaxvae import data as data_lib
-    from jaxvae import experiment as build_lib
+    from jaxvae import summary
 
-    run = api.load_run(args.workdir, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
-    dataset = data_lib.load_from_config(run.config.data, run.config.seed)
-    exp = build_lib.build(run.config, mesh=run.experiment.mesh, dataset=dataset)
-    state = run.experiment.abstract_state()._replace(
+    run = _load_run(args)
+    dataset = data_lib.load_from_config(run.config.data, run.config.seed, test_only=True)
+    exp = dataclasses.replace(run.experiment, dataset=dataset)  # built for run.json's data
+    state = exp.abstract_state()._replace(
         step=run.step, params=jax.device_put(run.params), model_state=jax.device_put(run.state)
     )
     kl = summary.split_metrics(exp, state, "test").get("test_kl_per_dim")  # orders the traversals
-    for path in summary.draw(exp, state, args.workdir, kl_per_dim=kl):
+    paths = summary.draw(exp, state, args.workdir, kl_per_dim=kl)
+    _say_which(args, run)
+    for path in paths:
         print(path)
     return 0
 

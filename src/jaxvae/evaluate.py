@@ -4,13 +4,15 @@ family's log-weights.
 
 All figures are nats per image (pixel-loss sums for AEs). Batches are padded to a fixed size so
 each function compiles once; with a mesh, batches are split over its ``"data"`` axis. Data is a
-dict ``{"image": [N, H, W, C], "label": [N]}`` (:func:`as_data` builds one from arrays).
+:class:`~jaxvae.data.Dataset` (one split of it, the test split unless ``split=`` says another), a
+dict ``{"image": [N, H, W, C], "label": [N]}`` or an image array (:func:`as_batch`).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -19,6 +21,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxvae import sharding
+from jaxvae.data.base import SPLITS, Dataset
 from jaxvae.models import Model, Params
 
 
@@ -49,25 +52,54 @@ def _batches(data: dict[str, np.ndarray], batch_size: int):
         yield batch, valid
 
 
-def _run_batched(fn, data, batch_size, mesh, *extra):
-    """Applies ``fn(batch, index, *extra) -> dict of [batch, ...]`` over ``data``; concatenates."""
+def _run_batched(fn, data, batch_size, mesh, *extra, progress=None):
+    """Applies ``fn(batch, index, *extra) -> dict of [batch, ...]`` over ``data``; concatenates.
+    ``progress(done, total)`` is called with the images done after each batch."""
     mesh = mesh or sharding.make_mesh()
     batch_size = -(-batch_size // mesh.devices.size) * mesh.devices.size
     in_sharding = sharding.batch_sharded(mesh)
+    total, done = data["image"].shape[0], 0
     out: dict[str, list] = {}
     for i, (batch, valid) in enumerate(_batches(data, batch_size)):
         batch = {k: sharding.put_global(v, in_sharding) for k, v in batch.items()}
         values = sharding.fetch(fn(batch, jnp.int32(i), *extra))  # host sync: one per batch
         for name, v in values.items():
             out.setdefault(name, []).append(np.asarray(v)[:valid])
+        done += valid
+        if progress is not None:
+            progress(done, total)
     return {name: np.concatenate(v) for name, v in out.items()}
 
 
-def _check(model: Model, data) -> dict[str, np.ndarray]:
+def as_batch(data, *, split: str = "test") -> dict[str, np.ndarray]:
+    """``data`` as a batch dict: a :class:`~jaxvae.data.Dataset` (its ``split``), a batch dict
+    ``{"image", "label"?}`` or an image array ``[N, H, W, C]``.
+
+    Raises:
+      ValueError: ``data`` is none of those (naming its type), or ``split`` is not a split.
+    """
+    if isinstance(data, Dataset):
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r}; expected one of {SPLITS}")
+        data = {
+            "image": getattr(data, f"{split}_images"),
+            "label": getattr(data, f"{split}_labels"),
+        }
+    if isinstance(data, Mapping):
+        if "image" not in data:
+            raise ValueError(f"a batch dict needs an 'image' entry; got keys {sorted(data)}")
+        return as_data(data["image"], data.get("label"))
+    if isinstance(data, (np.ndarray, jax.Array)):
+        return as_data(data)
+    raise ValueError(
+        f"data is a {type(data).__name__}; expected a jaxvae.data.Dataset, a batch dict "
+        '{"image": [N, H, W, C], "label": [N]} or an image array [N, H, W, C]'
+    )
+
+
+def _check(model: Model, data, split: str = "test") -> dict[str, np.ndarray]:
     """Refuses images of the wrong shape, and an empty set, before anything is compiled."""
-    if not isinstance(data, dict):
-        data = as_data(data)
-    data = as_data(data["image"], data.get("label"))
+    data = as_batch(data, split=split)
     model.check_images(jax.ShapeDtypeStruct(np.shape(data["image"]), np.float32))
     if data["image"].shape[0] == 0:
         raise ValueError("no images to evaluate: got an empty array")
@@ -94,15 +126,26 @@ def evaluate_model(
     *,
     batch_size: int = 1000,
     mesh: Mesh | None = None,
+    split: str = "test",
 ) -> dict[str, Any]:
     """The mean of each per-example figure of ``model.eval_terms`` over ``data``.
+
+    Args:
+      model: the model family instance.
+      params: its parameters.
+      state: its model state (``{}`` for most families).
+      data: a :class:`~jaxvae.data.Dataset`, a batch dict or an image array (:func:`as_batch`).
+      key: the evaluation key (batch ``i`` uses ``fold_in(key, i)``).
+      batch_size: images per batch.
+      mesh: the devices (default: all).
+      split: the split of a Dataset to evaluate.
 
     Returns:
       ``{name: mean}`` for every ``[N]`` figure (for a VAE: ``nelbo``, ``recon``, ``kl``; for an
       AE: ``recon_l2``, ``recon_l1``, ``mse_per_pixel``, ``recon``), ``active_units`` when the
       family reports posterior means, and ``kl_per_dim`` (a list) when it reports ``kl_dims``.
     """
-    data = _check(model, data)
+    data = _check(model, data, split)
     fn = lambda b, i, p, s, k: _eval_terms(model, p, s, b, i, k)
     out = _run_batched(fn, data, batch_size, mesh, params, state, key)
     result: dict[str, Any] = {}
@@ -161,8 +204,23 @@ def evaluate_iwae(
     batch_size: int = 10,
     chunk: int = 500,
     mesh: Mesh | None = None,
+    split: str = "test",
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, float]:
     """Importance-weighted bound on ``-log p(x)`` with ``k`` samples (Burda et al., 2016).
+
+    Args:
+      model: the model family instance (it must have a likelihood).
+      params: its parameters.
+      state: its model state.
+      data: a :class:`~jaxvae.data.Dataset`, a batch dict or an image array (:func:`as_batch`).
+      key: the evaluation key (batch ``i`` uses ``fold_in(key, i)``).
+      k: importance samples per image.
+      batch_size: images per batch.
+      chunk: samples drawn at once (memory: ``batch_size * chunk`` decoder outputs).
+      mesh: the devices (default: all).
+      split: the split of a Dataset to evaluate.
+      progress: called as ``progress(images_done, images_total)`` after each batch.
 
     Returns:
       ``nll``: mean over images of ``-log p_k(x)`` (nats per image; ``k=1`` is the single-sample
@@ -174,10 +232,11 @@ def evaluate_iwae(
     k = int(k)
     if not model.has_likelihood:
         raise ValueError(f"the IWAE bound needs a likelihood; model kind {model.name!r} has none")
-    data = _check(model, data)
+    data = _check(model, data, split)
     chunk = min(chunk, k)
     fn = lambda b, i, p, s, key_: _iwae_batch(model, p, s, b, i, k, chunk, key_)
-    log_px = _run_batched(fn, data, batch_size, mesh, params, state, key)["log_px"]
+    log_px = _run_batched(fn, data, batch_size, mesh, params, state, key, progress=progress)
+    log_px = log_px["log_px"]
     log_px = log_px.astype(np.float64)
     n = log_px.shape[0]
     se = float(np.std(log_px, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")

@@ -105,7 +105,7 @@ def open_run(exp, workdir: str, say) -> tuple[Any, int, bool]:
     main = jax.process_index() == 0
     if main:
         workdir_lib.ensure_writable(workdir)
-    existing = workdir_lib.check_compatible(workdir, exp.config)  # a mismatch fails everywhere
+    existing = workdir_lib.check_compatible(workdir, exp.record())  # a mismatch fails everywhere
     # Process 0's answer on every process, and a barrier before it writes config.json below: a
     # process that checked later would otherwise see that file, take the resume path and run
     # other collectives than process 0 (the processes would wait on each other for ever).
@@ -327,6 +327,8 @@ def drive(runs: list[Run], feed, state, *, part=whole, join=None) -> list[dict[s
 
 def train(exp, workdir: str, *, stream=None) -> dict[str, Any]:
     """Trains (or resumes) the run of the experiment ``exp`` in ``workdir``; returns its summary.
+
+    A run already finished with ``config`` is left alone (its summary is returned).
 
     Raises:
       ValueError: an unwritable workdir, or a workdir that holds a different run. Nothing in the

@@ -11,8 +11,6 @@ import os
 import tempfile
 from typing import Any
 
-import ml_collections
-
 from jaxvae import config as config_lib
 from jaxvae import io, layout
 from jaxvae.layout import CONFIG, METRICS, RUN_INFO, SUMMARY  # noqa: F401 (re-exported)
@@ -37,12 +35,12 @@ def ensure_writable(workdir: str) -> None:
         raise ValueError(f"workdir {workdir!r} is not writable: {e.strerror or e}") from None
 
 
-def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> bool:
+def check_compatible(workdir: str, config: Any) -> bool:
     """Whether ``workdir`` already holds a run; raises ``ValueError`` if its config differs.
 
     Returns:
       ``True`` when ``workdir`` holds a run of this config (to be resumed), ``False`` when it holds
-      none.
+      none. ``config``: the run's config as a dict (or a ConfigDict).
     """
     path = os.path.join(workdir, CONFIG)
     if not os.path.exists(path):
@@ -54,7 +52,7 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> bool:
         saved_dict = io.read_json(path)
     except ValueError as e:  # damaged: named with its path
         raise ValueError(f"{e}; use another --workdir") from None
-    new_dict = json.loads(config_lib.to_json(config))
+    new_dict = _plain(config)
     saved, new = io.flatten(saved_dict), io.flatten(new_dict)
     differ = [
         k for k in config_lib.config_differences(saved_dict, new_dict) if k not in RESUMABLE_CHANGES
@@ -66,7 +64,97 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> bool:
             f"workdir {workdir!r} holds a run with a different config ({shown}{more}); "
             "use a new --workdir"
         )
+    check_epochs(workdir, new_dict)
+    check_schedule(saved_dict, new_dict)
     return True
+
+
+def _plain(config: Any) -> dict[str, Any]:
+    """A config as plain JSON data (from a ConfigDict or a dict)."""
+    return json.loads(json.dumps(config.to_dict() if hasattr(config, "to_dict") else config))
+
+
+def check_schedule(saved: dict[str, Any], new: dict[str, Any]) -> None:
+    """Refuses a change of ``train.epochs`` for a learning-rate schedule stretched over the
+    run's length (:data:`jaxvae.optim.LENGTH_DEPENDENT`): the continued run's learning rate would
+    differ from the one it trained with, silently.
+
+    Raises:
+      ValueError: naming ``train.epochs`` and ``train.lr_schedule``.
+    """
+    from jaxvae.optim import LENGTH_DEPENDENT
+
+    before, after = saved["train"]["epochs"], new["train"]["epochs"]
+    schedule = new["train"].get("lr_schedule", "constant")
+    if before != after and schedule in LENGTH_DEPENDENT:
+        raise ValueError(
+            f"train.epochs={after} differs from the run's {before}, but train.lr_schedule="
+            f"{schedule!r} spans train.epochs: the learning rate of every later step would "
+            f"change; keep --config.train.epochs={before} or use a new --workdir"
+        )
+
+
+# Keys that change neither what a run computes nor what it reports.
+_PRESENTATION = ("train.progress", "train.max_dispatch_s")
+
+
+def trained_steps(workdir: str) -> int:
+    """The step of the newest checkpoint in ``workdir`` (0 without one)."""
+    from jaxvae import checkpoint  # Orbax: imported only when a run directory is examined
+
+    return max(checkpoint.steps(workdir), default=0)
+
+
+def check_epochs(workdir: str, config: Any) -> None:
+    """Refuses to continue the run in ``workdir`` with fewer epochs than it has trained.
+
+    More epochs than before continue the run; as many as it has trained finish it.
+
+    Raises:
+      ValueError: ``config.train.epochs`` is fewer than the epochs of the newest checkpoint.
+    """
+    train = _plain(config)["train"]
+    steps = trained_steps(workdir)
+    info_path = layout.path(workdir, RUN_INFO)
+    if not steps or not os.path.exists(info_path):
+        return
+    per_epoch = int(read_run_info(workdir).get("num_train", 0)) // train["batch_size"]
+    if per_epoch < 1 or train["epochs"] * per_epoch >= steps:
+        return
+    epochs = -(-steps // per_epoch)
+    raise ValueError(
+        f"workdir {workdir!r} holds a run trained for {steps} steps ({steps / per_epoch:g} "
+        f"epochs of {per_epoch} steps); train.epochs={train['epochs']} is fewer: pass "
+        f"--config.train.epochs={epochs} or more to continue it, or use a new --workdir"
+    )
+
+
+def finished_summary(workdir: str, config: Any) -> dict[str, Any] | None:
+    """The summary of the run in ``workdir`` when it has finished with ``config`` (its
+    summary.json is of its newest checkpoint, for ``config.train.epochs``, and the config is
+    config.json's up to how it reports progress): the run is then to be left alone. ``None``
+    otherwise: no run, or one to start, resume or continue, or one that
+    :func:`check_compatible` refuses (called later, once the config and the data are known to be
+    good, so that their errors come first).
+    """
+    paths = [layout.path(workdir, name) for name in (SUMMARY, CONFIG, RUN_INFO)]
+    if not all(os.path.exists(p) for p in paths):
+        return None
+    try:
+        summary, saved, info = (io.read_json(p) for p in paths)
+        check_format(workdir, info)
+    except (OSError, ValueError):  # json.JSONDecodeError is a ValueError
+        return None
+    new = _plain(config)
+    differ = [
+        k
+        for k in config_lib.config_differences(saved, new)
+        if k not in _PRESENTATION and k != "train.epochs"
+    ]
+    steps = summary.get("trained_steps", summary.get("steps"))
+    if differ or summary.get("epochs") != new["train"]["epochs"] or steps != trained_steps(workdir):
+        return None
+    return summary
 
 
 def write_run_info(workdir: str, info: dict[str, Any]) -> None:
@@ -98,7 +186,7 @@ def check_format(workdir: str, info: dict[str, Any]) -> None:
         )
 
 
-def read_config(workdir: str) -> ml_collections.ConfigDict:
+def read_config(workdir: str) -> Any:
     """The config of the run in ``workdir``."""
     path = os.path.join(workdir, CONFIG)
     if not os.path.isdir(workdir):

@@ -93,6 +93,7 @@ def load_dataset(
     limit_test: int = 0,
     validation_size: int = 0,
     lazy_train: bool = False,
+    test_only: bool = False,
 ) -> Dataset:
     """Loads a dataset as float32 images in ``[0, 1]``.
 
@@ -126,6 +127,10 @@ def load_dataset(
         only, and not with static binarization. Everything else (validation split, limits,
         binarization of the evaluation splits, protocol) is the same one preparation.
 
+      test_only: Read only the test split (what evaluating a trained run needs): the training
+        and validation splits are empty, and the test split is the one a full load gives (its
+        binarization does not depend on the other splits).
+
     The datasets with ground-truth factors (:data:`GROUND_TRUTH_DATASETS`) have no test split
     of their own: their test split is a fixed-seed 10% of the combinations (see
     :func:`~jaxvae.data.dsprites.load_dsprites_procedural` and
@@ -146,6 +151,9 @@ def load_dataset(
       * ``"validation_size"``: the ``validation_size`` argument;
       * ``"num_train"``, ``"num_validation"``, ``"num_test"``: the examples in each split;
       * ``"split"`` (ground-truth datasets only): how the test split was held out.
+
+      With ``test_only``, only ``"binarize"``, ``"binarization_seed"``, ``"test"`` and
+      ``"num_test"``.
 
     Raises:
       ValueError: For an unknown name, source or binarization, a negative limit or validation
@@ -174,6 +182,7 @@ def load_dataset(
     lazy = {"lazy_train": True} if lazy_train else {}
     # With a validation split the loader reads the whole training split: it is taken off its end.
     read_train = 0 if validation_size else limit_train
+    splits = {"with_train": not test_only}
     split = {}
     if name in GROUND_TRUTH_DATASETS:
         if name == "dsprites_procedural":
@@ -195,23 +204,23 @@ def load_dataset(
     elif name == "fashion_mnist":
         if source == "tfds":
             dataset = load_fashion_mnist_tfds(
-                data_dir, tfds_data_dir, read_train, limit_test, **lazy
+                data_dir, tfds_data_dir, read_train, limit_test, **lazy, **splits
             )
         else:
-            dataset = load_fashion_mnist_idx(data_dir, read_train, limit_test)
+            dataset = load_fashion_mnist_idx(data_dir, read_train, limit_test, **splits)
     elif name == "npz":
         if source not in ("auto",):
             raise ValueError(f"source={source!r} for the npz dataset; expected 'auto'.")
-        dataset = load_npz(data_dir, read_train, limit_test)
+        dataset = load_npz(data_dir, read_train, limit_test, **splits)
     else:
         if source == "idx":
             raise ValueError(
                 f"source='idx' for dataset {name!r}; IDX files are only read for fashion_mnist. "
                 "Expected 'auto' or 'tfds'."
             )
-        dataset = load_tfds_dataset(name, tfds_data_dir, read_train, limit_test, **lazy)
+        dataset = load_tfds_dataset(name, tfds_data_dir, read_train, limit_test, **lazy, **splits)
 
-    if validation_size and name not in GROUND_TRUTH_DATASETS:
+    if validation_size and not test_only and name not in GROUND_TRUTH_DATASETS:
         dataset = split_validation(dataset, validation_size)
         dataset = dataclasses.replace(
             dataset,
@@ -223,16 +232,22 @@ def load_dataset(
     elif binarize == "dynamic":
         dataset = binarize_for_evaluation(dataset)
     protocol = {**_protocol(dataset, binarize, seed, validation_size), **split}
+    if test_only:
+        keep = ("binarize", "binarization_seed", "test", "num_test")
+        protocol = {k: protocol[k] for k in keep}
     return dataclasses.replace(dataset, protocol=protocol)
 
 
-def load_from_config(cfg: Any, seed: int = 0, *, lazy_train: bool = False) -> Dataset:
+def load_from_config(
+    cfg: Any, seed: int = 0, *, lazy_train: bool = False, test_only: bool = False
+) -> Dataset:
     """Loads the dataset described by the ``data`` section of a config.
 
     Args:
       cfg: A :class:`jaxvae.specs.DataSpec` (or any object with its attributes; see
         :func:`load_dataset`).
       seed: The experiment's global seed, used for static binarization.
+      test_only: Read only the test split (see :func:`load_dataset`).
 
     Returns:
       The loaded :class:`Dataset`.
@@ -256,6 +271,7 @@ def load_from_config(cfg: Any, seed: int = 0, *, lazy_train: bool = False) -> Da
         limit_test=int(cfg.limit_test or 0),
         validation_size=int(cfg.validation_size or 0),
         lazy_train=lazy_train,
+        test_only=test_only,
     )
 
 

@@ -206,7 +206,7 @@ def read_fashion_mnist_split(
 
 
 def load_fashion_mnist_idx(
-    data_dir: str = "", limit_train: int = 0, limit_test: int = 0
+    data_dir: str = "", limit_train: int = 0, limit_test: int = 0, *, with_train: bool = True
 ) -> Dataset:
     """Loads Fashion-MNIST from its original IDX files with numpy.
 
@@ -214,6 +214,7 @@ def load_fashion_mnist_idx(
       data_dir: Directory of the IDX files (see :func:`resolve_fashion_mnist_dir`).
       limit_train: If positive, keep only the first ``limit_train`` training examples.
       limit_test: If positive, keep only the first ``limit_test`` test examples.
+      with_train: Whether to read the training split (else it is empty).
 
     Returns:
       The :class:`Dataset`, images scaled to float32 in ``[0, 1]``.
@@ -224,6 +225,10 @@ def load_fashion_mnist_idx(
     files = find_fashion_mnist_files(data_dir)
     arrays = {}
     for split, limit in (("train", limit_train), ("test", limit_test)):
+        if split == "train" and not with_train:
+            empty = np.zeros((0, *FASHION_MNIST_IMAGE_HW, 1), np.uint8), np.zeros(0, np.int32)
+            arrays[split] = empty
+            continue
         images, labels = read_fashion_mnist_split(*files[split], split)
         arrays[split] = take_first(images, limit), take_first(labels, limit)
     return dataset_from_uint8("fashion_mnist", arrays, FASHION_MNIST_CLASSES)

@@ -18,17 +18,20 @@ from jaxvae.data.base import Dataset, take_first, to_unit_float
 _NPZ_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 
 
-def load_npz(path: str, limit_train: int = 0, limit_test: int = 0) -> Dataset:
+def load_npz(
+    path: str, limit_train: int = 0, limit_test: int = 0, *, with_train: bool = True
+) -> Dataset:
     """Loads a user dataset from an ``.npz`` file.
 
     The file holds ``train_images`` and ``test_images`` (uint8 0..255, or float in ``[0, 1]``;
-    shape ``[N, H, W]`` or ``[N, H, W, C]``) and optionally ``train_labels`` and ``test_labels``
-    (non-negative integers; zeros when absent).
+    shape ``[N, H, W]`` or ``[N, H, W, C]`` with ``C`` 1 or 3, channels last) and optionally
+    ``train_labels`` and ``test_labels`` (non-negative integers; zeros when absent).
 
     Args:
       path: Path of the ``.npz`` file.
       limit_train: If positive, keep only the first ``limit_train`` training examples.
       limit_test: If positive, keep only the first ``limit_test`` test examples.
+      with_train: Whether to read the training arrays (else the training split is empty).
 
     Returns:
       The :class:`Dataset`, named ``"npz"``.
@@ -52,14 +55,18 @@ def load_npz(path: str, limit_train: int = 0, limit_test: int = 0) -> Dataset:
                 f"it holds one {type(loaded).__name__} (a .npy file?), not named arrays"
             )
         with loaded as npz:
-            contents = {key: npz[key] for key in npz.files}
+            # each array is read when indexed: the training arrays only when asked for
+            keys = [k for k in npz.files if with_train or not k.startswith("train_")]
+            contents = {key: npz[key] for key in keys}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(
             f"Could not read {path!r} as an .npz file ({reason}); expected a file made with "
             "np.savez or np.savez_compressed."
         ) from e
-    return dataset_from_arrays("npz", contents, path, limit_train, limit_test)
+    return dataset_from_arrays(
+        "npz", contents, path, limit_train, limit_test, with_train=with_train
+    )
 
 
 def dataset_from_arrays(
@@ -68,6 +75,8 @@ def dataset_from_arrays(
     origin: str = "<arrays>",
     limit_train: int = 0,
     limit_test: int = 0,
+    *,
+    with_train: bool = True,
 ) -> Dataset:
     """Validates user arrays (as in an ``.npz`` file) and builds a Dataset.
 
@@ -78,6 +87,8 @@ def dataset_from_arrays(
       origin: Where the arrays came from, for error messages.
       limit_train: If positive, keep only the first ``limit_train`` training examples.
       limit_test: If positive, keep only the first ``limit_test`` test examples.
+      with_train: Whether to take the training split (else it is empty, and the training arrays
+        need not be given).
 
     Returns:
       The :class:`Dataset`.
@@ -86,7 +97,8 @@ def dataset_from_arrays(
       ValueError: On unknown or missing keys, or bad dtype, shape or range.
     """
     unknown = sorted(set(arrays) - set(_NPZ_KEYS))
-    missing = [k for k in ("train_images", "test_images") if k not in arrays]
+    required = ("train_images", "test_images") if with_train else ("test_images",)
+    missing = [k for k in required if k not in arrays]
     if unknown or missing:
         raise ValueError(
             f"{origin!r} has keys {sorted(arrays)}; expected train_images and test_images, "
@@ -94,6 +106,8 @@ def dataset_from_arrays(
         )
     splits = {}
     for split, limit in (("train", limit_train), ("test", limit_test)):
+        if split == "train" and not with_train:
+            continue
         images = _validate_user_images(
             np.asarray(arrays[f"{split}_images"]), f"{split}_images", origin
         )
@@ -105,6 +119,9 @@ def dataset_from_arrays(
         else:
             labels = np.zeros(len(images), np.int32)
         splits[split] = take_first(images, limit), take_first(labels, limit)
+    if not with_train:
+        empty = np.zeros((0, *splits["test"][0].shape[1:]), np.float32)
+        splits["train"] = empty, np.zeros(0, np.int32)
     train_shape, test_shape = splits["train"][0].shape[1:], splits["test"][0].shape[1:]
     if train_shape != test_shape:
         raise ValueError(
@@ -121,6 +138,17 @@ def _validate_user_images(images: np.ndarray, key: str, origin: str) -> np.ndarr
         raise ValueError(
             f"{origin!r}: {key} has shape {images.shape}; expected [N, H, W] or [N, H, W, C] "
             "with N, H, W, C >= 1."
+        )
+    if images.shape[-1] not in (1, 3):
+        hint = ""
+        if images.shape[1] in (1, 3):
+            hint = (
+                f"; it looks channels-first ([N, C, H, W] with C={images.shape[1]}): save "
+                "np.transpose(x, (0, 2, 3, 1)) instead"
+            )
+        raise ValueError(
+            f"{origin!r}: {key} has shape {images.shape}, i.e. {images.shape[-1]} channels; "
+            f"expected [N, H, W, C] with C in {{1, 3}}, or [N, H, W]{hint}."
         )
     if images.dtype == np.uint8:
         return to_unit_float(images)

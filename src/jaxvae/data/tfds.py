@@ -101,6 +101,7 @@ def load_tfds_dataset(
     limit_test: int = 0,
     *,
     lazy_train: bool = False,
+    with_train: bool = True,
 ) -> Dataset:
     """Loads an already prepared TFDS dataset through its array_record data source.
 
@@ -111,6 +112,7 @@ def load_tfds_dataset(
       tfds_data_dir: TFDS data directory (default: :func:`default_tfds_data_dir`).
       limit_train: If positive, read only the first ``limit_train`` training records.
       limit_test: If positive, read only the first ``limit_test`` test records.
+      with_train: Whether to read the training split (else it is empty).
 
     Returns:
       The :class:`Dataset`; datasets without labels get zeros.
@@ -120,7 +122,9 @@ def load_tfds_dataset(
     """
     check_choice("name", name, TFDS_DATASETS)
     builder = prepared_builder(name, tfds_data_dir)
-    return read_tfds_builder(builder, name, limit_train, limit_test, lazy_train=lazy_train)
+    return read_tfds_builder(
+        builder, name, limit_train, limit_test, lazy_train=lazy_train, with_train=with_train
+    )
 
 
 def prepared_builder(name: str, tfds_data_dir: str = "") -> Any:
@@ -159,6 +163,7 @@ def load_fashion_mnist_tfds(
     limit_test: int = 0,
     *,
     lazy_train: bool = False,
+    with_train: bool = True,
 ) -> Dataset:
     """Loads Fashion-MNIST through a TFDS data source prepared from its IDX files.
 
@@ -168,6 +173,7 @@ def load_fashion_mnist_tfds(
       tfds_data_dir: TFDS data directory (default: :func:`default_tfds_data_dir`).
       limit_train: If positive, read only the first ``limit_train`` training records.
       limit_test: If positive, read only the first ``limit_test`` test records.
+      with_train: Whether to read the training split (else it is empty).
 
     Returns:
       The :class:`Dataset`, equal to :func:`jaxvae.data.load_fashion_mnist_idx`'s.
@@ -181,12 +187,23 @@ def load_fashion_mnist_tfds(
         idx_dir=data_dir, tfds_data_dir=tfds_data_dir or default_tfds_data_dir()
     )
     return read_tfds_builder(
-        builder, "fashion_mnist", limit_train, limit_test, lazy_train=lazy_train
+        builder,
+        "fashion_mnist",
+        limit_train,
+        limit_test,
+        lazy_train=lazy_train,
+        with_train=with_train,
     )
 
 
 def read_tfds_builder(
-    builder: Any, name: str, limit_train: int = 0, limit_test: int = 0, *, lazy_train=False
+    builder: Any,
+    name: str,
+    limit_train: int = 0,
+    limit_test: int = 0,
+    *,
+    lazy_train: bool = False,
+    with_train: bool = True,
 ) -> Dataset:
     """Reads the ``train`` and ``test`` splits of a prepared TFDS builder into a Dataset.
 
@@ -197,6 +214,7 @@ def read_tfds_builder(
       limit_train: If positive, read only the first ``limit_train`` training records.
       limit_test: If positive, read only the first ``limit_test`` test records.
       lazy_train: leave the training split in its records (:class:`RecordColumn`), to stream.
+      with_train: Whether to read the training records (else the training split is empty).
 
     Returns:
       The :class:`Dataset`; without a ``label`` feature, labels are zeros.
@@ -241,7 +259,11 @@ def read_tfds_builder(
         for split, source, limit in zip(
             ("train", "test"), sources, (limit_train, limit_test), strict=True
         )
+        if with_train or split == "test"
     }
+    if not with_train:
+        test_images = arrays["test"][0]
+        arrays["train"] = np.zeros((0, *test_images.shape[1:]), np.uint8), np.zeros(0, np.int32)
     return dataset_from_uint8(name, arrays, class_names)
 
 
