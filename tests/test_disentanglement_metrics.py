@@ -48,6 +48,12 @@ def hash_rep(x):
     return np.modf(np.abs(np.sin(proj * 1e3)) * 43758.5453)[0]
 
 
+def noise_rep(seed=0):
+    """Codes drawn independently of the observation (a fresh stream per call of noise_rep)."""
+    gen = np.random.default_rng(seed)
+    return lambda x: gen.normal(size=(x.shape[0], 5))
+
+
 def transformed(rep, perm=None, scale=None):
     def fn(x):
         z = rep(x)
@@ -147,14 +153,14 @@ def test_dci_from_importance_matches_scipy_entropy():
     ] == pytest.approx(1.0)
 
 
-def test_dci_top_bottom_permutation_determinism():
-    kw = dict(num_train=400, num_test=200)
+def test_dci_top_bottom_permutation():
+    kw = dict(num_train=200, num_test=100)
     top = dis.compute_dci(DATA, identity_rep, rng(), **kw)
     assert top["disentanglement"] > 0.9 and top["completeness"] > 0.9
     assert top["informativeness_test"] > 0.95
     np.testing.assert_allclose(top["importance_matrix"].sum(0), 1.0, rtol=1e-9)
     assert np.all(np.argmax(top["importance_matrix"], 0) == np.arange(4))
-    bottom = dis.compute_dci(DATA, hash_rep, rng(), **kw)
+    bottom = dis.compute_dci(DATA, noise_rep(), rng(), **kw)
     assert bottom["disentanglement"] < 0.3 and bottom["completeness"] < 0.3
     assert bottom["informativeness_test"] < 0.5
     perm = [3, 1, 0, 2]
@@ -163,8 +169,6 @@ def test_dci_top_bottom_permutation_determinism():
         permuted["importance_matrix"], top["importance_matrix"][perm], atol=0.02
     )
     assert permuted["disentanglement"] == pytest.approx(top["disentanglement"], abs=0.02)
-    again = dis.compute_dci(DATA, identity_rep, rng(), **kw)
-    np.testing.assert_array_equal(again["importance_matrix"], top["importance_matrix"])
 
 
 # ----- SAP -----
@@ -221,8 +225,8 @@ def test_modularity_matches_formula():
 
 def test_explicitness_matches_multilabel_auc():
     (ctr, ftr), (cte, fte) = sampled(hash_rep, 500), sampled(hash_rep, 300, seed=1)
-    ctr[:, 0] += ftr[:, 2] / 4.0  # some information about factor 2
-    cte[:, 0] += fte[:, 2] / 4.0
+    ctr[:, 0] += ftr[:, 2]  # information about factor 2
+    cte[:, 0] += fte[:, 2]
     out = modularity.explicitness_from_codes(ctr, ftr, cte, fte)
     mean, std = ctr.mean(0), ctr.std(0)
     ref = []
@@ -349,7 +353,7 @@ SMALL = {
     "beta_vae": dict(num_train=100, num_eval=60, batch_size=8),
     "factor_vae": dict(num_variance_estimate=200, num_train=100, num_eval=60, batch_size=8),
     "mig": dict(num_train=300),
-    "dci": dict(num_train=200, num_test=100),
+    "dci": dict(num_train=120, num_test=60),
     "sap": dict(num_train=200, num_test=100),
     "modularity_explicitness": dict(num_train=200, num_test=100),
     "total_correlation": dict(num_train=200),
@@ -375,7 +379,11 @@ def test_evaluate_all_flat_scores_and_determinism():
     assert out.scores["mig"] == dis.compute_mig(DATA, identity_rep, rng(0), num_train=300)["mig"]
     no_posterior = dis.evaluate_all(DATA, identity_rep, None, 0, protocol=SMALL)
     assert not any(k.startswith("gaussian_total") for k in no_posterior.scores)
+    # Same seed, same numbers (each metric starts from its own generator).
     assert {k: out.scores[k] for k in no_posterior.scores} == no_posterior.scores
+    np.testing.assert_array_equal(
+        no_posterior.matrices["dci_importance_matrix"], out.matrices["dci_importance_matrix"]
+    )
 
 
 def test_bad_inputs_raise_value_errors():
@@ -387,7 +395,7 @@ def test_bad_inputs_raise_value_errors():
         dis.mig_from_codes(np.zeros((10, 3)), np.zeros((9, 2), int))
     with pytest.raises(ValueError, match=r"returned shape \(16,\)"):
         dis.compute_mig(DATA, lambda x: np.zeros(x.shape[0]), rng(), num_train=16)
-    with pytest.raises(ValueError, match="num_train must be a positive integer"):
+    with pytest.raises(ValueError, match="num must be a positive integer, got 0"):
         dis.compute_mig(DATA, identity_rep, rng(), num_train=0)
     with pytest.raises(ValueError, match="not positive definite"):
         dis.gaussian_total_correlation(np.ones((2, 2)))
