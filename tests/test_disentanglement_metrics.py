@@ -32,6 +32,7 @@ class LinearFactors:
 
 
 DATA = LinearFactors()
+assert isinstance(DATA, dis.GroundTruthData)
 _PINV = np.linalg.pinv(DATA.weights)
 
 
@@ -169,6 +170,17 @@ def test_dci_top_bottom_permutation():
         permuted["importance_matrix"], top["importance_matrix"][perm], atol=0.02
     )
     assert permuted["disentanglement"] == pytest.approx(top["disentanglement"], abs=0.02)
+
+
+def test_dci_parallel_factors_give_the_same_numbers():
+    (ctr, ftr), (cte, fte) = sampled(hash_rep, 150), sampled(hash_rep, 60, seed=1)
+    ctr[:, 0] += ftr[:, 0]
+    cte[:, 0] += fte[:, 0]
+    one = dis.dci_from_codes(ctr, ftr[:, :2], cte, fte[:, :2], seed=3)
+    two = dis.dci_from_codes(ctr, ftr[:, :2], cte, fte[:, :2], seed=3, n_jobs=2)
+    np.testing.assert_array_equal(one["importance_matrix"], two["importance_matrix"])
+    assert one["informativeness_test"] == two["informativeness_test"]
+    assert np.argmax(one["importance_matrix"][:, 0]) == 0
 
 
 # ----- SAP -----

@@ -16,14 +16,16 @@ accuracy, averaged over factors, on the training and on the test points (disenta
 reports accuracy, not error, under the names ``informativeness_train/test``).
 
 Cost: ``F`` boosted ensembles of ``100 x K_k`` trees on ``10,000 x D`` points; on dSprites
-(40 orientations, 32 x- and y-positions) this is the slowest metric; docs/disentanglement.md has
-the timing.
+(40 orientations, 32 x- and y-positions) this is the slowest metric by far (about 6 CPU-minutes;
+docs/disentanglement.md). ``n_jobs`` fits the factors in parallel processes, which changes no
+number.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import joblib
 import numpy as np
 from sklearn import ensemble
 
@@ -52,6 +54,16 @@ def dci_from_importance(importance: np.ndarray) -> dict[str, float]:
     }
 
 
+def _fit_one_factor(x_train, y_train, x_test, y_test, seed):
+    """Importances ``[D]``, train and test accuracy of the boosted trees for one factor."""
+    model = ensemble.GradientBoostingClassifier(random_state=seed).fit(x_train, y_train)
+    return (
+        np.abs(model.feature_importances_),
+        np.mean(model.predict(x_train) == y_train),
+        np.mean(model.predict(x_test) == y_test),
+    )
+
+
 def dci_from_codes(
     codes_train: np.ndarray,
     factors_train: np.ndarray,
@@ -59,6 +71,7 @@ def dci_from_codes(
     factors_test: np.ndarray,
     *,
     seed: int = 0,
+    n_jobs: int = 1,
 ) -> dict[str, Any]:
     """DCI of given codes (see the module docstring).
 
@@ -66,6 +79,8 @@ def dci_from_codes(
       codes_train, factors_train: ``[N, D]`` codes and ``[N, F]`` integer factors to fit on.
       codes_test, factors_test: held-out points for the test informativeness.
       seed: ``random_state`` of the boosted trees (it breaks ties between equally good splits).
+      n_jobs: factors fitted in parallel (joblib processes; -1: one per core). The same numbers
+        for any value: each factor's fit is single-threaded and seeded.
 
     Returns:
       ``{"disentanglement", "completeness", "informativeness_train", "informativeness_test":
@@ -81,15 +96,14 @@ def dci_from_codes(
             f"test codes {codes_test.shape} / factors {factors_test.shape} do not match the "
             f"training codes {codes_train.shape} / factors {factors_train.shape}"
         )
-    num_codes, num_factors = codes_train.shape[1], factors_train.shape[1]
-    importance = np.zeros((num_codes, num_factors))
-    train_acc, test_acc = np.zeros(num_factors), np.zeros(num_factors)
-    for k in range(num_factors):
-        model = ensemble.GradientBoostingClassifier(random_state=seed)
-        model.fit(codes_train, factors_train[:, k])
-        importance[:, k] = np.abs(model.feature_importances_)
-        train_acc[k] = np.mean(model.predict(codes_train) == factors_train[:, k])
-        test_acc[k] = np.mean(model.predict(codes_test) == factors_test[:, k])
+    fits = joblib.Parallel(n_jobs=n_jobs)(
+        joblib.delayed(_fit_one_factor)(
+            codes_train, factors_train[:, k], codes_test, factors_test[:, k], seed
+        )
+        for k in range(factors_train.shape[1])
+    )
+    importance = np.stack([f[0] for f in fits], axis=1)
+    train_acc, test_acc = np.array([f[1] for f in fits]), np.array([f[2] for f in fits])
     return {
         **dci_from_importance(importance),
         "informativeness_train": float(train_acc.mean()),
@@ -106,6 +120,7 @@ def compute_dci(
     num_train: int = 10_000,
     num_test: int = 5_000,
     batch_size: int = 16,
+    n_jobs: int = 1,
 ) -> dict[str, Any]:
     """DCI of ``representation_fn`` on sampled points (see the module docstring)."""
     train = ground_truth.sample_codes_and_factors(
@@ -114,4 +129,4 @@ def compute_dci(
     test = ground_truth.sample_codes_and_factors(
         ground_truth_data, representation_fn, num_test, rng, batch_size
     )
-    return dci_from_codes(*train, *test, seed=int(rng.integers(2**31 - 1)))
+    return dci_from_codes(*train, *test, seed=int(rng.integers(2**31 - 1)), n_jobs=n_jobs)
