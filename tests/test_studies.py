@@ -22,13 +22,13 @@ from jaxvae.studies import (
     Reference,
     Study,
     Variant,
-    definition,
     expand,
     load_study,
     report,
     shard,
     state,
 )
+from jaxvae.studies import runs as runs_lib
 from tests.conftest import CONFIGS, REPO
 
 SMOKE = os.path.join(CONFIGS, "smoke.py")
@@ -268,10 +268,10 @@ def test_shards_are_disjoint_cover_all_and_are_deterministic():
         assert sorted(names) == sorted(r.name for r in runs) and len(set(names)) == len(runs)
         assert parts == [[r.name for r in shard(expand(study), i, n)] for i in range(n)]
     assert [r.name for r in shard(runs, 1, 4)] == [runs[i].name for i in (1, 5, 9, 13)]
-    assert definition.parse_shard("3/8") == (3, 8)
+    assert runs_lib.parse_shard("3/8") == (3, 8)
     for bad in ("8/8", "1", "-1/2", "a/b", "0/0"):
         with pytest.raises(ValueError, match="--shard"):
-            definition.parse_shard(bad)
+            runs_lib.parse_shard(bad)
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -284,7 +284,7 @@ def test_a_study_directory_holds_ordinary_runs(tiny, capsys):
     assert os.listdir(os.path.join(workdir, "state")) == []  # no locks left, nothing failed
     study_json = json.load(open(os.path.join(workdir, "study.json")))
     runs = expand(load_study(study_file))
-    assert study_json == json.loads(json.dumps(definition.canonical(load_study(study_file), runs)))
+    assert study_json == json.loads(json.dumps(runs_lib.canonical(load_study(study_file), runs)))
     for run in runs:
         run_dir = os.path.join(workdir, "runs", run.name)
         saved = json.load(open(os.path.join(run_dir, "config.json")))
@@ -572,8 +572,8 @@ def test_locks_tell_running_from_a_killed_process(tmp_path):
     study = Study("locks", smoke_config(), seeds=2)
     runs = expand(study)
     workdir = str(tmp_path / "study")
-    assert state.init_study_dir(workdir, definition.canonical(study, runs)) is False
-    assert state.init_study_dir(workdir, definition.canonical(study, runs)) is True
+    assert state.init_study_dir(workdir, runs_lib.canonical(study, runs)) is False
+    assert state.init_study_dir(workdir, runs_lib.canonical(study, runs)) is True
     path = state.lock_path(workdir, "base-seed0")
     lock = state.RunLock(path)
     assert lock.acquire()

@@ -122,10 +122,8 @@ def load_dataset(
       validation_size: Hold out the last ``validation_size`` examples of the full training
         split (before ``limit_train``) as the validation set; 0 for none. Must be smaller than
         the training split.
-      lazy_train: Leave the training split in its TFDS records (a
-        :class:`~jaxvae.data.tfds.RecordColumn`) for :mod:`jaxvae.streaming`; TFDS-backed data
-        only, and not with static binarization. Everything else (validation split, limits,
-        binarization of the evaluation splits, protocol) is the same one preparation.
+      lazy_train: Leave the training split in its TFDS records (``RecordColumn``) to stream it
+        (TFDS data, no static binarization); the rest of the preparation is the same.
 
       test_only: Read only the test split (what evaluating a trained run needs): the training
         and validation splits are empty, and the test split is the one a full load gives (its

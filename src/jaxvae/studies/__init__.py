@@ -10,15 +10,13 @@ from jaxvae.studies.definition import (
     Axis,
     Figure,
     Reference,
-    RunSpec,
     Study,
     Variant,
-    expand,
     load_study,
-    shard,
 )
 from jaxvae.studies.execute import Outcome, run_study
 from jaxvae.studies.report import collect, mean_std, status, write_report
+from jaxvae.studies.runs import RunSpec, expand, shard
 
 __all__ = [
     "Axis",

@@ -68,8 +68,9 @@ def main(args: argparse.Namespace, overrides: list[str]) -> int:
 
 def _run(args, overrides) -> int:
     from jaxvae.studies import definition, execute
+    from jaxvae.studies import runs as runs_lib
 
-    shard = definition.parse_shard(args.shard)
+    shard = runs_lib.parse_shard(args.shard)
     study = definition.load_study(args.file)
     outcome = execute.run_study(
         study,

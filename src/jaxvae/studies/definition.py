@@ -1,9 +1,7 @@
 """What a study is: a base config, a grid of variants, seeds, the metrics to report, references.
 
 A study file (``experiments/studies/<name>.py``) defines ``get_study()`` returning a :class:`Study`.
-:func:`expand` turns a study into its runs, one per (seed, variant), in a canonical order (seed
-major, so that the first seed of every variant comes first), each with the complete config it
-trains; :func:`canonical` is the JSON that identifies the expanded study in ``study.json``.
+:func:`jaxvae.studies.runs.expand` turns a study into its runs.
 Every mistake in a study is a ``ValueError`` that names the bad value, raised before anything runs.
 """
 
@@ -12,7 +10,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -353,157 +350,6 @@ def _unique(what: str, kind: str, items: list) -> None:
 
 def _finite(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-    """One run of an expanded study.
-
-    Attributes:
-      index: its position in the canonical order (what ``--shard`` splits).
-      name: ``<variant>-seed<seed>``, also its directory under ``runs/``.
-      variant: the variant.
-      seed: the seed.
-      config: the complete config it trains.
-    """
-
-    index: int
-    name: str
-    variant: Variant
-    seed: int
-    config: ml_collections.ConfigDict
-
-
-def expand(
-    study: Study, *, seeds: int | None = None, overrides: Sequence[str] = ()
-) -> list[RunSpec]:
-    """The runs of ``study``: seed-major, then variants in grid order.
-
-    Args:
-      study: the study.
-      seeds: keep only the first ``seeds`` seeds (``None``: all).
-      overrides: ``"KEY=VALUE"`` texts (the CLI's ``--config.KEY=VALUE``) applied to every run
-        after the variant's own overrides; a key that the grid varies is refused.
-
-    Raises:
-      ValueError: a bad seed count, an unknown key or a wrong type anywhere, a config that does not
-        validate, or an override of a key the grid varies.
-    """
-    from jaxvae import config as config_lib
-
-    chosen = study.seeds
-    if seeds is not None:
-        if (
-            isinstance(seeds, bool)
-            or not isinstance(seeds, int)
-            or not 1 <= seeds <= len(study.seeds)
-        ):
-            raise ValueError(
-                f"--seeds {seeds!r}: expected 1..{len(study.seeds)} (the study has {len(study.seeds)} seeds)"
-            )
-        chosen = study.seeds[:seeds]
-    variants = study.grid()
-    varied = {k for v in variants for k in v.overrides}
-    for item in overrides:
-        key = item.split("=", 1)[0]
-        if key == "seed":
-            raise ValueError("--config.seed: a study sets each run's seed; use --seeds N")
-        if key in varied:
-            raise ValueError(f"--config.{key}: the study varies {key!r} itself")
-    configs = {}
-    for v in variants:
-        config = copy.deepcopy(study.base_config)
-        try:
-            for key, value in v.overrides.items():
-                config_lib.set_value(config, key, value)
-        except ValueError as e:
-            raise ValueError(f"study {study.name!r}, variant {v.name!r}: {e}") from None
-        config_lib.apply_overrides(config, list(overrides))
-        configs[v.name] = config
-    runs = []
-    for seed in chosen:
-        for v in variants:
-            config = copy.deepcopy(configs[v.name])
-            config.seed = seed
-            try:
-                config_lib.validate(config)
-            except ValueError as e:
-                raise ValueError(f"study {study.name!r}, variant {v.name!r}: {e}") from None
-            runs.append(RunSpec(len(runs), f"{v.name}-seed{seed}", v, seed, config))
-    return runs
-
-
-def shard(runs: Sequence[RunSpec], index: int, count: int) -> list[RunSpec]:
-    """The runs of shard ``index`` of ``count``: those whose canonical index is ``index`` mod
-    ``count``. The shards are disjoint, together hold every run, and depend only on the study."""
-    if not (
-        isinstance(count, int) and count >= 1 and isinstance(index, int) and 0 <= index < count
-    ):
-        raise ValueError(f"shard {index!r}/{count!r}: expected I/N with 0 <= I < N")
-    return [r for r in runs if r.index % count == index]
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"I/N"`` -> ``(I, N)``."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
-    if not match:
-        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/4")
-    index, count = int(match[1]), int(match[2])
-    if count < 1 or index >= count:
-        raise ValueError(f"--shard {text!r}: expected I/N with 0 <= I < N")
-    return index, count
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(
-        json.dumps(value, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
-    )
-
-
-def canonical(
-    study: Study, runs: Sequence[RunSpec], *, overrides: Sequence[str] = ()
-) -> dict[str, Any]:
-    """The JSON of the expanded study kept in ``study.json``.
-
-    ``identity`` decides whether a directory holds this study: the name, the command-line
-    overrides, the seeds and every run's complete config. ``report`` holds what only the report
-    reads (metrics, references, figures, curves, description); it may change without a rerun.
-    """
-    from jaxvae import config as config_lib
-
-    grid = study.grid()
-    given = {}
-    for item in overrides:
-        key, _, value = item.partition("=")
-        given[key] = value
-    identity = {
-        "name": study.name,
-        "overrides": dict(sorted(given.items())),
-        "seeds": list(dict.fromkeys(r.seed for r in runs)),
-        "axes": [{"name": a.name, "values": _jsonable(list(a.values))} for a in study.axes],
-        "variants": [
-            {"name": v.name, "overrides": _jsonable(v.overrides), "coords": _jsonable(v.coords)}
-            for v in grid
-        ],
-        "runs": [
-            {
-                "index": r.index,
-                "name": r.name,
-                "variant": r.variant.name,
-                "seed": r.seed,
-                "config": json.loads(config_lib.to_json(r.config)),
-            }
-            for r in runs
-        ],
-    }
-    report = {
-        "description": study.description,
-        "metrics": list(study.metrics),
-        "curves": list(study.curves),
-        "references": [dataclasses.asdict(r) for r in study.references],
-        "figures": [dataclasses.asdict(f) for f in study.figures],
-    }
-    return {"format": 1, "identity": identity, "report": report}
 
 
 def load_study(path: str) -> Study:

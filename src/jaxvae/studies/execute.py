@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jaxvae.studies import definition, state
+from jaxvae.studies import runs as runs_lib
 
 
 @dataclasses.dataclass
@@ -102,9 +103,9 @@ def run_study(
     train_seeds = train_seeds or _default_train_seeds
     if seeds_at_once is not None and seeds_at_once < 1:
         raise ValueError(f"--seeds-at-once must be >= 1, got {seeds_at_once}")
-    runs = definition.expand(study, seeds=seeds, overrides=overrides)
-    mine = definition.shard(runs, *shard)
-    study_json = definition.canonical(study, runs, overrides=overrides)
+    runs = runs_lib.expand(study, seeds=seeds, overrides=overrides)
+    mine = runs_lib.shard(runs, *shard)
+    study_json = runs_lib.canonical(study, runs, overrides=overrides)
     state.init_study_dir(workdir, study_json)
     if seeds_at_once is None:
         from jaxvae import seeds as seeds_lib

@@ -2,7 +2,7 @@
 
 ::
 
-    DIR/study.json               the expanded study (definition.canonical); written once, atomically
+    DIR/study.json               the expanded study (runs.canonical); written once, atomically
     DIR/runs/<run>/              each run: an ordinary jaxvae run directory (config.json, summary.json, ...)
     DIR/state/<run>.lock         held while a process trains the run: host, pid, start; its mtime is
                                  a heartbeat
