@@ -29,6 +29,7 @@ from jaxvae import data as data_lib
 from jaxvae import engine as engine_lib
 from jaxvae import experiment as build_lib
 from jaxvae import runner, sharding, streaming
+from jaxvae import workdir as workdir_lib
 
 # Seeds per compiled program when none is asked for, by JAX backend: the measurement of
 # benchmarks/vmap_seeds.py (docs/studies.md). A backend not listed was not measured: 1.
@@ -133,6 +134,11 @@ def train_seeds(
         ]
 
     reason = why_not(configs)
+    if reason is None and any(
+        workdir_lib.finished_summary(w, c) is not None
+        for c, w in zip(configs, workdirs, strict=True)
+    ):
+        reason = "some have finished (they are left alone)"
     if reason is None:
         specs = config_lib.validate(configs[0])
         if streaming.open_train_source(specs.data, configs[0].seed) is not None:
