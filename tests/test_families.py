@@ -103,6 +103,7 @@ def test_family_trains_evaluates_samples_resumes_and_shards(kind, tmp_path, caps
     assert ("test_nll" in result) == model_cls.has_likelihood
     if model_cls.has_likelihood:
         assert np.isfinite(result["test_nll"])
+    capsys.readouterr()  # eval's lines
     out = str(tmp_path / "s.png")
     code = cli.main(["sample", "--workdir", str(tmp_path / "a"), "--num", "8", "--out", out])
     err = capsys.readouterr().err

@@ -117,7 +117,7 @@ def test_loss_is_the_vae_loss_plus_the_penalty(kind, factor):
     loss, terms, new_state = model.loss(params, state, batch, key, kl_weight=0.3)
     assert new_state == {}
     vae_loss, vae_terms, _ = vae.loss(params, state, batch, key, kl_weight=0.3)
-    mean, log_var = (np.asarray(a, np.float64) for a in model.posterior(params, batch))
+    mean, log_var = (np.asarray(a, np.float64) for a in model.q_params(params, batch))
     want = _np_penalty(_np_cov(mean, log_var, kind), 1.5, 1.5 * factor)
     assert want > 1e-2
     np.testing.assert_allclose(float(terms["dip"]), want, rtol=1e-4)

@@ -113,7 +113,7 @@ def test_loss_is_the_vae_loss_plus_gamma_tc_at_the_same_z():
     loss, terms, new_state = model.loss(params, state, batch, key, kl_weight=0.4)
     assert new_state == {}
     vae_loss, vae_terms, _ = vae.loss(params, state, batch, key, kl_weight=0.4)
-    mean, log_var = model.posterior(params, batch)
+    mean, log_var = model.q_params(params, batch)
     z = np.asarray(dist.reparameterize(key, mean, log_var), np.float64)
     want_logits = _np_logits(params["discriminator"], z)
     tc = np.mean(want_logits[:, 0] - want_logits[:, 1])
@@ -138,7 +138,7 @@ def test_disc_loss_matches_numpy_at_its_samples_and_permutation():
     batch, key = _batch(12), jax.random.key(8)
     loss, terms = model.disc_loss(params, state, batch, key)
     k_z, k_perm = jax.random.split(key)
-    mean, log_var = model.posterior(params, batch)
+    mean, log_var = model.q_params(params, batch)
     z = dist.reparameterize(k_z, mean, log_var)
     zp = factorvae.permute_dims(k_perm, z)
     joint = _np_logits(params["discriminator"], np.asarray(z))

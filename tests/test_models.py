@@ -78,7 +78,7 @@ def test_output_shapes(architecture, kind):
     assert out.shape == raw.shape == (3, 12, 8, 3)
     assert set(params) == {"encoder", "decoder"} and state == {}
     if kind == "vae":
-        mean, log_var = jax.eval_shape(model.posterior, params, batch)
+        mean, log_var = jax.eval_shape(model.q_params, params, batch)
         assert mean.shape == log_var.shape == (3, 5)
     else:
         assert not model.has_likelihood and not hasattr(model, "posterior")

@@ -51,3 +51,24 @@ def test_families_with_a_gaussian_posterior_have_one_and_the_others_do_not():
     params, state = hvae.init(jax.random.key(0))
     q = hvae.posterior(params, state, _batch())
     np.testing.assert_allclose(q.mean(), hvae.encode(params, state, _batch()), rtol=1e-6)
+
+
+def test_load_run_posterior_of_a_trained_run(tmp_path):
+    """``jaxvae.load_run(W).posterior(x)`` equals the family's functional posterior at the saved
+    parameters; an autoencoder's run refuses in one line."""
+    import os
+
+    import jaxvae
+    from jaxvae import config as config_lib
+    from tests.conftest import CONFIGS
+
+    config = config_lib.load_config_file(os.path.join(CONFIGS, "smoke.py"))
+    config.train.epochs = 1
+    jaxvae.train(config, str(tmp_path / "vae"))
+    run = jaxvae.load_run(str(tmp_path / "vae"))
+    x = np.asarray(_batch(4)["image"])
+    q = run.posterior(x)
+    ref = run.model.posterior(run.params, run.state, _batch(4))
+    np.testing.assert_allclose(q.mean(), ref.mean(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(q.stddev(), ref.stddev(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(q.mean(), run.encode(x), rtol=1e-5, atol=1e-6)

@@ -157,7 +157,8 @@ def test_runs_resuming_from_different_steps_are_trained_one_by_one(both, tmp_pat
     import shutil
 
     dirs = [str(tmp_path / "a"), str(tmp_path / "b")]
-    shutil.copytree(root / "seq0", dirs[0])  # a finished run: it resumes from step 16
+    shutil.copytree(root / "seq0", dirs[0])
+    (tmp_path / "a" / "summary.json").unlink()  # stopped at step 16 before its summary: resumes
     calls = []
     monkeypatch.setattr(jaxvae.api, "train", lambda c, w, **kw: calls.append((c.seed, w)) or {})
     stream = io.StringIO()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -66,6 +67,29 @@ class Run:
     encode: Callable[..., jax.Array]
     decode: Callable[..., jax.Array]
     checkpoint: str = "newest"
+
+    def posterior(self, x, labels=None):
+        """``q(z | x)`` of each image ``x`` (float32 ``[N, H, W, C]`` in [0, 1]): a
+        :class:`~jaxvae.distributions.DiagGaussian` with ``mean``, ``stddev``, ``sample`` and
+        ``log_prob``; ``model.posterior(params, state, batch)`` is the functional form.
+
+        Raises:
+          ValueError: a family whose codes are not a distribution (an autoencoder, a VQ-VAE).
+        """
+        if not hasattr(self.model, "posterior"):
+            raise ValueError(
+                f"model kind {self.model.name!r} has no posterior distribution (its codes are "
+                "deterministic); use encode"
+            )
+        x = jnp.asarray(x, jnp.float32)
+        labels = jnp.zeros(x.shape[:1], jnp.int32) if labels is None else jnp.asarray(labels)
+        batch = {"image": x, "label": labels.astype(jnp.int32)}
+        return _posterior(self.model, self.params, self.state, batch)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _posterior(model, params, state, batch):
+    return model.posterior(params, state, batch)
 
 
 CHECKPOINTS = ("best", "newest")

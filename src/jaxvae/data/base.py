@@ -180,6 +180,13 @@ def check_choice(arg: str, value: str, choices: Sequence[str]) -> None:
         raise ValueError(f"{arg}={value!r}; expected one of {tuple(choices)}.")
 
 
+def spec_field(cfg: Any, name: str) -> Any:
+    """A data spec's field, from a spec (attributes) or a mapping (keys); None when absent."""
+    if hasattr(cfg, "get"):
+        return cfg.get(name, None)
+    return getattr(cfg, name, None)
+
+
 def take_first(array: np.ndarray, limit: int) -> np.ndarray:
     """The first ``limit`` entries of ``array``, or all of it when ``limit <= 0``."""
     return array[:limit] if limit > 0 else array

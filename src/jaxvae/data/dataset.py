@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from jaxvae.corruptions import BINARIZE_MODES, binarize_images
-from jaxvae.data.base import Dataset, check_choice, take_first
+from jaxvae.data.base import Dataset, check_choice, spec_field, take_first
 from jaxvae.data.dsprites import load_dsprites_procedural
 from jaxvae.data.idx import load_fashion_mnist_idx
 from jaxvae.data.npz import load_npz
@@ -253,21 +253,21 @@ def load_from_config(
     Raises:
       ValueError: If ``name`` is missing, or as :func:`load_dataset`.
     """
-    name = getattr(cfg, "name", None)
+    name = spec_field(cfg, "name")
     if not name:
         raise ValueError(
             f"Data config has no dataset name (got {name!r}); expected one of {DATASETS}."
         )
     return load_dataset(
         str(name),
-        data_dir=str(cfg.data_dir or ""),
-        tfds_data_dir=str(cfg.tfds_data_dir or ""),
-        source=str(cfg.source or "auto"),
-        binarize=str(cfg.binarize or "none"),
+        data_dir=str(spec_field(cfg, "data_dir") or ""),
+        tfds_data_dir=str(spec_field(cfg, "tfds_data_dir") or ""),
+        source=str(spec_field(cfg, "source") or "auto"),
+        binarize=str(spec_field(cfg, "binarize") or "none"),
         seed=int(seed),
-        limit_train=int(cfg.limit_train or 0),
-        limit_test=int(cfg.limit_test or 0),
-        validation_size=int(cfg.validation_size or 0),
+        limit_train=int(spec_field(cfg, "limit_train") or 0),
+        limit_test=int(spec_field(cfg, "limit_test") or 0),
+        validation_size=int(spec_field(cfg, "validation_size") or 0),
         lazy_train=lazy_train,
         test_only=test_only,
     )

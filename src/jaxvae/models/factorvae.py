@@ -171,7 +171,7 @@ class FactorVAE(VAE):
         both sets classified right)."""
         del state
         k_z, k_perm = jax.random.split(key)
-        mean, log_var = jax.lax.stop_gradient(self.posterior(params, batch))
+        mean, log_var = jax.lax.stop_gradient(self.q_params(params, batch))
         z = dist.reparameterize(k_z, mean, log_var)
         logits = self.logits(params, jnp.concatenate([z, permute_dims(k_perm, z)]))
         joint, permuted = jnp.split(logits, 2)
