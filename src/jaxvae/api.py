@@ -6,11 +6,10 @@ import dataclasses
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from jaxvae import checkpoint as checkpoint_lib
@@ -18,6 +17,9 @@ from jaxvae import experiment as build_lib
 from jaxvae import layout, sharding
 from jaxvae import workdir as workdir_lib
 from jaxvae.models import DataInfo, Model, Params
+
+if TYPE_CHECKING:  # the config layer's type, named only
+    import ml_collections
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None, stream=None):
