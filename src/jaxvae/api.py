@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,11 +18,8 @@ from jaxvae import layout, sharding
 from jaxvae import workdir as workdir_lib
 from jaxvae.models import DataInfo, Model, Params
 
-if TYPE_CHECKING:  # the config layer's type, named only
-    import ml_collections
 
-
-def train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None, stream=None):
+def train(config: Any, workdir: str, *, mesh=None, stream=None):
     """Trains (or resumes) the run of ``config`` in ``workdir``, what ``jaxvae train`` does;
     returns the run's summary dict.
 
@@ -60,7 +57,7 @@ class Run:
         early stopping) or ``"newest"``.
     """
 
-    config: ml_collections.ConfigDict
+    config: Any
     model: Model
     params: Params
     state: Any

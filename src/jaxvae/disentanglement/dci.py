@@ -123,10 +123,7 @@ def compute_dci(
     n_jobs: int = 1,
 ) -> dict[str, Any]:
     """DCI of ``representation_fn`` on sampled points (see the module docstring)."""
-    train = ground_truth.sample_codes_and_factors(
-        ground_truth_data, representation_fn, num_train, rng, batch_size
+    points = ground_truth.sample_train_and_test(
+        ground_truth_data, representation_fn, num_train, num_test, rng, batch_size
     )
-    test = ground_truth.sample_codes_and_factors(
-        ground_truth_data, representation_fn, num_test, rng, batch_size
-    )
-    return dci_from_codes(*train, *test, seed=int(rng.integers(2**31 - 1)), n_jobs=n_jobs)
+    return dci_from_codes(*points, seed=int(rng.integers(2**31 - 1)), n_jobs=n_jobs)

@@ -124,3 +124,18 @@ def check_codes_and_factors(codes: np.ndarray, factors: np.ndarray) -> tuple[np.
         if not np.all(factors == np.round(factors)):
             raise ValueError(f"factors must be integer class labels, got dtype {factors.dtype}")
     return codes, factors.astype(np.int64)
+
+
+def sample_train_and_test(
+    data: GroundTruthData,
+    representation_fn: RepresentationFn,
+    num_train: int,
+    num_test: int,
+    rng: np.random.Generator,
+    batch_size: int,
+) -> tuple:
+    """``(codes_train, factors_train, codes_test, factors_test)``: the training points, then
+    the test points, drawn in that order from ``rng`` (:func:`sample_codes_and_factors`)."""
+    train = sample_codes_and_factors(data, representation_fn, num_train, rng, batch_size)
+    test = sample_codes_and_factors(data, representation_fn, num_test, rng, batch_size)
+    return (*train, *test)

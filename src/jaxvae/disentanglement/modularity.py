@@ -114,12 +114,9 @@ def compute_modularity_explicitness(
     num_bins: int = 20,
 ) -> dict[str, Any]:
     """Modularity and explicitness of ``representation_fn`` (see the module docstring)."""
-    train = ground_truth.sample_codes_and_factors(
-        ground_truth_data, representation_fn, num_train, rng, batch_size
-    )
-    test = ground_truth.sample_codes_and_factors(
-        ground_truth_data, representation_fn, num_test, rng, batch_size
+    points = ground_truth.sample_train_and_test(
+        ground_truth_data, representation_fn, num_train, num_test, rng, batch_size
     )
     return modularity_explicitness_from_codes(
-        *train, *test, num_bins=num_bins, seed=int(rng.integers(2**31 - 1))
+        *points, num_bins=num_bins, seed=int(rng.integers(2**31 - 1))
     )

@@ -88,12 +88,9 @@ def compute_sap(
     continuous_factors: bool = False,
 ) -> dict[str, Any]:
     """SAP of ``representation_fn`` on sampled points (see the module docstring)."""
-    train = ground_truth.sample_codes_and_factors(
-        ground_truth_data, representation_fn, num_train, rng, batch_size
-    )
-    test = ground_truth.sample_codes_and_factors(
-        ground_truth_data, representation_fn, num_test, rng, batch_size
+    points = ground_truth.sample_train_and_test(
+        ground_truth_data, representation_fn, num_train, num_test, rng, batch_size
     )
     return sap_from_codes(
-        *train, *test, continuous_factors=continuous_factors, seed=int(rng.integers(2**31 - 1))
+        *points, continuous_factors=continuous_factors, seed=int(rng.integers(2**31 - 1))
     )
