@@ -81,8 +81,9 @@ def encode_split(run: api.Run, split: str = "test") -> dict[str, np.ndarray]:
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; expected one of {SPLITS}")
-    dataset = data_lib.load_from_config(run.config.data, run.config.seed, test_only=split == "test")
-    data = dataclasses.replace(run.experiment, dataset=dataset).split(split)
+    exp = run.experiment
+    dataset = data_lib.load_from_config(exp.data, exp.seed, test_only=split == "test")
+    data = dataclasses.replace(exp, dataset=dataset).split(split)
     if data["image"].shape[0] == 0:
         raise ValueError(
             f"the {split} split of the run is empty (data.validation_size is "
