@@ -64,7 +64,7 @@ def save_grid(
         )
     font = ImageFont.load_default(size=FONT_SIZE)
     height, width = pic.shape[:2]
-    left = int(max((font.getlength(t) for t in row_labels), default=-MARGIN)) + 2 * MARGIN
+    left = int(max(font.getlength(t) for t in row_labels)) + 2 * MARGIN if len(row_labels) else 0
     top = FONT_SIZE + 2 * MARGIN if title else 0
     total_w = max(left + width, int(font.getlength(title)) + 2 * MARGIN)
     white = 255 if pic.ndim == 2 else (255, 255, 255)
@@ -189,7 +189,9 @@ def save_scatter(
             name = class_names[c] if 0 <= c < len(class_names) else str(c)
             at = labels == c
             ax.scatter(*points[at].T, s=6, color=f"C{i}", label=name, alpha=0.7, linewidths=0)
-        ax.legend(title="label", fontsize=8, markerscale=2, loc="best")
+        legend = ax.legend(title="label", fontsize=8, markerscale=2, loc="best")
+        for handle in legend.legend_handles:
+            handle.set_alpha(1.0)
     else:
         drawn = ax.scatter(*points.T, s=6, c=labels, cmap="viridis", alpha=0.7, linewidths=0)
         fig.colorbar(drawn, ax=ax, label="label")
