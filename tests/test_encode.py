@@ -33,3 +33,25 @@ def test_grids_keep_their_pixels_and_label_rows_in_margins(tmp_path):
         assert not np.array_equal(bands[0], bands[1])
     with pytest.raises(ValueError, match="2 row labels for a grid of 3 rows"):
         plots.save_grid(path, images, 4, row_labels=["a", "b"])
+
+
+def test_pca_matches_the_eigenvectors_of_the_covariance():
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(300, 5)) @ rng.normal(size=(5, 5)) + 3.0
+    points, ratios = plots.pca(codes)
+    centred = codes - codes.mean(0)
+    values, vectors = np.linalg.eigh(np.cov(centred, rowvar=False))
+    top = vectors[:, ::-1][:, :2]
+    want = centred @ top
+    signs = np.sign(np.sum(points * want, axis=0))
+    np.testing.assert_allclose(points, want * signs, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ratios, values[::-1][:2] / values.sum(), rtol=1e-9)
+    # each axis is signed so that its largest loading is positive
+    loadings = top * signs
+    assert np.all(loadings[np.argmax(np.abs(loadings), axis=0), [0, 1]] > 0)
+    # one latent: the second coordinate is zero
+    line, ratio = plots.pca(codes[:, :1])
+    np.testing.assert_allclose(line[:, 0] ** 2, centred[:, 0] ** 2, rtol=1e-9)
+    assert np.all(line[:, 1] == 0) and ratio.tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="codes must be"):
+        plots.pca(codes[:1])
