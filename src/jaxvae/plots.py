@@ -180,7 +180,7 @@ def save_scatter(
     from matplotlib.figure import Figure
 
     points, labels = np.asarray(points), np.asarray(labels)
-    fig = Figure(figsize=(6, 5), dpi=100, layout="constrained")
+    fig = Figure(figsize=(7, 5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     classes = np.unique(labels)
@@ -189,7 +189,9 @@ def save_scatter(
             name = class_names[c] if 0 <= c < len(class_names) else str(c)
             at = labels == c
             ax.scatter(*points[at].T, s=6, color=f"C{i}", label=name, alpha=0.7, linewidths=0)
-        legend = ax.legend(title="label", fontsize=8, markerscale=2, loc="best")
+        legend = ax.legend(
+            title="label", fontsize=8, markerscale=2, loc="upper left", bbox_to_anchor=(1.01, 1)
+        )
         for handle in legend.legend_handles:
             handle.set_alpha(1.0)
     else:
