@@ -611,7 +611,8 @@ def test_latent_space_picture_is_the_pca_of_the_test_codes(smoke_run):
     run = api.load_run(smoke_run)
     test = data.load_dataset("fashion_mnist", limit_test=256, test_only=True)
     split = {"image": test.test_images, "label": test.test_labels}
-    space = pictures.latent_space(run.model, *jax.device_put((run.params, run.state)), split)
+    params, state = jax.device_put((run.params, run.state))
+    space = pictures.latent_space(run.model, params, state, split, batch_size=100)  # one padded
     want = sklearn.decomposition.PCA(2).fit(np.asarray(run.encode(test.test_images), np.float64))
     projected = want.transform(np.asarray(run.encode(test.test_images), np.float64))
     signs = np.sign(np.sum(space.points * projected, axis=0))

@@ -138,11 +138,24 @@ class LatentSpace(NamedTuple):
     dim: int
 
 
-def latent_space(model: Model, params, state, data, num: int = LATENT_SPACE_POINTS):
-    """The :class:`LatentSpace` of the first ``num`` images of ``data`` (host arrays)."""
+def latent_space(
+    model: Model, params, state, data, num: int = LATENT_SPACE_POINTS, *, batch_size: int = 0
+) -> LatentSpace:
+    """The :class:`LatentSpace` of the first ``num`` examples of ``data`` (host arrays), encoded
+    in batches of ``batch_size`` (the last one padded; 0: all at once), so that the encoder
+    compiled for the other pictures' batch serves them."""
     n = min(num, data["image"].shape[0])
-    batch = {"image": jnp.asarray(data["image"][:n]), "label": jnp.asarray(data["label"][:n])}
-    codes = np.asarray(_encode(model, params, state, batch))
+    size = batch_size or n
+    codes = []
+    for start in range(0, n, size):
+        part = {k: np.asarray(v[start : min(start + size, n)]) for k, v in data.items()}
+        got = part["image"].shape[0]
+        batch = {
+            k: jnp.asarray(np.concatenate([v, np.zeros((size - got, *v.shape[1:]), v.dtype)]))
+            for k, v in part.items()
+        }
+        codes.append(np.asarray(_encode(model, params, state, batch))[:got])
+    codes = np.concatenate(codes)
     points, ratios = plots.pca(codes)
     return LatentSpace(points, np.asarray(data["label"][:n]), ratios, codes.shape[-1])
 
@@ -231,7 +244,7 @@ def write_pictures(
             20,
             title="decoded on a grid over [-2.5, 2.5]^2 (z0 left to right, z1 bottom to top)",
         )
-    space = latent_space(model, params, state, data)
+    space = latent_space(model, params, state, data, batch_size=batch["image"].shape[0])
     path = layout.path(workdir, layout.LATENT_SPACE)
     plots.save_scatter(
         path,
