@@ -14,8 +14,9 @@
       checkpoints-best/      with early stopping: the state of the best validation epoch
       events.out.tfevents.*  TensorBoard: training terms, test figures, pictures, the config
       samples.png, reconstructions.png, interpolations.png, traversals.png, latent_map.png
-      (2 latents), curves.png (loss and test figure against steps), and each model family's
-      own pictures (e.g. codebook.png)
+      (2 latents), latent_space.png (the test codes' first two principal components),
+      curves.png (loss and test figure against steps), and each model family's own pictures
+      (e.g. codebook.png)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ SAMPLES = "samples.png"
 RECONSTRUCTIONS = "reconstructions.png"
 INTERPOLATIONS = "interpolations.png"
 LATENT_MAP = "latent_map.png"
+LATENT_SPACE = "latent_space.png"
 TRAVERSALS = "traversals.png"
 CURVES = "curves.png"
 # TensorBoard event files (events.out.tfevents.*) are written into the workdir itself, so that
