@@ -55,6 +55,7 @@ def tracked(tmp_path_factory):
                 jaxvae.train(_config(mlruns), workdir)
         assert os.path.exists(layout.path(workdir, layout.CARRIED_SUMS))
         first = io.read_json(layout.path(workdir, layout.TRACKERS))
+        assert first["wandb"]["step"] == first["mlflow"]["step"] == 3  # the newest line sent
         summary = jaxvae.train(_config(mlruns), workdir)
     assert summary["resumed_from_step"] == STOP_AT
     return workdir, str(tmp), mlruns, first

@@ -47,7 +47,7 @@ class RunLog:
         self.events = tensorboard.EventLog(workdir, resume_step=resume_step, enabled=enabled)
         self.events.config(config)
         self.carried = _read_carried(workdir, resume_step)
-        spec = logging if enabled and logging is not None else LoggingSpec()
+        spec = (logging or LoggingSpec()) if enabled else None  # process 0 sends
         try:
             self.trackers = trackers.Trackers(spec, workdir, resume_step=resume_step, config=config)
         except BaseException:

@@ -98,7 +98,8 @@ class Trackers:
     """The trackers ``spec`` asks for, opened on the run in ``workdir``.
 
     Args:
-      spec: the run's ``logging`` section.
+      spec: the run's ``logging`` section, or ``None`` on a process that sends nothing (and
+        leaves ``trackers.json`` alone).
       workdir: the run directory (``trackers.json``; its name names the tracked runs).
       resume_step: the checkpoint step a resumed run starts from, or ``None`` for a new run.
       config: the run's config as a plain dict (sent flattened, when a tracked run starts).
@@ -107,14 +108,18 @@ class Trackers:
       ValueError: a tracker's package is missing, or its tracked run could not be started.
     """
 
-    def __init__(self, spec: LoggingSpec, workdir: str, *, resume_step: int | None, config: dict):
+    def __init__(
+        self, spec: LoggingSpec | None, workdir: str, *, resume_step: int | None, config: dict
+    ):
         self.path = layout.path(workdir, layout.TRACKERS)
         self.sent: dict[str, dict[str, Any]] = {}
+        self.open: dict[str, Any] = {}
+        if spec is None:
+            return
         if resume_step is None and os.path.exists(self.path):
             os.remove(self.path)  # a new run: new tracked runs
         elif resume_step is not None and os.path.exists(self.path):
             self.sent = io.read_json(self.path)
-        self.open: dict[str, Any] = {}
         name = spec.run_name or os.path.basename(os.path.abspath(workdir))
         wanted = [(kind, cls) for kind, cls in registered().items() if getattr(spec, kind)]
         try:
