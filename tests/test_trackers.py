@@ -164,7 +164,8 @@ def test_wandb_continues_one_run_with_config_lines_and_pictures(tracked):
 def test_lines_past_a_killed_runs_checkpoint_are_not_sent_twice(tmp_path, monkeypatch):
     """A kill after the training line of step 8 was sent, before its test line: the resumed run
     (from the checkpoint at 5) computes the lines of 8 again; MLflow gets the test line, and
-    nothing twice. A run started anew in the directory starts a new tracked run."""
+    nothing twice. A run started anew in the directory starts a new tracked run; a tracker first
+    asked for when a run resumes starts with the lines so far."""
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -189,6 +190,14 @@ def test_lines_past_a_killed_runs_checkpoint_are_not_sent_twice(tmp_path, monkey
     assert run.data.params == {"a.b": "1"}
     trackers.Trackers(spec, workdir, resume_step=None, config={"a": {"b": 1}}).close()
     assert len(client.search_runs([run.info.experiment_id])) == 2
+    # MLflow first asked for when a run resumes: its new tracked run gets the lines so far
+    other = str(tmp_path / "other")
+    os.makedirs(other)
+    io.write_jsonl(layout.path(other, layout.METRICS), [train(5, 3.0), train(8, 2.0)])
+    trackers.Trackers(spec, other, resume_step=8, config={"a": {"b": 1}}).close()
+    run_id = io.read_json(layout.path(other, layout.TRACKERS))["mlflow"]["run_id"]
+    replayed = client.get_metric_history(run_id, "loss")
+    assert sorted((m.step, m.value) for m in replayed) == [(5, 3.0), (8, 2.0)]
 
 
 def test_a_missing_tracker_package_is_named_in_one_error(tmp_path, monkeypatch):
