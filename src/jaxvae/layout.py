@@ -9,6 +9,7 @@
       summary.json           the final figures (written when training ends)
       eval.json              written by `jaxvae eval`
       carried_sums.json      the running metric sums of a log interval a stop request cut
+      trackers.json          each experiment tracker's run id and what it has been sent
       checkpoints/<step>/    Orbax checkpoints of the train state
       checkpoints-corrupt/   unreadable checkpoints, moved aside (never deleted)
       checkpoints-best/      with early stopping: the state of the best validation epoch
@@ -29,6 +30,7 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 EVAL = "eval.json"
 CARRIED_SUMS = "carried_sums.json"
+TRACKERS = "trackers.json"  # jaxvae.trackers: the tracked runs a resumed run continues
 CHECKPOINTS = "checkpoints"
 CORRUPT = "checkpoints-corrupt"
 BEST = "checkpoints-best"  # the best validation epoch's state (early stopping)
