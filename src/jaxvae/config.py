@@ -22,7 +22,7 @@ import jax
 import ml_collections
 
 from jaxvae import data as data_lib
-from jaxvae import io, likelihoods, models, objectives, specs
+from jaxvae import io, likelihoods, models, objectives, shipped, specs
 from jaxvae.objectives import ObjectiveSpec
 from jaxvae.specs import DataSpec, EvalSpec, OptimizerSpec, TrainSpec
 
@@ -106,13 +106,15 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:
-    """Imports ``path`` and returns its ``get_config()``.
+    """Imports ``path`` and returns its ``get_config()``; a name such as ``"vae"`` is the shipped
+    config of that name (:mod:`jaxvae.shipped`).
 
     Raises:
-      ValueError: the file is missing, has no ``get_config``, does not return a ConfigDict, or
-        raises anything while it is imported or called (its exception type and message, with the
-        line of the file where it was raised).
+      ValueError: an unknown name, or the file is missing, has no ``get_config``, does not return
+        a ConfigDict, or raises anything while it is imported or called (its exception type and
+        message, with the line of the file where it was raised).
     """
+    path = shipped.resolve(path, "config")
     config = io.call_python_file(
         path, "get_config", module_name="_jaxvae_config", what="config file"
     )
