@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxvae
-from jaxvae import cli, layout, load_run, models, sharding
+from jaxvae import cli, experiment, layout, load_run, models, pictures, plots, sharding
 from jaxvae import config as config_lib
 from tests.conftest import CONFIGS
 
@@ -25,6 +25,7 @@ SMALL = {
     ],
     "vampprior": ["model.hidden=(16, 16)", "model.vampprior.num_pseudo=8"],
     "vqvae": ["model.vqvae.codebook_size=16"],
+    "annealedvae": ["model.annealedvae.iteration_threshold=16", "train.log_every_steps=4"],
 }
 COMMON = [
     "data.limit_train=256",
@@ -54,6 +55,74 @@ def _mesh(n):
     return sharding.make_mesh(jax.devices()[:n])
 
 
+def _lines(workdir, key):
+    return [line for line in map(json.loads, open(workdir / layout.METRICS)) if key in line]
+
+
+# What each family's own run must show beyond the common interface, checked on the run the
+# test below trains (one training per family for the whole suite).
+def _factorvae(workdir, summary, config):
+    assert np.isfinite(summary["test_tc"])
+    lines = _lines(workdir, "disc_loss")
+    assert lines and all(np.isfinite(line["disc_loss"]) for line in lines)
+    assert all(0 <= line["disc_accuracy"] <= 1 for line in lines)
+
+
+def _btcvae(workdir, summary, config):
+    assert experiment.build(config).model.num_train == 256
+    for key in ("test_mi", "test_tc", "test_dwkl"):
+        assert np.isfinite(summary[key]), key
+
+
+def _vqvae(workdir, summary, config):
+    # The usage figures again from the saved checkpoint: the 64 test images (one eval batch)
+    # quantized in numpy against the saved codebook.
+    run = load_run(str(workdir))
+    x = np.asarray(experiment.build(config).dataset.test_images[:64], np.float32)
+    codebook = np.asarray(run.state["codebook"], np.float64)
+    z_e = np.asarray(run.model.encoder_output(run.params, x)).reshape(-1, codebook.shape[1])
+    codes = np.argmin(((z_e[:, None, :] - codebook[None]) ** 2).sum(-1), axis=1)
+    p = np.bincount(codes, minlength=len(codebook)) / codes.size
+    want = np.exp(-np.sum(p[p > 0] * np.log(p[p > 0])))
+    np.testing.assert_allclose(summary["test_perplexity"], want, rtol=1e-4)
+    np.testing.assert_allclose(summary["test_codes_used"], np.mean(p > 0), rtol=1e-6)
+    assert "test_nelbo" not in summary and "test_nll" not in summary
+    assert (workdir / "codebook.png").is_file()
+
+
+def _vampprior(workdir, summary, config):
+    assert (workdir / "pseudo_inputs.png").is_file()
+
+
+def _dipvae(workdir, summary, config):
+    assert summary["test_dip"] > 0
+
+
+def _cvae(workdir, summary, config):
+    height, width = plots.read_grid(str(workdir / layout.SAMPLES)).shape[:2]
+    pad, scale = 2, 2  # plots.grid's defaults: a row of 8 per class
+    assert height == scale * (10 * (28 + pad) + pad)
+    assert width == scale * (pictures.NCOLS * (28 + pad) + pad)
+
+
+def _annealedvae(workdir, summary, config):
+    # Logged every 4 steps: the mean capacity over steps 0..3, 4..7, ... of 25 * step / 16.
+    caps = [line["capacity"] for line in _lines(workdir, "capacity")][:4]
+    np.testing.assert_allclose(caps, [25 * (s + 1.5) / 16 for s in (0, 4, 8, 12)], rtol=1e-5)
+
+
+CHECKS = {
+    "factorvae": _factorvae,
+    "btcvae": _btcvae,
+    "vqvae": _vqvae,
+    "vampprior": _vampprior,
+    "dipvae_i": _dipvae,
+    "dipvae_ii": _dipvae,
+    "cvae": _cvae,
+    "annealedvae": _annealedvae,
+}
+
+
 # vae, ae and dae are trained end to end (pictures, eval against numpy, resume, 4 devices) in
 # test_e2e_models.py, test_cli.py and test_sharding.py; every other family is tested here, so a
 # new family's file is covered without touching this test.
@@ -75,6 +144,7 @@ def test_family_trains_evaluates_samples_resumes_and_shards(kind, tmp_path, caps
     assert os.path.exists(tmp_path / "a" / layout.SAMPLES) == (
         model_cls.has_prior or kind in ("ae", "dae")
     )
+    CHECKS.get(kind, lambda *a: None)(tmp_path / "a", straight, config)
 
     # Resume: without the last checkpoint the run restarts from the first epoch's and ends with
     # the same parameters bit for bit (model state included).
@@ -103,6 +173,7 @@ def test_family_trains_evaluates_samples_resumes_and_shards(kind, tmp_path, caps
     assert ("test_nll" in result) == model_cls.has_likelihood
     if model_cls.has_likelihood:
         assert np.isfinite(result["test_nll"])
+        assert result["test_nll"] <= result["test_nelbo"] + 5.0
     capsys.readouterr()  # eval's lines
     out = str(tmp_path / "s.png")
     code = cli.main(["sample", "--workdir", str(tmp_path / "a"), "--num", "8", "--out", out])

@@ -2,19 +2,13 @@
 loss at traced steps; its gradient against the VAE's where the sign of KL - C is fixed; a shrunk
 run of its config."""
 
-import json
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxvae
-from jaxvae import config as config_lib
-from jaxvae import layout, models
+from jaxvae import models
 from jaxvae.models import annealedvae
-from tests.conftest import CONFIGS
 
 IMAGE = (4, 4, 1)
 
@@ -84,34 +78,3 @@ def test_bad_options_are_refused():
         _model(iteration_threshold=0)
     with pytest.raises(ValueError, match="free_bits"):
         _model(free_bits=0.5)
-
-
-def test_config_trains_and_logs_the_capacity(tmp_path):
-    config = config_lib.load_config_file(os.path.join(CONFIGS, "annealedvae.py"))
-    config_lib.apply_overrides(
-        config,
-        [
-            "model.channels=8,8,8,8",
-            "model.annealedvae.iteration_threshold=16",
-            "data.limit_train=256",
-            "data.limit_test=64",
-            "train.batch_size=32",
-            "train.epochs=1",
-            "train.log_every_steps=4",
-            "train.progress=false",
-            "eval.batch_size=64",
-            "eval.iwae_k=4",
-            "eval.iwae_num_examples=16",
-            "eval.num_pictures=16",
-        ],
-    )
-    workdir = tmp_path / "run"
-    summary = jaxvae.train(config, str(workdir))
-    assert summary["model"] == "annealedvae/conv"
-    assert summary["steps"] == 8 and summary["skipped_steps"] == 0
-    for key in ("test_nelbo", "test_recon", "test_kl", "test_nll"):
-        assert np.isfinite(summary[key]), key
-    lines = [json.loads(line) for line in open(workdir / layout.METRICS)]
-    caps = [line["capacity"] for line in lines if "capacity" in line]
-    # Logged every 4 steps: the mean capacity over steps 0..3 and 4..7 of 25 * step / 16.
-    np.testing.assert_allclose(caps, [25 * 1.5 / 16, 25 * 5.5 / 16], rtol=1e-5)

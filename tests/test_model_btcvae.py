@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-import jaxvae
 from jaxvae import config as config_lib
 from jaxvae import distributions as dist
 from jaxvae import models
@@ -159,35 +158,3 @@ def test_bad_options_are_refused():
     config_lib.apply_overrides(config, ["model.btcvae.free_bits=0.5"])
     with pytest.raises(ValueError, match="free_bits"):
         config_lib.validate(config)
-
-
-def test_config_trains_with_num_train_from_the_data(tmp_path):
-    """The btcvae config, shrunk: finite figures and an NLL bound; N is the training-set size."""
-    config = config_lib.load_config_file(os.path.join(CONFIGS, "btcvae.py"))
-    config_lib.apply_overrides(
-        config,
-        [
-            "model.channels=8,8",
-            "model.latent_dim=4",
-            "data.limit_train=256",
-            "data.limit_test=64",
-            "train.batch_size=32",
-            "train.epochs=1",
-            "train.progress=false",
-            "eval.batch_size=64",
-            "eval.iwae_k=8",
-            "eval.iwae_num_examples=16",
-            "eval.num_pictures=16",
-        ],
-    )
-    from jaxvae import experiment
-
-    assert experiment.build(config).model.num_train == 256
-    workdir = tmp_path / "run"
-    summary = jaxvae.train(config, str(workdir))
-    assert summary["model"] == "btcvae/conv"
-    for key in ("test_nelbo", "test_kl", "test_mi", "test_tc", "test_dwkl", "test_nll"):
-        assert np.isfinite(summary[key]), key
-    assert summary["test_nll"] <= summary["test_nelbo"] + 5.0
-    for name in ("samples.png", "reconstructions.png"):
-        assert (workdir / name).is_file(), name

@@ -1,18 +1,13 @@
 """The conditional VAE: labels reach encoder and decoder, its log-weights against a float64 numpy
 computation of log p(x, z | y) - log q(z | x, y), and its one-row-per-class samples."""
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import special, stats
 
-import jaxvae
-from jaxvae import config as config_lib
-from jaxvae import models, pictures, plots
-from tests.conftest import CONFIGS
+from jaxvae import models, pictures
 
 IMAGE = (4, 4, 1)
 CLASSES = 3
@@ -101,33 +96,3 @@ def test_samples_have_one_row_per_class():
         np.testing.assert_allclose(drawn[rows], want, rtol=1e-5, atol=1e-5)
         other = _decode_mean(p, z[rows], np.full(cols, (r + 1) % CLASSES)).reshape(cols, *IMAGE)
         assert np.max(np.abs(drawn[rows] - other)) > 1e-3
-
-
-def test_config_trains_and_draws_a_row_per_class(tmp_path):
-    """The cvae config, shrunk: finite figures and a samples.png of 10 rows of 8."""
-    config = config_lib.load_config_file(os.path.join(CONFIGS, "cvae.py"))
-    config_lib.apply_overrides(
-        config,
-        [
-            "model.channels=8,16",
-            "model.latent_dim=4",
-            "data.limit_train=256",
-            "data.limit_test=64",
-            "train.batch_size=32",
-            "train.epochs=1",
-            "train.progress=false",
-            "eval.batch_size=64",
-            "eval.iwae_k=8",
-            "eval.iwae_num_examples=16",
-            "eval.num_pictures=16",
-        ],
-    )
-    workdir = tmp_path / "run"
-    summary = jaxvae.train(config, str(workdir))
-    assert summary["model"] == "cvae/conv"
-    for key in ("test_nelbo", "test_kl", "test_nll"):
-        assert np.isfinite(summary[key]), key
-    height, width = plots.read_grid(str(workdir / "samples.png")).shape[:2]
-    pad, scale = 2, 2  # plots.grid's defaults
-    assert height == scale * (10 * (28 + pad) + pad)
-    assert width == scale * (pictures.NCOLS * (28 + pad) + pad)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-import jaxvae
 from jaxvae import config as config_lib
 from jaxvae import models
 from tests.conftest import CONFIGS
@@ -189,34 +188,3 @@ def test_free_bits_and_dreg_are_refused():
     )
     with pytest.raises(ValueError, match="dreg"):
         config_lib.validate(config)
-
-
-def test_config_trains_and_writes_pictures(tmp_path):
-    """The vampprior config, shrunk: finite figures, an NLL bound, and the pseudo-input picture."""
-    config = config_lib.load_config_file(os.path.join(CONFIGS, "vampprior.py"))
-    config_lib.apply_overrides(
-        config,
-        [
-            "model.hidden=16,16",
-            "model.latent_dim=4",
-            "model.vampprior.num_pseudo=12",
-            "data.limit_train=256",
-            "data.limit_test=64",
-            "train.batch_size=32",
-            "train.epochs=1",
-            "train.progress=false",
-            "objective.warmup_steps=4",
-            "eval.batch_size=64",
-            "eval.iwae_k=8",
-            "eval.iwae_num_examples=16",
-            "eval.num_pictures=16",
-        ],
-    )
-    workdir = tmp_path / "run"
-    summary = jaxvae.train(config, str(workdir))
-    assert summary["model"] == "vampprior/mlp"
-    for key in ("test_nelbo", "test_kl", "test_nll"):
-        assert np.isfinite(summary[key]), key
-    assert summary["test_nll"] <= summary["test_nelbo"] + 5.0
-    for name in ("samples.png", "reconstructions.png", "pseudo_inputs.png"):
-        assert (workdir / name).is_file(), name

@@ -2,20 +2,15 @@
 straight-through gradient, the commitment loss, the EMA codebook update and the usage perplexity;
 and its model state through a train step and a checkpoint."""
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-import jaxvae
-from jaxvae import api, checkpoint, engine, models
-from jaxvae import config as config_lib
+from jaxvae import checkpoint, engine, models
 from jaxvae.models import vqvae
 from jaxvae.objectives import ObjectiveSpec
-from tests.conftest import CONFIGS
 
 IMAGE = (8, 8, 1)
 
@@ -248,43 +243,3 @@ def test_train_step_changes_the_state_and_a_checkpoint_restores_it_bit_for_bit(t
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert set(restored.model_state) == {"cluster_size", "embed_sum", "codebook"}
-
-
-def test_config_trains_and_writes_pictures(tmp_path, fashion_mnist):
-    """The vqvae config, shrunk: finite figures, no samples.png, a codebook.png."""
-    config = config_lib.load_config_file(os.path.join(CONFIGS, "vqvae.py"))
-    config_lib.apply_overrides(
-        config,
-        [
-            "model.channels=8,8",
-            "model.vqvae.codebook_size=16",
-            "model.vqvae.code_dim=4",
-            "data.limit_train=256",
-            "data.limit_test=64",
-            "train.batch_size=32",
-            "train.epochs=1",
-            "train.progress=false",
-            "eval.batch_size=64",
-            "eval.num_pictures=16",
-        ],
-    )
-    workdir = tmp_path / "run"
-    summary = jaxvae.train(config, str(workdir))
-    assert summary["model"] == "vqvae/conv"
-    for key in ("test_recon", "test_mse_per_pixel", "test_perplexity", "test_codes_used"):
-        assert np.isfinite(summary[key]), key
-    # The usage figures again, from the saved checkpoint: the encoder's grid of the 64 test images
-    # (one eval batch) quantized in numpy against the saved codebook.
-    run = api.load_run(str(workdir))
-    x = np.asarray(fashion_mnist.test_images[:64], np.float32)
-    z_e = np.asarray(run.model.encoder_output(run.params, x)).reshape(-1, 4)
-    codebook = np.asarray(run.state["codebook"], np.float64)
-    codes = np.argmin(((z_e[:, None, :] - codebook[None]) ** 2).sum(-1), axis=1)
-    p = np.bincount(codes, minlength=16) / codes.size
-    want = np.exp(-np.sum(p[p > 0] * np.log(p[p > 0])))
-    np.testing.assert_allclose(summary["test_perplexity"], want, rtol=1e-4)
-    np.testing.assert_allclose(summary["test_codes_used"], np.mean(p > 0), rtol=1e-6)
-    assert "test_nelbo" not in summary and "test_nll" not in summary
-    assert not (workdir / "samples.png").exists()
-    for name in ("reconstructions.png", "interpolations.png", "codebook.png"):
-        assert (workdir / name).is_file(), name
