@@ -53,10 +53,10 @@ CACHE_VERSION = 1
 CACHE_FILES = ("images.npy", "labels.npy", "u.npy", "info.json")
 
 
-
 def _warn(message: str) -> None:
     """One warning line on stderr (the run goes on)."""
     print(f"jaxvae: warning: {message}", file=sys.stderr, flush=True)
+
 
 __all__ = ["ArrayRecords", "CACHE_NAME", "list_folder", "load_folder", "split_fraction"]
 
@@ -254,9 +254,7 @@ def _opened(request: SourceRequest):
     path = _cache(data_dir, files, request)
     images, labels, u, info = _open_cache(path)
     for relpath, why in info["skipped"].items():
-        log.warning(
-            "jaxvae: skipped unreadable image %r (%s)", os.path.join(data_dir, relpath), why
-        )
+        _warn(f"skipped unreadable image {os.path.join(data_dir, relpath)!r} ({why})")
     if not len(labels):
         raise ValueError(f"data.data_dir={data_dir!r}: none of its {len(files)} images decoded.")
     num_test = int(np.searchsorted(u, request.test_fraction))
