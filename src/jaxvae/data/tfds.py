@@ -10,6 +10,7 @@ when one of these is loaded.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -166,6 +167,8 @@ def prepared_builder(name: str, tfds_data_dir: str = "", *, download: bool = Fal
             "its tensorflow_datasets directory here and pass --config.data.tfds_data_dir=DIR "
             "(or set TFDS_DATA_DIR)."
         )
+    if not sys.stderr.isatty():
+        tfds.disable_progress_bar()  # progress bars only for a person watching
     try:
         builder.download_and_prepare(
             file_format="array_record",
@@ -180,8 +183,9 @@ def prepared_builder(name: str, tfds_data_dir: str = "", *, download: bool = Fal
     return builder
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def load_fashion_mnist_tfds(
