@@ -253,8 +253,6 @@ def _opened(request: SourceRequest):
     files, classes = list_folder(data_dir)
     path = _cache(data_dir, files, request)
     images, labels, u, info = _open_cache(path)
-    for relpath, why in info["skipped"].items():
-        _warn(f"skipped unreadable image {os.path.join(data_dir, relpath)!r} ({why})")
     if not len(labels):
         raise ValueError(f"data.data_dir={data_dir!r}: none of its {len(files)} images decoded.")
     num_test = int(np.searchsorted(u, request.test_fraction))
@@ -274,6 +272,8 @@ def load_folder(request: SourceRequest) -> Dataset:
       ValueError: A missing or empty folder, bad options, or an unwritable cache.
     """
     images, labels, num_test, classes, info = _opened(request)
+    for relpath, why in info["skipped"].items():
+        _warn(f"skipped unreadable image {os.path.join(request.data_dir, relpath)!r} ({why})")
     test = slice(0, num_test if request.limit_test <= 0 else min(num_test, request.limit_test))
     n_train = len(labels) - num_test
     if request.limit_train > 0:
