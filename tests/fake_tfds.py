@@ -154,3 +154,66 @@ def prepare_ground_truth(name: str, data_dir: str, images: np.ndarray, factors: 
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False)
     )
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(image).save(buffer, "jpeg", quality=95)
+    return buffer.getvalue()
+
+
+def prepare_celeb_a(data_dir: str, tmp_dir: str, images: dict[str, np.ndarray]) -> dict[str, bytes]:
+    """Prepares `celeb_a` in `data_dir` through TFDS's own builder: its `_info` (the features:
+    a 218x178x3 JPEG image, 40 attributes, landmarks, identity) and its `_generate_examples`,
+    fed the files a download gives (the partition, attribute, landmark and identity lists,
+    written to `tmp_dir`) and the JPEG-encoded `images` (split -> uint8 [N, 218, 178, 3]).
+    Returns the JPEG bytes of every file name, in TFDS's order (sorted names per split)."""
+    import os
+    import sys
+
+    real = tfds.builder_cls("celeb_a")
+    module = sys.modules[real.__module__]
+    split_ids = {"train": 0, "validation": 1, "test": 2}
+    files, partition = {}, []
+    for split, array in images.items():
+        for i, image in enumerate(array):
+            name = f"{split_ids[split]}{i:05d}.jpg"
+            files[name] = _jpeg(image)
+            partition.append(f"{name} {split_ids[split]}")
+    names = sorted(files)
+    attrs, marks = module.ATTR_HEADINGS, module.LANDMARK_HEADINGS
+
+    def table(headings, value):
+        rows = [" ".join([n, *(str(value(n, j)) for j in range(len(headings)))]) for n in names]
+        return "\n".join([str(len(names)), " ".join(headings), *rows]) + "\n"
+
+    texts = {
+        "list_eval_partition": "\n".join(partition) + "\n",
+        "list_attr_celeba": table(attrs, lambda n, j: 1 if (hash(n) + j) % 2 else -1),
+        "landmarks_celeba": table(marks, lambda n, j: 70 + j),
+        "identity_celeba": "\n".join(f"{n} {i + 1}" for i, n in enumerate(names)) + "\n",
+    }
+    downloaded = {}
+    for key, text in texts.items():
+        downloaded[key] = os.path.join(tmp_dir, f"{key}.txt")
+        with open(downloaded[key], "w") as f:
+            f.write(text)
+
+    class Fake(real, skip_registration=True):
+        name = "celeb_a"
+
+        def _split_generators(self, dl_manager):
+            del dl_manager
+            blobs = {n: io.BytesIO(b) for n, b in files.items()}
+            kwargs = dict(downloaded_dirs=downloaded, downloaded_images=blobs)
+            return [
+                tfds.core.SplitGenerator(name=split, gen_kwargs=dict(file_id=i, **kwargs))
+                for split, i in split_ids.items()
+                if split in images
+            ]
+
+    builder = Fake(data_dir=data_dir, file_format="array_record")
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
+    return {n: files[n] for n in names}

@@ -124,7 +124,7 @@ def _quiet_logs() -> None:
         absl_logging.set_verbosity(absl_logging.WARNING)
     except ImportError:
         pass
-    for name in ("absl", "orbax", "jax", "tensorflow_datasets"):
+    for name in ("absl", "orbax", "jax", "tensorflow_datasets", "urllib3"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module="orbax")
 

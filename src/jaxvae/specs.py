@@ -180,7 +180,8 @@ class DataSpec:
 
     Attributes:
       name: a dataset of :data:`jaxvae.data.DATASETS`.
-      data_dir: IDX directory (fashion_mnist) or .npz path (npz); "" = the default.
+      data_dir: IDX directory (fashion_mnist), .npz path (npz) or image folder (folder); "" =
+        the default.
       tfds_data_dir: TFDS data directory; "" = ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``.
       source: fashion_mnist's files: ``auto``, ``idx`` or ``tfds``.
       binarize: ``none``, ``static`` (once, in file order) or ``dynamic`` (every step).
@@ -193,6 +194,11 @@ class DataSpec:
         float32), ``always`` or ``never``.
       stream_threshold_mb: see ``stream``.
       stream_workers: Grain reader threads (0 = min(8, CPUs)).
+      image_size: ``folder`` and ``celeb_a``: the side of the square images (0 = 64).
+      channels: ``folder``: 1 (grey) or 3 (RGB); 0 = the majority of its images.
+      cache_dir: ``folder``: where its decoded images are kept ("" = ``DIR/.jaxvae-cache``).
+      test_fraction: ``folder``: the share of files held out as the test split (by path hash).
+      download: let TFDS download and prepare a TFDS dataset that is not prepared.
     """
 
     name: str = "fashion_mnist"
@@ -206,6 +212,11 @@ class DataSpec:
     stream: str = "auto"
     stream_threshold_mb: float = 2048.0
     stream_workers: int = 0
+    image_size: int = 0
+    channels: int = 0
+    cache_dir: str = ""
+    test_fraction: float = 0.1
+    download: bool = False
 
     def __post_init__(self) -> None:
         _check_ranges(
@@ -219,6 +230,9 @@ class DataSpec:
                 "stream": (lambda v: v in STREAM_MODES, f"one of {STREAM_MODES}"),
                 "stream_threshold_mb": (lambda v: v >= 0, ">= 0"),
                 "stream_workers": (lambda v: v >= 0, "an integer >= 0"),
+                "image_size": (lambda v: v >= 0, "an integer >= 0 (0 = 64)"),
+                "channels": (lambda v: v in (0, 1, 3), "0 (the majority), 1 or 3"),
+                "test_fraction": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
             },
         )
         memory_only = self.name == "npz" or (self.name == "fashion_mnist" and self.source != "tfds")

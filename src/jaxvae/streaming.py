@@ -83,29 +83,37 @@ class TrainSource:
     workers: int
 
 
-def _builder(d: DataSpec):
-    """The prepared TFDS builder of ``config.data``, or ``None`` when it is not TFDS-backed."""
+def _train_records(d: DataSpec) -> tuple[int, tuple[int, ...], bool] | None:
+    """``(N, (H, W, C), has_labels)`` of the whole training split of ``config.data``, read from
+    its data source's metadata, or ``None`` when it cannot stream (not TFDS-backed nor a
+    registered source with records)."""
+    registered = data_lib.SOURCES_BY_NAME.get(d.name)
+    if registered is not None:
+        if registered.train_records is None:
+            return None
+        n, shape = registered.train_records(data_lib.source_request(d))
+        return n, shape, True  # a registered source's records always carry a label
     if d.name == "fashion_mnist" and d.source == "tfds":
         from jaxvae.data import tfds_fashion_mnist
 
-        return tfds_fashion_mnist.prepare(
+        builder = tfds_fashion_mnist.prepare(
             idx_dir=d.data_dir, tfds_data_dir=d.tfds_data_dir or data_lib.default_tfds_data_dir()
         )
-    if d.name in data_lib.TFDS_DATASETS:
-        import tensorflow_datasets as tfds
-
-        builder = tfds.builder(d.name, data_dir=d.tfds_data_dir or data_lib.default_tfds_data_dir())
-        if not builder.is_prepared():
-            data_lib.load_tfds_dataset(d.name, d.tfds_data_dir)  # raises: how to prepare it
-        return builder
-    return None
+    elif d.name in data_lib.TFDS_DATASETS:
+        builder = data_lib.prepared_builder(d.name, d.tfds_data_dir, download=d.download)
+    else:
+        return None
+    shape = tuple(int(x) for x in builder.info.features["image"].shape)
+    has_labels = "label" in builder.info.features
+    return int(builder.info.splits["train"].num_examples), shape, has_labels
 
 
 def open_train_source(d: DataSpec, seed: int) -> TrainSource | None:
     """The streamed training split of the data ``d``, or ``None`` when it is to live on the device.
 
-    ``data.stream``: ``"never"``; ``"always"`` (TFDS-backed data only: fashion_mnist with
-    ``data.source="tfds"``, mnist, binarized_mnist, cifar10); ``"auto"``: stream a TFDS-backed
+    ``data.stream``: ``"never"``; ``"always"`` (TFDS-backed data: fashion_mnist with
+    ``data.source="tfds"``, mnist, binarized_mnist, cifar10, celeb_a; and an image folder,
+    streamed from its memory-mapped cache); ``"auto"``: stream a TFDS-backed
     dataset whose training images take more than ``data.stream_threshold_mb`` MiB as float32.
     The dataset goes through the one preparation step (:func:`jaxvae.data.load_dataset` with
     ``lazy_train``): the same validation split, limits, binarization and protocol as in memory.
@@ -115,11 +123,10 @@ def open_train_source(d: DataSpec, seed: int) -> TrainSource | None:
     """
     if d.stream == "never":
         return None
-    builder = _builder(d)
-    if builder is None:
-        return None  # not TFDS-backed (DataSpec refuses stream='always' for these)
-    n_all = int(builder.info.splits["train"].num_examples)
-    shape = tuple(int(x) for x in builder.info.features["image"].shape)
+    sized = _train_records(d)
+    if sized is None:
+        return None  # not streamable (DataSpec refuses stream='always' for these)
+    n_all, shape, has_labels = sized
     n_train = n_all - d.validation_size
     if d.limit_train:
         n_train = min(n_train, d.limit_train)
@@ -134,10 +141,10 @@ def open_train_source(d: DataSpec, seed: int) -> TrainSource | None:
     dataset = data_lib.load_from_config(d, seed, lazy_train=True)
     column = dataset.train_images
     protocol = dict(dataset.protocol)
-    protocol["train"] += f"; streamed from the TFDS data source ({mb:.0f} MiB as float32)"
+    origin = "its memory-mapped cache" if d.name == "folder" else "the TFDS data source"
+    protocol["train"] += f"; streamed from {origin} ({mb:.0f} MiB as float32)"
     dataset = dataclasses.replace(dataset, protocol=protocol)
     workers = d.stream_workers or min(8, os.cpu_count() or 1)
-    has_labels = "label" in builder.info.features
     return TrainSource(dataset, column.records, len(column), has_labels, workers)
 
 

@@ -6,9 +6,13 @@ Every loader returns a :class:`Dataset` of float32 images in ``[0, 1]`` laid out
 * ``fashion_mnist``: the original IDX files (Debian's ``dataset-fashion-mnist`` package puts them
   in ``/usr/share/datasets/fashion-mnist``), read directly with numpy (``source="idx"``) or through
   a TFDS array_record data source built from those same files (``source="tfds"``).
-* ``mnist``, ``binarized_mnist``, ``cifar10``: TFDS datasets that must already be prepared (in the
-  array_record format) under ``tfds_data_dir``; nothing is ever downloaded.
+* ``mnist``, ``binarized_mnist``, ``cifar10``: TFDS datasets prepared (in the array_record
+  format) under ``tfds_data_dir``; TFDS downloads and prepares them only with ``download``.
 * ``npz``: a user-supplied ``.npz`` file.
+* ``folder``: a folder of PNG/JPEG images, class sub-folders giving labels, decoded once into a
+  cache (:mod:`jaxvae.data.folder`); ``celeb_a``: TFDS's CelebA, centre crop 148 and resize to
+  64 (:mod:`jaxvae.data.tfds_celeb_a`). These two register themselves
+  (:func:`jaxvae.data.base.register`): a new source is one module calling ``register``.
 * ``dsprites_procedural``: dSprites rendered here with numpy on the original's factor grid
   (:mod:`jaxvae.data.dsprites`); ``dsprites``, ``shapes3d``: TFDS datasets, prepared as above
   (:mod:`jaxvae.data.tfds_ground_truth`). These carry ground-truth factors (``*_factors``).
@@ -42,7 +46,16 @@ from jaxvae.corruptions import (
     binarize_images,
     dynamic_binarize,
 )
-from jaxvae.data.base import Dataset, default_tfds_data_dir, to_unit_float
+from jaxvae.data.base import (
+    SOURCES_BY_NAME,
+    Dataset,
+    Source,
+    SourceRequest,
+    default_tfds_data_dir,
+    register,
+    source_request,
+    to_unit_float,
+)
 from jaxvae.data.dataset import (
     DATASETS,
     EVAL_BINARIZATION_SEED,
@@ -95,6 +108,11 @@ from jaxvae.data.tfds_ground_truth import (
 
 __all__ = [
     "BINARIZE_MODES",
+    "SOURCES_BY_NAME",
+    "Source",
+    "SourceRequest",
+    "register",
+    "source_request",
     "DATASETS",
     "DEFAULT_FASHION_MNIST_DIR",
     "EVAL_BINARIZATION_SEED",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -207,3 +207,76 @@ def dataset_from_uint8(
         test_labels=test_labels.astype(np.int32),
         class_names=tuple(class_names),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceRequest:
+    """What :func:`jaxvae.data.load_dataset` asks of a registered source (see :func:`register`).
+
+    Attributes:
+      data_dir: the source's files (an image folder for ``folder``); "" = its default.
+      tfds_data_dir: TFDS data directory; "" = :func:`default_tfds_data_dir`.
+      image_size: the side of the square images to make; 0 = the source's default.
+      channels: 1 (grey) or 3 (RGB); 0 = the source's rule.
+      cache_dir: where a source that decodes files keeps its decoded arrays; "" = its default.
+      test_fraction: the share of the examples a source without a test split holds out.
+      download: whether a TFDS source may download and prepare its data.
+      limit_train: if positive, read only the first ``limit_train`` training examples.
+      limit_test: if positive, read only the first ``limit_test`` test examples.
+      lazy_train: leave the training split in its records (a ``RecordColumn``), to stream it.
+      with_train: whether to read the training split at all (else it is empty).
+    """
+
+    data_dir: str = ""
+    tfds_data_dir: str = ""
+    image_size: int = 0
+    channels: int = 0
+    cache_dir: str = ""
+    test_fraction: float = 0.1
+    download: bool = False
+    limit_train: int = 0
+    limit_test: int = 0
+    lazy_train: bool = False
+    with_train: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A dataset source registered by its own module.
+
+    Attributes:
+      load: ``load(request) -> Dataset``, honouring every field of :class:`SourceRequest`.
+      train_records: ``train_records(request) -> (N, (H, W, C))``: the size of the whole training
+        split and the shape of one image, found without reading the images (or ``None`` for a
+        source that cannot stream: then ``lazy_train`` is refused). The streaming decision
+        (:mod:`jaxvae.streaming`) reads it.
+    """
+
+    load: Callable[[SourceRequest], Dataset]
+    train_records: Callable[[SourceRequest], tuple[int, tuple[int, int, int]]] | None = None
+
+
+SOURCES_BY_NAME: dict[str, Source] = {}
+
+
+def source_request(cfg: Any) -> SourceRequest:
+    """The registered sources' options (and ``download``) of a data spec or mapping ``cfg``;
+    the per-load fields (limits, ``lazy_train``) keep their defaults."""
+    fraction = spec_field(cfg, "test_fraction")
+    return SourceRequest(
+        data_dir=str(spec_field(cfg, "data_dir") or ""),
+        tfds_data_dir=str(spec_field(cfg, "tfds_data_dir") or ""),
+        image_size=int(spec_field(cfg, "image_size") or 0),
+        channels=int(spec_field(cfg, "channels") or 0),
+        cache_dir=str(spec_field(cfg, "cache_dir") or ""),
+        test_fraction=0.1 if fraction is None else float(fraction),
+        download=bool(spec_field(cfg, "download")),
+    )
+
+
+def register(name: str, source: Source) -> Source:
+    """Registers ``source`` as ``data.name=name``; each source module calls it once on import."""
+    if name in SOURCES_BY_NAME:
+        raise ValueError(f"data source {name!r} is registered twice; expected one module per name.")
+    SOURCES_BY_NAME[name] = source
+    return source

@@ -41,8 +41,23 @@ from typing import Any
 
 import numpy as np
 
-from jaxvae.corruptions import BINARIZE_MODES, binarize_images
-from jaxvae.data.base import Dataset, check_choice, spec_field, take_first
+from jaxvae.corruptions import BINARIZE_MODES
+from jaxvae.data import folder, tfds_celeb_a  # noqa: F401  (they register themselves)
+from jaxvae.data.base import (
+    SOURCES_BY_NAME,
+    Dataset,
+    SourceRequest,
+    check_choice,
+    source_request,
+    spec_field,
+    take_first,
+)
+from jaxvae.data.binarization import (
+    EVAL_BINARIZATION_SEED,
+    binarize_for_evaluation,
+    protocol_of_splits,
+    static_binarize,
+)
 from jaxvae.data.dsprites import load_dsprites_procedural
 from jaxvae.data.idx import load_fashion_mnist_idx
 from jaxvae.data.npz import load_npz
@@ -58,14 +73,12 @@ DATASETS = (
     "dsprites_procedural",
     "dsprites",
     "shapes3d",
+    *SOURCES_BY_NAME,  # registered by their modules: folder, celeb_a
 )
 # Datasets with ground-truth factors; their loaders make the train/validation/test splits.
 GROUND_TRUTH_DATASETS = ("dsprites_procedural", *GROUND_TRUTH_TFDS)
 SOURCES = ("auto", "idx", "tfds")
 
-# Seed of the one-off binarization of the test and validation sets under binarize="dynamic". A
-# constant, not the run's seed: runs with different seeds are evaluated on the same binary images.
-EVAL_BINARIZATION_SEED = 0
 
 __all__ = [
     "DATASETS",
@@ -94,6 +107,7 @@ def load_dataset(
     validation_size: int = 0,
     lazy_train: bool = False,
     test_only: bool = False,
+    options: SourceRequest | None = None,
 ) -> Dataset:
     """Loads a dataset as float32 images in ``[0, 1]``.
 
@@ -102,7 +116,8 @@ def load_dataset(
       data_dir: For ``fashion_mnist``, the directory holding the IDX files (default: the
         ``JAXVAE_FASHION_MNIST_DIR`` environment variable, else
         :data:`~jaxvae.data.DEFAULT_FASHION_MNIST_DIR`). For ``npz``, the path of the ``.npz``
-        file. Ignored by the TFDS datasets.
+        file. For ``folder``, the image folder (:mod:`jaxvae.data.folder`). Ignored by the TFDS
+        datasets.
       tfds_data_dir: TFDS data directory for ``mnist``, ``binarized_mnist``, ``cifar10``,
         ``dsprites``, ``shapes3d`` and for ``fashion_mnist`` with ``source="tfds"`` (default: the
         ``TFDS_DATA_DIR`` environment variable, else ``~/tensorflow_datasets``).
@@ -128,6 +143,11 @@ def load_dataset(
       test_only: Read only the test split (what evaluating a trained run needs): the training
         and validation splits are empty, and the test split is the one a full load gives (its
         binarization does not depend on the other splits).
+      options: The options of the registered sources (``folder``, ``celeb_a``:
+        ``image_size``, ``channels``, ``cache_dir``, ``test_fraction``) and ``download`` (let
+        TFDS download and prepare a TFDS dataset that is not prepared; off, such a dataset
+        fails in one line saying how to prepare it), as a
+        :class:`~jaxvae.data.base.SourceRequest` whose other fields are ignored.
 
     The datasets with ground-truth factors (:data:`GROUND_TRUTH_DATASETS`) have no test split
     of their own: their test split is a fixed-seed 10% of the combinations (see
@@ -171,7 +191,11 @@ def load_dataset(
     limit_train, limit_test = int(limit_train), int(limit_test)
     validation_size = int(validation_size)
 
+    registered = SOURCES_BY_NAME.get(name)
+    options = options or SourceRequest()
+    download = options.download
     tfds_backed = name in TFDS_DATASETS or (name == "fashion_mnist" and source == "tfds")
+    tfds_backed = tfds_backed or bool(registered and registered.train_records)
     if lazy_train and (not tfds_backed or binarize == "static"):
         raise ValueError(
             f"a streamed training split needs TFDS-backed data without static binarization; got "
@@ -182,7 +206,20 @@ def load_dataset(
     read_train = 0 if validation_size else limit_train
     splits = {"with_train": not test_only}
     split = {}
-    if name in GROUND_TRUTH_DATASETS:
+    if registered is not None:
+        if source != "auto":
+            raise ValueError(f"source={source!r} for dataset {name!r}; expected 'auto'.")
+        request = dataclasses.replace(
+            options,
+            data_dir=data_dir,
+            tfds_data_dir=tfds_data_dir,
+            limit_train=read_train,
+            limit_test=limit_test,
+            lazy_train=lazy_train,
+            with_train=not test_only,
+        )
+        dataset = registered.load(request)
+    elif name in GROUND_TRUTH_DATASETS:
         if name == "dsprites_procedural":
             if source != "auto":
                 raise ValueError(f"source={source!r} for dsprites_procedural; expected 'auto'.")
@@ -192,7 +229,7 @@ def load_dataset(
             if source == "idx":
                 raise ValueError(f"source='idx' for dataset {name!r}; expected 'auto' or 'tfds'.")
             dataset = load_ground_truth_tfds(
-                name, tfds_data_dir, limit_train, limit_test, validation_size
+                name, tfds_data_dir, limit_train, limit_test, validation_size, download=download
             )
             what = "records of the TFDS 'train' split"
         split = {
@@ -216,7 +253,9 @@ def load_dataset(
                 f"source='idx' for dataset {name!r}; IDX files are only read for fashion_mnist. "
                 "Expected 'auto' or 'tfds'."
             )
-        dataset = load_tfds_dataset(name, tfds_data_dir, read_train, limit_test, **lazy, **splits)
+        dataset = load_tfds_dataset(
+            name, tfds_data_dir, read_train, limit_test, download=download, **lazy, **splits
+        )
 
     if validation_size and not test_only and name not in GROUND_TRUTH_DATASETS:
         dataset = split_validation(dataset, validation_size)
@@ -229,9 +268,10 @@ def load_dataset(
         dataset = static_binarize(dataset, seed)
     elif binarize == "dynamic":
         dataset = binarize_for_evaluation(dataset)
-    protocol = {**_protocol(dataset, binarize, seed, validation_size), **split}
+    own = {"source": dataset.protocol["source"]} if "source" in dataset.protocol else {}
+    protocol = {**own, **protocol_of_splits(dataset, binarize, seed, validation_size), **split}
     if test_only:
-        keep = ("binarize", "binarization_seed", "test", "num_test")
+        keep = (*own, "binarize", "binarization_seed", "test", "num_test")
         protocol = {k: protocol[k] for k in keep}
     return dataclasses.replace(dataset, protocol=protocol)
 
@@ -270,6 +310,7 @@ def load_from_config(
         validation_size=int(spec_field(cfg, "validation_size") or 0),
         lazy_train=lazy_train,
         test_only=test_only,
+        options=source_request(cfg),
     )
 
 
@@ -314,87 +355,3 @@ def split_validation(dataset: Dataset, size: int) -> Dataset:
         validation_labels=np.asarray(dataset.train_labels[keep:]),
         **factors,
     )
-
-
-def static_binarize(dataset: Dataset, seed: int) -> Dataset:
-    """Binarizes a dataset once, deterministically for ``seed``.
-
-    The train, test and validation splits use the independent streams
-    ``np.random.default_rng(seed).spawn(3)``, in that order, so an example's binarization does
-    not depend on how many examples of the other splits were kept (nor, for train and test, of
-    its own: the uniforms are drawn in order).
-
-    Args:
-      dataset: The dataset to binarize (images in ``[0, 1]``).
-      seed: Seed of ``np.random.default_rng``.
-
-    Returns:
-      A new :class:`Dataset` whose images are exactly 0.0 or 1.0.
-    """
-    train_rng, test_rng, validation_rng = np.random.default_rng(seed).spawn(3)
-    return dataclasses.replace(
-        dataset,
-        train_images=binarize_images(dataset.train_images, train_rng),
-        test_images=binarize_images(dataset.test_images, test_rng),
-        validation_images=binarize_images(dataset.validation_images, validation_rng),
-    )
-
-
-def binarize_for_evaluation(dataset: Dataset, seed: int = EVAL_BINARIZATION_SEED) -> Dataset:
-    """Binarizes the test and validation splits once, leaving the training split continuous.
-
-    The protocol of dynamic binarization: training resamples every batch, while the test and
-    validation sets are each one fixed binary sample, ``x_bin = (u < x)`` with
-    ``u = rng.random(x.shape, dtype=np.float32)`` and ``rng`` the first (test) or second
-    (validation) of ``np.random.default_rng(seed).spawn(2)``, the same for every run of a study.
-
-    Args:
-      dataset: The dataset (images in ``[0, 1]``).
-      seed: Seed of ``np.random.default_rng``; keep the default, :data:`EVAL_BINARIZATION_SEED`,
-        to evaluate on the same images as every other run.
-
-    Returns:
-      A new :class:`Dataset` whose test and validation images are exactly 0.0 or 1.0.
-    """
-    test_rng, validation_rng = np.random.default_rng(seed).spawn(2)
-    return dataclasses.replace(
-        dataset,
-        test_images=binarize_images(dataset.test_images, test_rng),
-        validation_images=binarize_images(dataset.validation_images, validation_rng),
-    )
-
-
-def _protocol(dataset: Dataset, binarize: str, seed: int, validation_size: int) -> dict[str, Any]:
-    def once(seed: int, streams: int, stream: int) -> str:
-        return (
-            f"binarized once: pixel = u < x, u = np.random.default_rng({seed}).spawn({streams})"
-            f"[{stream}].random(images.shape, dtype=np.float32)"
-        )
-
-    continuous = "continuous pixels in [0, 1]"
-    if binarize == "static":
-        binarization_seed = int(seed)
-        train, test, validation = (once(seed, 3, i) for i in range(3))
-    elif binarize == "dynamic":
-        binarization_seed = EVAL_BINARIZATION_SEED
-        train = f"{continuous}; every training batch resampled as Bernoulli(x) (dynamic_binarize)"
-        test, validation = (once(EVAL_BINARIZATION_SEED, 2, i) for i in range(2))
-    else:
-        binarization_seed, train, test, validation = None, continuous, continuous, continuous
-    if validation_size:
-        held_out = f"the last {validation_size} examples of the training split, before limit_train"
-        train = f"the training split less its last {validation_size} examples; {train}"
-        validation = f"{held_out}; {validation}"
-    else:
-        validation = "none"
-    return {
-        "binarize": binarize,
-        "binarization_seed": binarization_seed,
-        "train": train,
-        "validation": validation,
-        "test": test,
-        "validation_size": int(validation_size),
-        "num_train": int(dataset.train_images.shape[0]),
-        "num_validation": int(dataset.validation_images.shape[0]),
-        "num_test": int(dataset.test_images.shape[0]),
-    }

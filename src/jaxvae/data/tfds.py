@@ -1,7 +1,8 @@
-"""Datasets read through TFDS array_record data sources, already prepared; nothing is downloaded.
+"""Datasets read through TFDS array_record data sources, prepared already or (``download``) here.
 
 ``mnist``, ``binarized_mnist`` and ``cifar10`` are TFDS's stock builders, prepared elsewhere and
-copied into ``tfds_data_dir``. Fashion-MNIST with ``source="tfds"`` is prepared here, offline, from
+copied into ``tfds_data_dir``, or downloaded and prepared there by TFDS with ``download=True``
+(``data.download=true``). Fashion-MNIST with ``source="tfds"`` is prepared here, offline, from
 its IDX files by :mod:`jaxvae.data.tfds_fashion_mnist`. ``tensorflow_datasets`` is imported only
 when one of these is loaded.
 """
@@ -9,6 +10,7 @@ when one of these is loaded.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -102,10 +104,11 @@ def load_tfds_dataset(
     *,
     lazy_train: bool = False,
     with_train: bool = True,
+    download: bool = False,
 ) -> Dataset:
     """Loads an already prepared TFDS dataset through its array_record data source.
 
-    Nothing is downloaded: an unprepared dataset fails at once.
+    Nothing is downloaded unless ``download``: an unprepared dataset fails at once.
 
     Args:
       name: ``"mnist"``, ``"binarized_mnist"`` or ``"cifar10"``.
@@ -113,6 +116,7 @@ def load_tfds_dataset(
       limit_train: If positive, read only the first ``limit_train`` training records.
       limit_test: If positive, read only the first ``limit_test`` test records.
       with_train: Whether to read the training split (else it is empty).
+      download: Let TFDS download and prepare it (see :func:`prepared_builder`).
 
     Returns:
       The :class:`Dataset`; datasets without labels get zeros.
@@ -121,39 +125,67 @@ def load_tfds_dataset(
       ValueError: If the dataset is not prepared in ``tfds_data_dir`` or not as array_record.
     """
     check_choice("name", name, TFDS_DATASETS)
-    builder = prepared_builder(name, tfds_data_dir)
+    builder = prepared_builder(name, tfds_data_dir, download=download)
     return read_tfds_builder(
         builder, name, limit_train, limit_test, lazy_train=lazy_train, with_train=with_train
     )
 
 
-def prepared_builder(name: str, tfds_data_dir: str = "") -> Any:
-    """TFDS's builder ``name``, prepared in ``tfds_data_dir``; nothing is downloaded.
+def prepared_builder(name: str, tfds_data_dir: str = "", *, download: bool = False) -> Any:
+    """TFDS's builder ``name``, prepared in ``tfds_data_dir``.
 
     Args:
       name: A TFDS dataset name.
       tfds_data_dir: TFDS data directory (default: :func:`default_tfds_data_dir`).
+      download: Whether TFDS may download and prepare an unprepared dataset
+        (``download_and_prepare`` in the array_record format, no GCS mirror); off by default,
+        when an unprepared dataset fails at once, saying how to prepare it.
 
     Returns:
       The prepared ``tfds.core.DatasetBuilder``.
 
     Raises:
-      ValueError: If the dataset is not prepared there.
+      ValueError: If the dataset is not prepared there and ``download`` is off, or the download
+        or preparation fails (offline, say): one line naming the dataset and the cause.
     """
     import tensorflow_datasets as tfds
 
     data_dir = tfds_data_dir or default_tfds_data_dir()
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise ValueError(f"TFDS has no dataset {name!r} ({_first_line(e)}).") from None
+    if builder.is_prepared():
+        return builder
+    if not download:
         raise ValueError(
             f"TFDS dataset {name!r} is not prepared in {data_dir!r} (looked for "
-            f"{os.fspath(builder.data_path)!r}); jaxvae never downloads. On a machine with "
-            'internet and TensorFlow run: python -c "import tensorflow_datasets as tfds; '
+            f"{os.fspath(builder.data_path)!r}); jaxvae downloads only when asked: pass "
+            "--config.data.download=true to let TFDS download and prepare it there, or on a "
+            'machine with internet run: python -c "import tensorflow_datasets as tfds; '
             f"tfds.builder('{name}').download_and_prepare(file_format='array_record')\", copy "
             "its tensorflow_datasets directory here and pass --config.data.tfds_data_dir=DIR "
             "(or set TFDS_DATA_DIR)."
         )
+    if not sys.stderr.isatty():
+        tfds.disable_progress_bar()  # progress bars only for a person watching
+    try:
+        builder.download_and_prepare(
+            file_format="array_record",
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+        )
+    except Exception as e:  # network, disk, checksum: TFDS raises many kinds; say it in one line
+        raise ValueError(
+            f"Could not download and prepare TFDS dataset {name!r} into {data_dir!r} "
+            f"({type(e).__name__}: {_first_line(e)}); expected network access to its sources "
+            "and a writable data directory (or prepare it elsewhere and copy it here)."
+        ) from None
     return builder
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def load_fashion_mnist_tfds(

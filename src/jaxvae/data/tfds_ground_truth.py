@@ -97,6 +97,8 @@ def load_ground_truth_tfds(
     validation_size: int = 0,
     num_test: int = 0,
     split_seed: int = SPLIT_SEED,
+    *,
+    download: bool = False,
 ) -> Dataset:
     """Loads ``dsprites`` or ``shapes3d`` from a prepared TFDS data source, with factors.
 
@@ -109,6 +111,7 @@ def load_ground_truth_tfds(
       validation_size: Records held out of the end of the training split; 0 for none.
       num_test: Size of the test split; 0 for 10% of the records (at least 1).
       split_seed: Seed of the permutation that makes the splits.
+      download: Let TFDS download and prepare it (see :func:`~jaxvae.data.prepared_builder`).
 
     Returns:
       A :class:`~jaxvae.data.Dataset` of float32 images in ``[0, 1]``, labels the
@@ -119,7 +122,7 @@ def load_ground_truth_tfds(
     """
     check_choice("name", name, tuple(GROUND_TRUTH_TFDS))
     spec = GROUND_TRUTH_TFDS[name]
-    source = _train_source(name, tfds_data_dir, spec)
+    source = _train_source(name, tfds_data_dir, spec, download)
     count = len(source)
     train, test = split_indices(count, int(num_test) or max(1, count // 10), split_seed)
     if int(validation_size) != validation_size or not 0 <= validation_size < train.size:
@@ -219,8 +222,10 @@ def read_factor_records(
     return images, check_factors(factors, spec.factor_sizes, "record factors").astype(np.int32)
 
 
-def _train_source(name: str, tfds_data_dir: str, spec: GroundTruthSpec) -> Any:
-    builder = prepared_builder(name, tfds_data_dir)
+def _train_source(
+    name: str, tfds_data_dir: str, spec: GroundTruthSpec, download: bool = False
+) -> Any:
+    builder = prepared_builder(name, tfds_data_dir, download=download)
     features = builder.info.features
     expected = {
         f"label_{f}": size for f, size in zip(spec.factor_names, spec.factor_sizes, strict=True)

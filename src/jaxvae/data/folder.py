@@ -1,0 +1,313 @@
+"""A folder of PNG/JPEG images as a dataset (``data.name="folder"``, ``data.data_dir=DIR``).
+
+* **Labels.** Each sub-folder of ``DIR`` (not starting with ``.``) is a class: their sorted names
+  are classes ``0..K-1`` (``Dataset.class_names``), the images anywhere below each one its
+  examples; images directly in such a ``DIR`` are ignored (a warning line counts them). A flat
+  ``DIR`` (no sub-folder) has no classes: every label is 0. Files ending in ``.png``, ``.jpg`` or
+  ``.jpeg`` (any case) are images; other files are ignored.
+* **Colour.** ``data.channels=1`` converts every image to grey (PIL mode ``L``), ``3`` to RGB
+  (``RGB``; an alpha channel is dropped); ``0`` (the default) takes the majority: RGB unless more
+  than half of the images are grey (PIL modes :data:`~jaxvae.data.images.GREY_MODES`).
+* **Size.** Every image is centre-cropped to its short side and resized to
+  ``data.image_size`` (default 64) square with PIL's bilinear filter
+  (:func:`~jaxvae.data.images.crop_and_resize`).
+* **Split.** A file is a test example when ``u < data.test_fraction`` (default 0.1), where ``u``
+  is the first 8 bytes of the SHA-256 of its path relative to ``DIR`` (``/``-separated, UTF-8)
+  read as a big-endian integer over ``2**64``. Both splits are ordered by ``u`` (a fixed shuffle,
+  so the validation split, the last ``data.validation_size`` training examples, mixes the
+  classes). A file's split depends on its path alone: adding files moves no other file.
+* **Cache.** The images are decoded once into ``images.npy`` (uint8 ``[N, H, W, C]``, in ``u``
+  order), ``labels.npy``, ``u.npy`` and ``info.json``, in ``CACHE/<key>/`` with ``CACHE`` =
+  ``data.cache_dir`` or ``DIR/.jaxvae-cache``. The key is a SHA-256 over the listing (each
+  file's relative path, size and modification time), ``image_size`` and ``channels``, so a changed
+  folder decodes again and an unchanged one reads the cache (memory-mapped). Old keys are left.
+* **Bad files.** A file PIL cannot decode is skipped with one warning line naming it (on every
+  load, from the cache's record); no image at all is an error.
+* **Streaming.** The training split can stay in the memory-mapped cache
+  (:class:`ArrayRecords` in a :class:`~jaxvae.data.tfds.RecordColumn`), so a folder larger than
+  ``data.stream_threshold_mb`` streams as TFDS data does.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import PIL.Image
+
+from jaxvae import io
+from jaxvae.data.base import Dataset, Source, SourceRequest, register, to_unit_float
+from jaxvae.data.images import GREY_MODES, crop_and_resize
+from jaxvae.data.tfds import RecordColumn
+
+EXTENSIONS = (".png", ".jpg", ".jpeg")
+DEFAULT_IMAGE_SIZE = 64
+CACHE_NAME = ".jaxvae-cache"
+CACHE_VERSION = 1
+CACHE_FILES = ("images.npy", "labels.npy", "u.npy", "info.json")
+
+
+def _warn(message: str) -> None:
+    """One warning line on stderr (the run goes on)."""
+    print(f"jaxvae: warning: {message}", file=sys.stderr, flush=True)
+
+
+__all__ = ["ArrayRecords", "CACHE_NAME", "list_folder", "load_folder", "split_fraction"]
+
+
+def split_fraction(relpath: str) -> float:
+    """``u`` in ``[0, 1)`` of a file's relative path: the first 8 bytes of its SHA-256 / 2**64."""
+    digest = hashlib.sha256(relpath.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def list_folder(data_dir: str) -> tuple[list[tuple[str, int]], tuple[str, ...]]:
+    """The images of ``data_dir``: ``([(relative path, label)], class_names)``, paths sorted.
+
+    Raises:
+      ValueError: If ``data_dir`` is not a directory or holds no image file.
+    """
+    if not data_dir or not os.path.isdir(data_dir):
+        raise ValueError(
+            f"data.data_dir={data_dir!r} is not a directory; the folder dataset expects a "
+            "directory of PNG/JPEG images (class sub-folders give labels)."
+        )
+
+    def images_below(top: str) -> list[str]:
+        found = []
+        for root, dirs, files in os.walk(os.path.join(data_dir, top)):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for f in files:
+                if f.lower().endswith(EXTENSIONS) and not f.startswith("."):
+                    found.append(os.path.relpath(os.path.join(root, f), data_dir))
+        return sorted(p.replace(os.sep, "/") for p in found)
+
+    entries = sorted(os.listdir(data_dir))
+    classes = tuple(e for e in entries if not e.startswith(".") and _isdir(data_dir, e))
+    top = [e for e in entries if e.lower().endswith(EXTENSIONS) and not _isdir(data_dir, e)]
+    if classes:
+        if top:
+            _warn(
+                f"ignored {len(top)} image(s) directly in {data_dir!r} (with class sub-folders, "
+                "only their images are read)"
+            )
+        files = [(p, label) for label, c in enumerate(classes) for p in images_below(c)]
+    else:
+        files = [(p, 0) for p in sorted(top)]
+    if not files:
+        raise ValueError(
+            f"data.data_dir={data_dir!r} holds no image; expected files ending in "
+            f"{', '.join(EXTENSIONS)} (in class sub-folders, or directly in it)."
+        )
+    return files, classes
+
+
+def _isdir(data_dir: str, name: str) -> bool:
+    return os.path.isdir(os.path.join(data_dir, name))
+
+
+class ArrayRecords:
+    """Records ``{"image": uint8 [H, W, C], "label": int}`` over (memory-mapped) arrays: the
+    random-access source a streamed training split reads (see :mod:`jaxvae.streaming`)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"image": np.asarray(self.images[index]), "label": int(self.labels[index])}
+
+    def __getitems__(self, keys: Sequence[int]) -> list[dict[str, Any]]:
+        return [self[k] for k in keys]
+
+
+def _cache_key(data_dir: str, files, request: SourceRequest) -> str:
+    digest = hashlib.sha256()
+    digest.update(repr((CACHE_VERSION, _size(request), request.channels)).encode())
+    for relpath, label in files:
+        st = os.stat(os.path.join(data_dir, relpath))
+        digest.update(f"\n{relpath}\t{label}\t{st.st_size}\t{st.st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]
+
+
+def _size(request: SourceRequest) -> int:
+    return request.image_size or DEFAULT_IMAGE_SIZE
+
+
+def _why(error: BaseException) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0]
+
+
+def _decode(data_dir: str, files, request: SourceRequest, out_dir: str) -> None:
+    """Decodes ``files`` into the cache files in ``out_dir`` (a fresh directory)."""
+    paths = [os.path.join(data_dir, p) for p, _ in files]
+    workers = min(8, os.cpu_count() or 1)
+    skipped: dict[str, str] = {}
+
+    def mode(path: str) -> str | None:
+        try:
+            with PIL.Image.open(path) as image:
+                return image.mode
+        except (OSError, ValueError, SyntaxError) as e:
+            skipped[path] = _why(e)
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        modes = list(pool.map(mode, paths))
+    channels = request.channels
+    if not channels:
+        grey = sum(m in GREY_MODES for m in modes if m is not None)
+        channels = 1 if grey * 2 > sum(m is not None for m in modes) else 3
+    size = _size(request)
+    order = sorted(
+        (split_fraction(p), i) for i, (p, _) in enumerate(files) if paths[i] not in skipped
+    )
+    images = np.lib.format.open_memmap(
+        os.path.join(out_dir, "images.npy"), "w+", np.uint8, (len(order), size, size, channels)
+    )
+
+    def decode(i: int) -> np.ndarray | None:
+        try:
+            with PIL.Image.open(paths[i]) as image:
+                image = image.convert("L" if channels == 1 else "RGB")
+                return np.asarray(crop_and_resize(image, size)).reshape(size, size, channels)
+        except (OSError, ValueError, SyntaxError) as e:
+            skipped[paths[i]] = _why(e)
+            return None
+
+    kept: list[tuple[float, int]] = []
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for (u, i), array in zip(order, pool.map(decode, [i for _, i in order]), strict=True):
+            if array is not None:
+                images[len(kept)] = array
+                kept.append((u, i))
+    images.flush()
+    del images
+    if len(kept) < len(order):  # a file that opened but did not decode: drop the unused rows
+        full = np.load(os.path.join(out_dir, "images.npy"), mmap_mode="r")
+        np.save(os.path.join(out_dir, "images.tmp.npy"), full[: len(kept)])
+        del full
+        os.replace(os.path.join(out_dir, "images.tmp.npy"), os.path.join(out_dir, "images.npy"))
+    np.save(os.path.join(out_dir, "labels.npy"), np.array([files[i][1] for _, i in kept], np.int32))
+    np.save(os.path.join(out_dir, "u.npy"), np.array([u for u, _ in kept], np.float64))
+    info = {
+        "files": [files[i][0] for _, i in kept],
+        "channels": channels,
+        "image_size": size,
+        "skipped": {os.path.relpath(p, data_dir): why for p, why in sorted(skipped.items())},
+    }
+    io.write_json(os.path.join(out_dir, "info.json"), info)
+
+
+def _cache(data_dir: str, files, request: SourceRequest) -> str:
+    """The cache directory of this listing and these options, decoded first when absent."""
+    root = request.cache_dir or os.path.join(data_dir, CACHE_NAME)
+    path = os.path.join(root, _cache_key(data_dir, files, request))
+    if all(os.path.isfile(os.path.join(path, f)) for f in CACHE_FILES):
+        return path
+    try:
+        os.makedirs(root, exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        _decode(data_dir, files, request, tmp)
+        try:
+            os.rename(tmp, path)
+        except OSError:  # another process wrote the same cache first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as e:
+        raise ValueError(
+            f"Could not write the decoded images of {data_dir!r} to {root!r} ({_why(e)}); "
+            "expected a writable cache directory: set data.cache_dir."
+        ) from e
+    return path
+
+
+def _open_cache(path: str):
+    images = np.load(os.path.join(path, "images.npy"), mmap_mode="r")
+    labels = np.load(os.path.join(path, "labels.npy"))
+    u = np.load(os.path.join(path, "u.npy"))
+    return images, labels, u, io.read_json(os.path.join(path, "info.json"))
+
+
+def _check_request(request: SourceRequest) -> None:
+    if request.channels not in (0, 1, 3):
+        raise ValueError(f"data.channels={request.channels!r}; expected 0 (majority), 1 or 3.")
+    if request.image_size < 0:
+        raise ValueError(f"data.image_size={request.image_size!r}; expected >= 0 (0 = 64).")
+    if not 0.0 < request.test_fraction < 1.0:
+        raise ValueError(f"data.test_fraction={request.test_fraction!r}; expected in (0, 1).")
+
+
+def _opened(request: SourceRequest):
+    _check_request(request)
+    data_dir = request.data_dir
+    files, classes = list_folder(data_dir)
+    path = _cache(data_dir, files, request)
+    images, labels, u, info = _open_cache(path)
+    if not len(labels):
+        raise ValueError(f"data.data_dir={data_dir!r}: none of its {len(files)} images decoded.")
+    num_test = int(np.searchsorted(u, request.test_fraction))
+    if num_test in (0, len(labels)):
+        raise ValueError(
+            f"data.test_fraction={request.test_fraction} splits the {len(labels)} images of "
+            f"{data_dir!r} into {len(labels) - num_test} training and {num_test} test images; "
+            "expected both splits non-empty (more images, or another fraction)."
+        )
+    return images, labels, num_test, classes, info
+
+
+def load_folder(request: SourceRequest) -> Dataset:
+    """Loads the image folder ``request.data_dir`` (see the module's rules).
+
+    Raises:
+      ValueError: A missing or empty folder, bad options, or an unwritable cache.
+    """
+    images, labels, num_test, classes, info = _opened(request)
+    for relpath, why in info["skipped"].items():
+        _warn(f"skipped unreadable image {os.path.join(request.data_dir, relpath)!r} ({why})")
+    test = slice(0, num_test if request.limit_test <= 0 else min(num_test, request.limit_test))
+    n_train = len(labels) - num_test
+    if request.limit_train > 0:
+        n_train = min(n_train, request.limit_train)
+    train = slice(num_test, num_test + (n_train if request.with_train else 0))
+    test_images = to_unit_float(np.asarray(images[test]))
+    if request.lazy_train:
+        records = ArrayRecords(images[num_test:], labels[num_test:])
+        shape = images.shape[1:]
+        train_images = RecordColumn(records, "image", 0, n_train, shape)
+        train_labels = RecordColumn(records, "label", 0, n_train, ())
+    else:
+        train_images, train_labels = to_unit_float(np.asarray(images[train])), labels[train]
+    protocol = {
+        "source": f"image folder {request.data_dir!r}: {len(info['files'])} images "
+        f"(and {len(info['skipped'])} unreadable, skipped), {len(classes)} class sub-folders, centre crop to "
+        f"the short side, PIL bilinear resize to {info['image_size']}, {info['channels']} "
+        f"channel(s); test: the files with u < {request.test_fraction}, u = "
+        "int.from_bytes(sha256(relative path).digest()[:8], 'big') / 2**64; both splits in u order",
+    }
+    return Dataset(
+        name="folder",
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=labels[test].astype(np.int32),
+        class_names=classes,
+        protocol=protocol,
+    )
+
+
+def _train_records(request: SourceRequest) -> tuple[int, tuple[int, int, int]]:
+    images, labels, num_test, _, _ = _opened(request)
+    return len(labels) - num_test, tuple(int(x) for x in images.shape[1:])
+
+
+register("folder", Source(load=load_folder, train_records=_train_records))

@@ -1,0 +1,88 @@
+"""CelebA through TFDS's own ``celeb_a`` builder (``data.name="celeb_a"``), 64x64 by default.
+
+The common VAE protocol (e.g. PyTorch-VAE's CelebA benchmark): each aligned 178x218 face is
+centre-cropped to 148x148, then resized to ``data.image_size`` (default 64) with PIL's bilinear
+filter (:func:`~jaxvae.data.images.crop_and_resize`), RGB. The splits are TFDS's ``train``
+(162,770 images) and ``test`` (19,962); TFDS's ``validation`` split is not read (jaxvae's
+validation split is the last ``data.validation_size`` training images, as for every dataset).
+The 40 binary attributes, the landmarks and the identities are ignored: every label is 0.
+
+The images are cropped and resized when read, record by record (:class:`CroppedRecords`), so the
+training split (8 GB as float32 at 64x64) streams from the array_record files like any TFDS
+dataset above ``data.stream_threshold_mb``. Preparing CelebA needs its download (about 1.4 GB):
+``data.download=true`` lets TFDS do it (see :func:`jaxvae.data.tfds.prepared_builder`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from jaxvae.data.base import Dataset, Source, SourceRequest, register, to_unit_float
+from jaxvae.data.images import CroppedRecords
+from jaxvae.data.tfds import RecordColumn, prepared_builder, read_data_source
+
+NAME = "celeb_a"
+CROP = 148
+DEFAULT_IMAGE_SIZE = 64
+
+__all__ = ["CROP", "load_celeb_a"]
+
+
+def _sources(request: SourceRequest) -> tuple[CroppedRecords, CroppedRecords, int]:
+    if request.image_size < 0:
+        raise ValueError(f"data.image_size={request.image_size!r}; expected >= 0 (0 = 64).")
+    if request.channels not in (0, 3):
+        raise ValueError(f"data.channels={request.channels!r} for celeb_a; expected 0 or 3 (RGB).")
+    builder = prepared_builder(NAME, request.tfds_data_dir, download=request.download)
+    try:
+        train, test = builder.as_data_source(split=["train", "test"])
+    except (NotImplementedError, KeyError, ValueError) as e:
+        raise ValueError(
+            f"TFDS dataset {NAME!r} in {os.fspath(builder.data_dir)!r} has no array_record "
+            f"'train' and 'test' splits ({type(e).__name__}: {e}); expected it prepared with "
+            "file_format='array_record'."
+        ) from e
+    size = request.image_size or DEFAULT_IMAGE_SIZE
+    return CroppedRecords(train, size, CROP), CroppedRecords(test, size, CROP), size
+
+
+def load_celeb_a(request: SourceRequest) -> Dataset:
+    """Loads CelebA, centre crop 148 then resize (see the module's protocol).
+
+    Raises:
+      ValueError: If ``celeb_a`` is not prepared (and ``download`` is off) or cannot be read.
+    """
+    train, test, size = _sources(request)
+    test_images, test_labels = read_data_source(test, request.limit_test, True)
+    n = len(train) if request.limit_train <= 0 else min(request.limit_train, len(train))
+    if request.lazy_train:
+        train_images = RecordColumn(train, "image", 0, n, (size, size, 3))
+        train_labels = RecordColumn(train, "label", 0, n, ())
+    elif request.with_train:
+        images, train_labels = read_data_source(train, request.limit_train, True)
+        train_images = to_unit_float(images)
+    else:
+        train_images, train_labels = np.zeros((0, size, size, 3), np.float32), np.zeros(0, np.int32)
+    protocol = {
+        "source": f"TFDS celeb_a: centre crop {CROP}x{CROP}, PIL bilinear resize to {size}x{size}, "
+        "RGB; TFDS's train and test splits; attributes ignored (labels 0)"
+    }
+    return Dataset(
+        name=NAME,
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=to_unit_float(test_images),
+        test_labels=test_labels,
+        protocol=protocol,
+    )
+
+
+def _train_records(request: SourceRequest) -> tuple[int, tuple[int, int, int]]:
+    size = request.image_size or DEFAULT_IMAGE_SIZE
+    builder = prepared_builder(NAME, request.tfds_data_dir, download=request.download)
+    return int(builder.info.splits["train"].num_examples), (size, size, 3)
+
+
+register(NAME, Source(load=load_celeb_a, train_records=_train_records))
