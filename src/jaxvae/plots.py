@@ -3,12 +3,15 @@ pictures: :mod:`jaxvae.pictures`)."""
 
 from __future__ import annotations
 
+import io as io_lib
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
+
+from jaxvae import io
 
 
 def grid(images: np.ndarray, ncols: int, *, pad: int = 2, scale: int = 2) -> np.ndarray:
@@ -28,9 +31,11 @@ def grid(images: np.ndarray, ncols: int, *, pad: int = 2, scale: int = 2) -> np.
 
 
 def save_grid(path: str, images: np.ndarray, ncols: int) -> None:
-    """Writes :func:`grid` of ``images`` as a PNG."""
+    """Writes :func:`grid` of ``images`` as a PNG (atomically; ``path`` may be a URL)."""
     pic = grid(images, ncols)
-    Image.fromarray(pic[..., 0] if pic.shape[-1] == 1 else pic).save(path)
+    out = io_lib.BytesIO()
+    Image.fromarray(pic[..., 0] if pic.shape[-1] == 1 else pic).save(out, format="PNG")
+    io.write_atomic(path, out.getvalue())
 
 
 def traversal_grid(

@@ -9,12 +9,11 @@ the end of that interval averages every step of it, as the uninterrupted run's d
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
-from jaxvae import io, layout, tensorboard
+from jaxvae import io, layout, storage, tensorboard
 from jaxvae import workdir as workdir_lib
 
 
@@ -66,16 +65,20 @@ class RunLog:
             io.write_json(layout.path(self.workdir, layout.CARRIED_SUMS), d)
 
     def flush(self) -> None:
+        """Both logs, durable up to here (called before each checkpoint is saved, so that a
+        resumed run finds every line up to its checkpoint, in a workdir on an object store too)."""
+        self.metrics.flush()
         self.events.flush()
 
     def close(self) -> None:
+        self.metrics.close()
         self.events.close()
 
 
 def _read_carried(workdir: str, resume_step: int | None) -> tuple[int, dict] | None:
     """``(since, sums)`` saved at ``resume_step`` by :meth:`RunLog.carry`, or ``None``."""
     path = layout.path(workdir, layout.CARRIED_SUMS)
-    if resume_step is None or not os.path.exists(path):
+    if resume_step is None or not storage.exists(path):
         return None
     d = io.read_json(path)
     if d.get("step") != resume_step:
