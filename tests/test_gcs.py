@@ -176,6 +176,10 @@ def test_train_kill_resume_eval_sample_plot_on_gcs(gcs, tmp_path, capsys, one_de
     assert records(metrics) == records(read(os.path.join(local, "metrics.jsonl")).decode())
     for name in ("config.json", "run.json", *PICTURES, "curves.png"):
         assert get(gcs, f"runs/run/{name}") == read(os.path.join(local, name)), name
+    # every step directory is a finished checkpoint (one a kill cut short was removed)
+    listed = objects(gcs, "runs/run/checkpoints/")
+    steps = {n.split("/")[3] for n in listed}
+    assert all(f"runs/run/checkpoints/{k}/commit_success.txt" in listed for k in steps), steps
     # TensorBoard: the killed attempt's events past the checkpoint are gone, as locally
     events = objects(gcs, "runs/run/events.out.tfevents.")
     assert len(events) == 2  # the killed attempt's, rewritten, and the resumed one's
@@ -186,9 +190,11 @@ def test_train_kill_resume_eval_sample_plot_on_gcs(gcs, tmp_path, capsys, one_de
     iwae = ["--iwae-k", "8", "--num-examples", "16"]
     for workdir in (local, remote):
         assert cli.main(["eval", "--workdir", workdir, *iwae]) == 0
-        assert cli.main(["sample", "--workdir", workdir, "--num", "8"]) == 0
     assert get(gcs, "runs/run/eval.json") == read(os.path.join(local, "eval.json"))
-    assert get(gcs, "runs/run/samples.png") == read(os.path.join(local, "samples.png"))
+    assert cli.main(["sample", "--workdir", local, "--num", "8"]) == 0
+    out = f"gs://{BUCKET}/elsewhere/samples.png"  # --out on GCS too
+    assert cli.main(["sample", "--workdir", remote, "--num", "8", "--out", out]) == 0
+    assert get(gcs, "elsewhere/samples.png") == read(os.path.join(local, "samples.png"))
     capsys.readouterr()
     assert cli.main(["plot", "--workdir", remote]) == 0
     shown = capsys.readouterr().out.split()

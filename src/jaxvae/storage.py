@@ -28,6 +28,7 @@ it is set there already: the filesystem etils.epath gives Orbax follows it too).
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import shutil
@@ -170,6 +171,9 @@ def put(path: str, data: bytes, *, exclusive: bool = False) -> bool:
             fs.pipe_file(path, data, mode="create" if exclusive else "overwrite")
         except FileExistsError:
             return False
+        except FileNotFoundError:  # an upload finds nothing only without its bucket
+            bucket = path.split("://", 1)[1].split("/", 1)[0]
+            raise FileNotFoundError(errno.ENOENT, f"no bucket {bucket!r}", path) from None
     return True
 
 
