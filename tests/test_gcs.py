@@ -22,8 +22,9 @@ import pytest
 from tensorboardX.proto.event_pb2 import Event
 
 import jaxvae as jaxvae_lib
-from jaxvae import cli, tensorboard
+from jaxvae import cli, storage, tensorboard
 from jaxvae import config as config_lib
+from jaxvae.studies import state
 from tests.conftest import CONFIGS, REPO
 
 BUCKET = "jaxvae-test"
@@ -105,6 +106,13 @@ def get(url, name):
         return r.read()
 
 
+def put(url, name, data):
+    """Writes the object ``name``."""
+    query = urllib.parse.urlencode({"uploadType": "media", "name": name})
+    request = urllib.request.Request(f"{url}/upload/storage/v1/b/{BUCKET}/o?{query}", data=data)
+    urllib.request.urlopen(request).close()
+
+
 def read(path):
     with open(path, "rb") as f:
         return f.read()
@@ -164,6 +172,8 @@ def test_train_kill_resume_eval_sample_plot_on_gcs(gcs, tmp_path, capsys, one_de
     assert killed.returncode == -signal.SIGKILL, err
     assert "runs/run/summary.json" not in seen[0], "the run ended before the kill"
 
+    # a step directory without commit_success.txt, as a save cut short leaves it: no checkpoint
+    put(gcs, "runs/run/checkpoints/149/default/manifest.ocdbt", b"cut short")
     summary = jaxvae_lib.train(config, remote, mesh=one_device_mesh)
     assert f"resuming {remote} from step" in capsys.readouterr().err
     assert json.loads(get(gcs, "runs/run/summary.json"))["wall_s"] == summary["wall_s"]
@@ -176,10 +186,11 @@ def test_train_kill_resume_eval_sample_plot_on_gcs(gcs, tmp_path, capsys, one_de
     assert records(metrics) == records(read(os.path.join(local, "metrics.jsonl")).decode())
     for name in ("config.json", "run.json", *PICTURES, "curves.png"):
         assert get(gcs, f"runs/run/{name}") == read(os.path.join(local, name)), name
-    # every step directory is a finished checkpoint (one a kill cut short was removed)
+    # every step directory is a finished checkpoint: the unfinished ones were removed
     listed = objects(gcs, "runs/run/checkpoints/")
     steps = {n.split("/")[3] for n in listed}
     assert all(f"runs/run/checkpoints/{k}/commit_success.txt" in listed for k in steps), steps
+    assert "149" not in steps and not objects(gcs, "runs/run/checkpoints-corrupt/")
     # TensorBoard: the killed attempt's events past the checkpoint are gone, as locally
     events = objects(gcs, "runs/run/events.out.tfevents.")
     assert len(events) == 2  # the killed attempt's, rewritten, and the resumed one's
@@ -257,3 +268,15 @@ def test_a_study_of_two_shards_on_gcs_and_its_report(gcs, tmp_path, capsys):
         summary = json.loads(get(gcs, f"studies/s/runs/{run_name}/summary.json"))
         assert done == "done"
         assert (float(nelbo), float(kl)) == (summary["test_nelbo"], summary["test_kl"])
+    # a run's lock on GCS: its holder, its heartbeat (the object written again), its release
+    path = f"{workdir}/state/{run_name}.lock"
+    lock = state.RunLock(path)
+    assert lock.acquire()
+    assert state.lock_holder(path)["pid"] == os.getpid()
+    written = storage.mtime(path)
+    time.sleep(0.01)
+    storage.touch(path)
+    assert storage.mtime(path) > written
+    lock.release()
+    assert state.lock_holder(path) is None
+    assert not objects(gcs, "studies/s/state/")
