@@ -104,7 +104,8 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
       ValueError: a complete line (one ending in a newline) is not a JSON object; the message
         names the file and the line number (``path:N``).
     """
-    lines = storage.read_text(path).split("\n")  # the last element is what follows the last newline
+    # the last element is what follows the last newline
+    lines = storage.read_text(path).split("\n")
     records = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
