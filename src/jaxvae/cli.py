@@ -1,4 +1,4 @@
-"""The ``jaxvae`` command: train, eval, sample, plot, bench.
+"""The ``jaxvae`` command: train, eval, sample, plot, encode, bench.
 
 User mistakes (a bad flag or config value, missing data, a wrong workdir) end with one line on stderr
 and exit code 2, never a traceback, and never after anything in an existing workdir was changed.
@@ -64,6 +64,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     plot.add_argument("--workdir", required=True)
     _checkpoint_flag(plot)
+
+    enc = sub.add_parser("encode", help="write the latent codes of a split's images (.npz)")
+    enc.add_argument("--workdir", required=True)
+    _checkpoint_flag(enc)
+    enc.add_argument("--out", required=True, help="the .npz file to write")
+    enc.add_argument("--split", choices=("test", "train", "validation"), default="test")
 
     bench = sub.add_parser("bench", help="measure training and evaluation speed (JSON on stdout)")
     bench.add_argument("--config", required=True)
@@ -286,7 +292,8 @@ def _cmd_sample(args) -> int:
             f"model kind {model.name!r} in {args.workdir!r} has no prior to sample from "
             "(its pictures are reconstructions.png and the family's own)"
         )
-    plots.save_grid(out, np.asarray(images), min(8, args.num))
+    title = f"samples of the {model.name} model"
+    plots.save_grid(out, np.asarray(images), min(8, args.num), title=title)
     _say_which(args, run)
     print(out)
     return 0
@@ -358,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_sample(args)
         if args.command == "plot":
             return _cmd_plot(args)
+        if args.command == "encode":
+            from jaxvae import latents
+
+            return latents.main(args)
         return _cmd_bench(args, overrides)
     except Preempted as e:
         sys.stderr.write(f"jaxvae {args.command}: {e}\n")

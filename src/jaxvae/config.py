@@ -3,8 +3,8 @@ turning of a config into the specs and the model the core takes.
 
 Config files are Python files with ``get_config()`` returning an ``ml_collections.ConfigDict``; they
 start from :func:`base_config`, whose keys and types are the schema (it is locked, so a misspelt key
-is an error). The sections ``data``, ``train`` (with the optimizer's keys), ``eval`` and
-``objective`` are the fields of the frozen specs in :mod:`jaxvae.specs` and
+is an error). The sections ``data``, ``train`` (with the optimizer's keys), ``eval``,
+``logging`` and ``objective`` are the fields of the frozen specs in :mod:`jaxvae.specs` and
 :class:`~jaxvae.objectives.ObjectiveSpec`; each model family adds ``model.<kind>`` with its own
 dataclass fields and their defaults. :func:`validate` checks a config once and returns its
 :class:`Specs`; :func:`make_model` builds the family with its options as arguments. Only this layer,
@@ -24,7 +24,7 @@ import ml_collections
 from jaxvae import data as data_lib
 from jaxvae import io, likelihoods, models, objectives, specs
 from jaxvae.objectives import ObjectiveSpec
-from jaxvae.specs import DataSpec, EvalSpec, OptimizerSpec, TrainSpec
+from jaxvae.specs import DataSpec, EvalSpec, LoggingSpec, OptimizerSpec, TrainSpec
 
 # Keys that moved from one section to another: a saved config (config.json, study.json) written
 # before the move is read with them in their new place.
@@ -101,6 +101,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.objective = _section(ObjectiveSpec)
     c.train = ml_collections.ConfigDict(specs.fields(TrainSpec) | specs.fields(OptimizerSpec))
     c.eval = _section(EvalSpec)
+    c.logging = _section(LoggingSpec)
     c.lock()
     return c
 
@@ -235,6 +236,7 @@ class Specs(NamedTuple):
     optim: OptimizerSpec
     eval: EvalSpec
     objective: ObjectiveSpec
+    logging: LoggingSpec = LoggingSpec()
 
 
 def validate(config: ml_collections.ConfigDict) -> Specs:
@@ -263,6 +265,7 @@ def validate(config: ml_collections.ConfigDict) -> Specs:
         optim=specs.from_section(OptimizerSpec, config.train),
         eval=specs.from_section(EvalSpec, config.eval),
         objective=_objective(config),
+        logging=specs.from_section(LoggingSpec, config.logging),
     )
     channels = config.model.channels
     side = 2 ** len(channels) if isinstance(channels, tuple | list) else 1
