@@ -16,13 +16,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import ml_collections
 
 from jaxvae import data as data_lib
-from jaxvae import io, likelihoods, models, objectives, specs
+from jaxvae import io, likelihoods, models, objectives, shipped, specs
 from jaxvae.objectives import ObjectiveSpec
 from jaxvae.specs import DataSpec, EvalSpec, LoggingSpec, OptimizerSpec, TrainSpec
 
@@ -77,10 +78,14 @@ def _section(spec_type: type) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(specs.fields(spec_type))
 
 
-def base_config() -> ml_collections.ConfigDict:
-    """All configuration keys with their defaults (a conv VAE on Fashion-MNIST)."""
+def base_config(imports: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """All configuration keys with their defaults (a conv VAE on Fashion-MNIST), after importing
+    ``imports``: modules where families defined outside jaxvae register, kept as the key
+    ``imports`` so that every command reading the saved run imports them again."""
+    models.load(imports)
     c = ml_collections.ConfigDict()
     c.seed = 0
+    c.imports = tuple(imports)
     c.data = _section(DataSpec)
     c.model = ml_collections.ConfigDict()
     c.model.kind = "vae"  # a registered family (jaxvae.models.families())
@@ -107,13 +112,15 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:
-    """Imports ``path`` and returns its ``get_config()``.
+    """Imports ``path`` and returns its ``get_config()``; a name such as ``"vae"`` is the shipped
+    config of that name (:mod:`jaxvae.shipped`).
 
     Raises:
-      ValueError: the file is missing, has no ``get_config``, does not return a ConfigDict, or
-        raises anything while it is imported or called (its exception type and message, with the
-        line of the file where it was raised).
+      ValueError: an unknown name, or the file is missing, has no ``get_config``, does not return
+        a ConfigDict, or raises anything while it is imported or called (its exception type and
+        message, with the line of the file where it was raised).
     """
+    path = shipped.resolve(path, "config")
     config = io.call_python_file(
         path, "get_config", module_name="_jaxvae_config", what="config file"
     )
@@ -245,6 +252,7 @@ def validate(config: ml_collections.ConfigDict) -> Specs:
     Raises:
       ValueError: the first bad key, named with its value and what was expected.
     """
+    models.load(config.get("imports", ()), kinds=(config.model.kind,))
     _check_types(base_config(), config, "")
     d = specs.from_section(DataSpec, config.data)
     specs.check(d.name in data_lib.DATASETS, "data.name", d.name, f"one of {data_lib.DATASETS}")
@@ -361,16 +369,26 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
-    """Rebuilds a config written by :func:`to_json` on top of the schema."""
+    """Rebuilds a config written by :func:`to_json` on top of the schema, after importing its
+    ``imports`` and loading the entry points of the families it names (:func:`models.load`)."""
+    saved = json.loads(text)
+    m = saved.get("model", {})
+    kinds = [m.get("kind", "vae"), *(k for k, v in m.items() if isinstance(v, dict))]
+    models.load(saved.get("imports", ()), kinds=kinds)
     config = base_config()
-    _merge(config, migrate(json.loads(text)), "")
+    _merge(config, migrate(saved), "")
     return config
+
+
+_UNREGISTERED = "name its module in the config's imports, or as a jaxvae.models entry point"
 
 
 def _merge(node: ml_collections.ConfigDict, values: dict, prefix: str) -> None:
     for key, value in values.items():
         if key not in node:
-            raise ValueError(f"unknown config key {prefix + key!r} in a saved config")
+            family = prefix == "model." and isinstance(value, dict)
+            hint = f": no model family {key!r} is registered ({_UNREGISTERED})" if family else ""
+            raise ValueError(f"unknown config key {prefix + key!r} in a saved config{hint}")
         if isinstance(node[key], ml_collections.ConfigDict):
             _merge(node[key], value, prefix + key + ".")
         else:
