@@ -51,6 +51,7 @@ class RunLog:
         try:
             self.trackers = trackers.Trackers(spec, workdir, resume_step=resume_step, config=config)
         except BaseException:
+            self.metrics.close()
             self.events.close()
             raise
 
