@@ -15,11 +15,9 @@ The half-written directory is removed, to give the space back.
 from __future__ import annotations
 
 import errno
-import glob
 import logging
 import os
 import re
-import shutil
 import time
 import weakref
 from collections.abc import Callable
@@ -28,7 +26,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from jaxvae import layout
+from jaxvae import layout, storage
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +35,15 @@ CORRUPT_DIR = "checkpoints-corrupt"
 
 
 def checkpoint_dir(workdir: str, name: str = CHECKPOINT_DIR) -> str:
-    """``WORKDIR/checkpoints`` (or another checkpoint directory of the run, e.g. the best one)."""
-    return os.path.join(os.path.abspath(workdir), name)
+    """``WORKDIR/checkpoints`` (or another checkpoint directory of the run, e.g. the best one).
+
+    A workdir on an object store (``gs://...``) is Orbax's and TensorStore's to write there;
+    :mod:`jaxvae.storage` sets up the filesystem that Orbax's path layer (etils.epath) uses
+    first, so that Orbax lists what other processes wrote.
+    """
+    if storage.is_remote(workdir):
+        storage.filesystem(workdir)
+    return os.path.join(storage.abspath(workdir), name)
 
 
 # The step each manager is writing in the background (asynchronous saves), to name it on failure.
@@ -98,8 +103,8 @@ def _save_failed(
     _drain(manager)
     directory = str(manager.directory)
     if jax.process_index() == 0:
-        for tmp in glob.glob(os.path.join(directory, f"*{ocp.utils.TMP_DIR_SUFFIX}*")):
-            shutil.rmtree(tmp, ignore_errors=True)
+        for tmp in storage.glob(os.path.join(directory, f"*{ocp.utils.TMP_DIR_SUFFIX}*")):
+            storage.rmtree(tmp)
     kept = steps(os.path.dirname(directory))
     previous = (
         f"the previous checkpoints are kept (steps {', '.join(map(str, kept))})"
@@ -178,20 +183,22 @@ def save_due(
 def steps(workdir: str, name: str = CHECKPOINT_DIR) -> list[int]:
     """Steps of the finished checkpoints in ``workdir``, oldest first."""
     directory = checkpoint_dir(workdir, name)
-    if not os.path.isdir(directory):
+    if not storage.isdir(directory):
         return []
     with ocp.CheckpointManager(directory) as manager:
         return sorted(manager.all_steps())
 
 
 def _quarantine(workdir: str, step: int) -> str:
-    """Moves checkpoint ``step`` aside so that training can write that step again."""
+    """Moves checkpoint ``step`` aside so that training can write that step again (on an object
+    store by copying and deleting its objects: a stop in between leaves both, and the next start
+    moves it again under another name)."""
     src = os.path.join(checkpoint_dir(workdir), str(step))
-    dst_root = os.path.join(os.path.abspath(workdir), CORRUPT_DIR)
+    dst_root = os.path.join(storage.abspath(workdir), CORRUPT_DIR)
     dst = os.path.join(dst_root, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if jax.process_index() == 0 and os.path.exists(src):
-        os.makedirs(dst_root, exist_ok=True)
-        shutil.move(src, dst)
+    if jax.process_index() == 0 and storage.exists(src):
+        storage.makedirs(dst_root)
+        storage.move(src, dst)
     return dst
 
 
@@ -269,8 +276,9 @@ class Checkpoints:
         since = time.time() - self.last
         return sharding.from_process_0(since) if at_epoch_end else since
 
-    def after(self, step: int, state_fn, *, force: bool = False) -> bool:
-        """Saves ``state_fn()`` at ``step`` when due (or ``force``); returns whether it saved."""
+    def after(self, step: int, state_fn, *, force: bool = False, before=lambda: None) -> bool:
+        """Saves ``state_fn()`` at ``step`` when due (or ``force``), calling ``before()`` first
+        (the logs' flush); returns whether it saved."""
         epoch_end = step % self.per_epoch == 0
         due = force or save_due(
             step,
@@ -281,6 +289,7 @@ class Checkpoints:
             seconds_since_save=self._since_save(at_epoch_end=epoch_end),
         )
         if due:
+            before()
             save(self.manager, step, state_fn(), wait=self.wait)
             self.last = time.time()
         return due

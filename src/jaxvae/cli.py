@@ -278,14 +278,14 @@ def _cmd_sample(args) -> int:
     import jax
     import numpy as np
 
-    from jaxvae import layout, pictures, plots
+    from jaxvae import layout, pictures, plots, storage
 
     if args.num <= 0:
         raise ValueError(f"--num must be a positive integer, got {args.num}")
     out = args.out or layout.path(args.workdir, layout.SAMPLES)
-    parent = os.path.dirname(os.path.abspath(out))
+    parent = os.path.dirname(storage.abspath(out))
     run = _load_run(args)
-    if not os.path.isdir(parent):
+    if not (storage.is_remote(out) or os.path.isdir(parent)):
         raise ValueError(f"--out {out!r}: directory {parent!r} does not exist")
     model = run.model
     params, state = jax.device_put((run.params, run.state))

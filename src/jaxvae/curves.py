@@ -9,6 +9,7 @@ evaluation yet.
 
 from __future__ import annotations
 
+import io as io_lib
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
@@ -18,7 +19,7 @@ from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from jaxvae import io
+from jaxvae import io, storage
 
 # The test metric drawn, the first one the evaluation lines have, and its legend label.
 TEST_METRICS = (
@@ -72,12 +73,12 @@ def plot_curves(metrics_path: str, out_path: str, *, title: str | None = None) -
 
     Args:
       metrics_path: the run's ``metrics.jsonl``.
-      out_path: the PNG to write (written to a temporary name, then renamed).
+      out_path: the PNG to write (atomically: :func:`jaxvae.io.write_atomic`).
       title: the title; by default the name of the run directory.
     """
     curves = extract_curves(io.read_jsonl(metrics_path))
     if title is None:
-        title = os.path.basename(os.path.dirname(os.path.abspath(metrics_path))) or "run"
+        title = os.path.basename(os.path.dirname(storage.abspath(metrics_path))) or "run"
     # A Figure on the Agg canvas, without pyplot: no global backend switch, no figure registry.
     fig = Figure(figsize=(8, 5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
@@ -124,7 +125,7 @@ def plot_curves(metrics_path: str, out_path: str, *, title: str | None = None) -
         subtitle.append(f"{_label(curves.test_name)} {curves.test_values[-1]:.4g}")
     heading = f"{title}: step {last}" + (f" ({', '.join(subtitle)})" if subtitle else "")
     ax.set_title(heading, fontsize=11, pad=10)
-    tmp = out_path + ".tmp.png"
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, out_path)
+    png = io_lib.BytesIO()
+    fig.savefig(png, format="png")
+    io.write_atomic(out_path, png.getvalue())
     return out_path

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 
-from jaxvae import io, layout
+from jaxvae import io, layout, storage
 
 
 @dataclasses.dataclass
@@ -50,7 +49,7 @@ class EarlyStopping:
         """The stopper as it stood after ``upto_step``, from metrics.jsonl's validation lines."""
         stopper = cls(patience, metric)
         path = layout.path(workdir, layout.METRICS)
-        if not os.path.exists(path):
+        if not storage.exists(path):
             return stopper
         for record in io.read_jsonl(path):  # a last line torn by a kill is left out
             if metric in record and record.get("step", 0) <= upto_step:

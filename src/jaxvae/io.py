@@ -1,8 +1,9 @@
-"""Files on disk: atomic writes, JSON and JSON lines, flat keys, and user Python files.
+"""Files: atomic writes, JSON and JSON lines, flat keys, and user Python files.
 
 Plain Python (``json``, ``os``): the run directory (:mod:`jaxvae.workdir`), the study directory
 (:mod:`jaxvae.studies.state`), the config layer and the readers of ``metrics.jsonl`` all go through
-these, so each file is written and read one way.
+these, so each file is written and read one way. A path may be a URL (``gs://...``): it is then
+read and written through :mod:`jaxvae.storage`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import secrets
 from collections.abc import Mapping
 from typing import Any
+
+from jaxvae import storage
 
 
 def write_atomic(path: str, data: str | bytes, *, exclusive: bool = False) -> bool:
@@ -30,9 +33,16 @@ def write_atomic(path: str, data: str | bytes, *, exclusive: bool = False) -> bo
         ``path``, which fails when ``path`` exists, so exactly one of several processes that
         create it at once writes it.
 
+    A URL (``gs://...``) is written as one object, which is atomic by itself; ``exclusive`` is
+    then a conditional write (:func:`jaxvae.storage.put`).
+
     Returns:
       Whether ``path`` was written (``False`` only when ``exclusive`` and it existed).
     """
+    if storage.is_remote(path):
+        return storage.put(
+            path, data.encode() if isinstance(data, str) else data, exclusive=exclusive
+        )
     tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"  # unique across processes, hosts
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
@@ -71,8 +81,7 @@ def read_json(path: str) -> Any:
       ValueError: ``path`` cannot be read or is not JSON (the message names ``path``).
     """
     try:
-        with open(path) as f:
-            return json.load(f)
+        return json.loads(storage.read_text(path))
     except FileNotFoundError:
         raise
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -95,8 +104,8 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
       ValueError: a complete line (one ending in a newline) is not a JSON object; the message
         names the file and the line number (``path:N``).
     """
-    with open(path) as f:
-        lines = f.read().split("\n")  # the last element is what follows the last newline
+    # the last element is what follows the last newline
+    lines = storage.read_text(path).split("\n")
     records = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import api, io
+from jaxvae import api, io, storage
 from jaxvae import data as data_lib
 from jaxvae.models import Model
 
@@ -109,8 +109,8 @@ def write_npz(path: str, arrays: dict[str, Any]) -> None:
 def main(args) -> int:
     """``jaxvae encode --workdir W --out codes.npz [--split S] [--checkpoint C]``: writes the
     codes and prints what was written as one JSON line."""
-    parent = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(parent):
+    parent = os.path.dirname(storage.abspath(args.out))
+    if not (storage.is_remote(args.out) or os.path.isdir(parent)):
         raise ValueError(f"--out {args.out!r}: directory {parent!r} does not exist")
     say = lambda message: print(message, file=sys.stderr, flush=True)
     run = api.load_run(

@@ -4,6 +4,7 @@ codes drawn as a scatter (what goes into the run's pictures: :mod:`jaxvae.pictur
 
 from __future__ import annotations
 
+import io as io_lib
 from collections.abc import Callable, Sequence
 
 import jax
@@ -11,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
+
+from jaxvae import io, storage
 
 PAD, SCALE = 2, 2  # white pixels around each tile; each pixel drawn SCALE x SCALE
 # A labelled grid PNG records where its grid lies ("left top width height" in pixels) in this
@@ -55,7 +58,7 @@ def save_grid(
     pic = grid(images, ncols)
     pic = pic[..., 0] if pic.shape[-1] == 1 else pic
     if not (title or len(row_labels)):
-        Image.fromarray(pic).save(path)
+        _write_png(path, Image.fromarray(pic))
         return
     nrows = -(-images.shape[0] // ncols)
     if len(row_labels) and len(row_labels) != nrows:
@@ -80,12 +83,19 @@ def save_grid(
         draw.text((MARGIN, y), text, fill=ink, font=font, anchor="lm")
     info = PngInfo()
     info.add_text(GRID_BOX, f"{left} {top} {width} {height}")
-    canvas.save(path, pnginfo=info)
+    _write_png(path, canvas, pnginfo=info)
+
+
+def _write_png(path: str, image: Image.Image, **options) -> None:
+    """Writes ``image`` as a PNG (atomically; ``path`` may be a URL: :mod:`jaxvae.storage`)."""
+    out = io_lib.BytesIO()
+    image.save(out, format="PNG", **options)
+    io.write_atomic(path, out.getvalue())
 
 
 def read_grid(path: str) -> np.ndarray:
     """The grid's pixels of a PNG :func:`save_grid` wrote (without its title and labels)."""
-    with Image.open(path) as im:
+    with Image.open(io_lib.BytesIO(storage.read_bytes(path))) as im:
         pixels = np.asarray(im)
         box = im.info.get(GRID_BOX)
     if box is None:
@@ -200,4 +210,6 @@ def save_scatter(
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
     ax.set_title(title, fontsize=10)
-    fig.savefig(path, format="png")
+    png = io_lib.BytesIO()
+    fig.savefig(png, format="png")
+    io.write_atomic(path, png.getvalue())

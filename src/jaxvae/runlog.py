@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvae import io, layout, summary, tensorboard, trackers
+from jaxvae import io, layout, storage, summary, tensorboard, trackers
 from jaxvae import workdir as workdir_lib
 from jaxvae.specs import LoggingSpec
 
@@ -51,6 +51,7 @@ class RunLog:
         try:
             self.trackers = trackers.Trackers(spec, workdir, resume_step=resume_step, config=config)
         except BaseException:
+            self.metrics.close()
             self.events.close()
             raise
 
@@ -93,10 +94,15 @@ class RunLog:
             io.write_json(layout.path(self.workdir, layout.CARRIED_SUMS), d)
 
     def flush(self) -> None:
+        """Both logs, durable up to here (called before each checkpoint is saved, so that a
+        resumed run finds every line up to its checkpoint, in a workdir on an object store too)."""
+        self.metrics.flush()
         self.events.flush()
 
     def close(self) -> None:
-        """Closes the event file and ends the tracked runs (closing twice is harmless)."""
+        """Closes metrics.jsonl and the event file and ends the tracked runs (closing twice is
+        harmless)."""
+        self.metrics.close()
         self.events.close()
         self.trackers.close()
 
@@ -104,7 +110,7 @@ class RunLog:
 def _read_carried(workdir: str, resume_step: int | None) -> tuple[int, dict] | None:
     """``(since, sums)`` saved at ``resume_step`` by :meth:`RunLog.carry`, or ``None``."""
     path = layout.path(workdir, layout.CARRIED_SUMS)
-    if resume_step is None or not os.path.exists(path):
+    if resume_step is None or not storage.exists(path):
         return None
     d = io.read_json(path)
     if d.get("step") != resume_step:

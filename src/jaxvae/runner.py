@@ -217,11 +217,11 @@ class Run:
                     f"{stopper.patience} epochs (best {stopper.best:.3f} at step "
                     f"{stopper.best_step})"
                 )
-        if self.checkpoints.after(step, state_fn, force=stopper.stop):
-            self.log.flush()
+        self.checkpoints.after(step, state_fn, force=stopper.stop, before=self.log.flush)
 
     def stop_now(self, step: int, since: int, state, sums) -> None:
         """A stop request inside the interval from ``since``: checkpoint and carried sums."""
+        self.log.flush()
         self.checkpoints.now(step, state)
         self.log.carry(step, since, sums)
 

@@ -4,14 +4,13 @@ state, and the facts recorded beside them (digest, memory)."""
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Any
 
 import jax
 import numpy as np
 import psutil
 
-from jaxvae import curves, evaluate, layout, likelihoods, pictures
+from jaxvae import curves, evaluate, layout, likelihoods, pictures, storage
 from jaxvae.models import Params, num_params
 
 
@@ -138,14 +137,16 @@ def draw(exp, state, workdir: str, *, kl_per_dim=None) -> list[str]:
         class_names=exp.dataset.class_names,
     )
     metrics = layout.path(workdir, layout.METRICS)
-    if os.path.exists(metrics):
+    if storage.exists(metrics):
         written.append(curves.plot_curves(metrics, layout.path(workdir, layout.CURVES)))
     return written
 
 
 def png(path: str) -> np.ndarray:
     """A PNG file's pixels (grey or RGB), for TensorBoard."""
+    import io as io_lib
+
     from PIL import Image
 
-    with Image.open(path) as im:
+    with Image.open(io_lib.BytesIO(storage.read_bytes(path))) as im:
         return np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)

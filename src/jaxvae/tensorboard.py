@@ -12,13 +12,17 @@ evaluation or a picture past ``S`` would stay. So, as :class:`jaxvae.workdir.Met
 ``metrics.jsonl``, the earlier event files are rewritten without their events past ``S`` (a record
 torn by the kill goes too), and the new file also starts with the purge marker at ``S + 1``, for a
 TensorBoard already running that loaded the orphaned events through the Python loader.
+
+The event files are written here (TFRecords of ``Event`` protos, as tensorboardX's
+``EventsWriter`` writes them) through :class:`jaxvae.storage.Appender`, so a run directory on an
+object store (``gs://...``) gets them too: there each flush writes the file as one object.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
+import socket
 import struct
 import time
 from collections.abc import Callable, Mapping
@@ -26,10 +30,10 @@ from typing import Any
 
 import numpy as np
 from tensorboardX import summary as tbx_summary
-from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event, SessionLog
+from tensorboardX.record_writer import masked_crc32c
 
-from jaxvae import io
+from jaxvae import io, storage
 
 CONFIG_TAG = "config"  # the text summary is stored as "config/text_summary"
 _CONFIG_TAGS = (CONFIG_TAG + "/text_summary", "_hparams_/session_start_info")
@@ -38,7 +42,7 @@ _EVENT_GLOB = "events.out.tfevents.*"
 
 def event_files(logdir: str) -> list[str]:
     """The event files in ``logdir``, in the order TensorBoard reads them (by name)."""
-    return sorted(glob.glob(os.path.join(logdir, _EVENT_GLOB)))
+    return sorted(storage.glob(os.path.join(logdir, _EVENT_GLOB)))
 
 
 def _records(data: bytes) -> list[bytes]:
@@ -60,8 +64,7 @@ def _records(data: bytes) -> list[bytes]:
 
 def _rewrite(path: str, keep: Callable[[Event], bool]) -> None:
     """Rewrites the event file ``path`` (atomically) with only the events ``keep`` accepts."""
-    with open(path, "rb") as f:
-        records = _records(f.read())
+    records = _records(storage.read_bytes(path))
     kept = []
     for record in records:
         event = Event.FromString(record[12:-4])
@@ -83,6 +86,39 @@ def config_text(config: Mapping[str, Any]) -> str:
     """The config as indented JSON: a Markdown code block in TensorBoard's Text tab."""
     body = json.dumps(config, indent=2, sort_keys=True, default=str)
     return "\n".join("    " + line for line in body.splitlines())
+
+
+def _record(data: bytes) -> bytes:
+    """One TFRecord: the length, its masked CRC32C, the data, the data's masked CRC32C."""
+    header = struct.pack("<Q", len(data))
+    return (
+        header
+        + struct.pack("<I", masked_crc32c(header))
+        + data
+        + struct.pack("<I", masked_crc32c(data))
+    )
+
+
+class _EventFile:
+    """``events.out.tfevents.<seconds>.<host><suffix>`` in ``logdir``, byte for byte as
+    tensorboardX's ``EventsWriter`` writes it: a first event with the file version, then each
+    event as a TFRecord."""
+
+    def __init__(self, logdir: str, suffix: str):
+        stamp, host = str(time.time())[:10], socket.gethostname()
+        self.path = os.path.join(logdir, f"events.out.tfevents.{stamp}.{host}{suffix}")
+        self._out = storage.Appender(self.path, fresh=True)
+        self.write_event(Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def write_event(self, event: Event) -> None:
+        self._out.write(_record(event.SerializeToString()))
+
+    def flush(self) -> None:
+        self._out.flush(sync=True)
+
+    def close(self) -> None:
+        self.flush()
+        self._out.close()
 
 
 class EventLog:
@@ -121,11 +157,11 @@ class EventLog:
             return
         if resume_step is not None and resume_step < 0:
             raise ValueError(f"resume_step must be >= 0 or None, got {resume_step}")
-        os.makedirs(logdir, exist_ok=True)
+        storage.makedirs(logdir)
         self._earlier = event_files(logdir)
         if resume_step is None:  # a new run: like metrics.jsonl, nothing earlier stays
             for path in self._earlier:
-                os.remove(path)
+                storage.remove(path)
             self._earlier = []
         for path in self._earlier:
             _rewrite(path, lambda e: e.step <= resume_step or e.HasField("file_version"))
@@ -133,7 +169,7 @@ class EventLog:
         # Two attempts in the same second would share a name (and the second would truncate the
         # first): the suffix numbers the files, keeping the order.
         suffix = f".{len(self._earlier):03d}"
-        self._writer = EventsWriter(os.path.join(logdir, "events"), suffix)
+        self._writer = _EventFile(logdir, suffix)
         self._last_flush = time.monotonic()
         # A session start, as tensorboardX's SummaryWriter(purge_step=...) writes it: TensorBoard's
         # Python loader drops what it holds at steps >= this one when a run's second start comes.

@@ -1,18 +1,20 @@
 """The run directory's config, run info and metrics log, and the checks that protect it.
 
-The file names are :mod:`jaxvae.layout`'s. Nothing here overwrites a run with a different
-configuration, or resumes a run directory of another format.
+The file names are :mod:`jaxvae.layout`'s; a workdir may be a URL (``gs://bucket/path``), its
+files read and written through :mod:`jaxvae.storage`. Nothing here overwrites a run with a
+different configuration, or resumes a run directory of another format.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from typing import Any
 
 from jaxvae import config as config_lib
-from jaxvae import io, layout, specs
+from jaxvae import io, layout, specs, storage
 from jaxvae.layout import CONFIG, METRICS, RUN_INFO, SUMMARY  # noqa: F401 (re-exported)
 
 # The experiment trackers a run reports to (section ``logging``): a run may be continued or left
@@ -31,8 +33,14 @@ RESUMABLE_CHANGES = (
 
 
 def ensure_writable(workdir: str) -> None:
-    """Creates ``workdir`` if needed and checks that files can be written in it."""
+    """Creates ``workdir`` if needed and checks that files can be written in it (for a URL: an
+    object is written and removed, which also checks the bucket and the credentials)."""
     try:
+        if storage.is_remote(workdir):
+            probe = layout.path(workdir, f".write-check-{secrets.token_hex(4)}")
+            storage.put(probe, b"")
+            storage.remove(probe)
+            return
         os.makedirs(workdir, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write-check-"):
             pass
@@ -47,11 +55,11 @@ def check_compatible(workdir: str, config: Any) -> bool:
       ``True`` when ``workdir`` holds a run of this config (to be resumed), ``False`` when it holds
       none. ``config``: the run's config as a dict (or a ConfigDict).
     """
-    path = os.path.join(workdir, CONFIG)
-    if not os.path.exists(path):
+    path = layout.path(workdir, CONFIG)
+    if not storage.exists(path):
         return False
     info_path = layout.path(workdir, RUN_INFO)
-    if os.path.exists(info_path):
+    if storage.exists(info_path):
         read_run_info(workdir)
     try:
         saved_dict = io.read_json(path)
@@ -122,7 +130,7 @@ def check_epochs(workdir: str, config: Any) -> None:
     train = _plain(config)["train"]
     steps = trained_steps(workdir)
     info_path = layout.path(workdir, RUN_INFO)
-    if not steps or not os.path.exists(info_path):
+    if not steps or not storage.exists(info_path):
         return
     per_epoch = int(read_run_info(workdir).get("num_train", 0)) // train["batch_size"]
     if per_epoch < 1 or train["epochs"] * per_epoch >= steps:
@@ -144,7 +152,7 @@ def finished_summary(workdir: str, config: Any) -> dict[str, Any] | None:
     good, so that their errors come first).
     """
     paths = [layout.path(workdir, name) for name in (SUMMARY, CONFIG, RUN_INFO)]
-    if not all(os.path.exists(p) for p in paths):
+    if not all(storage.exists(p) for p in paths):
         return None
     try:
         summary, saved, info = (io.read_json(p) for p in paths)
@@ -172,7 +180,7 @@ def write_run_info(workdir: str, info: dict[str, Any]) -> None:
 def read_run_info(workdir: str) -> dict[str, Any]:
     """``run.json`` of ``workdir``; refuses a run directory of another format."""
     path = layout.path(workdir, RUN_INFO)
-    if not os.path.exists(path):
+    if not storage.exists(path):
         raise ValueError(f"workdir {workdir!r} holds no run ({RUN_INFO} is missing)")
     try:
         info = io.read_json(path)
@@ -194,31 +202,44 @@ def check_format(workdir: str, info: dict[str, Any]) -> None:
 
 def read_config(workdir: str) -> Any:
     """The config of the run in ``workdir``."""
-    path = os.path.join(workdir, CONFIG)
-    if not os.path.isdir(workdir):
+    path = layout.path(workdir, CONFIG)
+    if not storage.isdir(workdir):
         raise ValueError(f"workdir {workdir!r} does not exist")
-    if not os.path.exists(path):
+    if not storage.exists(path):
         raise ValueError(f"workdir {workdir!r} holds no run ({CONFIG} is missing)")
-    with open(path) as f:
-        return config_lib.from_json(f.read())
+    return config_lib.from_json(storage.read_text(path))
 
 
 class MetricsLog:
-    """Appends JSON lines to ``metrics.jsonl``; on resume, drops lines past the restored step."""
+    """Appends JSON lines to ``metrics.jsonl``; on resume, drops lines past the restored step.
+
+    Each line reaches the file at once; in a workdir on an object store, at :meth:`flush`
+    (:class:`jaxvae.storage.Appender`), which the run calls before each checkpoint.
+    """
 
     def __init__(self, workdir: str, *, resume_step: int | None, enabled: bool = True):
-        self.path = os.path.join(workdir, METRICS)
+        self.path = layout.path(workdir, METRICS)
         self.enabled = enabled
+        self._out = None
         if not enabled:
             return
-        if resume_step is None:
-            open(self.path, "w").close()
-        elif os.path.exists(self.path):
+        if resume_step is not None and storage.exists(self.path):
             # A line torn by a kill during the write is left out: its step is past the checkpoint.
             records = io.read_jsonl(self.path)
             io.write_jsonl(self.path, [r for r in records if r.get("step", 0) <= resume_step])
+        self._out = storage.Appender(self.path, fresh=resume_step is None)
 
     def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record, sort_keys=True) + "\n")
+        if self._out is not None:
+            self._out.write((json.dumps(record, sort_keys=True) + "\n").encode())
+            self._out.flush()
+
+    def flush(self) -> None:
+        """Makes every line written so far durable (on an object store: written)."""
+        if self._out is not None:
+            self._out.flush(sync=True)
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None

@@ -9,11 +9,14 @@ std); small grey dots are the single seeds; references are red diamonds.
 
 from __future__ import annotations
 
+import io as io_lib
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from jaxvae import io
 
 STANDARD = ("learning_curves", "comparison")
 REFERENCE_STYLE = {"marker": "D", "color": "#d62728", "markersize": 7, "zorder": 5}
@@ -45,8 +48,11 @@ def _is_number(x: Any) -> bool:
 
 
 def _save(fig, path: str) -> None:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    """Writes ``fig`` as a PNG (atomically; ``path`` may be a URL)."""
+    png = io_lib.BytesIO()
+    fig.savefig(png, format="png", dpi=110, bbox_inches="tight")
     _pyplot().close(fig)
+    io.write_atomic(path, png.getvalue())
 
 
 def _seed_count(data) -> str:

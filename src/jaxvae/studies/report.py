@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io as io_lib
 import math
 import os
 from collections import Counter
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvae import io, layout
+from jaxvae import io, layout, storage
 from jaxvae.studies import state
 
 STATES = (state.DONE, state.RUNNING, state.FAILED, state.PENDING)
@@ -322,21 +323,22 @@ def _csv_value(x: Any) -> str:
 def write_results_csv(path: str, data: ReportData) -> None:
     axis_names = [a["name"] for a in data.axes]
     coords = {v["name"]: v["coords"] for v in data.variants}
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["run", "variant", *axis_names, "seed", "state", *data.metrics])
-        for r in data.runs:
-            c = coords[r["variant"]]
-            w.writerow(
-                [
-                    r["name"],
-                    r["variant"],
-                    *(_csv_value(c.get(a)) for a in axis_names),
-                    r["seed"],
-                    r["state"],
-                ]
-                + [_csv_value(r["values"][m]) for m in data.metrics]
-            )
+    text = io_lib.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(["run", "variant", *axis_names, "seed", "state", *data.metrics])
+    for r in data.runs:
+        c = coords[r["variant"]]
+        w.writerow(
+            [
+                r["name"],
+                r["variant"],
+                *(_csv_value(c.get(a)) for a in axis_names),
+                r["seed"],
+                r["state"],
+            ]
+            + [_csv_value(r["values"][m]) for m in data.metrics]
+        )
+    io.write_atomic(path, text.getvalue())
 
 
 def write_report(workdir: str) -> dict[str, str]:
@@ -345,7 +347,7 @@ def write_report(workdir: str) -> dict[str, str]:
 
     data = collect(workdir)
     out = state.report_dir(workdir)
-    os.makedirs(out, exist_ok=True)
+    storage.makedirs(out)
     paths = {
         "report.md": os.path.join(out, "report.md"),
         "results.csv": os.path.join(out, "results.csv"),
@@ -373,6 +375,5 @@ def write_report(workdir: str) -> dict[str, str]:
         figures.KINDS[spec["kind"]].draw(data, spec, os.path.join(out, file))
         paths[file] = os.path.join(out, file)
         figure_files.append((spec["title"] or figures.default_title(spec), file))
-    with open(paths["report.md"], "w") as f:
-        f.write(_markdown(data, figure_files))
+    io.write_atomic(paths["report.md"], _markdown(data, figure_files))
     return paths

@@ -5,7 +5,8 @@
     DIR/study.json               the expanded study (runs.canonical); written once, atomically
     DIR/runs/<run>/              each run: an ordinary jaxvae run directory (config.json, summary.json, ...)
     DIR/state/<run>.lock         held while a process trains the run: host, pid, start; its mtime is
-                                 a heartbeat
+                                 a heartbeat (on an object store: the object's update time, the
+                                 object written again)
     DIR/state/<run>.failed.json  the error of the run's last attempt, if it failed
     DIR/report/                  what ``jaxvae study report`` writes
 
@@ -13,6 +14,10 @@ A run is *done* when its directory holds a ``summary.json`` of its own config, *
 live process holds its lock, *failed* when its last attempt left an error, else *pending* (a run
 directory with checkpoints resumes from them). A lock left by a killed process is not live: on its
 own host the process is gone; from another host the heartbeat is older than :data:`STALE_S`.
+
+DIR may be a URL (``gs://bucket/path``): every file here goes through :mod:`jaxvae.storage`. A
+lock is then created by a conditional write (``ifGenerationMatch=0``), which one process wins, as
+``O_EXCL`` decides locally; ``study.json`` likewise.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 
 import psutil
 
-from jaxvae import io, layout
+from jaxvae import io, layout, storage
 
 STUDY = "study.json"
 RUNS = "runs"
@@ -60,9 +65,9 @@ def report_dir(workdir: str) -> str:
 def read_study(workdir: str) -> dict[str, Any]:
     """The ``study.json`` of ``workdir``."""
     path = os.path.join(workdir, STUDY)
-    if not os.path.isdir(workdir):
+    if not storage.isdir(workdir):
         raise ValueError(f"study directory {workdir!r} does not exist")
-    if not os.path.exists(path):
+    if not storage.exists(path):
         raise ValueError(f"{workdir!r} holds no study ({STUDY} is missing)")
     return io.read_json(path)  # a damaged file is a ValueError naming it
 
@@ -131,16 +136,17 @@ def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
     # Compare through JSON text, so that tuples and lists are the same.
     study_json = json.loads(json.dumps(study_json))
     path = os.path.join(workdir, STUDY)
-    if os.path.isdir(workdir) and not os.path.exists(path):
-        stray = [n for n in os.listdir(workdir) if n != STUDY and not n.startswith(f"{STUDY}.")]
-        if stray and not os.path.exists(path):  # (another shard may have just made it)
+    if storage.isdir(workdir) and not storage.exists(path):
+        names = storage.listdir(workdir)
+        stray = [n for n in names if n != STUDY and not n.startswith(f"{STUDY}.")]
+        if stray and not storage.exists(path):  # (another shard may have just made it)
             raise ValueError(f"{workdir!r} is not empty and holds no {STUDY}; use a new --workdir")
     try:
-        os.makedirs(workdir, exist_ok=True)
+        storage.makedirs(workdir)
     except OSError as e:
         raise ValueError(f"study directory {workdir!r} cannot be made: {e.strerror or e}") from None
     existed = True
-    if not os.path.exists(path):  # of several shards starting at once, one creates it
+    if not storage.exists(path):  # of several shards starting at once, one creates it
         existed = not io.write_atomic(path, io.dumps(study_json), exclusive=True)
     saved = read_study(workdir)
     if not same_identity(saved.get("identity", {}), study_json["identity"]):
@@ -148,8 +154,8 @@ def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
         raise ValueError(f"{workdir!r} holds a different study ({why}); use a new --workdir")
     if saved.get("report") != study_json["report"]:
         io.write_json(path, study_json)
-    os.makedirs(os.path.join(workdir, RUNS), exist_ok=True)
-    os.makedirs(os.path.join(workdir, STATE), exist_ok=True)
+    storage.makedirs(os.path.join(workdir, RUNS))
+    storage.makedirs(os.path.join(workdir, STATE))
     return existed
 
 
@@ -169,9 +175,8 @@ def _create_time(pid: int) -> float | None:
 def lock_holder(path: str) -> dict[str, Any] | None:
     """Who holds the lock at ``path``, or ``None`` when nobody live does."""
     try:
-        mtime = os.stat(path).st_mtime
-        with open(path) as f:
-            text = f.read()
+        mtime = storage.mtime(path)
+        text = storage.read_text(path)
     except FileNotFoundError:
         return None
     try:
@@ -200,22 +205,18 @@ class RunLock:
 
     def acquire(self) -> bool:
         for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if lock_holder(self.path) is not None:
-                    return False
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path)  # stale: its holder is gone
-                continue
             info = {
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
                 "process_start": _create_time(os.getpid()),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             }
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(info))
+            if not storage.create(self.path, json.dumps(info)):
+                if lock_holder(self.path) is not None:
+                    return False
+                with contextlib.suppress(FileNotFoundError):
+                    storage.remove(self.path)  # stale: its holder is gone
+                continue
             self._thread = threading.Thread(target=self._beat, daemon=True)
             self._thread.start()
             return True
@@ -224,14 +225,14 @@ class RunLock:
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
             with contextlib.suppress(OSError):
-                os.utime(self.path)
+                storage.touch(self.path)
 
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+            storage.remove(self.path)
 
 
 # --- failures ----------------------------------------------------------------------------------
@@ -263,7 +264,7 @@ def read_failure(workdir: str, name: str) -> dict[str, Any] | None:
 
 def clear_failure(workdir: str, name: str) -> None:
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(failed_path(workdir, name))
+        storage.remove(failed_path(workdir, name))
 
 
 # --- run state ---------------------------------------------------------------------------------
@@ -320,7 +321,7 @@ def run_state(workdir: str, run: dict[str, Any]) -> RunState:
 def _checkpoint_steps(directory: str) -> list[int]:
     from jaxvae import checkpoint
 
-    if not os.path.isdir(checkpoint.checkpoint_dir(directory)):
+    if not storage.isdir(checkpoint.checkpoint_dir(directory)):
         return []
     try:
         return checkpoint.steps(directory)

@@ -38,7 +38,7 @@ import os
 import pkgutil
 from typing import Any
 
-from jaxvae import io, layout
+from jaxvae import io, layout, storage
 from jaxvae.specs import LoggingSpec
 
 _TRACKERS: dict[str, type] = {}
@@ -116,11 +116,11 @@ class Trackers:
         self.open: dict[str, Any] = {}
         if spec is None:
             return
-        if resume_step is None and os.path.exists(self.path):
-            os.remove(self.path)  # a new run: new tracked runs
-        elif resume_step is not None and os.path.exists(self.path):
+        if resume_step is None and storage.exists(self.path):
+            storage.remove(self.path)  # a new run: new tracked runs
+        elif resume_step is not None and storage.exists(self.path):
             self.sent = io.read_json(self.path)
-        name = spec.run_name or os.path.basename(os.path.abspath(workdir))
+        name = spec.run_name or os.path.basename(storage.abspath(workdir))
         wanted = [(kind, cls) for kind, cls in registered().items() if getattr(spec, kind)]
         try:
             for kind, cls in wanted:
