@@ -51,7 +51,9 @@ def add_parser(sub) -> None:
         help="per run: done / running / failed / pending, steps done of planned, time left",
     )
     status.add_argument("dir", metavar="DIR", help="the study directory")
-    report = cmds.add_parser("report", help="write DIR/report/: report.md, results.csv, figures")
+    report = cmds.add_parser(
+        "report", help="write DIR/report/ (report.md, results.csv, figures); print where it stands"
+    )
     report.add_argument("dir", metavar="DIR", help="the study directory")
 
 
@@ -94,12 +96,12 @@ def _run(args, overrides) -> int:
 
 
 def _report(args) -> int:
-    from jaxvae.studies import report
+    from jaxvae.studies import progress, report
 
     paths = report.write_report(args.dir)
     data = report.collect(args.dir)
     print("\n".join(report.results_table(data)))
-    print(report.counts_line(report.status(args.dir)))
     for path in paths.values():
         print(path)
+    print(progress.format_status(progress.progress(args.dir)))
     return 0

@@ -179,7 +179,7 @@ def total_line(runs: list[RunProgress]) -> str:
         text += f" ({t['unplanned']} run(s) not planned yet: none of their data started)"
     if all(r.state == state.DONE for r in runs):
         return text + ", every run done"
-    if t["unestimated"] < len(runs):
+    if any(r.left_s is not None and r.state != state.DONE for r in runs):
         text += f", about {format_duration(t['left_s'])} of training left at the measured rates"
     if t["unestimated"]:
         text += f" (+ {t['unestimated']} run(s) of variants not measured yet)"
