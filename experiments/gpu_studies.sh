@@ -73,8 +73,8 @@ study() {
   local name=$1 file=$2 procs=$3 shards=$4 codes=() pids=() i
   shift 4
   local limit=$(($(left) - RESERVE - GRACE))
-  if [ "$limit" -lt 10 ]; then
-    say "$name: not started, $(left) s left"
+  if [ "$limit" -lt 10 ] || [ "$procs" -lt 1 ]; then
+    say "$name: not started ($procs processes asked for, $(left) s left)"
     return
   fi
   say "$name: $procs process(es), at most $limit s"

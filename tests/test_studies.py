@@ -73,9 +73,10 @@ def write_study(
 
 
 def study_run(study_file, workdir, *extra, log=None):
-    """`jaxvae study run` as a subprocess; with ``log``, as a background job is started
-    (docs/studies.md): at the lowest priority (nice 19), in a session of its own, its output
-    appended to the file ``log``."""
+    """`jaxvae study run` as a subprocess; with ``log``, as a background job (docs/studies.md):
+    in a session of its own, no input, its output appended to the file ``log`` (the docs' `nice`
+    is left out: it changes only how the job is scheduled, and would starve the job beside other
+    test workers)."""
     command = [sys.executable, "-m", "jaxvae", "study", "run", study_file, "--workdir", workdir]
     command += list(extra)
     if log is None:
@@ -89,7 +90,7 @@ def study_run(study_file, workdir, *extra, log=None):
         )
     with open(log, "a") as out:
         return subprocess.Popen(
-            ["nice", "-n", "19", *command],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
