@@ -1,6 +1,7 @@
 """Test set-up: four host CPU devices, so that data-parallel code runs sharded in every test run."""
 
 import os
+import sys
 import tempfile
 
 os.environ["XLA_FLAGS"] = (
@@ -15,6 +16,12 @@ os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jaxvae-tests-xla-cache-")
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+# Byte-code of the package's own sources, written beside them: the tests start many fresh
+# interpreters (CLI runs, import checks), and each would otherwise compile every module again
+# where the environment sets PYTHONDONTWRITEBYTECODE.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

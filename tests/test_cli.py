@@ -10,11 +10,14 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 import scipy.special
+import sklearn.decomposition
+from PIL import Image
 
-from jaxvae import api, cli
+from jaxvae import api, cli, data, latents, layout, pictures, plots
 from tests.conftest import CONFIGS, REPO
 
 SMOKE = os.path.join(CONFIGS, "smoke.py")
@@ -321,6 +324,13 @@ def test_an_autoencoder_is_evaluated_but_not_sampled(capsys, tmp_path):
     l2 = np.sum((out - x.reshape(100, -1)) ** 2, axis=-1)
     np.testing.assert_allclose(result["test_recon_l2"], l2.mean(), rtol=1e-4)
     np.testing.assert_allclose(result["test_mse_per_pixel"], l2.mean() / 784, rtol=1e-4)
+    # jaxvae encode: an autoencoder has a code, no posterior: the means alone, numpy's code
+    codes_path = str(tmp_path / "codes.npz")
+    assert cli.main(["encode", "--workdir", workdir, "--out", codes_path]) == 0
+    with np.load(codes_path) as codes:
+        assert sorted(codes) == ["label", "mean", "step"] and codes["mean"].shape == (256, 2)
+        np.testing.assert_allclose(codes["mean"][:100], code, rtol=1e-4, atol=1e-5)
+    capsys.readouterr()
     err = _one_line_error(capsys, ["sample", "--workdir", workdir])
     assert "model kind 'ae'" in err and "no prior to sample from" in err
 
@@ -537,3 +547,121 @@ def test_a_finished_run_is_left_alone_and_fewer_epochs_are_refused(smoke_run, ca
     continued = json.load(open(os.path.join(more, "summary.json")))
     assert continued["resumed_from_step"] == 16 and continued["steps"] == 24
     assert continued["epochs"] == 3
+
+
+# ---- jaxvae encode and the labelled pictures of the smoke run --------------------------------
+
+
+def test_encode_writes_the_posterior_of_each_image(smoke_run, tmp_path, capsys):
+    """The npz of each split holds load_run's posterior of the dataset's images, their labels
+    and the step; the same call writes the same file; mistakes are one line on stderr."""
+    out = str(tmp_path / "codes.npz")
+    assert cli.main(["encode", "--workdir", smoke_run, "--out", out]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    test = data.load_dataset("fashion_mnist", limit_test=256, test_only=True)  # smoke.py's data
+    run = api.load_run(smoke_run)
+    q = run.posterior(test.test_images)
+    with np.load(out) as codes:
+        assert sorted(codes) == ["label", "mean", "stddev", "step"]
+        np.testing.assert_allclose(codes["mean"], q.mean(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(codes["stddev"], q.stddev(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(codes["label"], test.test_labels)
+        assert codes["mean"].shape == (256, 2) and int(codes["step"]) == run.step == 16
+        first = {k: codes[k] for k in codes}
+    assert printed == {
+        "out": out,
+        "split": "test",
+        "num_examples": 256,
+        "latent_dim": 2,
+        "arrays": ["label", "mean", "stddev", "step"],
+        "checkpoint": "newest",
+        "step": 16,
+    }
+    # batches of 100 (the last one padded) give the same codes as one batch; a rerun the same bytes
+    again = latents.encode_images(run, test.test_images, test.test_labels, batch_size=100)
+    np.testing.assert_allclose(again["mean"], first["mean"], rtol=1e-5, atol=1e-6)
+    assert cli.main(["encode", "--workdir", smoke_run, "--out", out + "2.npz"]) == 0
+    assert open(out, "rb").read() == open(out + "2.npz", "rb").read()
+
+    train_out = str(tmp_path / "train.npz")
+    argv = ["encode", "--workdir", smoke_run, "--out", train_out, "--split", "train"]
+    assert cli.main(argv + ["--checkpoint", "newest"]) == 0
+    train = data.load_dataset("fashion_mnist", limit_train=512)
+    with np.load(train_out) as codes:
+        np.testing.assert_array_equal(codes["label"], train.train_labels)
+        np.testing.assert_allclose(
+            codes["mean"], run.posterior(train.train_images).mean(), rtol=1e-5, atol=1e-6
+        )
+
+    capsys.readouterr()
+    missing = str(tmp_path / "nothing")
+    err = _one_line_error(capsys, ["encode", "--workdir", missing, "--out", out])
+    assert err.startswith("jaxvae encode: error:") and "does not exist" in err
+    err = _one_line_error(
+        capsys, ["encode", "--workdir", smoke_run, "--out", out, "--split", "val"]
+    )
+    assert "invalid choice: 'val'" in err
+    argv = ["encode", "--workdir", smoke_run, "--out", out, "--split", "validation"]
+    assert "validation split of the run is empty" in _one_line_error(capsys, argv)
+    argv = ["encode", "--workdir", smoke_run, "--out", str(tmp_path / "no" / "c.npz")]
+    assert "does not exist" in _one_line_error(capsys, argv)
+
+
+def test_latent_space_picture_is_the_pca_of_the_test_codes(smoke_run):
+    run = api.load_run(smoke_run)
+    test = data.load_dataset("fashion_mnist", limit_test=256, test_only=True)
+    split = {"image": test.test_images, "label": test.test_labels}
+    params, state = jax.device_put((run.params, run.state))
+    space = pictures.latent_space(run.model, params, state, split, batch_size=100)  # one padded
+    want = sklearn.decomposition.PCA(2).fit(np.asarray(run.encode(test.test_images), np.float64))
+    projected = want.transform(np.asarray(run.encode(test.test_images), np.float64))
+    signs = np.sign(np.sum(space.points * projected, axis=0))
+    np.testing.assert_allclose(space.points, projected * signs, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(space.ratios, want.explained_variance_ratio_, rtol=1e-4)
+    np.testing.assert_array_equal(space.labels, test.test_labels)
+    with Image.open(os.path.join(smoke_run, layout.LATENT_SPACE)) as im:
+        pixels = np.asarray(im.convert("RGB"), np.int64)
+    # coloured by label: the ten classes' colours (tab10) are drawn
+    colours = {tuple(int(255 * c + 0.5) for c in rgb) for rgb in _tab10()}
+    seen = {tuple(p) for p in pixels.reshape(-1, 3)}
+    assert len(colours & seen) >= 8, colours & seen
+
+
+def _tab10():
+    from matplotlib import colormaps
+
+    return colormaps["tab10"].colors
+
+
+def _ink(region):
+    """Whether a region of a picture holds dark (text) pixels."""
+    return bool((np.asarray(region) < 128).any())
+
+
+def test_the_runs_grids_are_labelled(smoke_run):
+    """reconstructions.png labels its input and reconstruction rows, traversals.png the latent
+    of each row; samples.png and latent_map.png have a title; the grids inside are exact."""
+    test = data.load_dataset("fashion_mnist", limit_test=256, test_only=True)
+
+    def opened(name):
+        with Image.open(os.path.join(smoke_run, name)) as im:
+            left, top, w, h = (int(v) for v in im.info[plots.GRID_BOX].split())
+            return np.asarray(im), left, top
+
+    full, left, top = opened(layout.RECONSTRUCTIONS)
+    assert _ink(full[:top]) and left > 0
+    tile = 2 * (28 + 2)
+    bands = [full[top + 4 + tile * r : top + tile * (r + 1), :left] for r in range(8)]
+    for r in range(2, 8):
+        np.testing.assert_array_equal(bands[r], bands[r % 2])
+    assert _ink(bands[0]) and _ink(bands[1]) and not np.array_equal(bands[0], bands[1])
+    inputs = plots.read_grid(os.path.join(smoke_run, layout.RECONSTRUCTIONS))[4:60, 4:60]
+    want = plots.grid(test.test_images[:1], 1)[4:60, 4:60, 0]
+    np.testing.assert_array_equal(inputs, want)  # the first input tile, exactly
+    full, left, top = opened(layout.TRAVERSALS)
+    assert left > 0 and _ink(full[:top])
+    bands = [full[top + 4 + tile * r : top + tile * (r + 1), :left] for r in range(2)]
+    assert all(_ink(b) for b in bands) and not np.array_equal(*bands)  # z0 and z1
+    for name in (layout.SAMPLES, layout.LATENT_MAP, layout.INTERPOLATIONS):
+        full, left, top = opened(name)
+        assert top > 0 and _ink(full[:top]) and left == 0, name

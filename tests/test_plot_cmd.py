@@ -6,7 +6,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from jaxvae import cli, layout, pictures
+from jaxvae import cli, layout, pictures, plots
 from tests.conftest import CONFIGS
 
 
@@ -19,7 +19,7 @@ def test_plot_redraws_the_pictures_and_curves(tmp_path, capsys):
     workdir = str(tmp_path / "run")
     args = ["--config", os.path.join(CONFIGS, "smoke.py"), "--workdir", workdir]
     assert cli.main(["train", *args, "--config.model.latent_dim=3"]) == 0
-    trav = _png(os.path.join(workdir, layout.TRAVERSALS))
+    trav = plots.read_grid(os.path.join(workdir, layout.TRAVERSALS))  # without its labels
     # one row per latent dimension (3), TRAVERSAL_STEPS columns, tiles of 28 + 2 pad, scale 2
     steps = pictures.TRAVERSAL_STEPS
     assert trav.shape[:2] == (2 * (3 * 30 + 2), 2 * (steps * 30 + 2))
@@ -40,7 +40,7 @@ def test_plot_redraws_the_pictures_and_curves(tmp_path, capsys):
     printed = capsys.readouterr().out.split()
     for name in (layout.TRAVERSALS, layout.CURVES, layout.RECONSTRUCTIONS):
         assert os.path.join(workdir, name) in printed
-    np.testing.assert_array_equal(_png(os.path.join(workdir, layout.TRAVERSALS)), trav)
+    np.testing.assert_array_equal(plots.read_grid(os.path.join(workdir, layout.TRAVERSALS)), trav)
 
 
 def test_plot_of_a_missing_run_is_one_line(tmp_path, capsys):

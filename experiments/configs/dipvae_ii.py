@@ -8,15 +8,11 @@ The shared setting (data, backbone, optimizer, batch, budget) and where jaxvae's
 from disentanglement_lib's are ``dsprites.py``'s, which this config starts from.
 """
 
-import os
-
 from jaxvae.config import load_config_file
 
 
 def get_config():
-    config = load_config_file(
-        os.path.join(os.path.dirname(os.path.abspath(__file__)), "dsprites.py")
-    )
+    config = load_config_file("dsprites")
     config.objective.beta = 1.0  # dsprites.py is the beta-VAE; this family has its own terms
     config.model.kind = "dipvae_ii"
     config.model.dipvae_ii.lambda_od = 10.0

@@ -11,16 +11,12 @@ targets, this conv net, 10 epochs), so any would compare different things.
     jaxvae study report studies/beta_sweep
 """
 
-import os
-
 from jaxvae.config import load_config_file
 from jaxvae.studies import Axis, Figure, Study
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 def get_study():
-    config = load_config_file(os.path.join(HERE, "..", "configs", "default.py"))
+    config = load_config_file("default")
     # Finer learning curves than one point per epoch; logging does not change the training.
     config.train.log_every_steps = 25
     config.train.progress = False

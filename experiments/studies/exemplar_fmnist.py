@@ -22,18 +22,15 @@ The budget run so far (docs/studies.md, its report in docs/studies/exemplar_fmni
         --seeds 1 --config.train.epochs=60 --config.objective.warmup_steps=5000
 """
 
-import os
-
 from jaxvae.config import load_config_file
 from jaxvae.studies import Reference, Study
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = "Norouzi et al. 2020, Exemplar VAE (NeurIPS), Table 1, Fashion-MNIST test log-likelihood"
 STEPS_PER_EPOCH = 500  # 50k images / batch 100
 
 
 def base():
-    config = load_config_file(os.path.join(HERE, "..", "configs", "vampprior.py"))
+    config = load_config_file("vampprior")
     config.model.kind = "vae"
     config.model.architecture = "mlp"
     config.model.layer = "gated"

@@ -13,13 +13,9 @@ epochs); NLL by the IWAE bound with k = 5000. "VAE, k" is the ELBO averaged over
         --config.train.epochs=10 --config.train.lr_schedule=constant
 """
 
-import os
-
 from jaxvae.config import flat, load_config_file
 from jaxvae.studies import Axis, Reference, Study
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIGS = os.path.join(HERE, "..", "configs")
 SOURCE = "Burda, Grosse and Salakhutdinov 2016, Importance Weighted Autoencoders, Table 1 (MNIST)"
 # Test NLL in nats (-log p(x)), (layers, objective, k) -> value.
 PUBLISHED = {
@@ -40,8 +36,8 @@ PUBLISHED = {
 
 def layers_axis():
     """One layer (iwae.py's network) or two (hvae.py's), as overrides on iwae.py's config."""
-    one = flat(load_config_file(os.path.join(CONFIGS, "iwae.py")))
-    two = flat(load_config_file(os.path.join(CONFIGS, "hvae.py")))
+    one = flat(load_config_file("iwae"))
+    two = flat(load_config_file("hvae"))
     diff = {
         k: v
         for k, v in two.items()
@@ -51,7 +47,7 @@ def layers_axis():
 
 
 def base(dataset: str):
-    config = load_config_file(os.path.join(CONFIGS, "iwae.py"))
+    config = load_config_file("iwae")
     config.data.name = dataset
     config.data.binarize = "dynamic"
     config.train.batch_size = 20

@@ -11,13 +11,9 @@ file (`experiments/configs/<name>.py`) with the study's budget set on top.
     jaxvae study report studies/models_table
 """
 
-import os
-
 from jaxvae.config import base_config, changed_keys
 from jaxvae.studies import Study
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIGS = os.path.join(HERE, "..", "configs")
 MODELS = ("peer_mlp", "iwae", "hvae", "vampprior", "cvae", "btcvae", "vqvae", "logistic")
 EPOCHS = 5
 BUDGET = {
@@ -30,7 +26,7 @@ BUDGET = {
 
 def _overrides(name: str) -> dict:
     """The keys where ``experiments/configs/<name>.py`` differs from the schema's defaults."""
-    changed = changed_keys(os.path.join(CONFIGS, f"{name}.py"))
+    changed = changed_keys(name)
     if name != "logistic":
         changed["data.binarize"] = "dynamic"
     return changed | BUDGET

@@ -1,4 +1,4 @@
-"""The ``jaxvae`` command: train, eval, sample, plot, bench.
+"""The ``jaxvae`` command: train, eval, sample, plot, encode, bench, study, configs.
 
 User mistakes (a bad flag or config value, missing data, a wrong workdir) end with one line on stderr
 and exit code 2, never a traceback, and never after anything in an existing workdir was changed.
@@ -14,9 +14,11 @@ import sys
 import time
 import warnings
 
+from jaxvae import __version__, shipped
 from jaxvae.studies import cli as studies_cli
 
 USAGE_ERROR = 2
+_CONFIG_HELP = "a shipped config's name (`jaxvae configs`) or a config file with get_config()"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,10 +31,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jaxvae", description="Train and evaluate autoencoders and VAEs.")
+    parser.add_argument("--version", action="version", version=f"jaxvae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train (or resume) a run")
-    train.add_argument("--config", required=True, help="config file with get_config()")
+    train.add_argument("--config", required=True, help=_CONFIG_HELP)
     train.add_argument("--workdir", help="run directory (default: runs/<config name>)")
     train.add_argument("--coordinator-address", default="", help="HOST:PORT of process 0")
     train.add_argument("--num-processes", type=int, default=0, help="processes in the run")
@@ -65,8 +68,14 @@ def _build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--workdir", required=True)
     _checkpoint_flag(plot)
 
+    enc = sub.add_parser("encode", help="write the latent codes of a split's images (.npz)")
+    enc.add_argument("--workdir", required=True)
+    _checkpoint_flag(enc)
+    enc.add_argument("--out", required=True, help="the .npz file to write")
+    enc.add_argument("--split", choices=("test", "train", "validation"), default="test")
+
     bench = sub.add_parser("bench", help="measure training and evaluation speed (JSON on stdout)")
-    bench.add_argument("--config", required=True)
+    bench.add_argument("--config", required=True, help=_CONFIG_HELP)
     bench.add_argument("--steps", type=int, default=0, help="timed steps (default: one epoch)")
     bench.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
     bench.add_argument("--iwae-k", type=int, default=5000)
@@ -74,6 +83,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--iwae-batch", type=int, default=10, help="images per IWAE batch")
 
     studies_cli.add_parser(sub)
+    sub.add_parser("configs", help="list the shipped configs and studies, by name")
     return parser
 
 
@@ -286,7 +296,8 @@ def _cmd_sample(args) -> int:
             f"model kind {model.name!r} in {args.workdir!r} has no prior to sample from "
             "(its pictures are reconstructions.png and the family's own)"
         )
-    plots.save_grid(out, np.asarray(images), min(8, args.num))
+    title = f"samples of the {model.name} model"
+    plots.save_grid(out, np.asarray(images), min(8, args.num), title=title)
     _say_which(args, run)
     print(out)
     return 0
@@ -358,6 +369,13 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_sample(args)
         if args.command == "plot":
             return _cmd_plot(args)
+        if args.command == "encode":
+            from jaxvae import latents
+
+            return latents.main(args)
+        if args.command == "configs":
+            print(shipped.listing())
+            return 0
         return _cmd_bench(args, overrides)
     except Preempted as e:
         sys.stderr.write(f"jaxvae {args.command}: {e}\n")

@@ -3,8 +3,8 @@ turning of a config into the specs and the model the core takes.
 
 Config files are Python files with ``get_config()`` returning an ``ml_collections.ConfigDict``; they
 start from :func:`base_config`, whose keys and types are the schema (it is locked, so a misspelt key
-is an error). The sections ``data``, ``train`` (with the optimizer's keys), ``eval`` and
-``objective`` are the fields of the frozen specs in :mod:`jaxvae.specs` and
+is an error). The sections ``data``, ``train`` (with the optimizer's keys), ``eval``,
+``logging`` and ``objective`` are the fields of the frozen specs in :mod:`jaxvae.specs` and
 :class:`~jaxvae.objectives.ObjectiveSpec`; each model family adds ``model.<kind>`` with its own
 dataclass fields and their defaults. :func:`validate` checks a config once and returns its
 :class:`Specs`; :func:`make_model` builds the family with its options as arguments. Only this layer,
@@ -16,15 +16,16 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import ml_collections
 
 from jaxvae import data as data_lib
-from jaxvae import io, likelihoods, models, objectives, specs
+from jaxvae import io, likelihoods, models, objectives, shipped, specs
 from jaxvae.objectives import ObjectiveSpec
-from jaxvae.specs import DataSpec, EvalSpec, OptimizerSpec, TrainSpec
+from jaxvae.specs import DataSpec, EvalSpec, LoggingSpec, OptimizerSpec, TrainSpec
 
 # Keys that moved from one section to another: a saved config (config.json, study.json) written
 # before the move is read with them in their new place.
@@ -77,10 +78,14 @@ def _section(spec_type: type) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(specs.fields(spec_type))
 
 
-def base_config() -> ml_collections.ConfigDict:
-    """All configuration keys with their defaults (a conv VAE on Fashion-MNIST)."""
+def base_config(imports: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """All configuration keys with their defaults (a conv VAE on Fashion-MNIST), after importing
+    ``imports``: modules where families defined outside jaxvae register, kept as the key
+    ``imports`` so that every command reading the saved run imports them again."""
+    models.load(imports)
     c = ml_collections.ConfigDict()
     c.seed = 0
+    c.imports = tuple(imports)
     c.data = _section(DataSpec)
     c.model = ml_collections.ConfigDict()
     c.model.kind = "vae"  # a registered family (jaxvae.models.families())
@@ -101,18 +106,21 @@ def base_config() -> ml_collections.ConfigDict:
     c.objective = _section(ObjectiveSpec)
     c.train = ml_collections.ConfigDict(specs.fields(TrainSpec) | specs.fields(OptimizerSpec))
     c.eval = _section(EvalSpec)
+    c.logging = _section(LoggingSpec)
     c.lock()
     return c
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:
-    """Imports ``path`` and returns its ``get_config()``.
+    """Imports ``path`` and returns its ``get_config()``; a name such as ``"vae"`` is the shipped
+    config of that name (:mod:`jaxvae.shipped`).
 
     Raises:
-      ValueError: the file is missing, has no ``get_config``, does not return a ConfigDict, or
-        raises anything while it is imported or called (its exception type and message, with the
-        line of the file where it was raised).
+      ValueError: an unknown name, or the file is missing, has no ``get_config``, does not return
+        a ConfigDict, or raises anything while it is imported or called (its exception type and
+        message, with the line of the file where it was raised).
     """
+    path = shipped.resolve(path, "config")
     config = io.call_python_file(
         path, "get_config", module_name="_jaxvae_config", what="config file"
     )
@@ -235,6 +243,7 @@ class Specs(NamedTuple):
     optim: OptimizerSpec
     eval: EvalSpec
     objective: ObjectiveSpec
+    logging: LoggingSpec = LoggingSpec()
 
 
 def validate(config: ml_collections.ConfigDict) -> Specs:
@@ -243,6 +252,7 @@ def validate(config: ml_collections.ConfigDict) -> Specs:
     Raises:
       ValueError: the first bad key, named with its value and what was expected.
     """
+    models.load(config.get("imports", ()), kinds=(config.model.kind,))
     _check_types(base_config(), config, "")
     d = specs.from_section(DataSpec, config.data)
     specs.check(d.name in data_lib.DATASETS, "data.name", d.name, f"one of {data_lib.DATASETS}")
@@ -263,6 +273,7 @@ def validate(config: ml_collections.ConfigDict) -> Specs:
         optim=specs.from_section(OptimizerSpec, config.train),
         eval=specs.from_section(EvalSpec, config.eval),
         objective=_objective(config),
+        logging=specs.from_section(LoggingSpec, config.logging),
     )
     channels = config.model.channels
     side = 2 ** len(channels) if isinstance(channels, tuple | list) else 1
@@ -358,16 +369,26 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
-    """Rebuilds a config written by :func:`to_json` on top of the schema."""
+    """Rebuilds a config written by :func:`to_json` on top of the schema, after importing its
+    ``imports`` and loading the entry points of the families it names (:func:`models.load`)."""
+    saved = json.loads(text)
+    m = saved.get("model", {})
+    kinds = [m.get("kind", "vae"), *(k for k, v in m.items() if isinstance(v, dict))]
+    models.load(saved.get("imports", ()), kinds=kinds)
     config = base_config()
-    _merge(config, migrate(json.loads(text)), "")
+    _merge(config, migrate(saved), "")
     return config
+
+
+_UNREGISTERED = "name its module in the config's imports, or as a jaxvae.models entry point"
 
 
 def _merge(node: ml_collections.ConfigDict, values: dict, prefix: str) -> None:
     for key, value in values.items():
         if key not in node:
-            raise ValueError(f"unknown config key {prefix + key!r} in a saved config")
+            family = prefix == "model." and isinstance(value, dict)
+            hint = f": no model family {key!r} is registered ({_UNREGISTERED})" if family else ""
+            raise ValueError(f"unknown config key {prefix + key!r} in a saved config{hint}")
         if isinstance(node[key], ml_collections.ConfigDict):
             _merge(node[key], value, prefix + key + ".")
         else:

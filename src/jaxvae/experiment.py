@@ -22,7 +22,7 @@ from jaxvae import corruptions, models, optim, sharding, streaming
 from jaxvae import data as data_lib
 from jaxvae import engine as engine_lib
 from jaxvae.objectives import ObjectiveSpec
-from jaxvae.specs import DataSpec, EvalSpec, OptimizerSpec, TrainSpec
+from jaxvae.specs import DataSpec, EvalSpec, LoggingSpec, OptimizerSpec, TrainSpec
 
 # Independent streams of the run's randomness, each derived from the seed.
 KEY_NAMES = ("init", "train", "data", "eval", "pictures")
@@ -59,6 +59,7 @@ class Experiment:
       tx: the optax transform.
       mesh: the device mesh (one ``"data"`` axis).
       keys: the run's named PRNG keys.
+      logging: the experiment trackers the run reports to.
     """
 
     config: ml_collections.ConfigDict
@@ -75,6 +76,7 @@ class Experiment:
     tx: optax.GradientTransformation
     mesh: Mesh
     keys: dict[str, jax.Array]
+    logging: LoggingSpec = LoggingSpec()
 
     @property
     def steps_per_epoch(self) -> int:
@@ -205,4 +207,5 @@ def build(
         tx=tx,
         mesh=mesh,
         keys=run_keys(config.seed),
+        logging=specs.logging,
     )

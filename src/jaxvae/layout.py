@@ -9,13 +9,15 @@
       summary.json           the final figures (written when training ends)
       eval.json              written by `jaxvae eval`
       carried_sums.json      the running metric sums of a log interval a stop request cut
+      trackers.json          each experiment tracker's run id and what it has been sent
       checkpoints/<step>/    Orbax checkpoints of the train state
       checkpoints-corrupt/   unreadable checkpoints, moved aside (never deleted)
       checkpoints-best/      with early stopping: the state of the best validation epoch
       events.out.tfevents.*  TensorBoard: training terms, test figures, pictures, the config
       samples.png, reconstructions.png, interpolations.png, traversals.png, latent_map.png
-      (2 latents), curves.png (loss and test figure against steps), and each model family's
-      own pictures (e.g. codebook.png)
+      (2 latents), latent_space.png (the test codes' first two principal components),
+      curves.png (loss and test figure against steps), and each model family's own pictures
+      (e.g. codebook.png)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 EVAL = "eval.json"
 CARRIED_SUMS = "carried_sums.json"
+TRACKERS = "trackers.json"  # jaxvae.trackers: the tracked runs a resumed run continues
 CHECKPOINTS = "checkpoints"
 CORRUPT = "checkpoints-corrupt"
 BEST = "checkpoints-best"  # the best validation epoch's state (early stopping)
@@ -35,6 +38,7 @@ SAMPLES = "samples.png"
 RECONSTRUCTIONS = "reconstructions.png"
 INTERPOLATIONS = "interpolations.png"
 LATENT_MAP = "latent_map.png"
+LATENT_SPACE = "latent_space.png"
 TRAVERSALS = "traversals.png"
 CURVES = "curves.png"
 # TensorBoard event files (events.out.tfevents.*) are written into the workdir itself, so that

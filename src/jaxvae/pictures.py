@@ -4,14 +4,19 @@
 ``reconstructions.png`` (rows of inputs, each followed by their reconstructions),
 ``interpolations.png`` (decoded along the line between two encodings), ``traversals.png`` (a row
 per latent dimension, ordered by KL, that coordinate swept over the prior's range),
-``latent_map.png`` (for 2 latents, decoded on a grid) and the family's own pictures
-(:meth:`Model.extra_pictures`).
+``latent_map.png`` (for 2 latents, decoded on a grid), ``latent_space.png`` (the test codes'
+first two principal components, coloured by label, for any latent size) and the family's own
+pictures (:meth:`Model.extra_pictures`).
+The grids carry a title, and row labels where rows differ (inputs and reconstructions, the latent
+each traversal row moves), in margins around the exact grid (:func:`jaxvae.plots.read_grid`).
 Every picture is computed by one compiled function per shape.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -86,7 +91,17 @@ TRAVERSAL_STEPS = 9
 MAX_TRAVERSAL_ROWS = 16
 
 
-def traversals(model: Model, params, state, batch, kl_per_dim=None) -> jax.Array:
+class Traversals(NamedTuple):
+    """traversals.png: ``images`` row by row; row ``r`` sweeps latent ``dims[r]`` from
+    ``low[r]`` to ``high[r]``."""
+
+    images: jax.Array
+    dims: list[int]
+    low: np.ndarray
+    high: np.ndarray
+
+
+def traversals(model: Model, params, state, batch, kl_per_dim=None) -> Traversals:
     """Rows of decoded traversals from the first image's encoding: one row per latent dimension
     (at most 16, by decreasing KL when ``kl_per_dim`` is given, else by decreasing variance of
     the encodings), its coordinate swept over ``[-r, r]`` for a family with a prior, else over
@@ -99,13 +114,50 @@ def traversals(model: Model, params, state, batch, kl_per_dim=None) -> jax.Array
     label = batch["label"][0]  # conditional families: the first image's class
     decode = lambda z: _decode_mean(model, params, state, z, jnp.full((z.shape[0],), label))
     if model.has_prior:
-        return plots.traversal_grid(decode, codes[0].astype(np.float32), dims, sweep)
-    mean, std = codes.mean(axis=0), codes.std(axis=0)
+        images = plots.traversal_grid(decode, codes[0].astype(np.float32), dims, sweep)
+        return Traversals(images, dims, np.full(len(dims), -r), np.full(len(dims), r))
+    mean, std = codes.mean(axis=0)[dims], codes.std(axis=0)[dims]
     rows = [
-        plots.traversal_grid(decode, codes[0].astype(np.float32), [d], mean[d] + std[d] * sweep)
-        for d in dims
+        plots.traversal_grid(decode, codes[0].astype(np.float32), [d], m + s * sweep)
+        for d, m, s in zip(dims, mean, std, strict=True)
     ]
-    return jnp.concatenate(rows)
+    return Traversals(jnp.concatenate(rows), dims, mean - r * std, mean + r * std)
+
+
+LATENT_SPACE_POINTS = 2000
+
+
+class LatentSpace(NamedTuple):
+    """latent_space.png: the first ``len(points)`` test images' codes projected on their first
+    two principal axes (:func:`jaxvae.plots.pca`), their labels, the variance ratios, and the
+    size of the codes."""
+
+    points: np.ndarray
+    labels: np.ndarray
+    ratios: np.ndarray
+    dim: int
+
+
+def latent_space(
+    model: Model, params, state, data, num: int = LATENT_SPACE_POINTS, *, batch_size: int = 0
+) -> LatentSpace:
+    """The :class:`LatentSpace` of the first ``num`` examples of ``data`` (host arrays), encoded
+    in batches of ``batch_size`` (the last one padded; 0: all at once), so that the encoder
+    compiled for the other pictures' batch serves them."""
+    n = min(num, data["image"].shape[0])
+    size = batch_size or n
+    codes = []
+    for start in range(0, n, size):
+        part = {k: np.asarray(v[start : min(start + size, n)]) for k, v in data.items()}
+        got = part["image"].shape[0]
+        batch = {
+            k: jnp.asarray(np.concatenate([v, np.zeros((size - got, *v.shape[1:]), v.dtype)]))
+            for k, v in part.items()
+        }
+        codes.append(np.asarray(_encode(model, params, state, batch))[:got])
+    codes = np.concatenate(codes)
+    points, ratios = plots.pca(codes)
+    return LatentSpace(points, np.asarray(data["label"][:n]), ratios, codes.shape[-1])
 
 
 def prior_samples(model: Model, params, state, key, num: int, batch=None):
@@ -119,12 +171,22 @@ def prior_samples(model: Model, params, state, key, num: int, batch=None):
 
 
 def write_pictures(
-    workdir: str, model: Model, params, state, data, key, num: int, *, kl_per_dim=None
+    workdir: str,
+    model: Model,
+    params,
+    state,
+    data,
+    key,
+    num: int,
+    *,
+    kl_per_dim=None,
+    class_names: Sequence[str] = (),
 ) -> list[str]:
     """Writes every picture of the run into ``workdir``; returns their paths.
 
     ``data``: test examples ``{"image", "label"}`` (host arrays; the first ``max(num, 32)`` are
-    used). ``kl_per_dim``: the test KL per latent dimension, which orders the traversals.
+    used, and up to :data:`LATENT_SPACE_POINTS` for latent_space.png). ``kl_per_dim``: the test
+    KL per latent dimension, which orders the traversals. ``class_names``: the labels' names.
     """
     params, state = jax.device_put(_host((params, state)))
     n = max(num, 32)
@@ -132,29 +194,70 @@ def write_pictures(
     first = lambda b, sl: {k: v[sl] for k, v in b.items()}
     written = []
 
-    def save(name, images, cols):
+    def save(name, images, cols, **labels):
         path = layout.path(workdir, name)
-        plots.save_grid(path, np.asarray(images), cols)
+        plots.save_grid(path, np.asarray(images), cols, **labels)
         written.append(path)
 
     k_samples, k_extra = jax.random.split(key)
     drawn = _samples(model, params, state, num, k_samples, batch)
     if drawn is not None:
-        save(layout.SAMPLES, drawn, NCOLS)
+        save(layout.SAMPLES, drawn, NCOLS, title=f"samples of the {model.name} model")
+    recons = reconstructions(model, params, state, first(batch, slice(0, 32)))
     save(
         layout.RECONSTRUCTIONS,
-        reconstructions(model, params, state, first(batch, slice(0, 32))),
+        recons,
         NCOLS,
+        title="test images and their reconstructions",
+        row_labels=(["input", "reconstruction"] * n)[: -(-recons.shape[0] // NCOLS)],
     )
     steps = INTERPOLATION_STEPS
     pair = first(batch, slice(0, 8)), first(batch, slice(8, 16))
-    save(layout.INTERPOLATIONS, interpolations(model, params, state, *pair, steps), steps)
+    save(
+        layout.INTERPOLATIONS,
+        interpolations(model, params, state, *pair, steps),
+        steps,
+        title="decoded between the encodings of two test images (left, right)",
+    )
     if model.traversable:
+        t = traversals(model, params, state, batch, kl_per_dim)
+        r = model.traversal_range
+        over = f"[-{r:g}, {r:g}]" if model.has_prior else f"its codes' mean +- {r:g} sd"
+        order = "KL" if kl_per_dim is not None else "variance"
+        rows = [f"z{d}" for d in t.dims]
+        if not model.has_prior:
+            rows = [
+                f"{z} [{lo:.2g}, {hi:.2g}]" for z, lo, hi in zip(rows, t.low, t.high, strict=True)
+            ]
+        title = f"traversals of a test image's code: each row sweeps one latent over {over}"
         save(
-            layout.TRAVERSALS, traversals(model, params, state, batch, kl_per_dim), TRAVERSAL_STEPS
+            layout.TRAVERSALS,
+            t.images,
+            TRAVERSAL_STEPS,
+            title=f"{title} (rows by decreasing {order})",
+            row_labels=rows,
         )
     if model.latent_dim == 2:
-        save(layout.LATENT_MAP, latent_map(model, params, state), 20)
+        save(
+            layout.LATENT_MAP,
+            latent_map(model, params, state),
+            20,
+            title="decoded on a grid over [-2.5, 2.5]^2 (z0 left to right, z1 bottom to top)",
+        )
+    space = latent_space(model, params, state, data, batch_size=batch["image"].shape[0])
+    path = layout.path(workdir, layout.LATENT_SPACE)
+    plots.save_scatter(
+        path,
+        space.points,
+        space.labels,
+        title=f"{len(space.points)} test codes ({space.dim} latents): first two principal "
+        "components",
+        axis_labels=tuple(
+            f"PC{i + 1} ({100 * v:.0f}% of the variance)" for i, v in enumerate(space.ratios)
+        ),
+        class_names=class_names,
+    )
+    written.append(path)
     extra = model.extra_pictures(params, state, batch, k_extra)
     for name, (images, cols) in extra.items():
         save(name, images, cols)

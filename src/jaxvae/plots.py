@@ -1,5 +1,6 @@
-"""Image grids written as PNG with Pillow, and latent traversal grids (what goes into the run's
-pictures: :mod:`jaxvae.pictures`)."""
+"""Image grids written as PNG with Pillow (optionally with a title and row labels in margins
+around the exact grid), latent traversal grids, and the 2-D principal-component projection of
+codes drawn as a scatter (what goes into the run's pictures: :mod:`jaxvae.pictures`)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,18 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
+
+PAD, SCALE = 2, 2  # white pixels around each tile; each pixel drawn SCALE x SCALE
+# A labelled grid PNG records where its grid lies ("left top width height" in pixels) in this
+# text chunk, so that :func:`read_grid` gives back exactly the pixels of :func:`grid`.
+GRID_BOX = "jaxvae_grid_box"
+FONT_SIZE = 12
+MARGIN = 6
 
 
-def grid(images: np.ndarray, ncols: int, *, pad: int = 2, scale: int = 2) -> np.ndarray:
+def grid(images: np.ndarray, ncols: int, *, pad: int = PAD, scale: int = SCALE) -> np.ndarray:
     """Tiles ``[N, H, W, C]`` images in [0, 1] into one uint8 ``[rows*(H+pad), ...]`` picture."""
     images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
     if images.ndim != 4:
@@ -27,10 +36,62 @@ def grid(images: np.ndarray, ncols: int, *, pad: int = 2, scale: int = 2) -> np.
     return (out * 255 + 0.5).astype(np.uint8)
 
 
-def save_grid(path: str, images: np.ndarray, ncols: int) -> None:
-    """Writes :func:`grid` of ``images`` as a PNG."""
+def save_grid(
+    path: str,
+    images: np.ndarray,
+    ncols: int,
+    *,
+    title: str = "",
+    row_labels: Sequence[str] = (),
+) -> None:
+    """Writes :func:`grid` of ``images`` as a PNG, with ``title`` in a margin above it and
+    ``row_labels`` (one per row of tiles) in a margin on its left; the grid's pixels are kept
+    exactly (:func:`read_grid` reads them back).
+
+    Raises:
+      ValueError: ``row_labels`` is not one label per row.
+    """
+    images = np.asarray(images)
     pic = grid(images, ncols)
-    Image.fromarray(pic[..., 0] if pic.shape[-1] == 1 else pic).save(path)
+    pic = pic[..., 0] if pic.shape[-1] == 1 else pic
+    if not (title or len(row_labels)):
+        Image.fromarray(pic).save(path)
+        return
+    nrows = -(-images.shape[0] // ncols)
+    if len(row_labels) and len(row_labels) != nrows:
+        raise ValueError(
+            f"{len(row_labels)} row labels for a grid of {nrows} rows; expected one per row"
+        )
+    font = ImageFont.load_default(size=FONT_SIZE)
+    height, width = pic.shape[:2]
+    left = int(max(font.getlength(t) for t in row_labels)) + 2 * MARGIN if len(row_labels) else 0
+    top = FONT_SIZE + 2 * MARGIN if title else 0
+    total_w = max(left + width, int(font.getlength(title)) + 2 * MARGIN)
+    white = 255 if pic.ndim == 2 else (255, 255, 255)
+    ink = 0 if pic.ndim == 2 else (0, 0, 0)
+    canvas = Image.new("L" if pic.ndim == 2 else "RGB", (total_w, top + height), white)
+    canvas.paste(Image.fromarray(pic), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((MARGIN, MARGIN), title, fill=ink, font=font, anchor="lt")
+    tile = images.shape[1]
+    for r, text in enumerate(row_labels):
+        y = top + SCALE * (PAD + r * (tile + PAD)) + SCALE * tile // 2
+        draw.text((MARGIN, y), text, fill=ink, font=font, anchor="lm")
+    info = PngInfo()
+    info.add_text(GRID_BOX, f"{left} {top} {width} {height}")
+    canvas.save(path, pnginfo=info)
+
+
+def read_grid(path: str) -> np.ndarray:
+    """The grid's pixels of a PNG :func:`save_grid` wrote (without its title and labels)."""
+    with Image.open(path) as im:
+        pixels = np.asarray(im)
+        box = im.info.get(GRID_BOX)
+    if box is None:
+        return pixels
+    left, top, width, height = (int(v) for v in box.split())
+    return pixels[top : top + height, left : left + width]
 
 
 def traversal_grid(
@@ -73,3 +134,70 @@ def traversal_grid(
         jnp.broadcast_to(values, (rows, cols))
     )
     return decode_mean(z.reshape(rows * cols, d))
+
+
+def pca(codes: np.ndarray, num: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The codes projected on their first ``num`` principal axes, by numpy's SVD.
+
+    With ``X`` the centred codes ``[N, D]`` and ``X = U S V^T``, the projection is ``X V[:, :num]``
+    (columns past ``min(N, D)`` are zero), each axis signed so that its largest loading is
+    positive; the explained-variance ratios are ``S_k^2 / sum(S^2)``.
+
+    Returns:
+      ``(points [N, num], ratios [num])`` in float64.
+
+    Raises:
+      ValueError: ``codes`` is not ``[N, D]`` with ``N >= 2``.
+    """
+    x = np.asarray(codes, np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"codes must be [N, D] with N >= 2, got shape {x.shape}")
+    x = x - x.mean(axis=0)
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    k = min(num, vt.shape[0])
+    axes = vt[:k] * np.sign(vt[:k][np.arange(k), np.argmax(np.abs(vt[:k]), axis=1)])[:, None]
+    points = np.zeros((x.shape[0], num))
+    points[:, :k] = x @ axes.T
+    ratios = np.zeros(num)
+    total = np.sum(s**2)
+    if total > 0:
+        ratios[:k] = s[:k] ** 2 / total
+    return points, ratios
+
+
+def save_scatter(
+    path: str,
+    points: np.ndarray,
+    labels: np.ndarray,
+    *,
+    title: str,
+    axis_labels: tuple[str, str],
+    class_names: Sequence[str] = (),
+) -> None:
+    """Writes a scatter of 2-D ``points`` coloured by their integer ``labels`` (a legend of the
+    classes for up to 10 of them, else a colour bar) as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    points, labels = np.asarray(points), np.asarray(labels)
+    fig = Figure(figsize=(7, 5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    classes = np.unique(labels)
+    if len(classes) <= 10:
+        for i, c in enumerate(classes):
+            name = class_names[c] if 0 <= c < len(class_names) else str(c)
+            at = labels == c
+            ax.scatter(*points[at].T, s=6, color=f"C{i}", label=name, alpha=0.7, linewidths=0)
+        legend = ax.legend(
+            title="label", fontsize=8, markerscale=2, loc="upper left", bbox_to_anchor=(1.01, 1)
+        )
+        for handle in legend.legend_handles:
+            handle.set_alpha(1.0)
+    else:
+        drawn = ax.scatter(*points.T, s=6, c=labels, cmap="viridis", alpha=0.7, linewidths=0)
+        fig.colorbar(drawn, ax=ax, label="label")
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
+    ax.set_title(title, fontsize=10)
+    fig.savefig(path, format="png")

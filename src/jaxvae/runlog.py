@@ -1,5 +1,6 @@
-"""A run's logs: ``metrics.jsonl`` and TensorBoard's event files, written together, and the
-running metric sums of an interrupted log interval.
+"""A run's logs: ``metrics.jsonl``, TensorBoard's event files and the experiment trackers the run
+asks for (:mod:`jaxvae.trackers`), written together, and the running metric sums of an
+interrupted log interval.
 
 Training lines are the step metrics averaged over the steps since the previous line. A run
 stopped inside a log interval (a stop request saves a checkpoint there) writes the sums so far
@@ -14,32 +15,58 @@ from typing import Any
 
 import numpy as np
 
-from jaxvae import io, layout, tensorboard
+from jaxvae import io, layout, summary, tensorboard, trackers
 from jaxvae import workdir as workdir_lib
+from jaxvae.specs import LoggingSpec
 
 
 class RunLog:
-    """``metrics.jsonl`` and TensorBoard events of one run (written by process 0 only).
+    """``metrics.jsonl``, TensorBoard events and trackers of one run (process 0 only).
 
     Args:
       workdir: the run directory.
       resume_step: the checkpoint step a resumed run starts from (later lines are dropped), or
         ``None`` for a new run (earlier logs are removed).
       enabled: whether this process writes.
-      config: the run's config as a plain dict (TensorBoard's text and hparams).
+      config: the run's config as a plain dict (TensorBoard's text and hparams, the trackers'
+        params).
+      logging: the experiment trackers to send the lines and pictures to (none by default).
     """
 
-    def __init__(self, workdir: str, *, resume_step: int | None, enabled: bool, config: dict):
+    def __init__(
+        self,
+        workdir: str,
+        *,
+        resume_step: int | None,
+        enabled: bool,
+        config: dict,
+        logging: LoggingSpec | None = None,
+    ):
         self.workdir, self.enabled = workdir, enabled
         self.metrics = workdir_lib.MetricsLog(workdir, resume_step=resume_step, enabled=enabled)
         self.events = tensorboard.EventLog(workdir, resume_step=resume_step, enabled=enabled)
         self.events.config(config)
         self.carried = _read_carried(workdir, resume_step)
+        spec = (logging or LoggingSpec()) if enabled else None  # process 0 sends
+        try:
+            self.trackers = trackers.Trackers(spec, workdir, resume_step=resume_step, config=config)
+        except BaseException:
+            self.events.close()
+            raise
 
     def write(self, record: dict[str, Any]) -> None:
-        """One line (``step`` and figures) in both logs."""
+        """One line (``step`` and figures) in every log."""
         self.metrics.write(record)
         self.events.record(record)
+        self.trackers.metrics(record)
+
+    def pictures(self, step: int, paths: list[str]) -> None:
+        """The run's PNG files, drawn from the state of ``step``: TensorBoard images and the
+        trackers' pictures."""
+        if self.enabled:
+            pngs = {os.path.basename(p)[:-4]: summary.png(p) for p in paths}
+            self.events.images(step, pngs)
+            self.trackers.pictures(step, paths)
 
     def training(self, step: int, epoch: float, n: int, sums: dict, images_per_sec: float):
         """The training line at ``step``: the metric ``sums`` of its last ``n`` steps, averaged
@@ -69,7 +96,9 @@ class RunLog:
         self.events.flush()
 
     def close(self) -> None:
+        """Closes the event file and ends the tracked runs (closing twice is harmless)."""
         self.events.close()
+        self.trackers.close()
 
 
 def _read_carried(workdir: str, resume_step: int | None) -> tuple[int, dict] | None:

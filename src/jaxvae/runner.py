@@ -15,7 +15,6 @@ carries specs.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import time
 from typing import Any
@@ -152,7 +151,11 @@ class Run:
         self.progress.bar.update(self.start_step)
         resume = self.start_step if existing else None
         self.log = runlog.RunLog(
-            workdir, resume_step=resume, enabled=self.main, config=exp.record()
+            workdir,
+            resume_step=resume,
+            enabled=self.main,
+            config=exp.record(),
+            logging=exp.logging,
         )
         self.checkpoints = checkpoint.Checkpoints(
             workdir,
@@ -223,17 +226,21 @@ class Run:
         self.log.carry(step, since, sums)
 
     def close(self) -> None:
+        """Ends the progress bar, the checkpoints (saves finished) and the logs (tracked runs
+        ended): after the summary, a stop or an error."""
         if self.closed:
             return
         self.closed = True
         self.progress.close()
-        self.log.flush()
         self.checkpoints.close()
+        self.log.close()
 
     def finish(self, state) -> dict[str, Any]:
         """Closes the run and writes its figures, pictures and summary.json from its final
         ``state`` (the best epoch's under early stopping); returns the summary."""
-        self.close()
+        self.progress.close()
+        self.log.flush()
+        self.checkpoints.close()
         exp, stopper = self.exp, self.stopper
         trained_steps, early = int(state.step), {}
         if self.checkpoints.best is not None and stopper.best_step is not None:
@@ -257,12 +264,11 @@ class Run:
         }
         if self.main:
             drawn = summary.draw(exp, state, self.workdir, kl_per_dim=out.get("test_kl_per_dim"))
-            pngs = {os.path.basename(p)[:-4]: summary.png(p) for p in drawn}
-            self.log.events.images(int(state.step), pngs)
+            self.log.pictures(int(state.step), drawn)
             where = layout.path(self.workdir, layout.SUMMARY)
             io.write_json(where, out)
             self.progress.say(f"done: {summary.headline(exp.model, out)}  summary in {where}")
-        self.log.close()
+        self.close()
         return out
 
 

@@ -228,3 +228,41 @@ class DataSpec:
                 f"with data.source={self.source!r} is read into memory (fashion_mnist: "
                 "data.source='tfds')"
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingSpec:
+    """Experiment trackers a run reports to besides metrics.jsonl and TensorBoard (section
+    ``logging``; :mod:`jaxvae.trackers`). They change nothing a run computes, so a resumed run may
+    turn them on or off.
+
+    Attributes:
+      wandb: also to Weights & Biases (``pip install 'jaxvae[wandb]'``; wandb's own settings, such
+        as ``WANDB_MODE=offline`` or ``WANDB_DIR``, apply).
+      wandb_project: the W&B project.
+      wandb_entity: the W&B team or user ("" = wandb's default entity).
+      mlflow: also to the MLflow tracking server or store at this URI ("" = off;
+        ``pip install 'jaxvae[mlflow]'``), e.g. ``http://localhost:5000`` or ``file:///tmp/mlruns``.
+      mlflow_experiment: the MLflow experiment the run belongs to (created when missing).
+      run_name: the tracked run's name ("" = the workdir's last path component).
+    """
+
+    wandb: bool = False
+    wandb_project: str = "jaxvae"
+    wandb_entity: str = ""
+    mlflow: str = ""
+    mlflow_experiment: str = "jaxvae"
+    run_name: str = ""
+
+    def __post_init__(self) -> None:
+        _check_ranges(
+            self,
+            "logging",
+            {
+                "wandb_project": (lambda v: not self.wandb or v != "", "a W&B project name"),
+                "mlflow_experiment": (
+                    lambda v: not self.mlflow or v != "",
+                    "an MLflow experiment name",
+                ),
+            },
+        )

@@ -135,6 +135,7 @@ def draw(exp, state, workdir: str, *, kl_per_dim=None) -> list[str]:
         exp.keys["pictures"],
         exp.eval.num_pictures,
         kl_per_dim=kl_per_dim,
+        class_names=exp.dataset.class_names,
     )
     metrics = layout.path(workdir, layout.METRICS)
     if os.path.exists(metrics):

@@ -12,8 +12,12 @@ import tempfile
 from typing import Any
 
 from jaxvae import config as config_lib
-from jaxvae import io, layout
+from jaxvae import io, layout, specs
 from jaxvae.layout import CONFIG, METRICS, RUN_INFO, SUMMARY  # noqa: F401 (re-exported)
+
+# The experiment trackers a run reports to (section ``logging``): a run may be continued or left
+# finished with other ones.
+_TRACKER_KEYS = tuple(f"logging.{name}" for name in specs.fields(specs.LoggingSpec))
 
 # Keys that may differ when a run is continued: how long it trains and how it reports.
 RESUMABLE_CHANGES = (
@@ -22,6 +26,7 @@ RESUMABLE_CHANGES = (
     "train.max_dispatch_s",
     "eval.iwae_k",
     "eval.iwae_num_examples",
+    *_TRACKER_KEYS,
 )
 
 
@@ -94,8 +99,9 @@ def check_schedule(saved: dict[str, Any], new: dict[str, Any]) -> None:
         )
 
 
-# Keys that change neither what a run computes nor what it reports.
-_PRESENTATION = ("train.progress", "train.max_dispatch_s")
+# Keys that change neither what a run computes nor the files it writes: a finished run differing
+# only in them is left alone (a tracker turned on after the end is sent nothing).
+_PRESENTATION = ("train.progress", "train.max_dispatch_s", *_TRACKER_KEYS)
 
 
 def trained_steps(workdir: str) -> int:

@@ -21,11 +21,14 @@ def add_parser(sub) -> None:
         "run",
         help="train the study's runs that are not done (resumable, shardable)",
         description=(
-            "Trains every run of the study file that is not done yet into DIR/runs/. "
+            "Trains every run of the study (a shipped study's name or a file with get_study()) that "
+            "is not done yet into DIR/runs/. "
             "--config.KEY=VALUE overrides apply to every run and are part of the study."
         ),
     )
-    run.add_argument("file", metavar="FILE", help="study file with get_study()")
+    run.add_argument(
+        "file", metavar="STUDY", help="a shipped study's name (`jaxvae configs`) or a study file"
+    )
     run.add_argument("--workdir", metavar="DIR", required=True, help="the study directory")
     run.add_argument(
         "--shard",

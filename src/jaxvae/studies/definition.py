@@ -1,6 +1,6 @@
 """What a study is: a base config, a grid of variants, seeds, the metrics to report, references.
 
-A study file (``experiments/studies/<name>.py``) defines ``get_study()`` returning a :class:`Study`.
+A study file (``experiments/studies/<name>.py``, or any path) defines ``get_study()`` returning a :class:`Study`.
 :func:`jaxvae.studies.runs.expand` turns a study into its runs.
 Every mistake in a study is a ``ValueError`` that names the bad value, raised before anything runs.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxvae import io
+from jaxvae import io, shipped
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # study, axis and figure names
 _LABEL = re.compile(r"^[A-Za-z0-9_.+-]+$")  # level labels
@@ -353,7 +353,9 @@ def _finite(x: Any) -> bool:
 
 
 def load_study(path: str) -> Study:
-    """Imports the study file ``path`` and returns its ``get_study()``."""
+    """Imports the study file ``path`` and returns its ``get_study()``; a name such as
+    ``"beta_sweep"`` is the shipped study of that name (:mod:`jaxvae.shipped`)."""
+    path = shipped.resolve(path, "study")
     study = io.call_python_file(path, "get_study", module_name="_jaxvae_study", what="study file")
     if not isinstance(study, Study):
         raise ValueError(

@@ -1,0 +1,136 @@
+"""``jaxvae encode``: the latent codes of a run's images, written as an ``.npz``.
+
+For each image of a split (in the split's order), the file holds
+
+* ``mean`` ``[N, D]``: the posterior mean of ``q(z | x)`` for a family with a posterior
+  (:meth:`posterior`, a :class:`~jaxvae.distributions.DiagGaussian`), else the family's code
+  (:meth:`encode`: an autoencoder's code, a VQ-VAE's quantized grid, flattened);
+* ``stddev`` ``[N, D]``: the posterior standard deviations, for a family with a posterior only;
+* ``label`` ``[N]``: the dataset's labels;
+* ``factors`` ``[N, F]`` and ``factor_names`` ``[F]``: the ground-truth factors, for data that has
+  them (dSprites, Shapes3D);
+* ``step``: the step of the checkpoint encoded.
+
+The images are those the run is evaluated on: the one data preparation of
+:func:`jaxvae.data.load_from_config` (limits, validation split, binarization of the test and
+validation images), encoded in batches of ``eval.batch_size`` by one compiled function. Nothing
+is random: the same run and checkpoint give the same file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io as bytes_io
+import json
+import os
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvae import api, io
+from jaxvae import data as data_lib
+from jaxvae.models import Model
+
+SPLITS = ("test", "train", "validation")
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _codes(model: Model, params, state, batch) -> dict[str, jax.Array]:
+    if hasattr(model, "posterior"):
+        q = model.posterior(params, state, batch)
+        return {"mean": q.mean(), "stddev": q.stddev()}
+    return {"mean": model.encode(params, state, batch)}
+
+
+def encode_images(run: api.Run, images, labels, *, batch_size: int) -> dict[str, np.ndarray]:
+    """``mean`` (and ``stddev`` for a family with a posterior) of each image, ``[N, D]``.
+
+    The images go through in batches of ``batch_size``, the last one padded with zeros, so that
+    one compiled function serves every batch.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    images = np.asarray(images, np.float32)
+    labels = np.asarray(labels, np.int32)
+    run.model.check_images(images)
+    n = images.shape[0]
+    params, state = jax.device_put((run.params, run.state))
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, batch_size):
+        x, y = images[start : start + batch_size], labels[start : start + batch_size]
+        pad = batch_size - x.shape[0]
+        batch = {
+            "image": jnp.asarray(np.pad(x, ((0, pad), (0, 0), (0, 0), (0, 0)))),
+            "label": jnp.asarray(np.pad(y, (0, pad))),
+        }
+        for name, value in _codes(run.model, params, state, batch).items():
+            parts.setdefault(name, []).append(np.asarray(value)[: x.shape[0]])
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+
+def encode_split(run: api.Run, split: str = "test") -> dict[str, np.ndarray]:
+    """What ``jaxvae encode`` writes (see the module docstring) for ``split`` of ``run``'s data.
+
+    Raises:
+      ValueError: ``split`` is not one of :data:`SPLITS`, the split is empty (a run without a
+        validation set), or the data cannot be loaded.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}; expected one of {SPLITS}")
+    exp = run.experiment
+    dataset = data_lib.load_from_config(exp.data, exp.seed, test_only=split == "test")
+    data = dataclasses.replace(exp, dataset=dataset).split(split)
+    if data["image"].shape[0] == 0:
+        raise ValueError(
+            f"the {split} split of the run is empty (data.validation_size is "
+            f"{exp.data.validation_size})"
+        )
+    batch_size = int(exp.eval.batch_size)
+    out = encode_images(run, data["image"], data["label"], batch_size=batch_size)
+    out["label"] = np.asarray(data["label"], np.int32)
+    if "factors" in data:
+        out["factors"] = np.asarray(data["factors"], np.int32)
+        out["factor_names"] = np.asarray(dataset.factor_names, str)
+    out["step"] = np.asarray(run.step, np.int64)
+    return out
+
+
+def write_npz(path: str, arrays: dict[str, Any]) -> None:
+    """Writes ``arrays`` as an uncompressed ``.npz`` at ``path``, atomically."""
+    buffer = bytes_io.BytesIO()
+    np.savez(buffer, **arrays)
+    io.write_atomic(path, buffer.getvalue())
+
+
+def main(args) -> int:
+    """``jaxvae encode --workdir W --out codes.npz [--split S] [--checkpoint C]``: writes the
+    codes and prints what was written as one JSON line."""
+    parent = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(parent):
+        raise ValueError(f"--out {args.out!r}: directory {parent!r} does not exist")
+    say = lambda message: print(message, file=sys.stderr, flush=True)
+    run = api.load_run(
+        args.workdir, checkpoint=args.checkpoint, warn=lambda m: say(f"warning: {m}")
+    )
+    codes = encode_split(run, args.split)
+    write_npz(args.out, codes)
+    say(f"{args.workdir}: the {run.checkpoint} checkpoint (step {run.step})")
+    shape = codes["mean"].shape
+    print(
+        json.dumps(
+            {
+                "out": args.out,
+                "split": args.split,
+                "num_examples": shape[0],
+                "latent_dim": shape[1],
+                "arrays": sorted(codes),
+                "checkpoint": run.checkpoint,
+                "step": run.step,
+            }
+        )
+    )
+    return 0

@@ -1,0 +1,184 @@
+"""Experiment trackers: a run's config, metrics lines and pictures, sent to Weights & Biases or
+MLflow as well as to metrics.jsonl and TensorBoard.
+
+A tracker is one module of this package that registers a class under the name of its switch in
+the config section ``logging`` (``logging.wandb``, ``logging.mlflow``; its own options are
+``logging.<name>_*``)::
+
+    @trackers.register("name")
+    class Name:
+        def __init__(self, spec: LoggingSpec, *, name: str, run_id: str | None): ...
+            # starts a tracked run called ``name``, or continues the one of ``run_id``
+        run_id: str
+        def log_params(self, params: dict[str, Any]) -> None: ...  # the flattened config
+        def log_metrics(self, step: int, metrics: dict[str, float]) -> None: ...
+        def log_image(self, step: int, path: str) -> None: ...  # a PNG file of the run
+        def close(self) -> None: ...
+
+It imports its client library in ``__init__`` (through :func:`require`), so a run that asks for
+no tracker never imports one. :class:`Trackers` is what :class:`jaxvae.runlog.RunLog` holds: the
+trackers a run asks for, fed from the one place that writes metrics lines and pictures (process 0
+only, as RunLog).
+
+A resumed run continues the same tracked runs, and sends nothing twice. ``trackers.json`` in the
+run directory records, per tracker, its run id and what it has been sent: the step of the newest
+line sent and the keys sent at that step. Only what is newer is sent: lines of later steps, and
+keys of that step not yet sent. A resumed run writes no line at or below its checkpoint's step,
+and after a stop inside a log interval the line at the interval's end is of a later step (it
+averages the carried sums and the new steps, once). After a kill, the lines past the last
+checkpoint are computed again (the same values but the timing); the tracked run keeps those it
+was first sent. A tracker first asked for when a run resumes starts its tracked run with the
+lines metrics.jsonl already holds; a new run in the directory starts new tracked runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+from typing import Any
+
+from jaxvae import io, layout
+from jaxvae.specs import LoggingSpec
+
+_TRACKERS: dict[str, type] = {}
+_LOADED = False
+
+
+def register(name: str):
+    """Class decorator: makes a class the tracker switched on by ``logging.<name>``."""
+
+    def deco(cls: type) -> type:
+        if name in _TRACKERS and _TRACKERS[name] is not cls:
+            raise ValueError(f"tracker {name!r} is registered twice")
+        _TRACKERS[name] = cls
+        return cls
+
+    return deco
+
+
+def registered() -> dict[str, type]:
+    """Every registered tracker, by name (every module of this package imported first)."""
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        for info in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{info.name}")
+    return dict(_TRACKERS)
+
+
+class MissingPackage(Exception):
+    """A tracker's client library is not installed."""
+
+
+def require(module: str, extra: str) -> Any:
+    """Imports ``module``, the client library of the tracker ``extra``.
+
+    Raises:
+      MissingPackage: it is not installed (the message says which extra installs it).
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingPackage(
+            f"needs the {module.split('.')[0]!r} package ({e}): pip install 'jaxvae[{extra}]'"
+        ) from None
+
+
+def numbers(record: dict[str, Any]) -> dict[str, float]:
+    """The figures of a metrics line: its numbers but the step."""
+    return {
+        k: v
+        for k, v in record.items()
+        if k != "step" and isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+class Trackers:
+    """The trackers ``spec`` asks for, opened on the run in ``workdir``.
+
+    Args:
+      spec: the run's ``logging`` section, or ``None`` on a process that sends nothing (and
+        leaves ``trackers.json`` alone).
+      workdir: the run directory (``trackers.json``; its name names the tracked runs).
+      resume_step: the checkpoint step a resumed run starts from, or ``None`` for a new run.
+      config: the run's config as a plain dict (sent flattened, when a tracked run starts).
+
+    Raises:
+      ValueError: a tracker's package is missing, or its tracked run could not be started.
+    """
+
+    def __init__(
+        self, spec: LoggingSpec | None, workdir: str, *, resume_step: int | None, config: dict
+    ):
+        self.path = layout.path(workdir, layout.TRACKERS)
+        self.sent: dict[str, dict[str, Any]] = {}
+        self.open: dict[str, Any] = {}
+        if spec is None:
+            return
+        if resume_step is None and os.path.exists(self.path):
+            os.remove(self.path)  # a new run: new tracked runs
+        elif resume_step is not None and os.path.exists(self.path):
+            self.sent = io.read_json(self.path)
+        name = spec.run_name or os.path.basename(os.path.abspath(workdir))
+        wanted = [(kind, cls) for kind, cls in registered().items() if getattr(spec, kind)]
+        try:
+            for kind, cls in wanted:
+                if self._start(kind, cls, spec, name):  # a new tracked run
+                    self.open[kind].log_params(io.flatten(config))
+                    if resume_step is not None:  # first asked for now: the lines so far
+                        for record in io.read_jsonl(layout.path(workdir, layout.METRICS)):
+                            self._send(kind, record)
+            self._save()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, kind: str, cls: type, spec: LoggingSpec, name: str) -> bool:
+        """Opens the tracker ``kind``; returns whether its tracked run is new."""
+        before = self.sent.get(kind)
+        try:
+            tracker = cls(spec, name=name, run_id=before["run_id"] if before else None)
+        except Exception as e:  # the client's own errors (no login, no server), in one line
+            detail = e if isinstance(e, MissingPackage) else f"{type(e).__name__}: {e}"
+            raise ValueError(f"config logging.{kind}={getattr(spec, kind)!r}: {detail}") from e
+        self.open[kind] = tracker
+        if before is not None and before["run_id"] == tracker.run_id:
+            return False
+        self.sent[kind] = {"run_id": tracker.run_id, "step": -1, "keys": []}
+        return True
+
+    def _send(self, kind: str, record: dict[str, Any]) -> None:
+        """``record``'s figures the tracked run of ``kind`` has not been sent."""
+        sent, step = self.sent[kind], int(record["step"])
+        if step < sent["step"]:
+            return
+        if step > sent["step"]:
+            sent["step"], sent["keys"] = step, []
+        new = {k: v for k, v in numbers(record).items() if k not in sent["keys"]}
+        if new:
+            self.open[kind].log_metrics(step, new)
+            sent["keys"] = sorted(set(sent["keys"]) | new.keys())
+
+    def _save(self) -> None:
+        if self.sent:
+            io.write_json(self.path, self.sent)
+
+    def metrics(self, record: dict[str, Any]) -> None:
+        """A metrics line (``step`` and figures), to every tracker."""
+        if self.open:
+            for kind in self.open:
+                self._send(kind, record)
+            self._save()
+
+    def pictures(self, step: int, paths: list[str]) -> None:
+        """The run's PNG files, drawn at ``step``, to every tracker."""
+        for tracker in self.open.values():
+            for path in paths:
+                tracker.log_image(step, path)
+
+    def close(self) -> None:
+        """Ends the tracked runs (they can be continued); closing twice is harmless."""
+        trackers, self.open = self.open, {}
+        for tracker in trackers.values():
+            tracker.close()
