@@ -8,7 +8,9 @@ decoder; batch 100, Adam lr 5e-4; KL warm-up over 100 epochs; up to 2000 epochs 
 on the validation negative ELBO (patience 50), the best epoch evaluated; test NLL by the IWAE bound
 with 5000 importance samples on the 10k test images. The HVAE here is jaxvae's `hvae` family
 (z1 = 40, z2 = 40, gated 300-unit layers on both levels), whose exact wiring may differ from the
-reference code's. Runs resume, so the full budget may span sessions:
+reference code's. Runs resume, so the full budget may span sessions (on a CPU machine in the
+background, stopped and continued: docs/studies.md, "Long studies in pieces"; on one GPU:
+experiments/gpu_studies.sh):
 
     jaxvae study run experiments/studies/exemplar_fmnist.py --workdir studies/exemplar_fmnist
     jaxvae study report studies/exemplar_fmnist

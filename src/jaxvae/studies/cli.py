@@ -49,9 +49,14 @@ def add_parser(sub) -> None:
             "a time; default: the backend's measured choice (1 on CPU)"
         ),
     )
-    status = cmds.add_parser("status", help="done / running / failed / pending, per run")
+    status = cmds.add_parser(
+        "status",
+        help="per run: done / running / failed / pending, steps done of planned, time left",
+    )
     status.add_argument("dir", metavar="DIR", help="the study directory")
-    report = cmds.add_parser("report", help="write DIR/report/: report.md, results.csv, figures")
+    report = cmds.add_parser(
+        "report", help="write DIR/report/ (report.md, results.csv, figures); print where it stands"
+    )
     report.add_argument("dir", metavar="DIR", help="the study directory")
 
 
@@ -62,9 +67,9 @@ def main(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.study_command == "run":
         return _run(args, overrides)
     if args.study_command == "status":
-        from jaxvae.studies import report
+        from jaxvae.studies import progress
 
-        print(report.format_status(report.status(args.dir)))
+        print(progress.format_status(progress.progress(args.dir)))
         return 0
     return _report(args)
 
@@ -94,12 +99,12 @@ def _run(args, overrides) -> int:
 
 
 def _report(args) -> int:
-    from jaxvae.studies import report
+    from jaxvae.studies import progress, report
 
     paths = report.write_report(args.dir)
     data = report.collect(args.dir)
     print("\n".join(report.results_table(data)))
-    print(report.counts_line(report.status(args.dir)))
     for path in paths.values():
         print(path)
+    print(progress.format_status(progress.progress(args.dir)))
     return 0

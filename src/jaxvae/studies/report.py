@@ -32,16 +32,10 @@ def status(workdir: str) -> list[state.RunState]:
     return [state.run_state(workdir, run) for run in study_json["identity"]["runs"]]
 
 
-def counts_line(states: list[state.RunState]) -> str:
+def counts_line(states) -> str:
+    """``N runs: a done, b running, c failed, d pending`` of anything with a ``state``."""
     c = Counter(s.state for s in states)
     return f"{len(states)} runs: " + ", ".join(f"{c[k]} {k}" for k in STATES)
-
-
-def format_status(states: list[state.RunState]) -> str:
-    """The text of ``jaxvae study status``: a line per run, then the counts."""
-    width = max((len(s.name) for s in states), default=3)
-    lines = [f"{s.name:<{width}}  {s.state:<7}  {s.detail}".rstrip() for s in states]
-    return "\n".join([*lines, counts_line(states)])
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int]:

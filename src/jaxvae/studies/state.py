@@ -312,13 +312,14 @@ def run_state(workdir: str, run: dict[str, Any]) -> RunState:
     failure = read_failure(workdir, name)
     if failure is not None:
         return RunState(name, FAILED, failure.get("error", ""))
-    steps = _checkpoint_steps(run_dir(workdir, name))
+    steps = checkpoint_steps(run_dir(workdir, name))
     if steps:
         return RunState(name, PENDING, f"resumes from step {steps[-1]}")
     return RunState(name, PENDING)
 
 
-def _checkpoint_steps(directory: str) -> list[int]:
+def checkpoint_steps(directory: str) -> list[int]:
+    """The steps of the run directory's checkpoints, oldest first (none when damaged)."""
     from jaxvae import checkpoint
 
     if not storage.isdir(checkpoint.checkpoint_dir(directory)):

@@ -1,0 +1,208 @@
+"""``jaxvae study status``: each run's state, its steps done of the steps planned, and an
+estimate of the time left.
+
+- **Steps planned**: ``train.epochs`` x the steps of an epoch (the run's training images, from
+  its ``run.json``, // ``train.batch_size``). A run that has not started borrows the image count
+  of a started run with the same ``data`` settings; with none, its plan is not known yet. A
+  finished run planned what it trained (fewer steps when it stopped early).
+- **Steps done**: a finished run's trained steps; a running run's last training line in
+  ``metrics.jsonl``; any other run's newest checkpoint (what resuming keeps).
+- **Rate**: every training line of ``metrics.jsonl`` carries ``images_per_sec``, the training
+  throughput of the process that wrote it since that process took the run over (its training
+  dispatches, host syncs included); the run's rate is its newest line's, divided by the batch
+  size, in steps per second. A run without a line of its own takes the mean rate of the measured
+  runs of its variant; a variant none of whose runs has trained yet has no estimate.
+- **Time left** of a run: its steps left / its rate. Of the study: the sum over its runs, the
+  time of one process training one run after another at the measured rates. It counts training
+  only: evaluation (the validation figure of every epoch under early stopping, the test figures,
+  the final NLL) and compilation come on top, while early stopping may end runs sooner. Runs
+  trained at the same time (``--shard`` processes, ``--seeds-at-once``: each seed of a group
+  advances at the group's rate) finish sooner than the sum.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+from jaxvae import io, layout
+from jaxvae.studies import report, state
+
+
+@dataclasses.dataclass(frozen=True)
+class RunProgress:
+    """Where one run stands.
+
+    Attributes:
+      name, variant: the run and its variant.
+      state, detail: as :class:`jaxvae.studies.state.RunState`.
+      done: the steps done.
+      planned: the steps planned (``None``: not known yet).
+      rate: training steps per second (``None``: not measured for its variant).
+      measured: whether ``rate`` is the run's own (else its variant's mean).
+    """
+
+    name: str
+    variant: str
+    state: str
+    detail: str
+    done: int
+    planned: int | None
+    rate: float | None
+    measured: bool
+
+    @property
+    def left(self) -> int | None:
+        """Steps left (``None``: the plan is not known)."""
+        return None if self.planned is None else max(self.planned - self.done, 0)
+
+    @property
+    def left_s(self) -> float | None:
+        """Seconds of training left at ``rate`` (``None``: no estimate)."""
+        if self.left == 0:
+            return 0.0
+        return None if self.left is None or not self.rate else self.left / self.rate
+
+
+def _read(path: str) -> Any:
+    try:
+        return io.read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _training_lines(directory: str) -> list[dict[str, Any]]:
+    try:
+        records = io.read_jsonl(layout.path(directory, layout.METRICS))
+    except (OSError, ValueError):
+        return []
+    return [r for r in records if "images_per_sec" in r and "step" in r]
+
+
+def _measure(workdir: str, run: dict[str, Any], st: state.RunState) -> dict[str, Any]:
+    """What one run's directory says: steps done, its training images, its own rate."""
+    directory = state.run_dir(workdir, run["name"])
+    batch = run["config"]["train"]["batch_size"]
+    info = _read(layout.path(directory, layout.RUN_INFO)) or {}
+    lines = _training_lines(directory)
+    rate = lines[-1]["images_per_sec"] / batch if lines else None
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        rate = None
+    if st.state == state.DONE:
+        summary = _read(layout.path(directory, layout.SUMMARY)) or {}
+        done = int(summary.get("trained_steps", summary.get("steps", 0)))
+    else:
+        done = max(state.checkpoint_steps(directory), default=0)
+        if st.state == state.RUNNING and lines:
+            done = max(done, int(lines[-1]["step"]))
+    return {"done": done, "num_train": info.get("num_train"), "rate": rate}
+
+
+def _data_key(run: dict[str, Any]) -> str:
+    return json.dumps(run["config"].get("data", {}), sort_keys=True)
+
+
+def progress(workdir: str) -> list[RunProgress]:
+    """The progress of every run of the study in ``workdir``, in the canonical order."""
+    runs = state.read_study(workdir)["identity"]["runs"]
+    states = [state.run_state(workdir, run) for run in runs]
+    measured = [_measure(workdir, run, st) for run, st in zip(runs, states, strict=True)]
+    num_train: dict[str, int] = {}  # data settings -> training images, from started runs
+    rates: dict[str, list[float]] = {}  # variant -> its measured runs' rates
+    for run, m in zip(runs, measured, strict=True):
+        if isinstance(m["num_train"], int):
+            num_train.setdefault(_data_key(run), m["num_train"])
+        if m["rate"] is not None:
+            rates.setdefault(run["variant"], []).append(m["rate"])
+    out = []
+    for run, st, m in zip(runs, states, measured, strict=True):
+        train = run["config"]["train"]
+        images = m["num_train"] if isinstance(m["num_train"], int) else None
+        images = images if images is not None else num_train.get(_data_key(run))
+        per_epoch = images // train["batch_size"] if images is not None else 0
+        planned = train["epochs"] * per_epoch if per_epoch >= 1 else None
+        if st.state == state.DONE:
+            planned = m["done"]
+        own = m["rate"]
+        mean = rates.get(run["variant"])
+        rate = own if own is not None else (sum(mean) / len(mean) if mean else None)
+        out.append(
+            RunProgress(
+                name=run["name"],
+                variant=run["variant"],
+                state=st.state,
+                detail=st.detail,
+                done=m["done"],
+                planned=planned,
+                rate=rate,
+                measured=own is not None,
+            )
+        )
+    return out
+
+
+def format_duration(seconds: float) -> str:
+    """``2 d 3 h``, ``3 h 25 min``, ``12 min 5 s``, ``40 s``."""
+    s = int(round(seconds))
+    days, hours, minutes, rest = s // 86400, s % 86400 // 3600, s % 3600 // 60, s % 60
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    return f"{s} s"
+
+
+def totals(runs: list[RunProgress]) -> dict[str, Any]:
+    """The study's steps done and planned (over the runs whose plan is known), the seconds of
+    training left (over the runs with an estimate), and the runs without a plan or estimate."""
+    known = [r for r in runs if r.planned is not None]
+    estimated = [r for r in runs if r.left_s is not None]
+    return {
+        "done": sum(r.done for r in known),
+        "planned": sum(r.planned for r in known),
+        "left_s": sum(r.left_s for r in estimated),
+        "unplanned": len(runs) - len(known),
+        "unestimated": len(runs) - len(estimated),
+    }
+
+
+def total_line(runs: list[RunProgress]) -> str:
+    """``total: D of P steps (x %), about T of training left at the measured rates``."""
+    t = totals(runs)
+    share = f" ({100 * t['done'] / t['planned']:.1f} %)" if t["planned"] else ""
+    text = f"total: {t['done']} of {t['planned']} steps{share}"
+    if t["unplanned"]:
+        text += f" ({t['unplanned']} run(s) not planned yet: none of their data started)"
+    if all(r.state == state.DONE for r in runs):
+        return text + ", every run done"
+    if any(r.left_s is not None and r.state != state.DONE for r in runs):
+        text += f", about {format_duration(t['left_s'])} of training left at the measured rates"
+    if t["unestimated"]:
+        text += f" (+ {t['unestimated']} run(s) of variants not measured yet)"
+    return text
+
+
+def format_status(runs: list[RunProgress]) -> str:
+    """The text of ``jaxvae study status``: a line per run under a header, the total, then the
+    counts. A rate marked ``*`` is its variant's mean."""
+    rows = [["run", "state", "steps", "rate", "left", ""]]
+    for r in runs:
+        rate = left = ""
+        if r.state != state.DONE:
+            rate = f"{r.rate:.3g} steps/s" + ("" if r.measured else "*") if r.rate else "-"
+            left = format_duration(r.left_s) if r.left_s is not None else "-"
+        planned = r.planned if r.planned is not None else "?"
+        rows.append([r.name, r.state, f"{r.done}/{planned}", rate, left, r.detail])
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = [
+        "  ".join([*(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)), row[5]]).rstrip()
+        for row in rows
+    ]
+    lines.append(total_line(runs))
+    if any(r.rate and not r.measured and r.state != state.DONE for r in runs):
+        lines.append("* the mean rate of the variant's measured runs")
+    return "\n".join([*lines, report.counts_line(runs)])
