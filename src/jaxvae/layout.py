@@ -15,7 +15,10 @@
       events.out.tfevents.*  TensorBoard: training terms, test figures, pictures, the config
       samples.png, reconstructions.png, interpolations.png, traversals.png, latent_map.png
       (2 latents), curves.png (loss and test figure against steps), and each model family's
-      own pictures (e.g. codebook.png)
+      own pictures (e.g. codebook.png); with the disentanglement metrics (eval.disentanglement
+      or `jaxvae eval --disentanglement`) disentanglement_matrices.png (MIG mutual information
+      and DCI importance, latents x factors) and factor_traversals.png (a traversal per latent,
+      labelled with the factor it captures)
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ INTERPOLATIONS = "interpolations.png"
 LATENT_MAP = "latent_map.png"
 TRAVERSALS = "traversals.png"
 CURVES = "curves.png"
+DISENTANGLEMENT_MATRICES = "disentanglement_matrices.png"
+FACTOR_TRAVERSALS = "factor_traversals.png"
 # TensorBoard event files (events.out.tfevents.*) are written into the workdir itself, so that
 # `tensorboard --logdir runs/` shows one run per workdir.
 

@@ -256,7 +256,8 @@ class Run:
             "wall_s": time.time() - self.wall_start,
         }
         if self.main:
-            drawn = summary.draw(exp, state, self.workdir, kl_per_dim=out.get("test_kl_per_dim"))
+            kl, found = out.get("test_kl_per_dim"), out.get("disentanglement")
+            drawn = summary.draw(exp, state, self.workdir, kl_per_dim=kl, disentanglement=found)
             pngs = {os.path.basename(p)[:-4]: summary.png(p) for p in drawn}
             self.log.events.images(int(state.step), pngs)
             where = layout.path(self.workdir, layout.SUMMARY)
