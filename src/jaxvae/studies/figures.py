@@ -210,6 +210,7 @@ def standard_figures() -> list[tuple[str, str, Callable]]:
 class Kind(NamedTuple):
     check: Callable[[Any, Any], None]  # (Figure, Study) -> raises ValueError
     draw: Callable[[Any, dict, str], None]  # (ReportData, figure spec, path)
+    text: Callable[[Any, dict], list[str]] | None = None  # markdown lines under the figure
 
 
 def default_title(spec: dict[str, Any]) -> str:
