@@ -78,6 +78,7 @@ FAMILY = {
         "model.btcvae.gamma": 1.0,
     }
 }
+WEAKER_WHEN_LARGER = ("annealedvae",)
 METRICS = (
     "beta_vae_accuracy",
     "factor_vae_accuracy",
@@ -103,12 +104,15 @@ def _variants() -> tuple[Variant, ...]:
     for model, (file, key, name, values) in GRID.items():
         config = flat(load_config_file(os.path.join(CONFIGS, file)))
         family = {k: v for k, v in config.items() if base.get(k) != v} | FAMILY.get(model, {})
-        for value in values:
+        for i, value in enumerate(values):
+            # strength: the level's rank from the weakest regularisation (AnnealedVAE: the
+            # largest capacity c_max is the weakest)
+            strength = len(values) - 1 - i if model in WEAKER_WHEN_LARGER else i
             out.append(
                 Variant(
                     f"{model}.{name}={value:g}",
                     family | {key: value},
-                    {"model": model, "regularisation": value},
+                    {"model": model, "regularisation": value, "strength": strength},
                 )
             )
     return tuple(out)
@@ -144,7 +148,7 @@ def get_study():
             Figure(
                 "total_correlation",
                 kind="findings",
-                x="regularisation",
+                x="strength",
                 y="model",
                 title="total correlation against regularisation, and where the variance lies",
             ),

@@ -216,7 +216,7 @@ def _draw_findings(data, spec: dict[str, Any], path: str) -> None:
                 for i in range(len(levels))
             ]
             ax.plot(range(len(levels)), med, color=color, label=str(group))
-        ax.set_xlabel(f"{spec['x']} level (low to high)")
+        ax.set_xlabel(f"{spec['x']} (rank of the level, weak to strong)")
         ax.set_ylabel(metric)
         ax.set_yscale("symlog", linthresh=0.1)
         ax.grid(alpha=0.3)
