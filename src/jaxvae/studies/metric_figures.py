@@ -117,16 +117,18 @@ def _draw_distributions(data, spec: dict[str, Any], path: str) -> None:
     nrows = math.ceil(len(data.metrics) / cols)
     width = max(5.0, 0.22 * len(data.variants) + 1.5)
     fig, axes = plt.subplots(nrows, cols, figsize=(width * cols, 3.2 * nrows), squeeze=False)
+    colors = [palette[groups.index(v["coords"][spec["x"]])] for v in data.variants]
     for ax, metric in zip(axes.flat, data.metrics, strict=False):
-        for i, v in enumerate(data.variants):
-            vals = [x for x in data.values[v["name"]][metric] if math.isfinite(x)]
-            if not vals:
-                continue
-            color = palette[groups.index(v["coords"][spec["x"]])]
-            box = ax.boxplot([vals], positions=[i], widths=0.6, patch_artist=True)
-            for patch in box["boxes"]:
-                patch.set(facecolor=color, alpha=0.5)
-            ax.scatter(np.full(len(vals), i), vals, **figures.SEED_STYLE)
+        cols = [
+            [x for x in data.values[v["name"]][metric] if math.isfinite(x)] for v in data.variants
+        ]
+        kept = [i for i, vals in enumerate(cols) if vals]
+        if kept:  # one boxplot call per panel (the drawing is the report's slowest part)
+            box = ax.boxplot([cols[i] for i in kept], positions=kept, widths=0.6, patch_artist=True)
+            for i, patch in zip(kept, box["boxes"], strict=True):
+                patch.set(facecolor=colors[i], alpha=0.5)
+            xs = [i for i in kept for _ in cols[i]]
+            ax.scatter(xs, [x for i in kept for x in cols[i]], **figures.SEED_STYLE)
         ax.set_xticks(
             range(len(data.variants)),
             [f"{v['coords'][spec['y']]:g}" for v in data.variants],
