@@ -29,9 +29,7 @@ import joblib
 import numpy as np
 from sklearn import ensemble
 
-from jaxvae.disentanglement import boosting, ground_truth
-
-BOOSTING = ("sklearn", "jax")
+from jaxvae.disentanglement import ground_truth
 
 
 def _normalised_entropy(p: np.ndarray, axis: int) -> np.ndarray:
@@ -74,7 +72,6 @@ def dci_from_codes(
     *,
     seed: int = 0,
     n_jobs: int = 1,
-    boosting_impl: str = "sklearn",
 ) -> dict[str, Any]:
     """DCI of given codes (see the module docstring).
 
@@ -84,10 +81,6 @@ def dci_from_codes(
       seed: ``random_state`` of the boosted trees (it breaks ties between equally good splits).
       n_jobs: factors fitted in parallel (joblib processes; -1: one per core). The same numbers
         for any value: each factor's fit is single-threaded and seeded.
-      boosting_impl: ``"sklearn"`` (``GradientBoostingClassifier``) or ``"jax"``
-        (:func:`jaxvae.disentanglement.boosting.fit_boosted_trees`: the same algorithm for every
-        factor at once, compiled; ties between equal splits broken by the lowest feature
-        instead of sklearn's seeded feature order; ``seed`` and ``n_jobs`` unused).
 
     Returns:
       ``{"disentanglement", "completeness", "informativeness_train", "informativeness_test":
@@ -103,23 +96,14 @@ def dci_from_codes(
             f"test codes {codes_test.shape} / factors {factors_test.shape} do not match the "
             f"training codes {codes_train.shape} / factors {factors_train.shape}"
         )
-    if boosting_impl not in BOOSTING:
-        raise ValueError(f"boosting={boosting_impl!r}: expected one of {BOOSTING}")
-    if boosting_impl == "jax":
-        importance, pred_train, pred_test = boosting.fit_boosted_trees(
-            codes_train, factors_train, codes_test
+    fits = joblib.Parallel(n_jobs=n_jobs)(
+        joblib.delayed(_fit_one_factor)(
+            codes_train, factors_train[:, k], codes_test, factors_test[:, k], seed
         )
-        train_acc = np.mean(pred_train == factors_train, axis=0)
-        test_acc = np.mean(pred_test == factors_test, axis=0)
-    else:
-        fits = joblib.Parallel(n_jobs=n_jobs)(
-            joblib.delayed(_fit_one_factor)(
-                codes_train, factors_train[:, k], codes_test, factors_test[:, k], seed
-            )
-            for k in range(factors_train.shape[1])
-        )
-        importance = np.stack([f[0] for f in fits], axis=1)
-        train_acc, test_acc = np.array([f[1] for f in fits]), np.array([f[2] for f in fits])
+        for k in range(factors_train.shape[1])
+    )
+    importance = np.stack([f[0] for f in fits], axis=1)
+    train_acc, test_acc = np.array([f[1] for f in fits]), np.array([f[2] for f in fits])
     return {
         **dci_from_importance(importance),
         "informativeness_train": float(train_acc.mean()),
@@ -137,12 +121,9 @@ def compute_dci(
     num_test: int = 5_000,
     batch_size: int = 16,
     n_jobs: int = 1,
-    boosting: str = "sklearn",
 ) -> dict[str, Any]:
-    """DCI of ``representation_fn`` on sampled points (see the module docstring);
-    ``boosting``: ``"sklearn"`` or ``"jax"`` (:func:`dci_from_codes`)."""
+    """DCI of ``representation_fn`` on sampled points (see the module docstring)."""
     points = ground_truth.sample_train_and_test(
         ground_truth_data, representation_fn, num_train, num_test, rng, batch_size
     )
-    seed = int(rng.integers(2**31 - 1))
-    return dci_from_codes(*points, seed=seed, n_jobs=n_jobs, boosting_impl=boosting)
+    return dci_from_codes(*points, seed=int(rng.integers(2**31 - 1)), n_jobs=n_jobs)
