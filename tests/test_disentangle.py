@@ -22,7 +22,7 @@ POINTS = 16  # the reduced protocol (eval.disentanglement_points): 16 train / 8 
 def trained(tmp_path_factory):
     """A beta-VAE on the procedural dSprites, two steps, scored at the end of training."""
     config = load_config_file(os.path.join(CONFIGS, "dsprites.py"))
-    config.data.limit_train = 128
+    config.data.limit_train = 64
     config.data.limit_test = 64
     config.model.channels = (4, 4, 4, 4)
     config.model.latent_dim = 3
@@ -67,10 +67,6 @@ def test_scores_at_the_end_of_training_and_from_the_cli_agree(trained, capsys):
     assert first == second
     assert {k: written[k] for k in keys} == {k: summary[k] for k in keys}
     assert written["disentanglement"]["matrices"] == found["matrices"]
-    # a different sampling seed draws other points (so the seed is what fixes them)
-    other, _ = _eval(workdir, capsys, "--disentanglement-seed", "1")
-    assert any(other[k] != first[k] for k in keys)
-
     # independently: evaluate_all on the loaded run's own encode / posterior
     run = api.load_run(workdir)
 
@@ -78,14 +74,16 @@ def test_scores_at_the_end_of_training_and_from_the_cli_agree(trained, capsys):
         q = run.posterior(x)
         return np.asarray(q.mean()), np.asarray(q.log_var)
 
+    cheap = [m for m in disentanglement.METRICS if m != "dci"]  # DCI: checked equal above
     direct = disentanglement.evaluate_all(
         data.ProceduralDSprites(),
         lambda x: np.asarray(run.encode(x)),
         posterior,
         0,
-        protocol=disentangle.reduced_protocol(POINTS),
+        metrics=cheap,
+        protocol={m: p for m, p in disentangle.reduced_protocol(POINTS).items() if m in cheap},
     )
-    for k in keys:
+    for k in direct.scores:
         assert first[k] == pytest.approx(direct.scores[k], rel=1e-6, abs=1e-9), k
 
 
