@@ -13,7 +13,7 @@ from scipy import stats
 
 from jaxvae import config as config_lib
 from jaxvae import io, layout
-from jaxvae.studies import execute, load_study, metric_figures, report
+from jaxvae.studies import execute, expand, load_study, metric_figures, report
 from tests.conftest import REPO
 
 STUDY = os.path.join(REPO, "experiments", "studies", "locatello_dsprites.py")
@@ -138,3 +138,33 @@ def test_findings_are_computed_from_the_runs(made):
     assert got == pytest.approx({"seed": seed, "hyperparameter": hyper, "model": model})
     row = next(line for line in text.splitlines() if line.startswith("| mig | "))
     assert row.split("|")[2].strip() == f"{seed:.3g}"
+
+
+def test_the_shipped_grid_is_the_papers():
+    study = load_study(STUDY)
+    runs = expand(study, seeds=1)
+    got = {}
+    for r in runs:
+        c = r.config
+        assert c.data.name == "dsprites_procedural" and c.eval.disentanglement
+        assert c.model.latent_dim == 10 and c.train.batch_size == 64 and c.train.epochs == 29
+        value = {
+            "vae": c.objective.beta,
+            "annealedvae": c.model.annealedvae.c_max,
+            "factorvae": c.model.factorvae.gamma,
+            "dipvae_i": c.model.dipvae_i.lambda_od,
+            "dipvae_ii": c.model.dipvae_ii.lambda_od,
+            "btcvae": c.model.btcvae.beta,
+        }[c.model.kind]
+        if c.model.kind != "vae":
+            assert c.objective.beta == 1.0
+        got.setdefault(c.model.kind, []).append(value)
+    assert got == {
+        "vae": [1, 2, 4, 6, 8, 16],
+        "annealedvae": [5, 10, 25, 50, 75, 100],
+        "factorvae": [10, 20, 30, 40, 50, 100],
+        "dipvae_i": [1, 2, 5, 10, 20, 50],
+        "dipvae_ii": [1, 2, 5, 10, 20, 50],
+        "btcvae": [1, 2, 4, 6, 8, 10],
+    }
+    assert len(study.seeds) == 50
