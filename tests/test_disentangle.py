@@ -61,7 +61,7 @@ def test_scores_at_the_end_of_training_and_from_the_cli_agree(trained, capsys):
         with Image.open(layout.path(workdir, name)) as im:
             assert im.size[0] > 200 and im.size[1] > 100
 
-    # scored again by the CLI (another process state, the same seed): the same numbers
+    # scored again by the CLI from the reloaded checkpoint, the same seed: the same numbers
     first, written = _eval(workdir, capsys)
     assert {k: first[k] for k in keys} == {k: summary[k] for k in keys}
     assert {k: written[k] for k in keys} == {k: summary[k] for k in keys}
