@@ -21,6 +21,7 @@ import venv
 
 import numpy as np
 import pytest
+
 from jaxvae import plots
 from tests.conftest import REPO
 

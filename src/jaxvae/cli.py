@@ -54,6 +54,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--iwae-k", type=int, default=5000, help="importance samples (default 5000)")
     ev.add_argument("--num-examples", type=int, default=0, help="first N test images (0 = all)")
     ev.add_argument("--batch-size", type=int, default=10, help="images per IWAE batch")
+    ev.add_argument("--disentanglement", action="store_true", help="the disentanglement metrics")
+    ev.add_argument("--disentanglement-seed", type=int, default=0, help="their sampling seed")
+    ev.add_argument("--disentanglement-points", type=int, default=0, help="0: the full protocol")
 
     sample = sub.add_parser("sample", help="decode samples from the prior")
     sample.add_argument("--workdir", required=True)
@@ -214,8 +217,16 @@ def _cmd_eval(args) -> int:
     import numpy as np
 
     from jaxvae import data as data_lib
-    from jaxvae import evaluate, experiment, io, layout, summary
+    from jaxvae import disentangle, evaluate, experiment, io, layout, summary
 
+    if args.disentanglement:  # the metrics only (docs/disentanglement.md)
+        disentangle.reduced_protocol(args.disentanglement_points)  # checks it before loading
+        run = _load_run(args)
+        _say_which(args, run)
+        seed, points = args.disentanglement_seed, args.disentanglement_points
+        result = disentangle.evaluate_run(args.workdir, run, seed=seed, points=points)
+        print(json.dumps({k: v for k, v in result.items() if k != "disentanglement"}))
+        return 0
     if args.iwae_k <= 0:
         raise ValueError(f"--iwae-k must be a positive integer, got {args.iwae_k}")
     if args.num_examples < 0:
@@ -320,7 +331,8 @@ def _cmd_plot(args) -> int:
         step=run.step, params=jax.device_put(run.params), model_state=jax.device_put(run.state)
     )
     kl = summary.split_metrics(exp, state, "test").get("test_kl_per_dim")  # orders the traversals
-    paths = summary.draw(exp, state, args.workdir, kl_per_dim=kl)
+    found = summary.disentanglement_found(args.workdir)
+    paths = summary.draw(exp, state, args.workdir, kl_per_dim=kl, disentanglement=found)
     _say_which(args, run)
     for path in paths:
         print(path)

@@ -9,7 +9,6 @@ evaluation yet.
 
 from __future__ import annotations
 
-import io as io_lib
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
@@ -125,7 +124,5 @@ def plot_curves(metrics_path: str, out_path: str, *, title: str | None = None) -
         subtitle.append(f"{_label(curves.test_name)} {curves.test_values[-1]:.4g}")
     heading = f"{title}: step {last}" + (f" ({', '.join(subtitle)})" if subtitle else "")
     ax.set_title(heading, fontsize=11, pad=10)
-    png = io_lib.BytesIO()
-    fig.savefig(png, format="png")
-    io.write_atomic(out_path, png.getvalue())
+    io.write_figure(out_path, fig)
     return out_path

@@ -19,6 +19,16 @@ from typing import Any
 from jaxvae import storage
 
 
+def write_figure(path: str, fig: Any, **savefig: Any) -> str:
+    """Writes a matplotlib figure as a PNG through :func:`write_atomic` (local or ``gs://``)."""
+    import io as io_lib
+
+    png = io_lib.BytesIO()
+    fig.savefig(png, format="png", **savefig)
+    write_atomic(path, png.getvalue())
+    return path
+
+
 def write_atomic(path: str, data: str | bytes, *, exclusive: bool = False) -> bool:
     """Writes ``data`` to ``path`` so that a reader sees the old file or the new one, never a part.
 

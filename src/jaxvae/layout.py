@@ -17,7 +17,10 @@
       samples.png, reconstructions.png, interpolations.png, traversals.png, latent_map.png
       (2 latents), latent_space.png (the test codes' first two principal components),
       curves.png (loss and test figure against steps), and each model family's own pictures
-      (e.g. codebook.png)
+      (e.g. codebook.png); with the disentanglement metrics (eval.disentanglement or
+      `jaxvae eval --disentanglement`) disentanglement_matrices.png (MIG mutual information and
+      DCI importance, latents x factors) and factor_traversals.png (a traversal per latent,
+      labelled with the factor it captures)
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ LATENT_MAP = "latent_map.png"
 LATENT_SPACE = "latent_space.png"
 TRAVERSALS = "traversals.png"
 CURVES = "curves.png"
+DISENTANGLEMENT_MATRICES = "disentanglement_matrices.png"
+FACTOR_TRAVERSALS = "factor_traversals.png"
 # TensorBoard event files (events.out.tfevents.*) are written into the workdir itself, so that
 # `tensorboard --logdir runs/` shows one run per workdir.
 

@@ -210,6 +210,4 @@ def save_scatter(
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
     ax.set_title(title, fontsize=10)
-    png = io_lib.BytesIO()
-    fig.savefig(png, format="png")
-    io.write_atomic(path, png.getvalue())
+    io.write_figure(path, fig)

@@ -263,7 +263,8 @@ class Run:
             "wall_s": time.time() - self.wall_start,
         }
         if self.main:
-            drawn = summary.draw(exp, state, self.workdir, kl_per_dim=out.get("test_kl_per_dim"))
+            kl, found = out.get("test_kl_per_dim"), out.get("disentanglement")
+            drawn = summary.draw(exp, state, self.workdir, kl_per_dim=kl, disentanglement=found)
             self.log.pictures(int(state.step), drawn)
             where = layout.path(self.workdir, layout.SUMMARY)
             io.write_json(where, out)

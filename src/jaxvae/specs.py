@@ -140,12 +140,21 @@ class EvalSpec:
         eval`` computes it).
       iwae_num_examples: test images of that bound.
       num_pictures: images per picture grid.
+      disentanglement: at the end of training, score the representation with every
+        disentanglement metric (:mod:`jaxvae.disentangle`; a dataset with ground-truth factors)
+        into summary.json, and draw its pictures.
+      disentanglement_seed: the metrics' sampling seed (the study's: 0).
+      disentanglement_points: 0 = the study's protocol; N > 0 = every metric's sample counts
+        reduced to N training and N // 2 test points (quick looks and tests only).
     """
 
     batch_size: int = 1000
     iwae_k: int = 0
     iwae_num_examples: int = 1000
     num_pictures: int = 64
+    disentanglement: bool = False
+    disentanglement_seed: int = 0
+    disentanglement_points: int = 0
 
     def __post_init__(self) -> None:
         _check_ranges(
@@ -156,6 +165,8 @@ class EvalSpec:
                 "iwae_k": (lambda v: 0 <= v <= 100_000, "an integer in [0, 100000]"),
                 "iwae_num_examples": (lambda v: v > 0, "> 0"),
                 "num_pictures": (lambda v: v > 0, "a positive integer"),
+                "disentanglement_seed": (lambda v: v >= 0, "an integer >= 0"),
+                "disentanglement_points": (lambda v: v == 0 or v >= 4, "0 or an integer >= 4"),
             },
         )
 

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import psutil
 
-from jaxvae import curves, evaluate, layout, likelihoods, pictures, storage
+from jaxvae import curves, disentangle, evaluate, io, layout, likelihoods, pictures, storage
 from jaxvae.models import Params, num_params
 
 
@@ -101,6 +101,14 @@ def final_summary(exp, state) -> dict[str, Any]:
             "iwae_num_examples": iw["num_examples"],
         }
     summary |= nats_in_bits(model, summary)
+    if exp.eval.disentanglement:
+        summary |= disentangle.score(
+            model,
+            *_host((state.params, state.model_state)),
+            disentangle.ground_truth_data(exp.data),
+            seed=exp.eval.disentanglement_seed,
+            points=exp.eval.disentanglement_points,
+        )
     summary |= {
         "dataset": exp.dataset.name,
         "model": f"{model.name}/{model.architecture}",
@@ -122,9 +130,18 @@ def final_summary(exp, state) -> dict[str, Any]:
     return summary
 
 
-def draw(exp, state, workdir: str, *, kl_per_dim=None) -> list[str]:
+def _host(tree):
+    """Each process's copy of replicated arrays, as numpy."""
+    return jax.tree.map(
+        lambda a: np.asarray(a.addressable_data(0) if isinstance(a, jax.Array) else a), tree
+    )
+
+
+def draw(exp, state, workdir: str, *, kl_per_dim=None, disentanglement=None) -> list[str]:
     """Every picture of the run from ``state``, and curves.png from metrics.jsonl (also what
-    ``jaxvae plot`` redraws for a finished or running run); returns the paths."""
+    ``jaxvae plot`` redraws for a finished or running run); returns the paths.
+    ``disentanglement``: the ``disentanglement`` entry of :func:`jaxvae.disentangle.score`,
+    whose pictures are drawn too."""
     written = pictures.write_pictures(
         workdir,
         exp.model,
@@ -136,10 +153,23 @@ def draw(exp, state, workdir: str, *, kl_per_dim=None) -> list[str]:
         kl_per_dim=kl_per_dim,
         class_names=exp.dataset.class_names,
     )
+    if disentanglement is not None:
+        image = exp.split("test")["image"][0]
+        params, model_state = _host((state.params, state.model_state))
+        written += disentangle.draw(workdir, exp.model, params, model_state, image, disentanglement)
     metrics = layout.path(workdir, layout.METRICS)
     if storage.exists(metrics):
         written.append(curves.plot_curves(metrics, layout.path(workdir, layout.CURVES)))
     return written
+
+
+def disentanglement_found(workdir: str) -> dict[str, Any] | None:
+    """The ``disentanglement`` entry of the run's eval.json, else of its summary.json, if any."""
+    for name in (layout.EVAL, layout.SUMMARY):
+        where = layout.path(workdir, name)
+        if storage.exists(where) and "disentanglement" in io.read_json(where):
+            return io.read_json(where)["disentanglement"]
+    return None
 
 
 def png(path: str) -> np.ndarray:

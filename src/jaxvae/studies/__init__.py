@@ -6,6 +6,7 @@ A study file ``experiments/studies/<name>.py`` defines ``get_study()`` returning
 ``jaxvae study report DIR`` tell where it stands and what it found (``docs/studies.md``).
 """
 
+from jaxvae.studies import metric_figures  # noqa: F401 (registers its figure kinds)
 from jaxvae.studies.definition import (
     Axis,
     Figure,

@@ -9,7 +9,6 @@ std); small grey dots are the single seeds; references are red diamonds.
 
 from __future__ import annotations
 
-import io as io_lib
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -49,10 +48,8 @@ def _is_number(x: Any) -> bool:
 
 def _save(fig, path: str) -> None:
     """Writes ``fig`` as a PNG (atomically; ``path`` may be a URL)."""
-    png = io_lib.BytesIO()
-    fig.savefig(png, format="png", dpi=110, bbox_inches="tight")
+    io.write_figure(path, fig, dpi=110, bbox_inches="tight")
     _pyplot().close(fig)
-    io.write_atomic(path, png.getvalue())
 
 
 def _seed_count(data) -> str:
@@ -216,6 +213,7 @@ def standard_figures() -> list[tuple[str, str, Callable]]:
 class Kind(NamedTuple):
     check: Callable[[Any, Any], None]  # (Figure, Study) -> raises ValueError
     draw: Callable[[Any, dict, str], None]  # (ReportData, figure spec, path)
+    text: Callable[[Any, dict], list[str]] | None = None  # markdown lines under the figure
 
 
 def default_title(spec: dict[str, Any]) -> str:

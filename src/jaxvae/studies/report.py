@@ -258,7 +258,7 @@ def reference_table(data: ReportData) -> list[str]:
     return _markdown_table(header, body, {2, 3, 4, 5})
 
 
-def _markdown(data: ReportData, figure_files: list[tuple[str, str]]) -> str:
+def _markdown(data: ReportData, figure_files: list[tuple[str, str, list[str]]]) -> str:
     c = Counter(r["state"] for r in data.runs)
     seeds = sorted({r["seed"] for r in data.runs})
     lines = [f"# Study `{data.name}`", ""]
@@ -296,8 +296,8 @@ def _markdown(data: ReportData, figure_files: list[tuple[str, str]]) -> str:
     else:
         lines += ["This study has no reference values.", ""]
     lines += ["## Figures", ""]
-    for title, file in figure_files:
-        lines += [f"### {title}", "", f"![{title}]({file})", ""]
+    for title, file, text in figure_files:
+        lines += [f"### {title}", "", f"![{title}]({file})", "", *text]
     failed = [r for r in data.runs if r["state"] == state.FAILED]
     if failed:
         lines += ["## Failed runs", ""]
@@ -363,11 +363,13 @@ def write_report(workdir: str) -> dict[str, str]:
         file = f"{name}.png"
         if draw(data, os.path.join(out, file)):
             paths[file] = os.path.join(out, file)
-            figure_files.append((title, file))
+            figure_files.append((title, file, []))
     for spec in data.figures:
         file = f"{spec['name']}.png"
-        figures.KINDS[spec["kind"]].draw(data, spec, os.path.join(out, file))
+        kind = figures.KINDS[spec["kind"]]
+        kind.draw(data, spec, os.path.join(out, file))
         paths[file] = os.path.join(out, file)
-        figure_files.append((spec["title"] or figures.default_title(spec), file))
+        text = kind.text(data, spec) if kind.text else []
+        figure_files.append((spec["title"] or figures.default_title(spec), file, text))
     io.write_atomic(paths["report.md"], _markdown(data, figure_files))
     return paths

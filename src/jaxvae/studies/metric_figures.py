@@ -1,0 +1,272 @@
+"""Figure kinds for studies that score many metrics per run (the disentanglement study):
+distributions, the rank correlation between metrics, and the paper's findings computed.
+
+* ``Figure(kind="distributions", x=<group coord>, y=<level coord>)``: a panel per metric, a box
+  per variant (over its seeds), grouped by the variants' ``x`` coordinate (the model) and
+  labelled by their ``y`` coordinate (the hyperparameter).
+* ``Figure(kind="rank_correlation", x="metrics", y="metrics")``: the Spearman rank correlation
+  between every pair of the study's metrics over the finished runs (:func:`spearman_matrix`),
+  as a heat map and a table.
+* ``Figure(kind="findings", x=<level coord>, y=<group coord>)``: Locatello et al.'s Figure 1 (the
+  Gaussian total correlation of the sampled and of the mean representation against the
+  regularisation, per model) with the Spearman correlation of each against the regularisation,
+  and where each metric's variance lies (:func:`variance_split`: between seeds of a variant,
+  between hyperparameters of a model, between models).
+
+Each kind registers itself in :data:`jaxvae.studies.figures.KINDS` when this module is imported
+(``jaxvae.studies`` imports it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from jaxvae.studies import figures, state
+
+TC_SAMPLED = "gaussian_total_correlation_sampled"
+TC_MEAN = "gaussian_total_correlation_mean"
+
+
+def ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``x``, ties given their average rank."""
+    _, inverse, counts = np.unique(
+        np.asarray(x, np.float64), return_inverse=True, return_counts=True
+    )
+    ends = np.cumsum(counts)
+    return (ends - (counts - 1) / 2.0)[inverse]
+
+
+def spearman(x, y) -> tuple[float, int]:
+    """``(rho, n)``: Spearman's rank correlation over the pairs where both are finite (the
+    Pearson correlation of the average ranks); NaN for fewer than 3 pairs or a constant side."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    n = int(ok.sum())
+    if n < 3:
+        return math.nan, n
+    rx, ry = ranks(x[ok]), ranks(y[ok])
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    den = math.sqrt(float((rx**2).sum() * (ry**2).sum()))
+    return (float((rx * ry).sum()) / den if den > 0 else math.nan), n
+
+
+def spearman_matrix(values: np.ndarray) -> np.ndarray:
+    """``[M, M]`` Spearman correlations between the columns of ``values`` ``[runs, M]``,
+    pairwise over the runs where both are finite."""
+    values = np.asarray(values, np.float64)
+    m = values.shape[1]
+    return np.array([[spearman(values[:, i], values[:, j])[0] for j in range(m)] for i in range(m)])
+
+
+def run_values(data, metrics) -> np.ndarray:
+    """``[finished runs, len(metrics)]`` of the runs' values (NaN where missing)."""
+    rows = [
+        [_float(r["values"].get(m)) for m in metrics] for r in data.runs if r["state"] == state.DONE
+    ]
+    return np.asarray(rows, np.float64).reshape(len(rows), len(metrics))
+
+
+def _float(x: Any) -> float:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else math.nan
+
+
+def variance_split(data, metric: str, group: str) -> dict[str, float]:
+    """Standard deviations of ``metric``: ``seed`` (pooled within variants of two or more
+    seeds: the root of the mean of their ddof=1 variances), ``hyperparameter`` (the same over the
+    variant means within each ``group``), ``model`` (the ddof=1 std of the group means); NaN
+    where not enough runs finished."""
+    within, by_group = [], {}
+    for v in data.variants:
+        vals = [x for x in data.values[v["name"]][metric] if math.isfinite(x)]
+        if len(vals) > 1:
+            within.append(np.var(vals, ddof=1))
+        if vals:
+            by_group.setdefault(v["coords"][group], []).append(float(np.mean(vals)))
+    hyper = [np.var(means, ddof=1) for means in by_group.values() if len(means) > 1]
+    groups = [float(np.mean(means)) for means in by_group.values()]
+    return {
+        "seed": math.sqrt(np.mean(within)) if within else math.nan,
+        "hyperparameter": math.sqrt(np.mean(hyper)) if hyper else math.nan,
+        "model": float(np.std(groups, ddof=1)) if len(groups) > 1 else math.nan,
+    }
+
+
+def _coords_check(figure, study, *names) -> None:
+    for name in names:
+        coord = getattr(figure, name)
+        for v in study.grid():
+            if coord not in v.coords:
+                raise ValueError(
+                    f"figure {figure.name!r}: {name}={coord!r} is not a coordinate of variant "
+                    f"{v.name!r} (its coordinates: {sorted(v.coords)})"
+                )
+
+
+def _check_distributions(figure, study) -> None:
+    _coords_check(figure, study, "x", "y")
+
+
+def _draw_distributions(data, spec: dict[str, Any], path: str) -> None:
+    plt = figures._pyplot()
+    groups = list(dict.fromkeys(v["coords"][spec["x"]] for v in data.variants))
+    palette = figures._colors(data, len(groups))
+    cols = min(3, len(data.metrics))
+    nrows = math.ceil(len(data.metrics) / cols)
+    width = max(5.0, 0.22 * len(data.variants) + 1.5)
+    fig, axes = plt.subplots(nrows, cols, figsize=(width * cols, 3.2 * nrows), squeeze=False)
+    colors = [palette[groups.index(v["coords"][spec["x"]])] for v in data.variants]
+    for ax, metric in zip(axes.flat, data.metrics, strict=False):
+        cols = [
+            [x for x in data.values[v["name"]][metric] if math.isfinite(x)] for v in data.variants
+        ]
+        kept = [i for i, vals in enumerate(cols) if vals]
+        if kept:  # one boxplot call per panel (the drawing is the report's slowest part)
+            box = ax.boxplot([cols[i] for i in kept], positions=kept, widths=0.6, patch_artist=True)
+            for i, patch in zip(kept, box["boxes"], strict=True):
+                patch.set(facecolor=colors[i], alpha=0.5)
+            xs = [i for i in kept for _ in cols[i]]
+            ax.scatter(xs, [x for i in kept for x in cols[i]], **figures.SEED_STYLE)
+        ax.set_xticks(
+            range(len(data.variants)),
+            [f"{v['coords'][spec['y']]:g}" for v in data.variants],
+            fontsize=6,
+        )
+        ax.set_xlim(-0.7, len(data.variants) - 0.3)
+        ax.set_title(metric, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(data.metrics) :]:
+        ax.set_visible(False)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.5) for c in palette]
+    fig.legend(handles, groups, loc="upper center", ncol=len(groups), frameon=False)
+    fig.suptitle(
+        f"{data.name}: {spec['title'] or 'distributions'} (x: {spec['y']}; n seeds "
+        f"{figures._seed_count(data)})",
+        y=1.02,
+    )
+    fig.tight_layout()
+    figures._save(fig, path)
+
+
+def _check_rank_correlation(figure, study) -> None:
+    if figure.x != "metrics" or figure.y != "metrics" or len(study.metrics) < 2:
+        raise ValueError(
+            f"figure {figure.name!r}: a rank correlation needs x='metrics', y='metrics' and at "
+            f"least two metrics, got x={figure.x!r}, y={figure.y!r}, metrics {study.metrics}"
+        )
+
+
+def _draw_rank_correlation(data, spec: dict[str, Any], path: str) -> None:
+    plt = figures._pyplot()
+    rho = spearman_matrix(run_values(data, data.metrics))
+    m = len(data.metrics)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * m, 0.8 + 0.5 * m))
+    im = ax.imshow(rho, cmap="RdBu_r", vmin=-1, vmax=1)
+    for (i, j), r in np.ndenumerate(rho):
+        ax.text(j, i, "–" if math.isnan(r) else f"{r:.2f}", ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(m), data.metrics, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(m), data.metrics, fontsize=7)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    n = run_values(data, data.metrics).shape[0]
+    ax.set_title(f"{data.name}: Spearman rank correlation over {n} finished runs", fontsize=9)
+    figures._save(fig, path)
+
+
+def _rank_correlation_text(data, spec: dict[str, Any]) -> list[str]:
+    rho = spearman_matrix(run_values(data, data.metrics))
+    short = [f"({i + 1})" for i in range(len(data.metrics))]
+    lines = ["| metric | " + " | ".join(short) + " |", "| --- |" + " ---: |" * len(short)]
+    for i, metric in enumerate(data.metrics):
+        cells = ["–" if math.isnan(r) else f"{r:.2f}" for r in rho[i]]
+        lines.append(f"| ({i + 1}) {metric} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _check_findings(figure, study) -> None:
+    _coords_check(figure, study, "x", "y")
+    missing = [m for m in (TC_SAMPLED, TC_MEAN) if m not in study.metrics]
+    if missing:
+        raise ValueError(f"figure {figure.name!r}: needs the metrics {missing} in the study")
+
+
+def _points(data, spec, metric):
+    """group -> ([regularisation], [value]) over the finished runs."""
+    out: dict[Any, tuple[list, list]] = {}
+    for v in data.variants:
+        for x in data.values[v["name"]][metric]:
+            xs, ys = out.setdefault(v["coords"][spec["y"]], ([], []))
+            xs.append(float(v["coords"][spec["x"]]))
+            ys.append(x)
+    return out
+
+
+def _draw_findings(data, spec: dict[str, Any], path: str) -> None:
+    plt = figures._pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
+    for ax, metric in zip(axes[0], (TC_SAMPLED, TC_MEAN), strict=True):
+        by = _points(data, spec, metric)
+        for (group, (xs, ys)), color in zip(
+            by.items(), figures._colors(data, len(by)), strict=True
+        ):
+            levels = sorted(set(xs))  # each model's levels at ranks 0..5 (their scales differ)
+            pos = [levels.index(x) for x in xs]
+            ax.scatter(pos, ys, color=color, s=14)
+            med = [
+                np.nanmedian([y for p, y in zip(pos, ys, strict=True) if p == i])
+                for i in range(len(levels))
+            ]
+            ax.plot(range(len(levels)), med, color=color, label=str(group))
+        ax.set_xlabel(f"{spec['x']} (rank of the level, weak to strong)")
+        ax.set_ylabel(metric)
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(frameon=False, fontsize=7)
+    fig.suptitle(f"{data.name}: {spec['title'] or 'findings'} (lines: medians over seeds)")
+    fig.tight_layout()
+    figures._save(fig, path)
+
+
+def _findings_text(data, spec: dict[str, Any]) -> list[str]:
+    fmt = lambda r: "–" if math.isnan(r) else f"{r:+.2f}"
+    sampled, mean = _points(data, spec, TC_SAMPLED), _points(data, spec, TC_MEAN)
+    lines = [
+        "Finding 1 (the paper's Figure 1): the total correlation of the sampled representation "
+        "falls as the regularisation grows, that of the mean representation does not. Spearman "
+        f"rho between {spec['x']} and each, over the finished runs of each {spec['y']}:",
+        "",
+        f"| {spec['y']} | runs | rho(reg, TC sampled) | rho(reg, TC mean) | holds here |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for group in sampled:
+        rs, n = spearman(*sampled[group])
+        rm, _ = spearman(*mean[group])
+        verdict = "–" if math.isnan(rs) or math.isnan(rm) else "yes" if rs < 0 <= rm else "no"
+        lines.append(f"| {group} | {n} | {fmt(rs)} | {fmt(rm)} | {verdict} |")
+    lines += [
+        "",
+        "Finding 2 (the paper's Figures 6 and 7: the seed and the hyperparameters matter as much "
+        "as the model): the standard deviation of each metric between seeds of a variant "
+        f"(pooled), between hyperparameters of a {spec['y']} (pooled over the variants' means) "
+        f"and between {spec['y']}s (of their means); – where too few runs finished.",
+        "",
+        "| metric | seed | hyperparameter | model | seed >= model |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for metric in data.metrics:
+        s = variance_split(data, metric, spec["y"])
+        cells = [f"{s[k]:.3g}" if math.isfinite(s[k]) else "–" for k in s]
+        ok = math.isfinite(s["seed"]) and math.isfinite(s["model"])
+        verdict = ("yes" if s["seed"] >= s["model"] else "no") if ok else "–"
+        lines.append(f"| {metric} | " + " | ".join(cells) + f" | {verdict} |")
+    return [*lines, ""]
+
+
+figures.KINDS.update(
+    distributions=figures.Kind(_check_distributions, _draw_distributions),
+    rank_correlation=figures.Kind(
+        _check_rank_correlation, _draw_rank_correlation, _rank_correlation_text
+    ),
+    findings=figures.Kind(_check_findings, _draw_findings, _findings_text),
+)

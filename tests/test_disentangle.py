@@ -1,0 +1,127 @@
+"""A trained run scored by the disentanglement metrics: at the end of training
+(``eval.disentanglement``) and by ``jaxvae eval --disentanglement``; every metric written, the
+same numbers for a fixed seed, the numbers those of :func:`jaxvae.disentanglement.evaluate_all`
+on the loaded run's encoder, and the pictures drawn."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import jaxvae
+from jaxvae import api, cli, data, disentangle, disentanglement, layout
+from jaxvae.config import load_config_file
+from tests.conftest import CONFIGS
+
+POINTS = 16  # the reduced protocol (eval.disentanglement_points): 16 train / 8 test points
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A beta-VAE on the procedural dSprites, two steps, scored at the end of training."""
+    config = load_config_file(os.path.join(CONFIGS, "dsprites.py"))
+    config.data.limit_train = 64
+    config.data.limit_test = 64
+    config.model.channels = (4, 4, 4, 4)
+    config.model.latent_dim = 3
+    config.train.epochs = 1
+    config.train.progress = False
+    config.eval.batch_size = 64
+    config.eval.disentanglement = True
+    config.eval.disentanglement_points = POINTS
+    workdir = str(tmp_path_factory.mktemp("dsprites_run"))
+    summary = jaxvae.train(config, workdir)
+    return workdir, summary
+
+
+def _flat_keys():
+    return {key for m in disentanglement.METRICS.values() for key in m.scores}
+
+
+def _eval(workdir, capsys, *extra):
+    argv = ["eval", "--workdir", workdir, "--disentanglement", *extra]
+    assert cli.main([*argv, "--disentanglement-points", str(POINTS)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    with open(layout.path(workdir, layout.EVAL)) as f:
+        return printed, json.load(f)
+
+
+def test_scores_at_the_end_of_training_and_from_the_cli_agree(trained, capsys):
+    workdir, summary = trained
+    keys = _flat_keys()
+    assert summary["model"] == "vae/conv" and summary["skipped_steps"] == 0
+    for key in ("test_nelbo", "test_recon", "test_kl"):
+        assert np.isfinite(summary[key]), key
+    assert keys <= set(summary)  # every metric, as a number, in summary.json
+    assert all(isinstance(summary[k], float) and np.isfinite(summary[k]) for k in keys)
+    found = summary["disentanglement"]
+    assert found["points"] == POINTS and found["seed"] == 0
+    assert found["factor_names"] == list(data.ProceduralDSprites().factor_names)
+    assert np.shape(found["matrices"]["dci_importance_matrix"]) == (3, 5)
+    for name in (layout.DISENTANGLEMENT_MATRICES, layout.FACTOR_TRAVERSALS):
+        with Image.open(layout.path(workdir, name)) as im:
+            assert im.size[0] > 200 and im.size[1] > 100
+
+    # scored again by the CLI from the reloaded checkpoint, the same seed: the same numbers
+    first, written = _eval(workdir, capsys)
+    assert {k: first[k] for k in keys} == {k: summary[k] for k in keys}
+    assert {k: written[k] for k in keys} == {k: summary[k] for k in keys}
+    with open(layout.path(workdir, layout.SUMMARY)) as f:  # and merged into summary.json
+        assert json.load(f)["disentanglement_step"] == summary["steps"]
+    assert written["disentanglement"]["matrices"] == found["matrices"]
+    # independently: evaluate_all on the loaded run's own encode / posterior
+    run = api.load_run(workdir)
+
+    def posterior(x):
+        q = run.posterior(x)
+        return np.asarray(q.mean()), np.asarray(q.log_var)
+
+    cheap = [m for m in disentanglement.METRICS if m != "dci"]  # DCI: checked equal above
+    direct = disentanglement.evaluate_all(
+        data.ProceduralDSprites(),
+        lambda x: np.asarray(run.encode(x)),
+        posterior,
+        0,
+        metrics=cheap,
+        protocol={m: p for m, p in disentangle.reduced_protocol(POINTS).items() if m in cheap},
+    )
+    for k in direct.scores:
+        assert first[k] == pytest.approx(direct.scores[k], rel=1e-6, abs=1e-9), k
+
+
+def test_captured_factor_is_the_largest_importance():
+    found = {
+        "factor_names": ["a", "b", "c"],
+        "matrices": {
+            "mig_mutual_information": [[0.1, 0.5, 0.0], [0.4, 0.0, 0.1]],
+            "mig_factor_entropy": [1.0, 2.0, 1.0],
+            "dci_importance_matrix": [[0.0, 0.1, 0.3], [0.2, 0.0, 0.1]],
+        },
+    }
+    got = disentangle.captured_factors(found)
+    assert [(j, name) for j, name, _, _ in got] == [(2, "c"), (0, "a")]
+    assert got[0][2] == pytest.approx(0.0) and got[1][2] == pytest.approx(0.4)
+    del found["matrices"]["dci_importance_matrix"]  # MIG only: the largest MI / H(factor)
+    assert [j for j, *_ in disentangle.captured_factors(found)] == [1, 0]
+
+
+def test_reduced_protocol_and_errors(capsys, tmp_path):
+    assert disentangle.reduced_protocol(0) == {}
+    p = disentangle.reduced_protocol(100)
+    assert p["dci"] == {"num_train": 100, "num_test": 50}
+    assert p["factor_vae"]["num_variance_estimate"] == 100
+    assert set(p) == set(disentanglement.METRICS)
+    with pytest.raises(ValueError, match="points=2"):
+        disentangle.reduced_protocol(2)
+
+    class Spec:
+        name, tfds_data_dir = "fashion_mnist", ""
+
+    with pytest.raises(ValueError, match="'fashion_mnist' has no ground-truth factors"):
+        disentangle.ground_truth_data(Spec())
+    argv = ["eval", "--workdir", str(tmp_path), "--disentanglement"]
+    assert cli.main([*argv, "--disentanglement-points", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "points=3" in err
