@@ -31,11 +31,12 @@ run: env data
 	$(BIN)/jaxvae train --config $(CONFIG) --workdir $(WORKDIR)
 
 # One pytest worker per core, at most 4 (each test process already sees 4 forced host devices);
-# a module's tests stay on one worker, so its module fixtures are built once.
+# a module's tests stay on one worker (tests/conftest.py groups them, the slowest first), so its
+# module fixtures are built once.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 
 test: env data
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder tests
 
 lint: env
 	$(BIN)/ruff check src tests experiments benchmarks

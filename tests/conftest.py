@@ -43,3 +43,41 @@ def one_device_mesh():
     from jaxvae import sharding
 
     return sharding.make_mesh(jax.devices()[:1])
+
+
+# The order the test modules are handed to pytest-xdist's workers (`make test`: --dist loadgroup
+# --no-loadscope-reorder): the slowest first, so the workers finish together. Each module is one
+# unit of work (its module fixtures built once), except the families test, whose families go
+# out one by one.
+SLOWEST_FIRST = (
+    "test_families",
+    "test_preemption",
+    "test_cli",
+    "test_studies",
+    "test_wheel",
+    "test_gcs",
+    "test_streaming",
+    "test_sharding",
+    "test_e2e_models",
+    "test_disentangle",
+    "test_seeds",
+    "test_cifar10_tfds",
+    "test_shipped_studies",
+    "test_trackers",
+    "test_layering",
+    "test_gpu_studies",
+    "test_folder",
+    "test_early_stopping",
+)
+SPLIT = ("test_families",)
+
+
+def pytest_collection_modifyitems(config, items):
+    def module(item):
+        return os.path.basename(item.nodeid.split("::")[0])[:-3]
+
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(module(item), len(rank)))  # stable: file order kept
+    for item in items:
+        if module(item) not in SPLIT:
+            item.add_marker(pytest.mark.xdist_group(module(item)))

@@ -166,7 +166,7 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
         os.path.join(CONFIGS, "peer_mlp.py"),
         "--config.data.limit_train=6400",
         "--config.data.limit_test=500",
-        "--config.train.epochs=12",
+        "--config.train.epochs=8",
         f"--config.train.checkpoint_every_steps={every}",
         "--config.train.keep_checkpoints=20",
         "--config.train.progress=false",
