@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-import time
 import warnings
 
 from jaxvae import __version__, shipped
@@ -184,34 +183,6 @@ def _say_which(args, run) -> None:
     _say(f"{args.workdir}: the {run.checkpoint} checkpoint (step {run.step})")
 
 
-class _EvalProgress:
-    """``progress(done, total)`` of an evaluation: a bar on a terminal, else a line at each tenth
-    of the images and at least every ``every_s`` seconds."""
-
-    def __init__(self, stream, label: str, *, every_s: float = 60.0):
-        from tqdm import tqdm
-
-        self.stream, self.label, self.every_s = stream, label, every_s
-        self.tty = getattr(stream, "isatty", lambda: False)()
-        self.bar = tqdm(
-            desc=label, unit="image", file=stream, disable=not self.tty, dynamic_ncols=True
-        )
-        self.last_line, self.tenths = time.time(), 0
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.tty:
-            self.bar.total = total
-            self.bar.update(done - self.bar.n)
-            return
-        tenths = 10 * done // total
-        if tenths > self.tenths or time.time() - self.last_line >= self.every_s:
-            self.tenths, self.last_line = tenths, time.time()
-            print(f"{self.label}: {done}/{total} images", file=self.stream, flush=True)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def _cmd_eval(args) -> int:
     import jax
     import numpy as np
@@ -223,14 +194,14 @@ def _cmd_eval(args) -> int:
         disentangle.reduced_protocol(args.disentanglement_points)  # checks it before loading
         run = _load_run(args)
         _say_which(args, run)
-        seed, points = args.disentanglement_seed, args.disentanglement_points
-        result = disentangle.evaluate_run(args.workdir, run, seed=seed, points=points)
-        print(json.dumps({k: v for k, v in result.items() if k != "disentanglement"}))
+        found = disentangle.evaluate_run(
+            args.workdir, run, seed=args.disentanglement_seed, points=args.disentanglement_points
+        )
+        print(json.dumps({k: v for k, v in found.items() if k != "disentanglement"}))
         return 0
-    if args.iwae_k <= 0:
-        raise ValueError(f"--iwae-k must be a positive integer, got {args.iwae_k}")
-    if args.num_examples < 0:
-        raise ValueError(f"--num-examples must be >= 0, got {args.num_examples}")
+    for flag, value, least in (("iwae-k", args.iwae_k, 1), ("num-examples", args.num_examples, 0)):
+        if value < least:
+            raise ValueError(f"--{flag} must be an integer >= {least}, got {value}")
     if args.batch_size <= 0:
         raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
     run = _load_run(args)
@@ -254,7 +225,7 @@ def _cmd_eval(args) -> int:
     result = {f"test_{k}": v for k, v in figures.items() if k != "kl_per_dim"}
     _say_which(args, run)
     if model.has_likelihood:
-        progress = _EvalProgress(sys.stderr, f"IWAE bound (k={args.iwae_k})")
+        progress = evaluate.EvalProgress(sys.stderr, f"IWAE bound (k={args.iwae_k})")
         try:
             iw = evaluate.evaluate_iwae(
                 model,

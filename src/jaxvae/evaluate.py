@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -241,3 +242,31 @@ def evaluate_iwae(
     n = log_px.shape[0]
     se = float(np.std(log_px, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
     return {"nll": float(-np.mean(log_px)), "nll_se": se, "iwae_k": k, "num_examples": n}
+
+
+class EvalProgress:
+    """``progress(done, total)`` of an evaluation: a bar on a terminal, else a line at each tenth
+    of the images and at least every ``every_s`` seconds."""
+
+    def __init__(self, stream, label: str, *, every_s: float = 60.0):
+        from tqdm import tqdm
+
+        self.stream, self.label, self.every_s = stream, label, every_s
+        self.tty = getattr(stream, "isatty", lambda: False)()
+        self.bar = tqdm(
+            desc=label, unit="image", file=stream, disable=not self.tty, dynamic_ncols=True
+        )
+        self.last_line, self.tenths = time.time(), 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.tty:
+            self.bar.total = total
+            self.bar.update(done - self.bar.n)
+            return
+        tenths = 10 * done // total
+        if tenths > self.tenths or time.time() - self.last_line >= self.every_s:
+            self.tenths, self.last_line = tenths, time.time()
+            print(f"{self.label}: {done}/{total} images", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
