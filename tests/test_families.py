@@ -24,7 +24,8 @@ SMALL = {
         "model.hvae.hidden2=(8, 8)",
     ],
     "vampprior": ["model.hidden=(16, 16)", "model.vampprior.num_pseudo=8"],
-    "vqvae": ["model.vqvae.codebook_size=16"],
+    "vqvae": ["model.vqvae.codebook_size=16", "model.vqvae.code_dim=4"],
+    "factorvae": ["model.factorvae.disc_hidden=(32, 32)"],
     "annealedvae": ["model.annealedvae.iteration_threshold=16", "train.log_every_steps=4"],
 }
 COMMON = [
