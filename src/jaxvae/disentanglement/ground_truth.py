@@ -14,35 +14,13 @@ A representation function maps a batch of observations ``[n, H, W, C]`` to codes
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from jaxvae.data.ground_truth import GroundTruthData  # the one protocol, re-exported
+
 RepresentationFn = Callable[[np.ndarray], np.ndarray]
 MeanAndLogVarFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-@runtime_checkable
-class GroundTruthData(Protocol):
-    """A dataset whose observations are rendered from discrete factors of variation.
-
-    Attributes:
-      factor_sizes: number of values of each factor, ``(K_1, ..., K_F)``.
-      factor_names: one name per factor.
-    """
-
-    factor_sizes: tuple[int, ...]
-    factor_names: tuple[str, ...]
-
-    def sample_factors(self, num: int, rng: np.random.Generator) -> np.ndarray:
-        """Draws ``num`` factor vectors, int ``[num, F]`` with ``0 <= factors[:, j] < K_j``."""
-        ...
-
-    def sample_observations_from_factors(
-        self, factors: np.ndarray, rng: np.random.Generator
-    ) -> np.ndarray:
-        """Renders one observation per factor vector, float32 ``[num, H, W, C]``."""
-        ...
 
 
 def num_factors(data: GroundTruthData) -> int:
