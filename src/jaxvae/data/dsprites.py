@@ -53,8 +53,12 @@ import math
 
 import numpy as np
 
-from jaxvae.data.base import Dataset, take_first
-from jaxvae.data.ground_truth import check_factors, index_to_factors, split_indices
+from jaxvae.data.base import Dataset
+from jaxvae.data.ground_truth import (
+    check_factors,
+    index_to_factors,
+    split_index_sets,
+)
 
 SHAPES = ("square", "ellipse", "heart")
 FACTOR_NAMES = ("shape", "scale", "orientation", "x_position", "y_position")
@@ -214,18 +218,15 @@ def load_dsprites_procedural(
     Raises:
       ValueError: If ``num_test`` or ``validation_size`` is out of range.
     """
-    train, test = split_indices(NUM_EXAMPLES, num_test, split_seed)
-    if int(validation_size) != validation_size or not 0 <= validation_size < train.size:
-        raise ValueError(
-            f"validation_size={validation_size!r}; expected an integer in [0, {train.size - 1}] "
-            f"(fewer than the {train.size} training examples of dsprites_procedural)."
-        )
-    keep = train.size - int(validation_size)
-    splits = {
-        "train": take_first(train[:keep], limit_train),
-        "validation": train[keep:],
-        "test": take_first(test, limit_test),
-    }
+    splits = split_index_sets(
+        NUM_EXAMPLES,
+        num_test,
+        split_seed,
+        validation_size=validation_size,
+        limit_train=limit_train,
+        limit_test=limit_test,
+        what="training examples of dsprites_procedural",
+    )
     arrays = {}
     for split, index in splits.items():
         factors = index_to_factors(index, FACTOR_SIZES)

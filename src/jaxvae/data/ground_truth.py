@@ -26,6 +26,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from jaxvae.data.base import take_first
+
 __all__ = [
     "ArrayGroundTruthData",
     "GroundTruthData",
@@ -161,6 +163,37 @@ def split_indices(num_examples: int, num_test: int, seed: int = 0) -> tuple[np.n
     perm = np.random.default_rng(seed).permutation(num_examples)
     cut = num_examples - int(num_test)
     return perm[:cut], perm[cut:]
+
+
+def split_index_sets(
+    num_examples: int,
+    num_test: int,
+    seed: int,
+    *,
+    validation_size: int,
+    limit_train: int,
+    limit_test: int,
+    what: str,
+) -> dict[str, np.ndarray]:
+    """The ``train`` / ``validation`` / ``test`` indices of :func:`split_indices`: the last
+    ``validation_size`` training indices held out, then the limits applied (the first ``n``).
+
+    Raises:
+      ValueError: If ``num_test`` or ``validation_size`` is out of range (``what`` names the
+        examples in the message).
+    """
+    train, test = split_indices(num_examples, num_test, seed)
+    if int(validation_size) != validation_size or not 0 <= validation_size < train.size:
+        raise ValueError(
+            f"validation_size={validation_size!r}; expected an integer in [0, {train.size - 1}] "
+            f"(fewer than the {train.size} {what})."
+        )
+    keep = train.size - int(validation_size)
+    return {
+        "train": take_first(train[:keep], limit_train),
+        "validation": train[keep:],
+        "test": take_first(test, limit_test),
+    }
 
 
 class ArrayGroundTruthData:

@@ -31,8 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from jaxvae.data.base import Dataset, check_choice, take_first
-from jaxvae.data.ground_truth import ArrayGroundTruthData, check_factors, split_indices
+from jaxvae.data.base import Dataset, check_choice
+from jaxvae.data.ground_truth import (
+    ArrayGroundTruthData,
+    check_factors,
+    split_index_sets,
+)
 from jaxvae.data.tfds import prepared_builder
 
 _READ_CHUNK = 4096
@@ -124,18 +128,15 @@ def load_ground_truth_tfds(
     spec = GROUND_TRUTH_TFDS[name]
     source = _train_source(name, tfds_data_dir, spec, download)
     count = len(source)
-    train, test = split_indices(count, int(num_test) or max(1, count // 10), split_seed)
-    if int(validation_size) != validation_size or not 0 <= validation_size < train.size:
-        raise ValueError(
-            f"validation_size={validation_size!r}; expected an integer in [0, {train.size - 1}] "
-            f"(fewer than the {train.size} training records of {name!r})."
-        )
-    keep = train.size - int(validation_size)
-    splits = {
-        "train": take_first(train[:keep], limit_train),
-        "validation": train[keep:],
-        "test": take_first(test, limit_test),
-    }
+    splits = split_index_sets(
+        count,
+        int(num_test) or max(1, count // 10),
+        split_seed,
+        validation_size=validation_size,
+        limit_train=limit_train,
+        limit_test=limit_test,
+        what=f"training records of {name!r}",
+    )
     label = spec.factor_names.index(spec.label_factor)
     arrays = {}
     for split, index in splits.items():
