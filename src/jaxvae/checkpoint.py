@@ -96,6 +96,27 @@ def _drain(manager: ocp.CheckpointManager) -> None:
         pass
 
 
+def _remove_tmp_dirs(directory: str, *, settle_s: float = 0.2, limit_s: float = 10.0) -> None:
+    """Removes the half-written ``*.orbax-checkpoint-tmp`` directories.
+
+    When one write of a save fails, the save's other writes may still be finishing in background
+    threads and create files again in a directory just removed; so removal repeats until the
+    directory stays absent for ``settle_s`` (at most ``limit_s`` in all).
+    """
+    pattern = os.path.join(directory, f"*{ocp.utils.TMP_DIR_SUFFIX}*")
+    deadline = time.monotonic() + limit_s
+    while True:
+        found = storage.glob(pattern)
+        for tmp in found:
+            storage.rmtree(tmp)
+        if not found:
+            time.sleep(settle_s)
+            if not storage.glob(pattern) or time.monotonic() > deadline:
+                return
+        elif time.monotonic() > deadline:
+            return
+
+
 def _save_failed(
     manager: ocp.CheckpointManager, step: int | None, error: BaseException
 ) -> ValueError:
@@ -103,8 +124,7 @@ def _save_failed(
     _drain(manager)
     directory = str(manager.directory)
     if jax.process_index() == 0:
-        for tmp in storage.glob(os.path.join(directory, f"*{ocp.utils.TMP_DIR_SUFFIX}*")):
-            storage.rmtree(tmp)
+        _remove_tmp_dirs(directory)
     kept = steps(os.path.dirname(directory))
     previous = (
         f"the previous checkpoints are kept (steps {', '.join(map(str, kept))})"
