@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from jaxvae import checkpoint, engine, models
+from jaxvae.models import capabilities as caps
 from jaxvae.models import vqvae
 from jaxvae.objectives import ObjectiveSpec
 
@@ -46,7 +47,7 @@ def _spread_state(model, seed=1):
 def test_latent_dim_is_the_flattened_grid_and_others_are_refused():
     model = _model()
     assert model.grid_shape == (2, 2, 3) and model.latent_dim == 12
-    assert not model.has_likelihood and not model.has_prior
+    assert not caps.has(model, caps.ImportanceWeighted) and not caps.has(model, caps.Prior)
     with pytest.raises(ValueError, match="latent_dim"):
         _model(latent_dim=16)
     with pytest.raises(ValueError, match="conv"):
@@ -89,7 +90,7 @@ def test_loss_is_recon_plus_commitment_against_numpy():
     model = _model(commitment_cost=0.3)
     params, state = _spread_state(model)
     batch = _batch()
-    loss, terms, _ = model.loss(params, state, batch, jax.random.key(0), kl_weight=0.5)
+    loss, terms, _ = model.loss(params, state, batch, jax.random.key(0))
     z_e = np.asarray(model.encoder_output(params, batch["image"]), np.float64).reshape(5, 4, 3)
     cb = np.asarray(state["codebook"], np.float64)
     codes = np.argmin(np.sum((z_e[..., None, :] - cb) ** 2, axis=-1), axis=-1)
@@ -147,7 +148,7 @@ def test_ema_update_against_numpy():
     model = _model()
     params, state = _spread_state(model)
     batch = _batch()
-    _, _, new_state = model.loss(params, state, batch, jax.random.key(0), kl_weight=1.0)
+    _, _, new_state = model.loss(params, state, batch, jax.random.key(0))
     z_e = model.encoder_output(params, batch["image"]).reshape(-1, 3)
     want = vqvae.ema_update(
         state, z_e, vqvae.nearest_code(z_e, state["codebook"]), decay=0.99, epsilon=1e-5
@@ -186,7 +187,7 @@ def test_perplexity_and_codes_used_against_numpy():
     q = np.bincount(used, minlength=6) / used.size
     want = np.exp(-np.sum(q[q > 0] * np.log(q[q > 0])))
     assert want > 1.5  # several codes in use
-    _, terms, _ = model.loss(params, state, batch, jax.random.key(0), kl_weight=1.0)
+    _, terms, _ = model.loss(params, state, batch, jax.random.key(0))
     np.testing.assert_allclose(float(terms["perplexity"]), want, rtol=1e-5)
     np.testing.assert_allclose(float(terms["codes_used"]), np.mean(q > 0), rtol=1e-6)
     ev = model.eval_terms(params, state, batch, jax.random.key(0))

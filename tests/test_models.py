@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from jaxvae import convs, likelihoods, models
+from jaxvae.models import capabilities as caps
 from jaxvae.models import num_params
 
 SMALL = {
@@ -81,7 +82,7 @@ def test_output_shapes(architecture, kind):
         mean, log_var = jax.eval_shape(model.q_params, params, batch)
         assert mean.shape == log_var.shape == (3, 5)
     else:
-        assert not model.has_likelihood and not hasattr(model, "posterior")
+        assert not caps.has(model, caps.ImportanceWeighted) and not hasattr(model, "posterior")
 
 
 def test_decode_outputs_logits_or_means():

@@ -7,7 +7,7 @@ train step and engine, and evaluation.
 """
 
 from jaxvae import likelihoods, models
-from jaxvae.api import Run, load_run, train
+from jaxvae.api import Run, load_run, posterior, train
 from jaxvae.config import base_config, load_config_file
 from jaxvae.corruptions import add_noise, dynamic_binarize
 from jaxvae.data import Dataset, load_dataset
@@ -59,6 +59,7 @@ __all__ = [
     "make_train_step",
     "models",
     "num_params",
+    "posterior",
     "reparameterize",
     "run_keys",
     "standard_normal_log_prob",

@@ -17,6 +17,7 @@ from jaxvae import experiment as build_lib
 from jaxvae import layout, sharding
 from jaxvae import workdir as workdir_lib
 from jaxvae.models import DataInfo, Model, Params
+from jaxvae.models import capabilities as caps
 
 
 def train(config: Any, workdir: str, *, mesh=None, stream=None):
@@ -68,22 +69,23 @@ class Run:
     checkpoint: str = "newest"
 
     def posterior(self, x, labels=None):
-        """``q(z | x)`` of each image ``x`` (float32 ``[N, H, W, C]`` in [0, 1]): a
-        :class:`~jaxvae.distributions.DiagGaussian` with ``mean``, ``stddev``, ``sample`` and
-        ``log_prob``; ``model.posterior(params, state, batch)`` is the functional form.
+        """:func:`posterior` at this run's parameters."""
+        return posterior(self.model, self.params, self.state, x, labels)
 
-        Raises:
-          ValueError: a family whose codes are not a distribution (an autoencoder, a VQ-VAE).
-        """
-        if not hasattr(self.model, "posterior"):
-            raise ValueError(
-                f"model kind {self.model.name!r} has no posterior distribution (its codes are "
-                "deterministic); use encode"
-            )
-        x = jnp.asarray(x, jnp.float32)
-        labels = jnp.zeros(x.shape[:1], jnp.int32) if labels is None else jnp.asarray(labels)
-        batch = {"image": x, "label": labels.astype(jnp.int32)}
-        return _posterior(self.model, self.params, self.state, batch)
+
+def posterior(model: Model, params, state, x, labels=None):
+    """``q(z | x)`` of each image ``x`` (float32 ``[N, H, W, C]`` in [0, 1]; ``labels`` for a
+    conditional family): a :class:`~jaxvae.distributions.DiagGaussian` with ``mean``,
+    ``stddev``, ``sample`` and ``log_prob``.
+
+    Raises:
+      ValueError: a family without :class:`~jaxvae.models.capabilities.Posterior` (an
+        autoencoder, a VQ-VAE: their codes are deterministic, see ``encode``).
+    """
+    caps.require(model, caps.Posterior, "posterior(x)")
+    x = jnp.asarray(x, jnp.float32)
+    labels = jnp.zeros(x.shape[:1], jnp.int32) if labels is None else jnp.asarray(labels)
+    return _posterior(model, params, state, {"image": x, "label": labels.astype(jnp.int32)})
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -17,6 +17,7 @@ import numpy as np
 from jaxvae import engine as engine_lib
 from jaxvae import evaluate, sharding, summary
 from jaxvae import experiment as build_lib
+from jaxvae.models import capabilities as caps
 from jaxvae.models import num_params
 
 
@@ -200,7 +201,7 @@ def run(
         result["arithmetic_intensity"] = flops_per_image / bytes_per_image
         result["roofline_images_per_sec"] = 1.0 / floor_s
         result["train_fraction_of_roofline"] = result["train_images_per_sec"] * floor_s
-    if iwae_k and iwae_num and model.has_likelihood:
+    if iwae_k and iwae_num and caps.has(model, caps.ImportanceWeighted):
         x = {k: v[:iwae_num] for k, v in exp.split("test").items()}
         n_x = x["image"].shape[0]
         bs = min(iwae_batch, n_x)

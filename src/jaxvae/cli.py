@@ -189,6 +189,7 @@ def _cmd_eval(args) -> int:
 
     from jaxvae import data as data_lib
     from jaxvae import disentangle, evaluate, experiment, io, layout, summary
+    from jaxvae.models import capabilities as caps
 
     if args.disentanglement:  # the metrics only (docs/disentanglement.md)
         disentangle.reduced_protocol(args.disentanglement_points)  # checks it before loading
@@ -224,7 +225,7 @@ def _cmd_eval(args) -> int:
     )
     result = {f"test_{k}": v for k, v in figures.items() if k != "kl_per_dim"}
     _say_which(args, run)
-    if model.has_likelihood:
+    if caps.has(model, caps.ImportanceWeighted):
         progress = evaluate.EvalProgress(sys.stderr, f"IWAE bound (k={args.iwae_k})")
         try:
             iw = evaluate.evaluate_iwae(

@@ -27,6 +27,7 @@ import numpy as np
 
 from jaxvae import data as data_lib
 from jaxvae import disentanglement, io, layout, plots, storage
+from jaxvae.models import capabilities as caps
 
 # Each dataset with ground-truth factors, as the metrics' GroundTruthData (from the DataSpec).
 GROUND_TRUTH: dict[str, Callable[[Any], disentanglement.GroundTruthData]] = {
@@ -98,7 +99,7 @@ def representation_fns(model, params, state):
         mean, log_var = _mean_and_log_var(model, params, state, jnp.asarray(x, jnp.float32))
         return np.asarray(mean), np.asarray(log_var)
 
-    return representation, (mean_and_log_var if hasattr(model, "posterior") else None)
+    return representation, (mean_and_log_var if caps.has(model, caps.Posterior) else None)
 
 
 def score(model, params, state, ground_truth, *, seed: int = 0, points: int = 0) -> dict[str, Any]:
@@ -114,7 +115,7 @@ def score(model, params, state, ground_truth, *, seed: int = 0, points: int = 0)
       The flat scores, and ``disentanglement``: ``{"seed", "points", "protocol",
       "factor_names", "matrices": {name: nested lists}}``.
     """
-    if not model.traversable:
+    if model.presentation.traversal_range is None:
         raise ValueError(f"model kind {model.name!r} has no continuous code to score")
     representation, posterior = representation_fns(model, params, state)
     found = disentanglement.evaluate_all(
@@ -198,7 +199,7 @@ def draw_traversals(path: str, model, params, state, image, found: Mapping[str, 
     params, state = jax.device_put((params, state))
     z0 = _encode(model, params, state, jnp.asarray(image[None], jnp.float32))[0]
     dims = list(range(model.latent_dim))
-    steps, r = 9, model.traversal_range
+    steps, r = 9, model.presentation.traversal_range
     labels = jnp.zeros((len(dims) * steps,), jnp.int32)
     decode = lambda z: model.decode(params, state, z, labels).mean()
     images = np.asarray(plots.traversal_grid(decode, z0, dims, np.linspace(-r, r, steps)))

@@ -28,6 +28,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxvae import sharding
 from jaxvae.models import Model, Params
+from jaxvae.models import capabilities as caps
 from jaxvae.objectives import ObjectiveSpec, make_loss
 
 Metrics = dict[str, jax.Array]
@@ -91,7 +92,7 @@ def make_train_step(
     unchanged), counted in ``state.skipped`` and reported in ``metrics["skipped"]``.
     """
     objective_fn = make_loss(model, objective)
-    group_losses = model.group_losses() if hasattr(model, "group_losses") else {}
+    group_losses = model.group_losses() if caps.has(model, caps.ParameterGroups) else {}
 
     def train_step(state: TrainState, batch, key: jax.Array):
         k_pre, k_loss = jax.random.split(jax.random.fold_in(key, state.step))

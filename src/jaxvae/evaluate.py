@@ -24,6 +24,7 @@ from jax.sharding import Mesh
 from jaxvae import sharding
 from jaxvae.data.base import SPLITS, Dataset
 from jaxvae.models import Model, Params
+from jaxvae.models import capabilities as caps
 
 
 def as_data(images, labels=None) -> dict[str, np.ndarray]:
@@ -231,8 +232,7 @@ def evaluate_iwae(
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise ValueError(f"IWAE k must be a positive integer, got {k!r}")
     k = int(k)
-    if not model.has_likelihood:
-        raise ValueError(f"the IWAE bound needs a likelihood; model kind {model.name!r} has none")
+    caps.require(model, caps.ImportanceWeighted, "the IWAE bound")
     data = _check(model, data, split)
     chunk = min(chunk, k)
     fn = lambda b, i, p, s, key_: _iwae_batch(model, p, s, b, i, k, chunk, key_)

@@ -21,6 +21,7 @@ from jaxvae import config as config_lib
 from jaxvae import corruptions, models, optim, sharding, streaming
 from jaxvae import data as data_lib
 from jaxvae import engine as engine_lib
+from jaxvae.models import capabilities as caps
 from jaxvae.objectives import ObjectiveSpec
 from jaxvae.specs import DataSpec, EvalSpec, LoggingSpec, OptimizerSpec, TrainSpec
 
@@ -188,7 +189,7 @@ def build(
     sharding.check_batch_size(specs.train.batch_size, mesh)
     per_epoch = max(1, engine_lib.steps_per_epoch(info.num_train, specs.train.batch_size))
     tx = optim.make_optimizer(specs.optim, per_epoch, per_epoch * specs.train.epochs)
-    if hasattr(model, "group_optimizers"):  # parameter groups with optimizers of their own
+    if caps.has(model, caps.ParameterGroups):  # groups with optimizers of their own
         groups = model.group_optimizers()
         label = lambda params: {k: k if k in groups else "model" for k in params}
         tx = optax.multi_transform({"model": tx, **groups}, label)

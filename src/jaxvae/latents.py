@@ -34,13 +34,14 @@ import numpy as np
 from jaxvae import api, io, storage
 from jaxvae import data as data_lib
 from jaxvae.models import Model
+from jaxvae.models import capabilities as caps
 
 SPLITS = ("test", "train", "validation")
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _codes(model: Model, params, state, batch) -> dict[str, jax.Array]:
-    if hasattr(model, "posterior"):
+    if caps.has(model, caps.Posterior):
         q = model.posterior(params, state, batch)
         return {"mean": q.mean(), "stddev": q.stddev()}
     return {"mean": model.encode(params, state, batch)}

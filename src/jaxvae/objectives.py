@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxvae.models import Model
+from jaxvae.models import capabilities as caps
 
 OBJECTIVES = ("elbo", "elbo_k", "iwae")
 ESTIMATORS = ("standard", "dreg")
@@ -123,22 +124,17 @@ def check_objective(model: Model, spec: ObjectiveSpec) -> None:
     """Raises ``ValueError`` unless ``model`` can be trained by ``spec``: a bound on ``log p(x)``
     needs the family's importance log-weights, DReG a ``q`` that shares no parameters with the
     generative model."""
-    if spec.name != "elbo" and not model.has_likelihood:
-        raise ValueError(
-            f"config objective.name={spec.name!r} needs a likelihood; model.kind="
-            f"{model.name!r} has none"
-        )
-    if spec.name == "iwae" and spec.estimator == "dreg" and not model.dreg_ok:
-        raise ValueError(
-            "config objective.estimator='dreg' needs a generative model that shares no "
-            f"parameters with q; model.kind={model.name!r} does"
-        )
+    if spec.name != "elbo":
+        caps.require(model, caps.ImportanceWeighted, f"config objective.name={spec.name!r}")
+    if spec.name == "iwae" and spec.estimator == "dreg":
+        caps.require(model, caps.DReG, "config objective.estimator='dreg'")
 
 
 def make_loss(model: Model, spec: ObjectiveSpec):
     """``f(params, state, batch, key, step) -> (loss, (terms, new_state))`` for ``spec``."""
     check_objective(model, spec)
     schedule = kl_schedule(spec)
+    weighted = caps.has(model, caps.KLWeighted)  # beta and warm-up apply to these only
 
     def f(params, state, batch, key, step):
         if spec.name == "iwae":
@@ -147,12 +143,14 @@ def make_loss(model: Model, spec: ObjectiveSpec):
             )
         elif spec.name == "elbo_k":
             loss, terms, new_state = elbo_k_loss(model, params, state, batch, key, k=spec.k)
-        else:
+        elif weighted:
             weight = schedule(step)
             loss, terms, new_state = model.loss(
                 params, state, batch, key, kl_weight=weight, step=step
             )
             terms = terms | {"kl_weight": jnp.asarray(weight, jnp.float32)}
+        else:
+            loss, terms, new_state = model.loss(params, state, batch, key, step=step)
         return loss, (terms, new_state)
 
     return f

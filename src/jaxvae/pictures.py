@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxvae import layout, plots
 from jaxvae.models import Model
+from jaxvae.models import capabilities as caps
 
 NCOLS = 8
 INTERPOLATION_STEPS = 10
@@ -109,11 +110,11 @@ def traversals(model: Model, params, state, batch, kl_per_dim=None) -> Traversal
     codes = np.asarray(_encode(model, params, state, batch), np.float64)
     score = np.asarray(kl_per_dim) if kl_per_dim is not None else np.var(codes, axis=0)
     dims = [int(d) for d in np.argsort(-score, kind="stable")[:MAX_TRAVERSAL_ROWS]]
-    r = model.traversal_range
+    r = model.presentation.traversal_range
     sweep = np.linspace(-r, r, TRAVERSAL_STEPS)
     label = batch["label"][0]  # conditional families: the first image's class
     decode = lambda z: _decode_mean(model, params, state, z, jnp.full((z.shape[0],), label))
-    if model.has_prior:
+    if caps.has(model, caps.Prior):
         images = plots.traversal_grid(decode, codes[0].astype(np.float32), dims, sweep)
         return Traversals(images, dims, np.full(len(dims), -r), np.full(len(dims), r))
     mean, std = codes.mean(axis=0)[dims], codes.std(axis=0)[dims]
@@ -162,7 +163,7 @@ def latent_space(
 
 def prior_samples(model: Model, params, state, key, num: int, batch=None):
     """``num`` images from the family's prior (``None`` for a family without one)."""
-    if not model.has_prior:
+    if not caps.has(model, caps.Prior):
         return None
     if batch is None:
         shape = (num, *model.image_shape)
@@ -219,13 +220,14 @@ def write_pictures(
         steps,
         title="decoded between the encodings of two test images (left, right)",
     )
-    if model.traversable:
+    r = model.presentation.traversal_range
+    if r is not None:
         t = traversals(model, params, state, batch, kl_per_dim)
-        r = model.traversal_range
-        over = f"[-{r:g}, {r:g}]" if model.has_prior else f"its codes' mean +- {r:g} sd"
+        prior = caps.has(model, caps.Prior)
+        over = f"[-{r:g}, {r:g}]" if prior else f"its codes' mean +- {r:g} sd"
         order = "KL" if kl_per_dim is not None else "variance"
         rows = [f"z{d}" for d in t.dims]
-        if not model.has_prior:
+        if not prior:
             rows = [
                 f"{z} [{lo:.2g}, {hi:.2g}]" for z, lo, hi in zip(rows, t.low, t.high, strict=True)
             ]

@@ -171,7 +171,7 @@ class Run:
             workdir,
             upto_step=self.start_step if existing else -1,
             patience=t.early_stopping_patience,
-            metric=f"val_{exp.model.headline[0]}",
+            metric=f"val_{exp.model.presentation.headline[0]}",
         )
         self.intervals = (t.checkpoint_every_steps or self.per_epoch, t.log_every_steps)
         self.intervals += (t.steps_per_dispatch,)

@@ -12,6 +12,7 @@ import psutil
 
 from jaxvae import curves, disentangle, evaluate, io, layout, likelihoods, pictures, storage
 from jaxvae.models import Params, num_params
+from jaxvae.models import capabilities as caps
 
 
 def params_digest(params: Params) -> str:
@@ -46,7 +47,7 @@ def split_metrics(exp, state, split: str) -> dict[str, Any]:
 
 def headline(model, m: dict[str, Any]) -> str:
     """The family's headline test figures of ``m`` as a short text."""
-    names = [n for n in model.headline if f"test_{n}" in m]
+    names = [n for n in model.presentation.headline if f"test_{n}" in m]
     if not names:
         return ""
     first, rest = names[0], names[1:]
@@ -82,7 +83,7 @@ def final_summary(exp, state) -> dict[str, Any]:
     the run's facts."""
     model = exp.model
     summary: dict[str, Any] = split_metrics(exp, state, "test")
-    if exp.eval.iwae_k and model.has_likelihood:
+    if exp.eval.iwae_k and caps.has(model, caps.ImportanceWeighted):
         test = exp.split("test")
         n_iwae = min(exp.eval.iwae_num_examples, test["image"].shape[0])
         iw = evaluate.evaluate_iwae(

@@ -27,7 +27,8 @@ import importlib.metadata
 import pkgutil
 from collections.abc import Sequence
 
-from jaxvae.models.base import DataInfo, Model, Params, num_params
+from jaxvae.models import capabilities
+from jaxvae.models.base import DataInfo, Model, Params, Presentation, num_params
 
 _FAMILIES: dict[str, type[Model]] = {}
 _LOADED = False
@@ -52,7 +53,7 @@ def _load_all() -> None:
         return
     _LOADED = True
     for info in pkgutil.iter_modules(__path__):
-        if info.name != "base":
+        if info.name not in ("base", "capabilities"):
             importlib.import_module(f"{__name__}.{info.name}")
 
 
@@ -111,6 +112,8 @@ __all__ = [
     "DataInfo",
     "Model",
     "Params",
+    "Presentation",
+    "capabilities",
     "families",
     "get",
     "load",

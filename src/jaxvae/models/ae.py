@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from jaxvae import corruptions, likelihoods
 from jaxvae.models import register
-from jaxvae.models.base import Model, check_choice
+from jaxvae.models.base import Model, Presentation, check_choice
 
 AE_LOSSES = ("l2", "l1")
 
@@ -38,9 +38,7 @@ class AE(Model):
 
     ae_loss: str = "l2"
 
-    has_likelihood: ClassVar[bool] = False
-    has_prior: ClassVar[bool] = False
-    headline: ClassVar[tuple[str, ...]] = ("recon_l2", "mse_per_pixel")
+    presentation: ClassVar[Presentation] = Presentation(headline=("recon_l2", "mse_per_pixel"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,8 +82,7 @@ class AE(Model):
         del key
         return x
 
-    def loss(self, params, state, batch, key, *, kl_weight=1.0, step=0):
-        del kl_weight
+    def loss(self, params, state, batch, key, *, step=0):
         x = batch["image"]
         out = self.decode(params, state, self._code(params, self.corrupt(key, x))).mean()
         recon = jnp.mean(pixel_loss(self.ae_loss, x, out))

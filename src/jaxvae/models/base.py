@@ -3,23 +3,23 @@
 A model is a frozen (hashable) dataclass of static hyperparameters whose methods are pure
 functions of ``params`` (trained by gradients) and ``state`` (model state that gradients do not
 train, e.g. an EMA codebook; ``{}`` for most families). A batch is a dict
-``{"image": float32 [N, H, W, C] in [0, 1], "label": int32 [N]}``.
+``{"image": float32 [N, H, W, C] in [0, 1], "label": int32 [N]}`` and whatever else the data has
+(``"factors"``), passed to the model as it is.
 
-What the rest of jaxvae asks of a family (and nothing else; no code outside a family's module
-tests which family it is):
+Required (no code outside a family's module tests which family it is):
 
 * ``init(key) -> (params, state)``
-* ``loss(params, state, batch, key, *, kl_weight) -> (loss, terms, state)``: its training
-  objective (``terms``: scalar batch means, logged as they are).
+* ``loss(params, state, batch, key, *, step=0) -> (loss, terms, state)``: its training objective
+  (``terms``: scalar batch means, logged as they are).
 * ``eval_terms(params, state, batch, key) -> {name: [N] or [N, D]}``: per-example test figures;
   ``[N]`` arrays are averaged, ``posterior_mean`` ``[N, D]`` gives active units and ``kl_dims``
   ``[N, D]`` the KL per latent dimension.
-* ``log_weights(params, state, batch, key, num_samples, *, stop_q_grad=False) -> [N, S]``:
-  importance log-weights ``log p(x, z_s) - log q(z_s | x)`` with ``z_s ~ q(z | x)``, used by the
-  IWAE objective and by the NLL evaluation alike (families with ``has_likelihood``).
 * ``encode(params, state, batch) -> [N, D]``, ``decode(params, state, z, labels) -> distribution``
-  (``log_prob``, ``mean``, ``sample``), ``sample_latents(params, state, key, num, labels)``,
-  ``reconstruct(params, state, batch)``, ``samples(...)`` and ``extra_pictures(...)``.
+  (``log_prob``, ``mean``, ``sample``).
+
+Derived, overridable: ``reconstruct``, ``samples``, ``extra_pictures``, and :attr:`presentation`.
+Optional capabilities (importance weights, a prior, a posterior, DReG, a KL weight, parameter
+groups of their own) are the protocols of :mod:`jaxvae.models.capabilities`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxvae import convs, likelihoods, networks
+from jaxvae.models import capabilities
 
 Params = Any
 ARCHITECTURES = ("mlp", "conv")
@@ -81,6 +82,22 @@ def check_choice(name: str, value: Any, choices: tuple) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
+class Presentation:
+    """How a family's results are shown.
+
+    Attributes:
+      headline: test figures shown in logs, first = the headline (keys of ``eval_terms``; the
+        first is also early stopping's validation figure).
+      traversal_range: ``traversals.png`` sweeps each latent coordinate over ``[-r, r]`` (a
+        family with a prior) or over its codes' mean +- r standard deviations (without one);
+        ``None``: no traversals.
+    """
+
+    headline: tuple[str, ...] = ("nelbo", "recon", "kl")
+    traversal_range: float | None = 3.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Model(abc.ABC):
     """Static hyperparameters shared by every family; families add their own fields.
 
@@ -112,20 +129,7 @@ class Model(abc.ABC):
     num_train: int = 60_000
 
     name: ClassVar[str] = ""
-    # log_weights exists: the IWAE objective and the importance-sampled NLL apply.
-    has_likelihood: ClassVar[bool] = True
-    # A prior to sample from (``jaxvae sample``); an AE's samples.png fits one to its codes.
-    has_prior: ClassVar[bool] = True
-    # Top-level parameter groups of q(z|x), disjoint from the generative model's (for DReG).
-    inference_keys: ClassVar[tuple[str, ...]] = ("encoder",)
-    # Whether the generative model shares no parameters with q (DReG's condition).
-    dreg_ok: ClassVar[bool] = True
-    # Test figures shown in logs, first = the headline (a key of eval_terms).
-    headline: ClassVar[tuple[str, ...]] = ("nelbo", "recon", "kl")
-    # traversals.png: each latent coordinate swept over [-r, r] (families with a prior) or over
-    # its codes' mean +- r standard deviations (without one); False: no traversals.
-    traversal_range: ClassVar[float] = 3.0
-    traversable: ClassVar[bool] = True
+    presentation: ClassVar[Presentation] = Presentation()
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)
@@ -195,10 +199,9 @@ class Model(abc.ABC):
         """Initial ``(params, state)``."""
 
     @abc.abstractmethod
-    def loss(
-        self, params, state, batch, key, *, kl_weight=1.0, step=0
-    ) -> tuple[jax.Array, dict, Any]:
-        """The training objective of one batch: ``(loss, terms, new_state)``."""
+    def loss(self, params, state, batch, key, *, step=0) -> tuple[jax.Array, dict, Any]:
+        """The training objective of one batch: ``(loss, terms, new_state)`` (a family with a KL
+        weight also takes ``kl_weight``: :class:`~jaxvae.models.capabilities.KLWeighted`)."""
 
     @abc.abstractmethod
     def eval_terms(self, params, state, batch, key) -> dict[str, jax.Array]:
@@ -212,18 +215,6 @@ class Model(abc.ABC):
     def decode(self, params, state, z, labels=None):
         """The decoder's distribution ``p(x | z)`` (an object with log_prob, mean, sample)."""
 
-    def log_weights(self, params, state, batch, key, num_samples, *, stop_q_grad=False):
-        """``log p(x, z_s) - log q(z_s | x)`` for ``num_samples`` draws ``z_s ~ q(z | x)``:
-        ``[N, num_samples]``. With ``stop_q_grad``, ``log q`` is evaluated with the parameters
-        of ``q`` held constant (the sampling path through ``z`` keeps its gradient), as the
-        doubly reparameterized estimator needs."""
-        raise ValueError(f"model kind {self.name!r} has no likelihood to importance-sample")
-
-    def sample_latents(self, params, state, key, num: int, labels=None) -> jax.Array:
-        """Latents drawn from the prior (``N(0, I)`` unless a family says otherwise)."""
-        del params, state, labels
-        return jax.random.normal(key, (num, self.latent_dim))
-
     def reconstruct(self, params, state, batch) -> jax.Array:
         """The decoder's mean image at the encoding of each input."""
         z = self.encode(params, state, batch)
@@ -233,6 +224,8 @@ class Model(abc.ABC):
         """Images for samples.png (shown 8 to a row), or ``None`` for a family without a prior.
         ``batch`` holds real test images (an AE fits its sampling distribution to their codes)."""
         del batch
+        if not capabilities.has(self, capabilities.Prior):
+            return None
         labels = jnp.zeros((num,), jnp.int32)
         z = self.sample_latents(params, state, key, num, labels)
         return self.decode(params, state, z, labels).mean()

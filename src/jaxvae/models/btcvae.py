@@ -40,6 +40,7 @@ import jax.numpy as jnp
 
 from jaxvae import distributions as dist
 from jaxvae.models import register
+from jaxvae.models.base import Presentation
 from jaxvae.models.vae import VAE
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -100,7 +101,9 @@ class BetaTCVAE(VAE):
     beta: float = 6.0
     gamma: float = 1.0
 
-    headline: ClassVar[tuple[str, ...]] = ("nelbo", "recon", "kl", "mi", "tc", "dwkl")
+    presentation: ClassVar[Presentation] = Presentation(
+        headline=("nelbo", "recon", "kl", "mi", "tc", "dwkl")
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxvae.models import register
+from jaxvae.models.base import Presentation
 from jaxvae.models.vae import VAE
 
 
@@ -71,7 +72,7 @@ class DIPVAEI(VAE):
     lambda_od: float = 10.0
     lambda_d_factor: float = 10.0
 
-    headline: ClassVar[tuple[str, ...]] = ("nelbo", "recon", "kl", "dip")
+    presentation: ClassVar[Presentation] = Presentation(headline=("nelbo", "recon", "kl", "dip"))
 
     def __post_init__(self) -> None:
         super().__post_init__()

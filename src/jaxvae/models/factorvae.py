@@ -43,7 +43,7 @@ import optax
 
 from jaxvae import distributions as dist
 from jaxvae.models import register
-from jaxvae.models.base import _positive_ints
+from jaxvae.models.base import Presentation, _positive_ints
 from jaxvae.models.vae import VAE
 
 # disentanglement_lib clips the discriminator's probabilities before taking their log.
@@ -112,7 +112,7 @@ class FactorVAE(VAE):
     disc_b2: float = 0.9
     disc_eps: float = 1e-8
 
-    headline: ClassVar[tuple[str, ...]] = ("nelbo", "recon", "kl", "tc")
+    presentation: ClassVar[Presentation] = Presentation(headline=("nelbo", "recon", "kl", "tc"))
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jaxvae import distributions as dist
 from jaxvae import networks
 from jaxvae.models import register
-from jaxvae.models.base import Model, _positive_ints
+from jaxvae.models.base import Model, Presentation, _positive_ints
 
 
 @register("hvae")
@@ -43,7 +43,7 @@ class HVAE(Model):
 
     inference_keys: ClassVar[tuple[str, ...]] = ("encoder", "encoder2")
     # z1's prior is p(z1 | z2), not N(0, I): sweeping its coordinates shows nothing.
-    traversable: ClassVar[bool] = False
+    presentation: ClassVar[Presentation] = Presentation(traversal_range=None)
 
     def __post_init__(self) -> None:
         if self.architecture != "mlp":

@@ -9,6 +9,7 @@ Families that change one piece subclass :class:`VAE` and override that hook: the
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +31,8 @@ class VAE(Model):
 
     free_bits: float = 0.0
 
+    inference_keys: ClassVar[tuple[str, ...]] = ("encoder",)  # q's own parameters (DReG)
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if not float(self.free_bits) >= 0:
@@ -49,6 +52,11 @@ class VAE(Model):
         """``log p(z)`` summed over the last axis."""
         del params
         return dist.standard_normal_log_prob(z, batch_dims=z.ndim - 1)
+
+    def sample_latents(self, params, state, key, num, labels=None):
+        """Draws of the prior ``N(0, I)``."""
+        del params, state, labels
+        return jax.random.normal(key, (num, self.latent_dim))
 
     def kl(self, params, mean, log_var, z):
         """``(KL per example, KL per dimension or None)``: analytic against ``N(0, I)``."""

@@ -47,7 +47,7 @@ class VampPrior(VAE):
     pseudo_init_std: float = PSEUDO_INIT_STD
 
     # The prior is built from q's own encoder: no parameter split exists for DReG.
-    dreg_ok: ClassVar[bool] = False
+    inference_keys: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()

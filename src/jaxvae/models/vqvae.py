@@ -31,8 +31,8 @@ had once been assigned its own initial value (``N_k = 1``, ``m_k = e_k``), so a 
 encoder never picks keeps its initial value instead of jumping or collapsing to zero.
 
 There is no learned prior over the codes (the paper fits a PixelCNN over them afterwards), so
-``has_prior`` is False (no ``samples.png``; ``jaxvae sample`` refuses), and no density of ``x``
-(``has_likelihood`` is False: no ELBO, no IWAE objective or NLL). The latent point of an image
+the family has no ``sample_latents`` (no ``samples.png``; ``jaxvae sample`` refuses), and no
+density of ``x`` (no ``log_weights``: no ELBO, no IWAE objective or NLL). The latent point of an image
 (:meth:`VQVAE.encode`) is its quantized grid flattened: ``latent_dim = h * w * code_dim``
 (``model.latent_dim`` of the config is not used). :meth:`VQVAE.decode` snaps each cell of the
 point it is given to its nearest code first, so a linear interpolation between two encodings is
@@ -55,7 +55,7 @@ import jax.numpy as jnp
 
 from jaxvae import networks
 from jaxvae.models import register
-from jaxvae.models.base import Model
+from jaxvae.models.base import Model, Presentation
 
 NUM_CODEBOOK_PICTURES = 64
 
@@ -181,12 +181,11 @@ class VQVAE(Model):
     ema_decay: float = 0.99
     ema_epsilon: float = 1e-5
 
-    has_likelihood: ClassVar[bool] = False
-    has_prior: ClassVar[bool] = False
-    headline: ClassVar[tuple[str, ...]] = ("recon", "mse_per_pixel", "perplexity", "codes_used")
     # One coordinate of one cell's code vector is no direction of a discrete code: no
     # traversals.png (codebook.png and interpolations.png show the code space instead).
-    traversable: ClassVar[bool] = False
+    presentation: ClassVar[Presentation] = Presentation(
+        headline=("recon", "mse_per_pixel", "perplexity", "codes_used"), traversal_range=None
+    )
     # model.latent_dim does not apply: the latent is the quantized grid (derived).
     derived_options: ClassVar[tuple[str, ...]] = ("latent_dim",)
 
@@ -304,10 +303,10 @@ class VQVAE(Model):
         counts = code_counts(codes.reshape(-1), self.codebook_size)
         return {"perplexity": perplexity(counts), "codes_used": jnp.mean(counts > 0)}
 
-    def loss(self, params, state, batch, key, *, kl_weight=1.0, step=0):
+    def loss(self, params, state, batch, key, *, step=0):
         """``mean(-log p(x | z_q)) + commitment_cost * mean(commitment)``, and the EMA-updated
-        codebook state. There is no KL term: ``kl_weight`` and ``key`` are not used."""
-        del key, kl_weight
+        codebook state (``key`` is not used)."""
+        del key
         out = self._forward(params, state, batch["image"])
         recon, commit = jnp.mean(out["recon"]), jnp.mean(out["commitment"])
         loss = recon + self.commitment_cost * commit
@@ -344,11 +343,6 @@ class VQVAE(Model):
         } | usage
 
     # ---- pictures -------------------------------------------------------------------------
-
-    def samples(self, params, state, key, num, batch):
-        """``None``: there is no prior over the codes to sample from."""
-        del params, state, key, num, batch
-        return None
 
     def codebook_images(self, params, state, num: int = NUM_CODEBOOK_PICTURES) -> jax.Array:
         """The ``num`` codes with the largest EMA cluster sizes (the most used in training, most
