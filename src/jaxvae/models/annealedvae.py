@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxvae.models import register
+from jaxvae.models.base import set_numbers
 from jaxvae.models.vae import VAE
 
 
@@ -46,16 +47,8 @@ class AnnealedVAE(VAE):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("gamma", "c_max"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-                raise ValueError(f"annealedvae {name} must be a number >= 0, got {value!r}")
-            object.__setattr__(self, name, float(value))
-        steps = self.iteration_threshold
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
-            raise ValueError(
-                f"annealedvae iteration_threshold must be a positive integer, got {steps!r}"
-            )
+        set_numbers(self, "a number >= 0", lambda v: v >= 0, "gamma", "c_max")
+        set_numbers(self, "a positive integer", lambda v: v > 0, "iteration_threshold", cast=int)
         if self.free_bits > 0:
             raise ValueError(
                 f"free_bits={self.free_bits!r}: the AnnealedVAE targets the total KL, not "

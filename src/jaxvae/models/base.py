@@ -1,31 +1,20 @@
-"""The interface every model family implements, and the backbone networks they share.
+"""The interface every model family implements (:class:`Model`: five required methods, the rest
+derived; optional capabilities are the protocols of :mod:`jaxvae.models.capabilities`) and the
+backbone networks the families share.
 
 A model is a frozen (hashable) dataclass of static hyperparameters whose methods are pure
 functions of ``params`` (trained by gradients) and ``state`` (model state that gradients do not
 train, e.g. an EMA codebook; ``{}`` for most families). A batch is a dict
-``{"image": float32 [N, H, W, C] in [0, 1], "label": int32 [N]}`` and whatever else the data has
-(``"factors"``), passed to the model as it is.
-
-Required (no code outside a family's module tests which family it is):
-
-* ``init(key) -> (params, state)``
-* ``loss(params, state, batch, key, *, step=0) -> (loss, terms, state)``: its training objective
-  (``terms``: scalar batch means, logged as they are).
-* ``eval_terms(params, state, batch, key) -> {name: [N] or [N, D]}``: per-example test figures;
-  ``[N]`` arrays are averaged, ``posterior_mean`` ``[N, D]`` gives active units and ``kl_dims``
-  ``[N, D]`` the KL per latent dimension.
-* ``encode(params, state, batch) -> [N, D]``, ``decode(params, state, z, labels) -> distribution``
-  (``log_prob``, ``mean``, ``sample``).
-
-Derived, overridable: ``reconstruct``, ``samples``, ``extra_pictures``, and :attr:`presentation`.
-Optional capabilities (importance weights, a prior, a posterior, DReG, a KL weight, parameter
-groups of their own) are the protocols of :mod:`jaxvae.models.capabilities`.
+``{"image": float32 [N, H, W, C] in [0, 1], "label": int32 [N]}`` with whatever else the data has
+(``"factors"``), passed to the model as it is. No code outside a family's module tests which
+family it is.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import numbers
 from typing import Any, ClassVar
 
 import jax
@@ -74,6 +63,18 @@ def _positive_ints(name: str, values: Any, *, allow_empty: bool = False) -> tupl
     if (not values and not allow_empty) or any(v <= 0 for v in values):
         raise ValueError(f"{name} must be a sequence of positive integers, got {values!r}")
     return values
+
+
+def set_numbers(model: Model, expected: str, ok, *names: str, cast=float) -> None:
+    """Sets each option ``names`` of ``model`` to ``cast(value)``; raises ``ValueError`` (naming
+    it and ``expected``) unless it is a number, not a bool, with ``ok(value)`` and ``cast(value) ==
+    value``."""
+    for name in names:
+        value = getattr(model, name)
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not (number and ok(value) and cast(value) == value):
+            raise ValueError(f"{model.name} {name} must be {expected}, got {value!r}")
+        object.__setattr__(model, name, cast(value))
 
 
 def check_choice(name: str, value: Any, choices: tuple) -> None:
@@ -200,12 +201,13 @@ class Model(abc.ABC):
 
     @abc.abstractmethod
     def loss(self, params, state, batch, key, *, step=0) -> tuple[jax.Array, dict, Any]:
-        """The training objective of one batch: ``(loss, terms, new_state)`` (a family with a KL
-        weight also takes ``kl_weight``: :class:`~jaxvae.models.capabilities.KLWeighted`)."""
+        """The training objective of one batch: ``(loss, terms, new_state)``, ``terms`` scalar batch
+        means logged as they are (``kl_weight`` too: :class:`~.capabilities.KLWeighted`)."""
 
     @abc.abstractmethod
     def eval_terms(self, params, state, batch, key) -> dict[str, jax.Array]:
-        """Per-example test figures (see the module docstring)."""
+        """Per-example test figures ``{name: [N] or [N, D]}``: ``[N]`` arrays are averaged,
+        ``posterior_mean`` ``[N, D]`` gives active units and ``kl_dims`` the KL per dimension."""
 
     @abc.abstractmethod
     def encode(self, params, state, batch) -> jax.Array:

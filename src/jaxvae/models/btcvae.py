@@ -40,7 +40,7 @@ import jax.numpy as jnp
 
 from jaxvae import distributions as dist
 from jaxvae.models import register
-from jaxvae.models.base import Presentation
+from jaxvae.models.base import Presentation, set_numbers
 from jaxvae.models.vae import VAE
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -107,11 +107,7 @@ class BetaTCVAE(VAE):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("alpha", "beta", "gamma"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not float(value) >= 0:
-                raise ValueError(f"btcvae {name} must be a number >= 0, got {value!r}")
-            object.__setattr__(self, name, float(value))
+        set_numbers(self, "a number >= 0", lambda v: v >= 0, "alpha", "beta", "gamma")
         if self.free_bits > 0:
             raise ValueError(
                 f"free_bits={self.free_bits!r}: the beta-TCVAE weights MI, TC and the "
@@ -135,29 +131,12 @@ class BetaTCVAE(VAE):
         penalty = self.alpha * mi + self.beta * tc + self.gamma * dwkl
         loss = recon + kl_weight * penalty
         kl = jnp.mean(p["kl"])
-        terms = {
-            "loss": loss,
-            "recon": recon,
-            "kl": kl,
-            "elbo": -(recon + kl),
-            "mi": mi,
-            "tc": tc,
-            "dwkl": dwkl,
-        }
-        return loss, terms, state
+        terms = {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl), "mi": mi, "tc": tc}
+        return loss, terms | {"dwkl": dwkl}, state
 
     def eval_terms(self, params, state, batch, key):
         """The VAE's figures and the per-image MWS ``mi``, ``tc``, ``dwkl`` within the eval batch
         (see the module docstring)."""
         del state
         p = self.tc_parts(params, batch, key)
-        return {
-            "nelbo": p["recon"] + p["kl"],
-            "recon": p["recon"],
-            "kl": p["kl"],
-            "mi": p["mi"],
-            "tc": p["tc"],
-            "dwkl": p["dwkl"],
-            "posterior_mean": p["mean"],
-            "kl_dims": p["kl_dims"],
-        }
+        return self.figures(p) | {"mi": p["mi"], "tc": p["tc"], "dwkl": p["dwkl"]}

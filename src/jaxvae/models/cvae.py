@@ -14,7 +14,7 @@ import dataclasses
 import jax.numpy as jnp
 
 from jaxvae.models import register
-from jaxvae.models.base import one_hot
+from jaxvae.models.base import one_hot, set_numbers
 from jaxvae.models.vae import VAE
 
 
@@ -29,8 +29,7 @@ class CVAE(VAE):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if int(self.num_classes) < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {self.num_classes!r}")
+        set_numbers(self, "a positive integer", lambda v: v > 0, "num_classes", cast=int)
 
     def condition(self, labels):
         """The one-hot label ``[N, num_classes]``."""

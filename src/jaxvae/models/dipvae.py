@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxvae.models import register
-from jaxvae.models.base import Presentation
+from jaxvae.models.base import Presentation, set_numbers
 from jaxvae.models.vae import VAE
 
 
@@ -76,11 +76,7 @@ class DIPVAEI(VAE):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("lambda_od", "lambda_d_factor"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-                raise ValueError(f"{self.name} {name} must be a number >= 0, got {value!r}")
-            object.__setattr__(self, name, float(value))
+        set_numbers(self, "a number >= 0", lambda v: v >= 0, "lambda_od", "lambda_d_factor")
 
     @property
     def lambda_d(self) -> float:
@@ -107,14 +103,7 @@ class DIPVAEI(VAE):
         """The VAE's figures and the eval batch's penalty ``dip`` given to each image."""
         del state
         parts = self.elbo_parts(params, batch, key)
-        return {
-            "nelbo": parts["recon"] + parts["kl"],
-            "recon": parts["recon"],
-            "kl": parts["kl"],
-            "dip": jnp.full_like(parts["kl"], self.dip(parts)),
-            "posterior_mean": parts["mean"],
-            "kl_dims": parts["kl_dims"],
-        }
+        return self.figures(parts) | {"dip": jnp.full_like(parts["kl"], self.dip(parts))}
 
 
 @register("dipvae_ii")

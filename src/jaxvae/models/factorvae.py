@@ -43,7 +43,7 @@ import optax
 
 from jaxvae import distributions as dist
 from jaxvae.models import register
-from jaxvae.models.base import Presentation, _positive_ints
+from jaxvae.models.base import Presentation, _positive_ints, set_numbers
 from jaxvae.models.vae import VAE
 
 # disentanglement_lib clips the discriminator's probabilities before taking their log.
@@ -116,20 +116,11 @@ class FactorVAE(VAE):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        set_ = lambda k, v: object.__setattr__(self, k, v)
-        checks = {
-            "gamma": lambda v: v >= 0,
-            "disc_learning_rate": lambda v: v > 0,
-            "disc_b1": lambda v: 0 <= v < 1,
-            "disc_b2": lambda v: 0 <= v < 1,
-            "disc_eps": lambda v: v > 0,
-        }
-        for name, ok in checks.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
-                raise ValueError(f"factorvae {name} out of range: got {value!r}")
-            set_(name, float(value))
-        set_("disc_hidden", _positive_ints("factorvae disc_hidden", self.disc_hidden))
+        set_numbers(self, "a number >= 0", lambda v: v >= 0, "gamma")
+        set_numbers(self, "a number > 0", lambda v: v > 0, "disc_learning_rate", "disc_eps")
+        set_numbers(self, "in [0, 1)", lambda v: 0 <= v < 1, "disc_b1", "disc_b2")
+        disc_hidden = _positive_ints("factorvae disc_hidden", self.disc_hidden)
+        object.__setattr__(self, "disc_hidden", disc_hidden)
 
     # ---- the discriminator ----------------------------------------------------------------
 
@@ -193,11 +184,4 @@ class FactorVAE(VAE):
         """The VAE's figures and the discriminator's ``tc`` estimate per image."""
         del state
         p = self.factor_parts(params, batch, key)
-        return {
-            "nelbo": p["recon"] + p["kl"],
-            "recon": p["recon"],
-            "kl": p["kl"],
-            "tc": p["tc"],
-            "posterior_mean": p["mean"],
-            "kl_dims": p["kl_dims"],
-        }
+        return self.figures(p) | {"tc": p["tc"]}

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jaxvae import distributions as dist
 from jaxvae import networks
 from jaxvae.models import register
-from jaxvae.models.base import Model, Presentation, _positive_ints
+from jaxvae.models.base import Model, Presentation, _positive_ints, set_numbers
 
 
 @register("hvae")
@@ -52,9 +52,7 @@ class HVAE(Model):
                 "supported (use architecture='mlp')"
             )
         super().__post_init__()
-        if isinstance(self.z2_dim, bool) or int(self.z2_dim) != self.z2_dim or self.z2_dim <= 0:
-            raise ValueError(f"hvae z2_dim must be a positive integer, got {self.z2_dim!r}")
-        object.__setattr__(self, "z2_dim", int(self.z2_dim))
+        set_numbers(self, "a positive integer", lambda v: v > 0, "z2_dim", cast=int)
         object.__setattr__(self, "hidden2", _positive_ints("hvae hidden2", self.hidden2))
 
     # ---- networks -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from jaxvae import distributions as dist
 from jaxvae.models import register
-from jaxvae.models.base import Model
+from jaxvae.models.base import Model, set_numbers
 
 
 @register("vae")
@@ -35,8 +35,7 @@ class VAE(Model):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not float(self.free_bits) >= 0:
-            raise ValueError(f"free_bits must be >= 0, got {self.free_bits!r}")
+        set_numbers(self, "a number >= 0", lambda v: v >= 0, "free_bits")
 
     # ---- hooks ----------------------------------------------------------------------------
 
@@ -137,13 +136,12 @@ class VAE(Model):
 
     def eval_terms(self, params, state, batch, key):
         del state
-        parts = self.elbo_parts(params, batch, key)
-        out = {
-            "nelbo": parts["recon"] + parts["kl"],
-            "recon": parts["recon"],
-            "kl": parts["kl"],
-            "posterior_mean": parts["mean"],
-        }
+        return self.figures(self.elbo_parts(params, batch, key))
+
+    def figures(self, parts) -> dict[str, jax.Array]:
+        """The per-image test figures of :meth:`elbo_parts`' ``parts``."""
+        out = {"nelbo": parts["recon"] + parts["kl"], "recon": parts["recon"], "kl": parts["kl"]}
+        out["posterior_mean"] = parts["mean"]
         if parts["kl_dims"] is not None:
             out["kl_dims"] = parts["kl_dims"]
         return out

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from jaxvae import distributions as dist
 from jaxvae.models import register
+from jaxvae.models.base import set_numbers
 from jaxvae.models.vae import VAE
 
 PSEUDO_INIT_MEAN = 0.05
@@ -51,15 +52,8 @@ class VampPrior(VAE):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if (
-            isinstance(self.num_pseudo, bool)
-            or int(self.num_pseudo) != self.num_pseudo
-            or (self.num_pseudo < 1)
-        ):
-            raise ValueError(f"num_pseudo must be a positive integer, got {self.num_pseudo!r}")
-        object.__setattr__(self, "num_pseudo", int(self.num_pseudo))
-        if not float(self.pseudo_init_std) >= 0:
-            raise ValueError(f"pseudo_init_std must be >= 0, got {self.pseudo_init_std!r}")
+        set_numbers(self, "a positive integer", lambda v: v > 0, "num_pseudo", cast=int)
+        set_numbers(self, "a number >= 0", lambda v: v >= 0, "pseudo_init_std")
         if self.free_bits > 0:
             raise ValueError(
                 f"free_bits={self.free_bits!r}: the VampPrior's KL is a Monte Carlo estimate with "

@@ -55,7 +55,7 @@ import jax.numpy as jnp
 
 from jaxvae import networks
 from jaxvae.models import register
-from jaxvae.models.base import Model, Presentation
+from jaxvae.models.base import Model, Presentation, set_numbers
 
 NUM_CODEBOOK_PICTURES = 64
 
@@ -190,23 +190,17 @@ class VQVAE(Model):
     derived_options: ClassVar[tuple[str, ...]] = ("latent_dim",)
 
     def __post_init__(self) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)
-        for name in ("codebook_size", "code_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-            set_(name, int(value))
+        set_numbers(
+            self, "a positive integer", lambda v: v > 0, "codebook_size", "code_dim", cast=int
+        )
         if self.architecture != "conv":
             raise ValueError(
                 f"the VQ-VAE quantizes a grid of conv features: architecture must be 'conv', got "
                 f"{self.architecture!r}"
             )
-        if not float(self.commitment_cost) >= 0:
-            raise ValueError(f"commitment_cost must be >= 0, got {self.commitment_cost!r}")
-        if not 0.0 <= float(self.ema_decay) < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
-        if not float(self.ema_epsilon) > 0:
-            raise ValueError(f"ema_epsilon must be > 0, got {self.ema_epsilon!r}")
+        set_numbers(self, "a number >= 0", lambda v: v >= 0, "commitment_cost")
+        set_numbers(self, "in [0, 1)", lambda v: 0 <= v < 1, "ema_decay")
+        set_numbers(self, "a number > 0", lambda v: v > 0, "ema_epsilon")
         h, w = self._grid_hw()
         derived = h * w * self.code_dim
         if self.latent_dim not in (0, derived):
@@ -214,7 +208,7 @@ class VQVAE(Model):
                 f"latent_dim of the VQ-VAE is the flattened quantized grid, {h} x {w} x "
                 f"code_dim {self.code_dim} = {derived}; got {self.latent_dim!r} (pass 0 to derive it)"
             )
-        set_("latent_dim", derived)
+        object.__setattr__(self, "latent_dim", derived)
         super().__post_init__()
 
     def _grid_hw(self) -> tuple[int, int]:
