@@ -75,13 +75,8 @@ class Run:
 
 def posterior(model: Model, params, state, x, labels=None):
     """``q(z | x)`` of each image ``x`` (float32 ``[N, H, W, C]`` in [0, 1]; ``labels`` for a
-    conditional family): a :class:`~jaxvae.distributions.DiagGaussian` with ``mean``,
-    ``stddev``, ``sample`` and ``log_prob``.
-
-    Raises:
-      ValueError: a family without :class:`~jaxvae.models.capabilities.Posterior` (an
-        autoencoder, a VQ-VAE: their codes are deterministic, see ``encode``).
-    """
+    conditional family): a distribution with ``mean``, ``stddev``, ``sample`` and ``log_prob``.
+    Raises ``ValueError`` for a family without one (an autoencoder's code is deterministic)."""
     caps.require(model, caps.Posterior, "posterior(x)")
     x = jnp.asarray(x, jnp.float32)
     labels = jnp.zeros(x.shape[:1], jnp.int32) if labels is None else jnp.asarray(labels)
