@@ -31,17 +31,22 @@ def _config(mlruns):
     return config
 
 
+def _offline(mp, wandb_dir):
+    """wandb offline, writing under ``wandb_dir``; MLflow's file store allowed."""
+    mp.setenv("WANDB_MODE", "offline")
+    mp.setenv("WANDB_DIR", str(wandb_dir))
+    mp.setenv("WANDB_SILENT", "true")
+    mp.setenv("WANDB_CONSOLE", "off")
+    mp.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for a database otherwise
+
+
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
     """A run stopped at step ``STOP_AT`` and resumed to its end (8 steps), tracked by both."""
     tmp = tmp_path_factory.mktemp("trackers")
     workdir, mlruns = str(tmp / "run"), str(tmp / "mlruns")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WANDB_MODE", "offline")
-        mp.setenv("WANDB_DIR", str(tmp))
-        mp.setenv("WANDB_SILENT", "true")
-        mp.setenv("WANDB_CONSOLE", "off")
-        mp.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for a database otherwise
+        _offline(mp, tmp)
         with pytest.MonkeyPatch.context() as stop:
             stop.setattr(runner.DispatchPacer, "steps", lambda self, remaining: 1)
             calls = {"n": 0}
@@ -129,12 +134,8 @@ def _wandb_records(path):
     return records
 
 
-def test_wandb_continues_one_run_with_config_lines_and_pictures(tracked):
-    workdir, wandb_dir, _, first = tracked
-    run_id = io.read_json(layout.path(workdir, layout.TRACKERS))["wandb"]["run_id"]
-    assert run_id == first["wandb"]["run_id"]
-    files = sorted(glob.glob(os.path.join(wandb_dir, "wandb", "offline-run-*", "run-*.wandb")))
-    assert [os.path.basename(f) for f in files] == [f"run-{run_id}.wandb"] * 2  # stop, resume
+def _wandb_run(files, run_id):
+    """The config and history rows of a wandb run's files, each checked to be run ``run_id``'s."""
     rows, config = [], {}
     for f in files:
         for record in _wandb_records(f):
@@ -147,6 +148,21 @@ def test_wandb_continues_one_run_with_config_lines_and_pictures(tracked):
             elif kind == "history":
                 items = {"/".join(i.nested_key) or i.key: i.value_json for i in record.history.item}
                 rows.append({k: json.loads(v) for k, v in items.items()})
+    return config, rows
+
+
+def _wandb_files(wandb_dir):
+    """The offline run files, oldest first."""
+    return sorted(glob.glob(os.path.join(wandb_dir, "wandb", "offline-run-*", "run-*.wandb")))
+
+
+def test_wandb_continues_one_run_with_config_lines_and_pictures(tracked):
+    workdir, wandb_dir, _, first = tracked
+    run_id = io.read_json(layout.path(workdir, layout.TRACKERS))["wandb"]["run_id"]
+    assert run_id == first["wandb"]["run_id"]
+    files = _wandb_files(wandb_dir)
+    assert [os.path.basename(f) for f in files] == [f"run-{run_id}.wandb"] * 2  # stop, resume
+    config, rows = _wandb_run(files, run_id)
     saved = io.flatten(io.read_json(layout.path(workdir, layout.CONFIG)))
     assert {k: v for k, v in config.items() if k != "_wandb"} == {
         k: list(v) if isinstance(v, tuple) else v for k, v in saved.items()
@@ -159,6 +175,55 @@ def test_wandb_continues_one_run_with_config_lines_and_pictures(tracked):
         assert figures == expected[row["_step"]]
     pictures = {k.split("/")[0] for k, v in rows[-1].items() if v == "image-file"}
     assert sorted(f"{p}.png" for p in pictures) == _pngs(workdir)
+
+
+def test_eval_sample_and_plot_report_to_the_tracked_runs(tracked, tmp_path, capfd):
+    """``jaxvae eval``, ``sample`` and ``plot`` on the finished tracked run (after the tests above,
+    which read the training's tracked runs): eval.json's figures as ``eval/`` metrics at the
+    run's final step, the pictures as MLflow artifacts and wandb images, in the same tracked runs.
+    ``sample`` runs as on a run wandb continued online (its first step past the final one), whose
+    rows are charted against ``STEP_KEY`` instead."""
+    from mlflow.tracking import MlflowClient
+    from wandb.sdk import wandb_run
+
+    from jaxvae import cli
+    from jaxvae.trackers import wandb as wandb_tracker
+
+    workdir, wandb_dir, mlruns, _ = tracked
+    few = str(tmp_path / "few.png")
+    with pytest.MonkeyPatch.context() as mp:
+        _offline(mp, wandb_dir)
+        assert cli.main(["eval", "--workdir", workdir, "--iwae-k", "2", "--num-examples", "8"]) == 0
+        assert cli.main(["plot", "--workdir", workdir]) == 0
+        mp.setattr(wandb_run.Run, "starting_step", property(lambda run: 9))
+        assert cli.main(["sample", "--workdir", workdir, "--num", "4", "--out", few]) == 0
+    assert "error" not in capfd.readouterr().err
+    figures = io.read_json(layout.path(workdir, layout.EVAL))
+    expected = {f"eval/{k}": v for k, v in trackers.numbers(figures).items()}
+    assert {"eval/test_nll", "eval/test_nelbo", "eval/iwae_k"} <= expected.keys()
+    sent = io.read_json(layout.path(workdir, layout.TRACKERS))
+    assert sent["mlflow"]["step"] == sent["wandb"]["step"] == 8  # the run's final step
+
+    client = MlflowClient(tracking_uri=f"file://{mlruns}")
+    run_id = sent["mlflow"]["run_id"]
+    for key, value in expected.items():
+        assert [(m.step, m.value) for m in client.get_metric_history(run_id, key)] == [(8, value)]
+    assert sorted(a.path for a in client.list_artifacts(run_id)) == sorted(
+        [*_pngs(workdir), "few.png"]
+    )
+    local = client.download_artifacts(run_id, "few.png", str(tmp_path / "back"))
+    with open(local, "rb") as a, open(few, "rb") as b:
+        assert a.read() == b.read()
+
+    files = _wandb_files(wandb_dir)
+    assert len(files) == 5  # stop, resume, eval, plot, sample: one tracked run
+    _, rows = _wandb_run(files[2:], sent["wandb"]["run_id"])
+    evaluated, plotted, sampled = rows
+    assert evaluated["_step"] == plotted["_step"] == 8
+    assert {k: v for k, v in evaluated.items() if not k.startswith("_")} == expected
+    drawn = {k.split("/")[0] for k, v in plotted.items() if v == "image-file"}
+    assert sorted(f"{p}.png" for p in drawn) == _pngs(workdir)
+    assert sampled[wandb_tracker.STEP_KEY] == 8 and sampled["few/_type"] == "image-file"
 
 
 def test_lines_past_a_killed_runs_checkpoint_are_not_sent_twice(tmp_path, monkeypatch):
