@@ -15,9 +15,10 @@ import pytest
 
 import jaxvae
 from jaxvae import config as config_lib
-from jaxvae import io, layout, preemption, runner, trackers
+from jaxvae import io, layout, preemption, runner, storage, trackers
 from jaxvae.specs import LoggingSpec
 from tests.conftest import CONFIGS, REPO
+from tests.test_gcs import BUCKET, gcs  # noqa: F401 - the GCS emulator fixture
 
 STOP_AT = 5  # inside the log interval [3, 6): the line at 3 is sent, the sums of 4..5 carried
 
@@ -263,6 +264,57 @@ def test_lines_past_a_killed_runs_checkpoint_are_not_sent_twice(tmp_path, monkey
     run_id = io.read_json(layout.path(other, layout.TRACKERS))["mlflow"]["run_id"]
     replayed = client.get_metric_history(run_id, "loss")
     assert sorted((m.step, m.value) for m in replayed) == [(5, 3.0), (8, 2.0)]
+
+
+def _png(value: int) -> bytes:
+    import io as io_lib
+
+    from PIL import Image
+
+    out = io_lib.BytesIO()
+    Image.new("L", (4, 4), value).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_pictures_in_an_object_store_reach_the_trackers_as_local_copies(
+    gcs,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """A run directory on ``gs://`` (the GCS emulator): its training pictures and a command's
+    (``report``) reach MLflow through temporary local copies under their own names, removed
+    afterwards; a run not tracked, or with the tracker switched off in its config, sends nothing."""
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    os.makedirs(tmp_path / "tmp")
+    uri, workdir = f"file://{tmp_path}/mlruns", f"gs://{BUCKET}/tracked"
+    spec = LoggingSpec(mlflow=uri)
+    drawn, sampled = layout.path(workdir, layout.SAMPLES), f"gs://{BUCKET}/elsewhere/few.png"
+    storage.put(drawn, _png(10))
+    storage.put(sampled, _png(200))
+    log = trackers.Trackers(spec, workdir, resume_step=None, config={"a": 1})
+    log.metrics({"step": 4, "loss": 2.0})
+    log.pictures(4, [drawn])
+    log.close()
+    figures = {"test_nll": 3.5, "step": 4, "data_protocol": {"train": "..."}}
+    assert trackers.report(workdir, spec, figures=figures, pictures=[sampled]) == ["mlflow"]
+    assert trackers.report(workdir, LoggingSpec(), figures=figures) == []
+    assert trackers.report(str(tmp_path), spec, figures=figures) == []  # no trackers.json
+    assert os.listdir(tmp_path / "tmp") == []
+    client = MlflowClient(tracking_uri=uri)
+    run_id = io.read_json(layout.path(workdir, layout.TRACKERS))["mlflow"]["run_id"]
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "eval/test_nll")] == [
+        (4, 3.5)
+    ]
+    assert sorted(client.get_run(run_id).data.metrics) == ["eval/test_nll", "loss"]
+    assert sorted(a.path for a in client.list_artifacts(run_id)) == ["few.png", "samples.png"]
+    for name, value in (("samples.png", 10), ("few.png", 200)):
+        with open(client.download_artifacts(run_id, name, str(tmp_path / name[:3])), "rb") as f:
+            assert f.read() == _png(value)
 
 
 def test_a_missing_tracker_package_is_named_in_one_error(tmp_path, monkeypatch):
