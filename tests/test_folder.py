@@ -310,7 +310,7 @@ def test_celeba64_trains_evaluates_and_samples_on_made_celeb_a(celeb_a_dir, tmp_
     workdir = str(tmp_path / "celeba")
     args = ["train", "--config", "celeba64", "--workdir", workdir]
     args += [f"--config.data.tfds_data_dir={data_dir}", "--config.data.stream=always"]
-    args += ["--config.model.channels=8,8", "--config.model.latent_dim=4"]
+    args += ["--config.model.channels=8", "--config.model.latent_dim=4"]
     args += ["--config.model.num_mixtures=2", "--config.train.batch_size=8"]
     args += ["--config.train.epochs=1", "--config.train.progress=false"]
     args += ["--config.eval.batch_size=8", "--config.eval.num_pictures=4"]

@@ -29,6 +29,11 @@ averages the carried sums and the new steps, once). After a kill, the lines past
 checkpoint are computed again (the same values but the timing); the tracked run keeps those it
 was first sent. A tracker first asked for when a run resumes starts its tracked run with the
 lines metrics.jsonl already holds; a new run in the directory starts new tracked runs.
+
+What a command computes on a trained run (``jaxvae eval``'s figures, the pictures of ``jaxvae
+sample`` and ``jaxvae plot``) goes to the same tracked runs through :func:`report`. A picture in
+an object store (``gs://``) reaches a tracker as a temporary local copy
+(:func:`jaxvae.storage.local_copy`): the trackers' clients open local files only.
 """
 
 from __future__ import annotations
