@@ -95,7 +95,7 @@ def test_a_folder_trains_by_one_command_and_the_cache_serves_the_second_start(
             "--config.data.name=folder",
             f"--config.data.data_dir={image_dir}",
             f"--config.data.image_size={SIZE}",
-            "--config.data.stream=always",  # the training split read from the memory-mapped cache
+            "--config.data.stream=always",  # the training split decoded file by file, no cache
             "--config.model.channels=8",  # one stride-2 conv level: 16 -> 8
             "--config.model.latent_dim=4",
             "--config.model.num_mixtures=1",
