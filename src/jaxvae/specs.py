@@ -200,9 +200,9 @@ class DataSpec:
       limit_test: keep only the first N test images (0 = all).
       validation_size: hold out the last N training images as the validation set, before
         ``limit_train`` (0 = none).
-      stream: the training data streamed from its TFDS data source instead of living on the
-        device: ``auto`` (TFDS data whose training images exceed ``stream_threshold_mb`` as
-        float32), ``always`` or ``never``.
+      stream: the training data streamed from its TFDS data source (an image folder: from its
+        cache or its files) instead of living on the device: ``auto`` (when its training images
+        exceed ``stream_threshold_mb`` as float32), ``always`` or ``never``.
       stream_threshold_mb: see ``stream``.
       stream_workers: Grain reader threads (0 = min(8, CPUs)).
       image_size: ``folder`` and ``celeb_a``: the side of the square images (0 = 64).
