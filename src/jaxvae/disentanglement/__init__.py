@@ -21,7 +21,8 @@ from jaxvae.disentanglement.modularity import (
     modularity_from_mutual_information,
 )
 from jaxvae.disentanglement.sap import compute_sap, sap_from_codes
-from jaxvae.disentanglement.suite import METRICS, Evaluation, evaluate_all
+from jaxvae.disentanglement.suite import METRICS, Evaluation, Plan, evaluate_all, plan
+from jaxvae.disentanglement.table import CodeTable, fixed_batches
 from jaxvae.disentanglement.total_correlation import (
     aggregate_posterior_covariance,
     compute_total_correlation,
@@ -31,8 +32,10 @@ from jaxvae.disentanglement.total_correlation import (
 
 __all__ = [
     "METRICS",
+    "CodeTable",
     "Evaluation",
     "GroundTruthData",
+    "Plan",
     "aggregate_posterior_covariance",
     "beta_vae_from_features",
     "compute_beta_vae",
@@ -48,11 +51,13 @@ __all__ = [
     "discrete_mutual_information",
     "evaluate_all",
     "factor_vae_from_votes",
+    "fixed_batches",
     "gaussian_total_correlation",
     "histogram_discretize",
     "mig_from_codes",
     "modularity_explicitness_from_codes",
     "modularity_from_mutual_information",
+    "plan",
     "sample_codes_and_factors",
     "sap_from_codes",
     "total_correlation_from_posteriors",
