@@ -2,7 +2,9 @@
 
 Each metric has a pure core on given arrays (``mig_from_codes(codes, factors)``, ...) and a
 ``compute_<name>(ground_truth_data, representation_fn, rng, **protocol)`` that samples the points
-its protocol asks for; :func:`evaluate_all` runs them all. See docs/disentanglement.md.
+its protocol asks for; :func:`evaluate_all` runs them all, encoding each factor combination once
+where that saves work (:func:`plan` counts it; :mod:`~jaxvae.disentanglement.table`). See
+docs/disentanglement.md.
 """
 
 from jaxvae.disentanglement.beta_vae import beta_vae_from_features, compute_beta_vae

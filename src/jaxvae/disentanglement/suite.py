@@ -179,7 +179,7 @@ def plan(
     tabulated, images = {}, 0
     for fn in ("representation", "posterior"):
         total = sum(
-            d for n, d in draws.items() if METRICS[n].needs_posterior == (fn != "representation")
+            d for n, d in draws.items() if METRICS[n].needs_posterior == (fn == "posterior")
         )
         auto = total > size if tabulate is None else tabulate
         tabulated[fn] = bool(size and total and auto)
