@@ -56,6 +56,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--disentanglement", action="store_true", help="the disentanglement metrics")
     ev.add_argument("--disentanglement-seed", type=int, default=0, help="their sampling seed")
     ev.add_argument("--disentanglement-points", type=int, default=0, help="0: the full protocol")
+    ev.add_argument("--disentanglement-jobs", type=int, default=1, help="DCI's processes (-1: all)")
 
     sample = sub.add_parser("sample", help="decode samples from the prior")
     sample.add_argument("--workdir", required=True)
@@ -202,7 +203,11 @@ def _cmd_eval(args) -> int:
         run = _load_run(args)
         _say_which(args, run)
         found = disentangle.evaluate_run(
-            args.workdir, run, seed=args.disentanglement_seed, points=args.disentanglement_points
+            args.workdir,
+            run,
+            seed=args.disentanglement_seed,
+            points=args.disentanglement_points,
+            jobs=args.disentanglement_jobs,
         )
         drawn = (layout.DISENTANGLEMENT_MATRICES, layout.FACTOR_TRAVERSALS)
         _report(args, run, figures=found, pictures=[layout.path(args.workdir, n) for n in drawn])
