@@ -8,6 +8,7 @@ negative ELBO; with --iwae-k it also times the importance-weighted (IWAE) NLL ev
 
     .venv-torch/bin/python benchmarks/torch_vae.py --model mlp --epochs 10 --json
     .venv-torch/bin/python benchmarks/torch_vae.py --model conv --epochs 1 --max-steps 200
+    .venv-torch/bin/python benchmarks/torch_vae.py --model vampprior --epochs 2 --max-steps 500
     .venv-torch/bin/python benchmarks/torch_vae.py --model mlp --epochs 10 \\
         --iwae-k 5000 --iwae-num 100 --json
     python3 benchmarks/torch_vae.py --model mlp --epochs 3 --device cuda --batch-size 8192 --json
@@ -23,6 +24,11 @@ $JAXVAE_FASHION_MNIST_DIR (default /usr/share/datasets/fashion-mnist). Pixels ar
 Shuffling uses no DataLoader: the whole training set is one in-memory tensor, and each epoch
 indexes it with a fresh torch.randperm. The last partial batch is dropped (60000 // 128 = 468
 steps per epoch), as jaxvae does.
+
+``--model gated`` and ``--model vampprior`` are the Exemplar-VAE study's models with its protocol
+(``EXEMPLAR``: batch 100, Adam 5e-4, dynamic binarization, KL warm-up), for
+``benchmarks/exemplar_speed.py``; they train on all 60k images (the study trains on 50k and
+validates on 10k, which changes nothing per step).
 """
 
 from __future__ import annotations
@@ -134,7 +140,71 @@ class ConvVAE(nn.Module):
         return self.deconv2(h).reshape(*lead, 784)
 
 
-MODELS = {"mlp": MLPVAE, "conv": ConvVAE}
+class GatedDense(nn.Module):
+    """``h = (W x + b) * sigmoid(V x + c)``, jaxvae's ``layer="gated"`` (no further activation)."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.h = nn.Linear(n_in, n_out)
+        self.g = nn.Linear(n_in, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.h(x) * torch.sigmoid(self.g(x))
+
+
+class GatedVAE(nn.Module):
+    """The Exemplar-VAE study's Gaussian-prior VAE (experiments/studies/exemplar_fmnist.py):
+    two gated 300-unit layers each way, 40 latents, a dense head to ``(mean, log_var)``."""
+
+    latent_dim = 40
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Sequential(GatedDense(784, 300), GatedDense(300, 300), nn.Linear(300, 80))
+        self.dec = nn.Sequential(GatedDense(40, 300), GatedDense(300, 300), nn.Linear(300, 784))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        stats = self.enc(x.reshape(-1, 784))
+        return stats[:, :40], stats[:, 40:]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Returns flat (..., 784) logits."""
+        return self.dec(z)
+
+    def kl(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Per-example KL to N(0, I), analytic."""
+        return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=-1)
+
+
+def _diag_gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor):
+    return -0.5 * torch.sum(
+        math.log(2 * math.pi) + logvar + (z - mu).pow(2) * torch.exp(-logvar), dim=-1
+    )
+
+
+class VampPriorVAE(GatedVAE):
+    """The same VAE with the VampPrior (Tomczak and Welling 2018) as jaxvae's ``vampprior``: 500
+    pseudo-inputs (a [500, 784] parameter, initial values N(0.05, 0.01^2), clipped to [0, 1] as
+    the reference's hardtanh), passed through the encoder at every step; the KL is the one-sample
+    estimate log q(z|x) - log p(z) at the reconstruction's z."""
+
+    num_pseudo = 500
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pseudo = nn.Parameter(0.05 + 0.01 * torch.randn(self.num_pseudo, 784))
+
+    def kl(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        mu_k, logvar_k = self.encode(torch.clamp(self.pseudo, 0.0, 1.0))
+        log_comp = _diag_gaussian_log_prob(z[:, None, :], mu_k[None], logvar_k[None])  # [N, K]
+        log_prior = torch.logsumexp(log_comp, dim=1) - math.log(self.num_pseudo)
+        return _diag_gaussian_log_prob(z, mu, logvar) - log_prior
+
+
+MODELS = {"mlp": MLPVAE, "conv": ConvVAE, "gated": GatedVAE, "vampprior": VampPriorVAE}
+# The Exemplar-VAE study's protocol (exemplar_fmnist.py): batch 100, Adam 5e-4, dynamic
+# binarization, batch-mean loss with the KL weight warmed up linearly over 100 epochs of 500 steps.
+EXEMPLAR = {"batch_size": 100, "lr": 5e-4, "warmup_steps": 50_000}
 
 
 def negative_elbo(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -145,6 +215,15 @@ def negative_elbo(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     rec = F.binary_cross_entropy_with_logits(logits, x.reshape(-1, 784), reduction="sum")
     kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
     return rec + kl
+
+
+def exemplar_loss(model: nn.Module, x: torch.Tensor, beta: float) -> torch.Tensor:
+    """Batch mean of ``-log p(x|z) + beta * KL`` on a dynamically binarized batch."""
+    x = torch.bernoulli(x.reshape(-1, 784))
+    mu, logvar = model.encode(x)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    rec = F.binary_cross_entropy_with_logits(model.decode(z), x, reduction="none").sum(-1)
+    return torch.mean(rec) + beta * torch.mean(model.kl(mu, logvar, z))
 
 
 # --------------------------------------------------------------------------- train / eval
@@ -158,10 +237,14 @@ def train(
     max_steps: int | None,
     log: bool,
     test_x: torch.Tensor | None = None,
+    exemplar: bool = False,
 ) -> tuple[list[float], list[int], list[float]]:
     """Trains in place; returns per-epoch training seconds, steps and, when ``test_x`` is given, the
-    test negative ELBO after each epoch (pytorch/examples tests after every epoch)."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    test negative ELBO after each epoch (pytorch/examples tests after every epoch). With
+    ``exemplar``, the Exemplar-VAE study's protocol (``EXEMPLAR``, :func:`exemplar_loss`)."""
+    lr = EXEMPLAR["lr"] if exemplar else 1e-3
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    step = 0
     steps_per_epoch = train_x.shape[0] // batch_size  # drop the last partial batch
     n_used = steps_per_epoch * batch_size
     seconds, steps, tests = [], [], []
@@ -176,10 +259,16 @@ def train(
         for i in range(n_steps):
             x = train_x[perm[i]]
             opt.zero_grad(set_to_none=True)
-            loss = negative_elbo(model, x)
+            if exemplar:
+                beta = min(1.0, step / EXEMPLAR["warmup_steps"])
+                loss = exemplar_loss(model, x, beta)
+            else:
+                loss = negative_elbo(model, x)
+            step += 1
             loss.backward()
             opt.step()
             # On a GPU, .item() would wait for every step; sum there and read once per epoch.
+            loss = loss * x.shape[0] if exemplar else loss  # summed over the batch, as logged
             total += loss.detach() if device.type == "cuda" else loss.item()
         total = float(total)
         if device.type == "cuda":
@@ -204,7 +293,11 @@ def test_nelbo(model: nn.Module, test_x: torch.Tensor, batch_size: int = 1000) -
     model.eval()
     total = 0.0
     for i in range(0, test_x.shape[0], batch_size):
-        total += negative_elbo(model, test_x[i : i + batch_size]).item()
+        x = test_x[i : i + batch_size]
+        if isinstance(model, GatedVAE):  # binarized, as the study's models are trained
+            total += exemplar_loss(model, x, 1.0).item() * x.shape[0]
+        else:
+            total += negative_elbo(model, x).item()
     return total / test_x.shape[0]
 
 
@@ -293,6 +386,9 @@ def main(argv: list[str] | None = None) -> dict:
         file=sys.stderr,
     )
 
+    exemplar = isinstance(model, GatedVAE)
+    if exemplar:
+        args.batch_size = EXEMPLAR["batch_size"]
     seconds, steps, tests = train(
         model,
         train_x,
@@ -301,6 +397,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.max_steps,
         log,
         test_x if args.test_every_epoch else None,
+        exemplar=exemplar,
     )
     if args.save is not None:
         torch.save(model.state_dict(), args.save)

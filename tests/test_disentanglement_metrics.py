@@ -8,6 +8,7 @@ import pytest
 import scipy.stats
 from sklearn import linear_model, metrics, multiclass, preprocessing
 
+from jaxvae import data
 from jaxvae import disentanglement as dis
 from jaxvae.disentanglement import beta_vae, information, modularity, sap
 
@@ -411,3 +412,35 @@ def test_bad_inputs_raise_value_errors():
         dis.compute_mig(DATA, identity_rep, rng(), num_train=0)
     with pytest.raises(ValueError, match="not positive definite"):
         dis.gaussian_total_correlation(np.ones((2, 2)))
+
+
+# ----- encode once, look up -----
+
+
+def test_fixed_batches_and_the_full_protocol_counts():
+    calls = []
+
+    def fn(x):
+        calls.append(len(x))
+        return x[:, :2] * 2.0, x[:, 2:]
+
+    x = np.arange(37 * 3, dtype=np.float64).reshape(37, 3)
+    means, rest = dis.fixed_batches(fn, 16)(x)
+    assert calls == [16, 16, 16]  # the last 5 padded
+    np.testing.assert_array_equal(means, x[:, :2] * 2.0)
+    np.testing.assert_array_equal(rest, x[:, 2:])
+    # The study's protocol on dSprites, counted by hand from each metric's docstring:
+    # BetaVAE 15,000 points x 2 x 64, FactorVAE 10,000 + 15,000 x 64, MIG and TC 10,000 each,
+    # DCI, SAP, modularity 15,000 each.
+    drawn = 15_000 * 128 + (10_000 + 15_000 * 64) + 10_000 + 3 * 15_000 + 10_000
+    dsprites = data.ProceduralDSprites()
+    before = dis.plan(dsprites, tabulate=False)
+    assert before.images == drawn == 2_955_000 and not any(before.tabulated.values())
+    after = dis.plan(dsprites)  # the representation tabulated, the posterior (TC) not
+    assert after.tabulated == {"representation": True, "posterior": False}
+    assert after.images == 737_280 + 10_000
+    assert dis.plan(DATA).tabulated == {"representation": False, "posterior": False}
+    with pytest.raises(ValueError, match="no distinct_combinations"):
+        dis.plan(DATA, tabulate=True)
+    with pytest.raises(ValueError, match=r"unknown protocol keys \['num_points'\]"):
+        dis.plan(dsprites, protocol={"mig": {"num_points": 5}})

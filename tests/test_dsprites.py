@@ -186,6 +186,7 @@ def test_procedural_ground_truth_interface():
     obs = gt.sample_observations_from_factors(factors[:50], np.random.default_rng(0))
     assert obs.dtype == np.float32 and obs.shape == (50, 64, 64, 1)
     np.testing.assert_array_equal(obs, dsprites.render(factors[:50]).astype(np.float32))
+    np.testing.assert_array_equal(data.distinct_combinations(gt), np.arange(737_280))
 
 
 def _grid_data(sizes=(2, 3, 4)):
@@ -206,6 +207,7 @@ def test_array_ground_truth_full_grid_in_order():
     np.testing.assert_array_equal(obs, expected)
     sampled = gt.sample_factors(200, np.random.default_rng(5))
     assert sampled.shape == (200, 3) and (sampled < np.array(sizes)).all()
+    np.testing.assert_array_equal(data.distinct_combinations(gt), np.arange(24))
 
 
 def test_array_ground_truth_shuffled_subset_and_duplicates():
@@ -215,6 +217,9 @@ def test_array_ground_truth_shuffled_subset_and_duplicates():
     dup_images = images[rows].copy()
     dup_images[15:] = 255 - dup_images[15:]  # the duplicates look different
     gt = data.ArrayGroundTruthData(dup_images, factors[rows], sizes, ("a", "b", "c"))
+    assert data.distinct_combinations(gt) is None  # a lookup may draw from rng
+    once = data.ArrayGroundTruthData(images[perm], factors[perm], sizes, ("a", "b", "c"))
+    np.testing.assert_array_equal(data.distinct_combinations(once), np.sort(perm))
     query = factors[perm[3:12]]
     np.testing.assert_array_equal(
         gt.sample_observations_from_factors(query, np.random.default_rng(0)),

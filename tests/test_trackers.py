@@ -15,9 +15,10 @@ import pytest
 
 import jaxvae
 from jaxvae import config as config_lib
-from jaxvae import io, layout, preemption, runner, trackers
+from jaxvae import io, layout, preemption, runner, storage, trackers
 from jaxvae.specs import LoggingSpec
 from tests.conftest import CONFIGS, REPO
+from tests.test_gcs import BUCKET, gcs  # noqa: F401 - the GCS emulator fixture
 
 STOP_AT = 5  # inside the log interval [3, 6): the line at 3 is sent, the sums of 4..5 carried
 
@@ -31,17 +32,22 @@ def _config(mlruns):
     return config
 
 
+def _offline(mp, wandb_dir):
+    """wandb offline, writing under ``wandb_dir``; MLflow's file store allowed."""
+    mp.setenv("WANDB_MODE", "offline")
+    mp.setenv("WANDB_DIR", str(wandb_dir))
+    mp.setenv("WANDB_SILENT", "true")
+    mp.setenv("WANDB_CONSOLE", "off")
+    mp.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for a database otherwise
+
+
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
     """A run stopped at step ``STOP_AT`` and resumed to its end (8 steps), tracked by both."""
     tmp = tmp_path_factory.mktemp("trackers")
     workdir, mlruns = str(tmp / "run"), str(tmp / "mlruns")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WANDB_MODE", "offline")
-        mp.setenv("WANDB_DIR", str(tmp))
-        mp.setenv("WANDB_SILENT", "true")
-        mp.setenv("WANDB_CONSOLE", "off")
-        mp.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for a database otherwise
+        _offline(mp, tmp)
         with pytest.MonkeyPatch.context() as stop:
             stop.setattr(runner.DispatchPacer, "steps", lambda self, remaining: 1)
             calls = {"n": 0}
@@ -129,12 +135,8 @@ def _wandb_records(path):
     return records
 
 
-def test_wandb_continues_one_run_with_config_lines_and_pictures(tracked):
-    workdir, wandb_dir, _, first = tracked
-    run_id = io.read_json(layout.path(workdir, layout.TRACKERS))["wandb"]["run_id"]
-    assert run_id == first["wandb"]["run_id"]
-    files = sorted(glob.glob(os.path.join(wandb_dir, "wandb", "offline-run-*", "run-*.wandb")))
-    assert [os.path.basename(f) for f in files] == [f"run-{run_id}.wandb"] * 2  # stop, resume
+def _wandb_run(files, run_id):
+    """The config and history rows of a wandb run's files, each checked to be run ``run_id``'s."""
     rows, config = [], {}
     for f in files:
         for record in _wandb_records(f):
@@ -147,6 +149,21 @@ def test_wandb_continues_one_run_with_config_lines_and_pictures(tracked):
             elif kind == "history":
                 items = {"/".join(i.nested_key) or i.key: i.value_json for i in record.history.item}
                 rows.append({k: json.loads(v) for k, v in items.items()})
+    return config, rows
+
+
+def _wandb_files(wandb_dir):
+    """The offline run files, oldest first."""
+    return sorted(glob.glob(os.path.join(wandb_dir, "wandb", "offline-run-*", "run-*.wandb")))
+
+
+def test_wandb_continues_one_run_with_config_lines_and_pictures(tracked):
+    workdir, wandb_dir, _, first = tracked
+    run_id = io.read_json(layout.path(workdir, layout.TRACKERS))["wandb"]["run_id"]
+    assert run_id == first["wandb"]["run_id"]
+    files = _wandb_files(wandb_dir)
+    assert [os.path.basename(f) for f in files] == [f"run-{run_id}.wandb"] * 2  # stop, resume
+    config, rows = _wandb_run(files, run_id)
     saved = io.flatten(io.read_json(layout.path(workdir, layout.CONFIG)))
     assert {k: v for k, v in config.items() if k != "_wandb"} == {
         k: list(v) if isinstance(v, tuple) else v for k, v in saved.items()
@@ -159,6 +176,55 @@ def test_wandb_continues_one_run_with_config_lines_and_pictures(tracked):
         assert figures == expected[row["_step"]]
     pictures = {k.split("/")[0] for k, v in rows[-1].items() if v == "image-file"}
     assert sorted(f"{p}.png" for p in pictures) == _pngs(workdir)
+
+
+def test_eval_sample_and_plot_report_to_the_tracked_runs(tracked, tmp_path, capfd):
+    """``jaxvae eval``, ``sample`` and ``plot`` on the finished tracked run (after the tests above,
+    which read the training's tracked runs): eval.json's figures as ``eval/`` metrics at the
+    run's final step, the pictures as MLflow artifacts and wandb images, in the same tracked runs.
+    ``sample`` runs as on a run wandb continued online (its first step past the final one), whose
+    rows are charted against ``STEP_KEY`` instead."""
+    from mlflow.tracking import MlflowClient
+    from wandb.sdk import wandb_run
+
+    from jaxvae import cli
+    from jaxvae.trackers import wandb as wandb_tracker
+
+    workdir, wandb_dir, mlruns, _ = tracked
+    few = str(tmp_path / "few.png")
+    with pytest.MonkeyPatch.context() as mp:
+        _offline(mp, wandb_dir)
+        assert cli.main(["eval", "--workdir", workdir, "--iwae-k", "2", "--num-examples", "8"]) == 0
+        assert cli.main(["plot", "--workdir", workdir]) == 0
+        mp.setattr(wandb_run.Run, "starting_step", property(lambda run: 9))
+        assert cli.main(["sample", "--workdir", workdir, "--num", "4", "--out", few]) == 0
+    assert "error" not in capfd.readouterr().err
+    figures = io.read_json(layout.path(workdir, layout.EVAL))
+    expected = {f"eval/{k}": v for k, v in trackers.numbers(figures).items()}
+    assert {"eval/test_nll", "eval/test_nelbo", "eval/iwae_k"} <= expected.keys()
+    sent = io.read_json(layout.path(workdir, layout.TRACKERS))
+    assert sent["mlflow"]["step"] == sent["wandb"]["step"] == 8  # the run's final step
+
+    client = MlflowClient(tracking_uri=f"file://{mlruns}")
+    run_id = sent["mlflow"]["run_id"]
+    for key, value in expected.items():
+        assert [(m.step, m.value) for m in client.get_metric_history(run_id, key)] == [(8, value)]
+    assert sorted(a.path for a in client.list_artifacts(run_id)) == sorted(
+        [*_pngs(workdir), "few.png"]
+    )
+    local = client.download_artifacts(run_id, "few.png", str(tmp_path / "back"))
+    with open(local, "rb") as a, open(few, "rb") as b:
+        assert a.read() == b.read()
+
+    files = _wandb_files(wandb_dir)
+    assert len(files) == 5  # stop, resume, eval, plot, sample: one tracked run
+    _, rows = _wandb_run(files[2:], sent["wandb"]["run_id"])
+    evaluated, plotted, sampled = rows
+    assert evaluated["_step"] == plotted["_step"] == 8
+    assert {k: v for k, v in evaluated.items() if not k.startswith("_")} == expected
+    drawn = {k.split("/")[0] for k, v in plotted.items() if v == "image-file"}
+    assert sorted(f"{p}.png" for p in drawn) == _pngs(workdir)
+    assert sampled[wandb_tracker.STEP_KEY] == 8 and sampled["few/_type"] == "image-file"
 
 
 def test_lines_past_a_killed_runs_checkpoint_are_not_sent_twice(tmp_path, monkeypatch):
@@ -198,6 +264,57 @@ def test_lines_past_a_killed_runs_checkpoint_are_not_sent_twice(tmp_path, monkey
     run_id = io.read_json(layout.path(other, layout.TRACKERS))["mlflow"]["run_id"]
     replayed = client.get_metric_history(run_id, "loss")
     assert sorted((m.step, m.value) for m in replayed) == [(5, 3.0), (8, 2.0)]
+
+
+def _png(value: int) -> bytes:
+    import io as io_lib
+
+    from PIL import Image
+
+    out = io_lib.BytesIO()
+    Image.new("L", (4, 4), value).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_pictures_in_an_object_store_reach_the_trackers_as_local_copies(
+    gcs,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """A run directory on ``gs://`` (the GCS emulator): its training pictures and a command's
+    (``report``) reach MLflow through temporary local copies under their own names, removed
+    afterwards; a run not tracked, or with the tracker switched off in its config, sends nothing."""
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    os.makedirs(tmp_path / "tmp")
+    uri, workdir = f"file://{tmp_path}/mlruns", f"gs://{BUCKET}/tracked"
+    spec = LoggingSpec(mlflow=uri)
+    drawn, sampled = layout.path(workdir, layout.SAMPLES), f"gs://{BUCKET}/elsewhere/few.png"
+    storage.put(drawn, _png(10))
+    storage.put(sampled, _png(200))
+    log = trackers.Trackers(spec, workdir, resume_step=None, config={"a": 1})
+    log.metrics({"step": 4, "loss": 2.0})
+    log.pictures(4, [drawn])
+    log.close()
+    figures = {"test_nll": 3.5, "step": 4, "data_protocol": {"train": "..."}}
+    assert trackers.report(workdir, spec, figures=figures, pictures=[sampled]) == ["mlflow"]
+    assert trackers.report(workdir, LoggingSpec(), figures=figures) == []
+    assert trackers.report(str(tmp_path), spec, figures=figures) == []  # no trackers.json
+    assert os.listdir(tmp_path / "tmp") == []
+    client = MlflowClient(tracking_uri=uri)
+    run_id = io.read_json(layout.path(workdir, layout.TRACKERS))["mlflow"]["run_id"]
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "eval/test_nll")] == [
+        (4, 3.5)
+    ]
+    assert sorted(client.get_run(run_id).data.metrics) == ["eval/test_nll", "loss"]
+    assert sorted(a.path for a in client.list_artifacts(run_id)) == ["few.png", "samples.png"]
+    for name, value in (("samples.png", 10), ("few.png", 200)):
+        with open(client.download_artifacts(run_id, name, str(tmp_path / name[:3])), "rb") as f:
+            assert f.read() == _png(value)
 
 
 def test_a_missing_tracker_package_is_named_in_one_error(tmp_path, monkeypatch):

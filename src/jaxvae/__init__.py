@@ -6,7 +6,7 @@ decoder likelihoods (:mod:`jaxvae.likelihoods`), objectives, distributions, data
 train step and engine, and evaluation.
 """
 
-from jaxvae import likelihoods, models
+from jaxvae import likelihoods, models, xla_cpu
 from jaxvae.api import Run, load_run, posterior, train
 from jaxvae.config import base_config, load_config_file
 from jaxvae.corruptions import add_noise, dynamic_binarize
@@ -26,6 +26,8 @@ from jaxvae.models import DataInfo, Model, num_params
 from jaxvae.objectives import ObjectiveSpec, iwae_loss, kl_schedule, make_loss
 
 __version__ = "0.2.0"
+
+xla_cpu.install()  # the CPU lowering of jax.random's hash (see its docstring)
 
 __all__ = [
     "DataInfo",

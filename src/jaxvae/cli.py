@@ -56,6 +56,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--disentanglement", action="store_true", help="the disentanglement metrics")
     ev.add_argument("--disentanglement-seed", type=int, default=0, help="their sampling seed")
     ev.add_argument("--disentanglement-points", type=int, default=0, help="0: the full protocol")
+    ev.add_argument("--disentanglement-jobs", type=int, default=1, help="DCI's processes (-1: all)")
 
     sample = sub.add_parser("sample", help="decode samples from the prior")
     sample.add_argument("--workdir", required=True)
@@ -183,6 +184,13 @@ def _say_which(args, run) -> None:
     _say(f"{args.workdir}: the {run.checkpoint} checkpoint (step {run.step})")
 
 
+def _report(args, run, **what) -> None:
+    """A command's figures or pictures, to the tracked runs of the run's training, if any."""
+    from jaxvae import trackers
+
+    trackers.report(args.workdir, run.experiment.logging, **what)
+
+
 def _cmd_eval(args) -> int:
     import jax
     import numpy as np
@@ -196,8 +204,14 @@ def _cmd_eval(args) -> int:
         run = _load_run(args)
         _say_which(args, run)
         found = disentangle.evaluate_run(
-            args.workdir, run, seed=args.disentanglement_seed, points=args.disentanglement_points
+            args.workdir,
+            run,
+            seed=args.disentanglement_seed,
+            points=args.disentanglement_points,
+            jobs=args.disentanglement_jobs,
         )
+        drawn = (layout.DISENTANGLEMENT_MATRICES, layout.FACTOR_TRAVERSALS)
+        _report(args, run, figures=found, pictures=[layout.path(args.workdir, n) for n in drawn])
         print(json.dumps({k: v for k, v in found.items() if k != "disentanglement"}))
         return 0
     for flag, value, least in (("iwae-k", args.iwae_k, 1), ("num-examples", args.num_examples, 0)):
@@ -253,6 +267,7 @@ def _cmd_eval(args) -> int:
     if protocol:
         result["data_protocol"] = protocol
     io.write_json(layout.path(args.workdir, layout.EVAL), result)
+    _report(args, run, figures=result)
     print(json.dumps(result))
     return 0
 
@@ -281,6 +296,7 @@ def _cmd_sample(args) -> int:
         )
     title = f"samples of the {model.name} model"
     plots.save_grid(out, np.asarray(images), min(8, args.num), title=title)
+    _report(args, run, pictures=[out])
     _say_which(args, run)
     print(out)
     return 0
@@ -305,6 +321,7 @@ def _cmd_plot(args) -> int:
     kl = summary.split_metrics(exp, state, "test").get("test_kl_per_dim")  # orders the traversals
     found = summary.disentanglement_found(args.workdir)
     paths = summary.draw(exp, state, args.workdir, kl_per_dim=kl, disentanglement=found)
+    _report(args, run, pictures=paths)
     _say_which(args, run)
     for path in paths:
         print(path)

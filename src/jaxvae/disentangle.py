@@ -102,14 +102,21 @@ def representation_fns(model, params, state):
     return representation, (mean_and_log_var if caps.has(model, caps.Posterior) else None)
 
 
-def score(model, params, state, ground_truth, *, seed: int = 0, points: int = 0) -> dict[str, Any]:
+def score(
+    model, params, state, ground_truth, *, seed: int = 0, points: int = 0, jobs: int = 1
+) -> dict[str, Any]:
     """Every metric of ``model``'s representation on ``ground_truth``.
+
+    Where the metrics draw more observations than the data have combinations (the study's
+    protocol on dSprites or Shapes3D), every combination is encoded once and the metrics look
+    their codes up (:func:`jaxvae.disentanglement.plan`): the same numbers.
 
     Args:
       model, params, state: the trained family.
       ground_truth: the dataset's :class:`~jaxvae.disentanglement.GroundTruthData`.
       seed: every metric's ``np.random.default_rng`` seed (the study: 0).
       points: 0 for the study's protocol, else :func:`reduced_protocol`.
+      jobs: DCI's factors fitted in parallel processes (-1: one per core); the same numbers.
 
     Returns:
       The flat scores, and ``disentanglement``: ``{"seed", "points", "protocol",
@@ -117,9 +124,13 @@ def score(model, params, state, ground_truth, *, seed: int = 0, points: int = 0)
     """
     if model.presentation.traversal_range is None:
         raise ValueError(f"model kind {model.name!r} has no continuous code to score")
+    if int(jobs) != jobs or not (jobs == -1 or jobs >= 1):
+        raise ValueError(f"disentanglement jobs={jobs!r}: expected -1 or an integer >= 1")
+    protocol = reduced_protocol(points)
+    protocol["dci"] = protocol.get("dci", {}) | {"n_jobs": int(jobs)}
     representation, posterior = representation_fns(model, params, state)
     found = disentanglement.evaluate_all(
-        ground_truth, representation, posterior, int(seed), protocol=reduced_protocol(points)
+        ground_truth, representation, posterior, int(seed), protocol=protocol
     )
     return found.scores | {
         "disentanglement": {
@@ -231,12 +242,16 @@ def draw(workdir: str, model, params, state, image, found: Mapping[str, Any]) ->
     ]
 
 
-def evaluate_run(workdir: str, run, *, seed: int = 0, points: int = 0) -> dict[str, Any]:
+def evaluate_run(
+    workdir: str, run, *, seed: int = 0, points: int = 0, jobs: int = 1
+) -> dict[str, Any]:
     """``jaxvae eval --disentanglement``: scores the loaded ``run`` (:func:`jaxvae.api.load_run`),
     merges the scores into ``eval.json`` and ``summary.json`` (where they exist) and draws the
     pictures; returns the scores with the checkpoint's step."""
     ground_truth = ground_truth_data(run.experiment.data)
-    result = score(run.model, run.params, run.state, ground_truth, seed=seed, points=points)
+    result = score(
+        run.model, run.params, run.state, ground_truth, seed=seed, points=points, jobs=jobs
+    )
     result |= {"disentanglement_step": run.step, "checkpoint": run.checkpoint}
     for name in (layout.EVAL, layout.SUMMARY):
         where = layout.path(workdir, name)

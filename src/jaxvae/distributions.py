@@ -70,6 +70,42 @@ def diag_gaussian_log_prob(
     return _sum_event(lp, batch_dims)
 
 
+@jax.custom_vjp
+def pairwise_diag_gaussian_log_prob(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
+    """``log N(z_n; mean_k, diag(exp(log_var_k)))`` for every pair: ``[N, K]`` from ``z`` ``[N, D]``
+    and ``mean``, ``log_var`` ``[K, D]`` (a mixture's components, e.g. the VampPrior's).
+
+    The value is :func:`diag_gaussian_log_prob` of the broadcast ``[N, K, D]`` difference, bit for
+    bit. The gradient is the same function's, computed through matrix products instead of reductions
+    over that ``[N, K, D]`` tensor's batch axis (on CPU those made the VampPrior's training step 1.6x
+    slower); it equals autodiff's up to rounding.
+    """
+    return diag_gaussian_log_prob(z[:, None, :], mean, log_var, batch_dims=2)
+
+
+def _pairwise_fwd(z, mean, log_var):
+    return pairwise_diag_gaussian_log_prob(z, mean, log_var), (z, mean, log_var)
+
+
+def _pairwise_bwd(residuals, g):
+    # With p = exp(-log_var) and value[n, k] = -0.5 sum_d (log 2pi + log_var + (z - mean)^2 p):
+    #   d/dz[n, d]       = sum_k g[n, k] (mean[k, d] - z[n, d]) p[k, d]
+    #   d/dmean[k, d]    = p[k, d] sum_n g[n, k] (z[n, d] - mean[k, d])
+    #   d/dlog_var[k, d] = -0.5 sum_n g[n, k] (1 - (z[n, d] - mean[k, d])^2 p[k, d])
+    z, mean, log_var = residuals
+    p = jnp.exp(-log_var)
+    total = jnp.sum(g, axis=0)[:, None]  # [K, 1]
+    gz = g.T @ z  # [K, D]
+    dz = g @ (mean * p) - z * (g @ p)
+    dmean = p * (gz - mean * total)
+    squares = g.T @ jnp.square(z) - 2.0 * mean * gz + jnp.square(mean) * total
+    dlog_var = 0.5 * (p * squares - total)
+    return dz, dmean, dlog_var
+
+
+pairwise_diag_gaussian_log_prob.defvjp(_pairwise_fwd, _pairwise_bwd)
+
+
 def standard_normal_log_prob(z: ArrayLike, *, batch_dims: int = 1) -> jax.Array:
     """``log N(z; 0, I)`` summed over the event axes."""
     z = jnp.asarray(z)

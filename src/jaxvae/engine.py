@@ -26,7 +26,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxvae import sharding
+from jaxvae import sharding, xla_cpu
 from jaxvae.models import Model, Params
 from jaxvae.models import capabilities as caps
 from jaxvae.objectives import ObjectiveSpec, make_loss
@@ -198,7 +198,13 @@ def compile_engine(train_step, prepare: Prepare, mesh: Mesh, *, input_axes=None)
     if input_axes is not None:
         run = jax.vmap(run, in_axes=(0, input_axes, 0, None, 0))
     replicated = sharding.replicated(mesh)
-    return jax.jit(run, donate_argnums=(0,), out_shardings=(replicated, replicated))
+    options = xla_cpu.compiler_options(mesh.devices.flat)
+    return jax.jit(
+        run,
+        donate_argnums=(0,),
+        out_shardings=(replicated, replicated),
+        compiler_options=options,
+    )
 
 
 def device_prepare(*, num_examples: int, batch_size: int, mesh: Mesh) -> Prepare:

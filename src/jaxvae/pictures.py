@@ -213,13 +213,15 @@ def write_pictures(
         row_labels=(["input", "reconstruction"] * n)[: -(-recons.shape[0] // NCOLS)],
     )
     steps = INTERPOLATION_STEPS
-    pair = first(batch, slice(0, 8)), first(batch, slice(8, 16))
-    save(
-        layout.INTERPOLATIONS,
-        interpolations(model, params, state, *pair, steps),
-        steps,
-        title="decoded between the encodings of two test images (left, right)",
-    )
+    half = min(8, len(batch["image"]) // 2)  # up to 8 pairs: images 0..7 with 8..15
+    if half:
+        pair = first(batch, slice(0, half)), first(batch, slice(half, 2 * half))
+        save(
+            layout.INTERPOLATIONS,
+            interpolations(model, params, state, *pair, steps),
+            steps,
+            title="decoded between the encodings of two test images (left, right)",
+        )
     r = model.presentation.traversal_range
     if r is not None:
         t = traversals(model, params, state, batch, kl_per_dim)

@@ -146,6 +146,8 @@ class EvalSpec:
       disentanglement_seed: the metrics' sampling seed (the study's: 0).
       disentanglement_points: 0 = the study's protocol; N > 0 = every metric's sample counts
         reduced to N training and N // 2 test points (quick looks and tests only).
+      disentanglement_jobs: DCI's factors fitted in that many parallel processes (-1: one per
+        core); the same numbers.
     """
 
     batch_size: int = 1000
@@ -155,6 +157,7 @@ class EvalSpec:
     disentanglement: bool = False
     disentanglement_seed: int = 0
     disentanglement_points: int = 0
+    disentanglement_jobs: int = 1
 
     def __post_init__(self) -> None:
         _check_ranges(
@@ -167,6 +170,7 @@ class EvalSpec:
                 "num_pictures": (lambda v: v > 0, "a positive integer"),
                 "disentanglement_seed": (lambda v: v >= 0, "an integer >= 0"),
                 "disentanglement_points": (lambda v: v == 0 or v >= 4, "0 or an integer >= 4"),
+                "disentanglement_jobs": (lambda v: v == -1 or v >= 1, "-1 or an integer >= 1"),
             },
         )
 
@@ -200,9 +204,9 @@ class DataSpec:
       limit_test: keep only the first N test images (0 = all).
       validation_size: hold out the last N training images as the validation set, before
         ``limit_train`` (0 = none).
-      stream: the training data streamed from its TFDS data source instead of living on the
-        device: ``auto`` (TFDS data whose training images exceed ``stream_threshold_mb`` as
-        float32), ``always`` or ``never``.
+      stream: the training data streamed from its TFDS data source (an image folder: from its
+        cache or its files) instead of living on the device: ``auto`` (when its training images
+        exceed ``stream_threshold_mb`` as float32), ``always`` or ``never``.
       stream_threshold_mb: see ``stream``.
       stream_workers: Grain reader threads (0 = min(8, CPUs)).
       image_size: ``folder`` and ``celeb_a``: the side of the square images (0 = 64).

@@ -32,6 +32,7 @@ import errno
 import functools
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -152,6 +153,21 @@ def read_bytes(path: str) -> bytes:
             return f.read()
     with _remote(path) as fs:
         return fs.cat_file(path)
+
+
+@contextlib.contextmanager
+def local_copy(path: str) -> Iterator[str]:
+    """A local file holding ``path``'s content, for a library that opens local files only (an
+    experiment tracker's picture): ``path`` itself when it is local, else a temporary copy under
+    the same file name, removed when the ``with`` block ends."""
+    if not is_remote(path):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="jaxvae-copy-") as tmp:
+        local = os.path.join(tmp, os.path.basename(path.rstrip("/")))
+        with open(local, "wb") as f:
+            f.write(read_bytes(path))
+        yield local
 
 
 def read_text(path: str) -> str:

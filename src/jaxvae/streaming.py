@@ -113,8 +113,8 @@ def open_train_source(d: DataSpec, seed: int) -> TrainSource | None:
 
     ``data.stream``: ``"never"``; ``"always"`` (TFDS-backed data: fashion_mnist with
     ``data.source="tfds"``, mnist, binarized_mnist, cifar10, celeb_a; and an image folder,
-    streamed from its memory-mapped cache); ``"auto"``: stream a TFDS-backed
-    dataset whose training images take more than ``data.stream_threshold_mb`` MiB as float32.
+    streamed from its memory-mapped cache, or without one from its files, each decoded when
+    read); ``"auto"``: stream such a dataset whose training images take more than ``data.stream_threshold_mb`` MiB as float32.
     The dataset goes through the one preparation step (:func:`jaxvae.data.load_dataset` with
     ``lazy_train``): the same validation split, limits, binarization and protocol as in memory.
 
@@ -141,7 +141,7 @@ def open_train_source(d: DataSpec, seed: int) -> TrainSource | None:
     dataset = data_lib.load_from_config(d, seed, lazy_train=True)
     column = dataset.train_images
     protocol = dict(dataset.protocol)
-    origin = "its memory-mapped cache" if d.name == "folder" else "the TFDS data source"
+    origin = getattr(column.records, "origin", "the TFDS data source")
     protocol["train"] += f"; streamed from {origin} ({mb:.0f} MiB as float32)"
     dataset = dataclasses.replace(dataset, protocol=protocol)
     workers = d.stream_workers or min(8, os.cpu_count() or 1)

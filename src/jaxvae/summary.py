@@ -109,6 +109,7 @@ def final_summary(exp, state) -> dict[str, Any]:
             disentangle.ground_truth_data(exp.data),
             seed=exp.eval.disentanglement_seed,
             points=exp.eval.disentanglement_points,
+            jobs=exp.eval.disentanglement_jobs,
         )
     summary |= {
         "dataset": exp.dataset.name,

@@ -72,6 +72,7 @@ from jaxvae.data.dsprites import render as render_dsprites
 from jaxvae.data.ground_truth import (
     ArrayGroundTruthData,
     GroundTruthData,
+    distinct_combinations,
     factors_to_index,
     index_to_factors,
     split_indices,
@@ -136,6 +137,7 @@ __all__ = [
     "dataset_from_arrays",
     "default_tfds_data_dir",
     "dynamic_binarize",
+    "distinct_combinations",
     "factors_to_index",
     "find_fashion_mnist_files",
     "ground_truth_from_tfds",

@@ -178,6 +178,10 @@ class ProceduralDSprites:
             np.int32
         )
 
+    def distinct_combinations(self) -> np.ndarray:
+        """Every index of the grid: each combination has one rendering, drawn without ``rng``."""
+        return np.arange(NUM_EXAMPLES, dtype=np.int64)
+
     def sample_observations_from_factors(
         self, factors: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:

@@ -23,9 +23,15 @@
   folder decodes again and an unchanged one reads the cache (memory-mapped). Old keys are left.
 * **Bad files.** A file PIL cannot decode is skipped with one warning line naming it (on every
   load, from the cache's record); no image at all is an error.
-* **Streaming.** The training split can stay in the memory-mapped cache
-  (:class:`ArrayRecords` in a :class:`~jaxvae.data.tfds.RecordColumn`), so a folder larger than
-  ``data.stream_threshold_mb`` streams as TFDS data does.
+* **Streaming.** A folder whose training images take more than ``data.stream_threshold_mb`` as
+  float32 (``data.stream="auto"``), or any folder with ``data.stream="always"``, streams as TFDS
+  data does (:class:`ArrayRecords` in a :class:`~jaxvae.data.tfds.RecordColumn`): from its cache
+  when one is there, else from its files, each decoded when its batch is read
+  (:class:`~jaxvae.data.folder_records.FileImages`), so the first batch waits for one pass over
+  the files' headers (PIL opens each: the channel count, the unreadable files), not for the
+  decoding; no cache is written then, and the test and validation images are decoded at the
+  start. The images and their order are the cache's. A file that opens but does not decode is
+  an error when its batch comes (the cache skips it).
 """
 
 from __future__ import annotations
@@ -35,7 +41,6 @@ import hashlib
 import os
 import shutil
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -43,7 +48,8 @@ import PIL.Image
 
 from jaxvae import io
 from jaxvae.data.base import Dataset, Source, SourceRequest, register, to_unit_float
-from jaxvae.data.images import GREY_MODES, crop_and_resize
+from jaxvae.data.folder_records import ArrayRecords, FileImages, decode_one, why
+from jaxvae.data.images import GREY_MODES
 from jaxvae.data.tfds import RecordColumn
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -112,23 +118,6 @@ def _isdir(data_dir: str, name: str) -> bool:
     return os.path.isdir(os.path.join(data_dir, name))
 
 
-class ArrayRecords:
-    """Records ``{"image": uint8 [H, W, C], "label": int}`` over (memory-mapped) arrays: the
-    random-access source a streamed training split reads (see :mod:`jaxvae.streaming`)."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray):
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"image": np.asarray(self.images[index]), "label": int(self.labels[index])}
-
-    def __getitems__(self, keys: Sequence[int]) -> list[dict[str, Any]]:
-        return [self[k] for k in keys]
-
-
 def _cache_key(data_dir: str, files, request: SourceRequest) -> str:
     digest = hashlib.sha256()
     digest.update(repr((CACHE_VERSION, _size(request), request.channels)).encode())
@@ -142,14 +131,17 @@ def _size(request: SourceRequest) -> int:
     return request.image_size or DEFAULT_IMAGE_SIZE
 
 
-def _why(error: BaseException) -> str:
-    return (str(error).splitlines() or [type(error).__name__])[0]
+_SCANNED: dict[str, tuple] = {}  # the newest header pass, by cache key (a start reads it twice)
 
 
-def _decode(data_dir: str, files, request: SourceRequest, out_dir: str) -> None:
-    """Decodes ``files`` into the cache files in ``out_dir`` (a fresh directory)."""
+def _scan(data_dir: str, files, request: SourceRequest):
+    """The header pass: every file opened (not decoded) by PIL. Returns ``(order, channels,
+    skipped)``: ``[(u, index in files)]`` of the files that open, in ``u`` order, the channel
+    count, and ``{path: why}`` of those that do not."""
+    key = _cache_key(data_dir, files, request)
+    if key in _SCANNED:
+        return _SCANNED[key]
     paths = [os.path.join(data_dir, p) for p, _ in files]
-    workers = min(8, os.cpu_count() or 1)
     skipped: dict[str, str] = {}
 
     def mode(path: str) -> str | None:
@@ -157,30 +149,39 @@ def _decode(data_dir: str, files, request: SourceRequest, out_dir: str) -> None:
             with PIL.Image.open(path) as image:
                 return image.mode
         except (OSError, ValueError, SyntaxError) as e:
-            skipped[path] = _why(e)
+            skipped[path] = why(e)
             return None
 
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
         modes = list(pool.map(mode, paths))
     channels = request.channels
     if not channels:
         grey = sum(m in GREY_MODES for m in modes if m is not None)
         channels = 1 if grey * 2 > sum(m is not None for m in modes) else 3
-    size = _size(request)
     order = sorted(
         (split_fraction(p), i) for i, (p, _) in enumerate(files) if paths[i] not in skipped
     )
+    _SCANNED.clear()
+    _SCANNED[key] = order, channels, dict(skipped)
+    return _SCANNED[key]
+
+
+def _decode(data_dir: str, files, request: SourceRequest, out_dir: str) -> None:
+    """Decodes ``files`` into the cache files in ``out_dir`` (a fresh directory)."""
+    paths = [os.path.join(data_dir, p) for p, _ in files]
+    workers = min(8, os.cpu_count() or 1)
+    order, channels, skipped = _scan(data_dir, files, request)
+    skipped = dict(skipped)
+    size = _size(request)
     images = np.lib.format.open_memmap(
         os.path.join(out_dir, "images.npy"), "w+", np.uint8, (len(order), size, size, channels)
     )
 
     def decode(i: int) -> np.ndarray | None:
         try:
-            with PIL.Image.open(paths[i]) as image:
-                image = image.convert("L" if channels == 1 else "RGB")
-                return np.asarray(crop_and_resize(image, size)).reshape(size, size, channels)
+            return decode_one(paths[i], size, channels)
         except (OSError, ValueError, SyntaxError) as e:
-            skipped[paths[i]] = _why(e)
+            skipped[paths[i]] = why(e)
             return None
 
     kept: list[tuple[float, int]] = []
@@ -198,20 +199,42 @@ def _decode(data_dir: str, files, request: SourceRequest, out_dir: str) -> None:
         os.replace(os.path.join(out_dir, "images.tmp.npy"), os.path.join(out_dir, "images.npy"))
     np.save(os.path.join(out_dir, "labels.npy"), np.array([files[i][1] for _, i in kept], np.int32))
     np.save(os.path.join(out_dir, "u.npy"), np.array([u for u, _ in kept], np.float64))
-    info = {
+    io.write_json(
+        os.path.join(out_dir, "info.json"), _info(data_dir, files, kept, channels, size, skipped)
+    )
+
+
+def _info(data_dir, files, kept, channels: int, size: int, skipped) -> dict[str, Any]:
+    return {
         "files": [files[i][0] for _, i in kept],
         "channels": channels,
         "image_size": size,
-        "skipped": {os.path.relpath(p, data_dir): why for p, why in sorted(skipped.items())},
+        "skipped": {os.path.relpath(p, data_dir): r for p, r in sorted(skipped.items())},
     }
-    io.write_json(os.path.join(out_dir, "info.json"), info)
+
+
+def _undecoded(data_dir: str, files, request: SourceRequest):
+    """What :func:`_open_cache` gives, from the header pass alone: the images as
+    :class:`FileImages`."""
+    order, channels, skipped = _scan(data_dir, files, request)
+    size = _size(request)
+    images = FileImages([os.path.join(data_dir, files[i][0]) for _, i in order], size, channels)
+    labels = np.array([files[i][1] for _, i in order], np.int32)
+    u = np.array([u for u, _ in order], np.float64)
+    return images, labels, u, _info(data_dir, files, order, channels, size, skipped)
+
+
+def _cache_path(data_dir: str, files, request: SourceRequest) -> tuple[str, str, bool]:
+    """``(cache root, this cache's directory, whether it is complete)``."""
+    root = request.cache_dir or os.path.join(data_dir, CACHE_NAME)
+    path = os.path.join(root, _cache_key(data_dir, files, request))
+    return root, path, all(os.path.isfile(os.path.join(path, f)) for f in CACHE_FILES)
 
 
 def _cache(data_dir: str, files, request: SourceRequest) -> str:
     """The cache directory of this listing and these options, decoded first when absent."""
-    root = request.cache_dir or os.path.join(data_dir, CACHE_NAME)
-    path = os.path.join(root, _cache_key(data_dir, files, request))
-    if all(os.path.isfile(os.path.join(path, f)) for f in CACHE_FILES):
+    root, path, complete = _cache_path(data_dir, files, request)
+    if complete:
         return path
     try:
         os.makedirs(root, exist_ok=True)
@@ -225,7 +248,7 @@ def _cache(data_dir: str, files, request: SourceRequest) -> str:
             shutil.rmtree(tmp, ignore_errors=True)
     except OSError as e:
         raise ValueError(
-            f"Could not write the decoded images of {data_dir!r} to {root!r} ({_why(e)}); "
+            f"Could not write the decoded images of {data_dir!r} to {root!r} ({why(e)}); "
             "expected a writable cache directory: set data.cache_dir."
         ) from e
     return path
@@ -247,12 +270,16 @@ def _check_request(request: SourceRequest) -> None:
         raise ValueError(f"data.test_fraction={request.test_fraction!r}; expected in (0, 1).")
 
 
-def _opened(request: SourceRequest):
+def _opened(request: SourceRequest, *, decode: bool = True):
+    """The folder's images (the cache, memory-mapped; without ``decode`` and without a cache,
+    :class:`FileImages`), labels, test count, class names and info."""
     _check_request(request)
     data_dir = request.data_dir
     files, classes = list_folder(data_dir)
-    path = _cache(data_dir, files, request)
-    images, labels, u, info = _open_cache(path)
+    if decode or _cache_path(data_dir, files, request)[2]:
+        images, labels, u, info = _open_cache(_cache(data_dir, files, request))
+    else:
+        images, labels, u, info = _undecoded(data_dir, files, request)
     if not len(labels):
         raise ValueError(f"data.data_dir={data_dir!r}: none of its {len(files)} images decoded.")
     num_test = int(np.searchsorted(u, request.test_fraction))
@@ -271,9 +298,10 @@ def load_folder(request: SourceRequest) -> Dataset:
     Raises:
       ValueError: A missing or empty folder, bad options, or an unwritable cache.
     """
-    images, labels, num_test, classes, info = _opened(request)
-    for relpath, why in info["skipped"].items():
-        _warn(f"skipped unreadable image {os.path.join(request.data_dir, relpath)!r} ({why})")
+    decode = request.with_train and not request.lazy_train  # else only what is read is decoded
+    images, labels, num_test, classes, info = _opened(request, decode=decode)
+    for relpath, reason in info["skipped"].items():
+        _warn(f"skipped unreadable image {os.path.join(request.data_dir, relpath)!r} ({reason})")
     test = slice(0, num_test if request.limit_test <= 0 else min(num_test, request.limit_test))
     n_train = len(labels) - num_test
     if request.limit_train > 0:
@@ -306,7 +334,7 @@ def load_folder(request: SourceRequest) -> Dataset:
 
 
 def _train_records(request: SourceRequest) -> tuple[int, tuple[int, int, int]]:
-    images, labels, num_test, _, _ = _opened(request)
+    images, labels, num_test, _, _ = _opened(request, decode=False)
     return len(labels) - num_test, tuple(int(x) for x in images.shape[1:])
 
 

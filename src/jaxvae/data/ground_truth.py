@@ -11,7 +11,9 @@ two things, as disentanglement_lib's ``GroundTruthData`` does:
 
 plus ``factor_sizes`` and ``factor_names``. :class:`GroundTruthData` is that protocol;
 :class:`ArrayGroundTruthData` implements it for images in memory with a factors table, and
-:class:`jaxvae.data.dsprites.ProceduralDSprites` by rendering.
+:class:`jaxvae.data.dsprites.ProceduralDSprites` by rendering. Both also have the optional
+``distinct_combinations()`` (:func:`distinct_combinations`), which lets the metrics encode each
+combination once and look its code up.
 
 A combination is numbered by its mixed-radix index, the last factor fastest (the order in which
 dSprites and Shapes3D store their images):
@@ -32,6 +34,7 @@ __all__ = [
     "ArrayGroundTruthData",
     "GroundTruthData",
     "check_factors",
+    "distinct_combinations",
     "factors_to_index",
     "index_to_factors",
     "split_indices",
@@ -59,6 +62,30 @@ class GroundTruthData(Protocol):
     ) -> np.ndarray:
         """An observation of each row of ``factors``: float32 ``[num, H, W, C]`` in ``[0, 1]``."""
         ...
+
+
+def distinct_combinations(data: GroundTruthData) -> np.ndarray | None:
+    """The combinations ``data`` has one fixed observation each for, or None.
+
+    A dataset may have a method ``distinct_combinations()`` returning the sorted mixed-radix
+    indices (int64 ``[M]``) of every combination ``sample_factors`` can return, promising that
+    ``sample_observations_from_factors`` gives each of them always the same observation and draws
+    nothing from its ``rng``. Then an observation's code is a function of its combination, and
+    the metrics may encode each combination once (:mod:`jaxvae.disentanglement.table`). Without
+    the method (or when it returns None, e.g. for a table holding a combination twice) they
+    encode every observation they draw.
+    """
+    method = getattr(data, "distinct_combinations", None)
+    found = None if method is None else method()
+    if found is None:
+        return None
+    found = np.asarray(found, np.int64)
+    if found.ndim != 1 or not found.size or np.any(np.diff(found) <= 0):
+        raise ValueError(
+            f"distinct_combinations() returned shape {found.shape}; expected sorted, distinct "
+            "mixed-radix indices [M], M >= 1"
+        )
+    return found
 
 
 def check_factors(factors: np.ndarray, factor_sizes: Sequence[int], what: str = "factors"):
@@ -258,6 +285,13 @@ class ArrayGroundTruthData:
     def observation_shape(self) -> tuple[int, ...]:
         """``(H, W, C)`` of one observation."""
         return tuple(int(d) for d in self.images.shape[1:])
+
+    def distinct_combinations(self) -> np.ndarray | None:
+        """The sorted indices of the table's combinations when each is held once (then a lookup
+        draws nothing from ``rng``), else None (see :func:`distinct_combinations`)."""
+        if self._in_order:
+            return np.arange(self.factors.shape[0], dtype=np.int64)
+        return self._keys.copy() if np.all(self._counts == 1) else None
 
     def sample_factors(self, num: int, rng: np.random.Generator) -> np.ndarray:
         """``num`` rows of the factors table drawn uniformly with replacement: int32 ``[num, F]``."""

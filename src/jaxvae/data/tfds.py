@@ -87,6 +87,8 @@ class RecordColumn:
         )
 
     def __array__(self, dtype=None, copy=None):
+        if self.field == "label" and hasattr(self.records, "labels"):  # no record decoded
+            return np.asarray(self.records.labels[self.start : self.stop], np.int32)
         keys = list(range(self.start, self.stop))
         records = self.records.__getitems__(keys) if keys else []
         if self.field == "image":

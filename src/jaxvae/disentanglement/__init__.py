@@ -2,7 +2,9 @@
 
 Each metric has a pure core on given arrays (``mig_from_codes(codes, factors)``, ...) and a
 ``compute_<name>(ground_truth_data, representation_fn, rng, **protocol)`` that samples the points
-its protocol asks for; :func:`evaluate_all` runs them all. See docs/disentanglement.md.
+its protocol asks for; :func:`evaluate_all` runs them all, encoding each factor combination once
+where that saves work (:func:`plan` counts it; :mod:`~jaxvae.disentanglement.table`). See
+docs/disentanglement.md.
 """
 
 from jaxvae.disentanglement.beta_vae import beta_vae_from_features, compute_beta_vae
@@ -21,7 +23,8 @@ from jaxvae.disentanglement.modularity import (
     modularity_from_mutual_information,
 )
 from jaxvae.disentanglement.sap import compute_sap, sap_from_codes
-from jaxvae.disentanglement.suite import METRICS, Evaluation, evaluate_all
+from jaxvae.disentanglement.suite import METRICS, Evaluation, Plan, evaluate_all, plan
+from jaxvae.disentanglement.table import CodeTable, fixed_batches
 from jaxvae.disentanglement.total_correlation import (
     aggregate_posterior_covariance,
     compute_total_correlation,
@@ -31,8 +34,10 @@ from jaxvae.disentanglement.total_correlation import (
 
 __all__ = [
     "METRICS",
+    "CodeTable",
     "Evaluation",
     "GroundTruthData",
+    "Plan",
     "aggregate_posterior_covariance",
     "beta_vae_from_features",
     "compute_beta_vae",
@@ -48,11 +53,13 @@ __all__ = [
     "discrete_mutual_information",
     "evaluate_all",
     "factor_vae_from_votes",
+    "fixed_batches",
     "gaussian_total_correlation",
     "histogram_discretize",
     "mig_from_codes",
     "modularity_explicitness_from_codes",
     "modularity_from_mutual_information",
+    "plan",
     "sample_codes_and_factors",
     "sap_from_codes",
     "total_correlation_from_posteriors",

@@ -80,9 +80,9 @@ class VampPrior(VAE):
     def log_prior(self, params, z):
         """``log (1/K) sum_k N(z; mean_k, diag exp(log_var_k))`` for ``z`` of shape ``[..., D]``."""
         mean, log_var = self.components(params)
-        log_comp = dist.diag_gaussian_log_prob(
-            z[..., None, :], mean, log_var, batch_dims=z.ndim
-        )  # [..., K]
+        flat = z.reshape(-1, z.shape[-1])
+        log_comp = dist.pairwise_diag_gaussian_log_prob(flat, mean, log_var)  # [N, K]
+        log_comp = log_comp.reshape(*z.shape[:-1], self.num_pseudo)
         return jax.nn.logsumexp(log_comp, axis=-1) - math.log(self.num_pseudo)
 
     def kl(self, params, mean, log_var, z):

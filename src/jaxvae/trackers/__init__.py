@@ -29,6 +29,11 @@ averages the carried sums and the new steps, once). After a kill, the lines past
 checkpoint are computed again (the same values but the timing); the tracked run keeps those it
 was first sent. A tracker first asked for when a run resumes starts its tracked run with the
 lines metrics.jsonl already holds; a new run in the directory starts new tracked runs.
+
+What a command computes on a trained run (``jaxvae eval``'s figures, the pictures of ``jaxvae
+sample`` and ``jaxvae plot``) goes to the same tracked runs through :func:`report`. A picture in
+an object store (``gs://``) reaches a tracker as a temporary local copy
+(:func:`jaxvae.storage.local_copy`): the trackers' clients open local files only.
 """
 
 from __future__ import annotations
@@ -94,6 +99,28 @@ def numbers(record: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def _run_name(spec: LoggingSpec, workdir: str) -> str:
+    return spec.run_name or os.path.basename(storage.abspath(workdir))
+
+
+def _open(kind: str, cls: type, spec: LoggingSpec, name: str, run_id: str | None) -> Any:
+    """The tracker ``kind``, on a new tracked run or on the one of ``run_id``."""
+    try:
+        return cls(spec, name=name, run_id=run_id)
+    except Exception as e:  # the client's own errors (no login, no server), in one line
+        detail = e if isinstance(e, MissingPackage) else f"{type(e).__name__}: {e}"
+        raise ValueError(f"config logging.{kind}={getattr(spec, kind)!r}: {detail}") from e
+
+
+def _send_pictures(opened, step: int, paths: list[str]) -> None:
+    """Each PNG to each tracker; a picture in an object store (``gs://``) as a local copy, the
+    only kind the trackers' clients open."""
+    for path in paths:
+        with storage.local_copy(path) as local:
+            for tracker in opened:
+                tracker.log_image(step, local)
+
+
 class Trackers:
     """The trackers ``spec`` asks for, opened on the run in ``workdir``.
 
@@ -120,7 +147,7 @@ class Trackers:
             storage.remove(self.path)  # a new run: new tracked runs
         elif resume_step is not None and storage.exists(self.path):
             self.sent = io.read_json(self.path)
-        name = spec.run_name or os.path.basename(storage.abspath(workdir))
+        name = _run_name(spec, workdir)
         wanted = [(kind, cls) for kind, cls in registered().items() if getattr(spec, kind)]
         try:
             for kind, cls in wanted:
@@ -137,11 +164,7 @@ class Trackers:
     def _start(self, kind: str, cls: type, spec: LoggingSpec, name: str) -> bool:
         """Opens the tracker ``kind``; returns whether its tracked run is new."""
         before = self.sent.get(kind)
-        try:
-            tracker = cls(spec, name=name, run_id=before["run_id"] if before else None)
-        except Exception as e:  # the client's own errors (no login, no server), in one line
-            detail = e if isinstance(e, MissingPackage) else f"{type(e).__name__}: {e}"
-            raise ValueError(f"config logging.{kind}={getattr(spec, kind)!r}: {detail}") from e
+        tracker = _open(kind, cls, spec, name, before["run_id"] if before else None)
         self.open[kind] = tracker
         if before is not None and before["run_id"] == tracker.run_id:
             return False
@@ -173,12 +196,57 @@ class Trackers:
 
     def pictures(self, step: int, paths: list[str]) -> None:
         """The run's PNG files, drawn at ``step``, to every tracker."""
-        for tracker in self.open.values():
-            for path in paths:
-                tracker.log_image(step, path)
+        if self.open:
+            _send_pictures(self.open.values(), step, paths)
 
     def close(self) -> None:
         """Ends the tracked runs (they can be continued); closing twice is harmless."""
         trackers, self.open = self.open, {}
         for tracker in trackers.values():
             tracker.close()
+
+
+EVAL_PREFIX = "eval/"
+
+
+def report(
+    workdir: str,
+    spec: LoggingSpec,
+    *,
+    figures: dict[str, Any] | None = None,
+    pictures: list[str] = (),
+) -> list[str]:
+    """What a command computes on a trained run (``jaxvae eval``'s figures, the pictures of
+    ``jaxvae sample`` and ``jaxvae plot``), to the tracked runs of its training.
+
+    The trackers are those ``trackers.json`` in ``workdir`` records that the run's ``logging``
+    section ``spec`` switches on; each gets the numbers of ``figures`` (``step`` left out) under
+    :data:`EVAL_PREFIX` (``eval/test_nll``) and the pictures, at the newest step it was sent (the
+    run's final step, for a finished run), then is closed. A run that was not tracked sends
+    nothing. ``trackers.json`` is left as it is: running a command again sends its figures again.
+
+    Returns:
+      The names of the trackers reported to.
+
+    Raises:
+      ValueError: a tracker's package is missing, or its tracked run could not be continued.
+    """
+    path = layout.path(workdir, layout.TRACKERS)
+    if not storage.exists(path):
+        return []
+    sent = io.read_json(path)
+    metrics = {f"{EVAL_PREFIX}{k}": v for k, v in numbers(figures or {}).items()}
+    done = []
+    for kind, cls in registered().items():
+        if kind not in sent or not getattr(spec, kind):
+            continue
+        tracker = _open(kind, cls, spec, _run_name(spec, workdir), sent[kind]["run_id"])
+        try:
+            step = int(sent[kind]["step"])
+            if metrics:
+                tracker.log_metrics(step, metrics)
+            _send_pictures([tracker], step, list(pictures))
+        finally:
+            tracker.close()
+        done.append(kind)
+    return done
