@@ -157,7 +157,11 @@ def _records(workdir):
     return [{k: v for k, v in r.items() if k != "images_per_sec"} for r in lines]
 
 
-def test_sigkill_and_resume_is_bit_identical(tmp_path):
+def test_sigkill_and_resume_is_bit_identical(tmp_path, one_device_mesh):
+    import io
+
+    from jaxvae import config as config_lib
+
     # 50 steps per epoch and a checkpoint every 130: every checkpoint before the last step is in
     # the middle of an epoch, so the resume is too
     per_epoch, every = 6400 // 128, 130
@@ -171,8 +175,11 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
         "--config.train.keep_checkpoints=20",
         "--config.train.progress=false",
     ]
+    # the run never stopped: in this process, on one device as the console script's (ENV)
     whole = str(tmp_path / "whole")
-    jaxvae("train", "--workdir", whole, *args)
+    config = config_lib.load_config_file(args[1])
+    config_lib.apply_overrides(config, [a.removeprefix("--config.") for a in args[2:]])
+    api.train(config, whole, mesh=one_device_mesh, stream=io.StringIO())
 
     killed = str(tmp_path / "killed")
     exe = os.path.join(os.path.dirname(sys.executable), "jaxvae")
@@ -299,13 +306,16 @@ def test_a_run_of_another_format_is_refused(smoke_run, capsys, tmp_path):
 
 def test_an_autoencoder_is_evaluated_but_not_sampled(capsys, tmp_path):
     workdir = str(tmp_path / "ae")
-    jaxvae("train", "--config", SMOKE, "--workdir", workdir, "--config.model.kind=ae")
+    argv = ["train", "--config", SMOKE, "--workdir", workdir, "--config.model.kind=ae"]
+    assert cli.main(argv) == 0  # in this process: the console script's runs are tested above
     summary = json.load(open(os.path.join(workdir, "summary.json")))
     assert summary["model"] == "ae/mlp" and "test_nll" not in summary
     # Its samples.png decodes codes from a Gaussian fitted to the test codes.
     for name in ("samples.png", "reconstructions.png", "interpolations.png"):
         assert os.path.exists(os.path.join(workdir, name)), name
-    result = json.loads(jaxvae("eval", "--workdir", workdir, "--num-examples", "100").stdout)
+    capsys.readouterr()
+    assert cli.main(["eval", "--workdir", workdir, "--num-examples", "100"]) == 0
+    result = json.loads(capsys.readouterr().out)
     assert result == json.load(open(os.path.join(workdir, "eval.json")))
     assert "test_nll" not in result and "no NLL" in result["note"]
     assert result["num_examples"] == 100 and result["step"] == 16

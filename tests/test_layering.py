@@ -88,6 +88,19 @@ def test_every_module_imports_alone_in_a_fresh_interpreter():
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
 
 
+def test_the_commands_start_without_scikit_learn():
+    """`jaxvae train` and `jaxvae eval` import scikit-learn (a second or two of every start) only
+    where the disentanglement metrics are asked for."""
+    env = dict(os.environ, PYTHONPATH=SRC, JAX_PLATFORMS="cpu")
+    code = (
+        "import sys, jaxvae.api, jaxvae.cli, jaxvae.runner, jaxvae.summary; "
+        "print([m for m in ('sklearn', 'jaxvae.disentangle') if m in sys.modules])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def test_the_module_import_graph_has_no_cycle():
     names = {m for m, _ in _modules()}
     graph = {

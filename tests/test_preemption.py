@@ -1,6 +1,7 @@
 """SIGTERM in the middle of `jaxvae train`: a checkpoint of the step reached, exit code 75 within
 seconds, and a resumed run that ends bit-identical to an uninterrupted one; one process and two."""
 
+import io
 import json
 import os
 import signal
@@ -9,9 +10,12 @@ import subprocess
 import sys
 import time
 
+import jax
 import pytest
 
-from jaxvae import checkpoint, preemption
+import jaxvae
+from jaxvae import checkpoint, preemption, sharding
+from jaxvae import config as config_lib
 from tests.conftest import CONFIGS, REPO
 
 EXE = os.path.join(os.path.dirname(sys.executable), "jaxvae")
@@ -53,10 +57,18 @@ def _training_lines(workdir):
     return [{k: v for k, v in r.items() if k != "images_per_sec"} for r in lines]
 
 
+def _config(*args):
+    """The config of `jaxvae train` with ``args`` after ARGS, for a run in this process."""
+    config = config_lib.load_config_file(ARGS[2])
+    config_lib.apply_overrides(config, [a.removeprefix("--config.") for a in (*ARGS[3:], *args)])
+    return config
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+    """The run never stopped, in this process (the same four devices as `jaxvae train`)."""
     workdir = str(tmp_path_factory.mktemp("plain"))
-    subprocess.run([EXE, *ARGS, "--workdir", workdir], check=True, cwd=REPO, capture_output=True)
+    jaxvae.train(_config(), workdir, stream=io.StringIO())
     return _summary(workdir) | {"lines": _training_lines(workdir)}
 
 
@@ -126,9 +138,16 @@ def _free_port():
         return s.getsockname()[1]
 
 
+# 300 steps of 50 ms (the two processes' all-reduce): long enough that JAX's sync protocol lands
+# before the end
+PAIR = ("--config.train.epochs=12", "--config.data.limit_train=1600")
+
+
 def test_two_processes_agree_on_the_step_to_save(tmp_path):
     """SIGTERM to one of two processes: JAX's preemption sync point makes both save the same
-    step and stop; restarted, the pair ends with the params_digest of an uninterrupted pair."""
+    step and stop; restarted, the pair ends with the params_digest of an uninterrupted run on
+    two devices (here one process: the sum of two devices' gradients is the same bits in either
+    order, so one process of two devices and two of one train alike)."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
 
     def start(workdir):
@@ -138,10 +157,7 @@ def test_two_processes_agree_on_the_step_to_save(tmp_path):
                 [
                     EXE,
                     *ARGS,
-                    # 300 steps of 50 ms (the two processes' all-reduce): long enough that
-                    # JAX's sync protocol lands before the end
-                    "--config.train.epochs=12",
-                    "--config.data.limit_train=1600",
+                    *PAIR,
                     "--workdir",
                     workdir,
                     "--coordinator-address",
@@ -159,9 +175,11 @@ def test_two_processes_agree_on_the_step_to_save(tmp_path):
             for i in range(2)
         ]
 
-    plain = str(tmp_path / "plain")
-    errs = [p.communicate(timeout=300)[1] for p in start(plain)]
-    uninterrupted = _summary(plain)
+    two_devices = sharding.make_mesh(jax.devices()[:2])
+    uninterrupted = jaxvae.train(
+        _config(*PAIR), str(tmp_path / "plain"), mesh=two_devices, stream=io.StringIO()
+    )
+    assert uninterrupted["devices"] == 2 and uninterrupted["steps"] == 300
     workdir = str(tmp_path / "multi")
     procs = start(workdir)
     _wait_for_training(workdir, procs[0])
@@ -179,4 +197,5 @@ def test_two_processes_agree_on_the_step_to_save(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], errs
     summary = _summary(workdir)
     assert summary["resumed_from_step"] == step and summary["processes"] == 2
+    assert summary["devices"] == 2 and summary["steps"] == 300
     assert summary["params_digest"] == uninterrupted["params_digest"]

@@ -12,11 +12,12 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
 import jaxvae
-from jaxvae import checkpoint, streaming
+from jaxvae import checkpoint, sharding, streaming
 from jaxvae import config as config_lib
 from tests import fake_tfds
 from tests.conftest import CONFIGS, REPO
@@ -71,9 +72,14 @@ def _train(mnist_dir, workdir, *overrides):
 
 
 @pytest.fixture(scope="module")
-def streamed(mnist_dir, tmp_path_factory):
+def streamed_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("streamed"))
+
+
+@pytest.fixture(scope="module")
+def streamed(mnist_dir, streamed_dir):
     """The uninterrupted streamed run (2 epochs of 16 steps, 4 devices)."""
-    return _train(mnist_dir, tmp_path_factory.mktemp("streamed"), "data.stream=always")
+    return _train(mnist_dir, streamed_dir, "data.stream=always")
 
 
 def test_streamed_run_trains_on_four_devices(streamed, mnist_dir):
@@ -145,6 +151,13 @@ def test_two_processes_each_read_half_of_every_batch(mnist_dir, tmp_path):
     """Two processes of one device each: each reads the rows its device holds (the first or
     second half of each global batch) and the pair ends with the parameters of one process
     over two devices reading whole batches."""
+    overrides = ("data.stream=always", "train.epochs=1")
+    one = jaxvae.train(
+        _config(mnist_dir, *overrides),
+        str(tmp_path / "one"),
+        mesh=sharding.make_mesh(jax.devices()[:2]),
+        stream=io.StringIO(),
+    )
     args = [
         "train",
         "--config",
@@ -152,41 +165,31 @@ def test_two_processes_each_read_half_of_every_batch(mnist_dir, tmp_path):
         *(f"--config.{o}" for o in OVERRIDES),
         f"--config.data.tfds_data_dir={mnist_dir}",
         "--config.data.limit_train=0",
-        "--config.data.stream=always",
-        "--config.train.epochs=1",
+        *(f"--config.{o}" for o in overrides),
+        "--workdir",
+        str(tmp_path / "two"),
+        "--coordinator-address",
+        f"localhost:{_free_port()}",
+        "--num-processes",
+        "2",
     ]
-
-    def run(workdir, processes):
-        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={3 - processes}")
-        extra = lambda i: []  # noqa: E731
-        if processes == 2:
-            address = f"localhost:{_free_port()}"
-            extra = lambda i: [  # noqa: E731
-                "--coordinator-address",
-                address,
-                "--num-processes",
-                "2",
-                "--process-id",
-                str(i),
-            ]
-        procs = [
-            subprocess.Popen(
-                [EXE, *args, "--workdir", workdir, *extra(i)],
-                env=env,
-                cwd=REPO,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for i in range(processes)
-        ]
-        errs = [p.communicate(timeout=300)[1] for p in procs]
-        assert [p.returncode for p in procs] == [0] * processes, errs
-        with open(os.path.join(workdir, "summary.json")) as f:
-            return json.load(f)
-
-    one = run(str(tmp_path / "one"), 1)
-    two = run(str(tmp_path / "two"), 2)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    procs = [
+        subprocess.Popen(
+            [EXE, *args, "--process-id", str(i)],
+            env=env,
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    with open(os.path.join(tmp_path, "two", "summary.json")) as f:
+        two = json.load(f)
     assert one["devices"] == two["devices"] == 2 and two["processes"] == 2
+    assert "streamed from the TFDS data source" in two["data_protocol"]["train"]
     assert two["params_digest"] == one["params_digest"]
 
 
@@ -209,12 +212,13 @@ def test_static_binarization_is_refused_when_streaming(mnist_dir, tmp_path):
         streaming.open_train_source(config_lib.validate(config).data, config.seed)
 
 
-def test_eval_of_a_streamed_run_reads_only_the_test_split(mnist_dir, tmp_path, monkeypatch, capsys):
+def test_eval_of_a_streamed_run_reads_only_the_test_split(
+    streamed, streamed_dir, monkeypatch, capsys
+):
     from jaxvae import cli
     from jaxvae.data import tfds as tfds_lib
 
-    workdir = str(tmp_path / "run")
-    summary = _train(mnist_dir, workdir, "data.stream=always", "train.epochs=1")
+    workdir, summary = streamed_dir, streamed
     read = tfds_lib.read_data_source
 
     def test_split_only(source, limit=0, has_labels=True):

@@ -196,10 +196,12 @@ def _cmd_eval(args) -> int:
     import numpy as np
 
     from jaxvae import data as data_lib
-    from jaxvae import disentangle, evaluate, experiment, io, layout, summary
+    from jaxvae import evaluate, experiment, io, layout, summary
     from jaxvae.models import capabilities as caps
 
     if args.disentanglement:  # the metrics only (docs/disentanglement.md)
+        from jaxvae import disentangle  # scikit-learn: imported where the metrics are asked for
+
         disentangle.reduced_protocol(args.disentanglement_points)  # checks it before loading
         run = _load_run(args)
         _say_which(args, run)

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import psutil
 
-from jaxvae import curves, disentangle, evaluate, io, layout, likelihoods, pictures, storage
+from jaxvae import curves, evaluate, io, layout, likelihoods, pictures, storage
 from jaxvae.models import Params, num_params
 from jaxvae.models import capabilities as caps
 
@@ -103,6 +103,8 @@ def final_summary(exp, state) -> dict[str, Any]:
         }
     summary |= nats_in_bits(model, summary)
     if exp.eval.disentanglement:
+        from jaxvae import disentangle  # scikit-learn: imported by the runs that score only
+
         summary |= disentangle.score(
             model,
             *_host((state.params, state.model_state)),
@@ -156,6 +158,8 @@ def draw(exp, state, workdir: str, *, kl_per_dim=None, disentanglement=None) -> 
         class_names=exp.dataset.class_names,
     )
     if disentanglement is not None:
+        from jaxvae import disentangle
+
         image = exp.split("test")["image"][0]
         params, model_state = _host((state.params, state.model_state))
         written += disentangle.draw(workdir, exp.model, params, model_state, image, disentanglement)
