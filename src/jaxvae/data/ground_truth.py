@@ -117,6 +117,23 @@ def check_factors(factors: np.ndarray, factor_sizes: Sequence[int], what: str = 
     return array
 
 
+def sorted_positions(
+    sorted_keys: np.ndarray, keys: np.ndarray, factors: np.ndarray, where: str
+) -> np.ndarray:
+    """The position of each of ``keys`` (combination indices of ``factors``' rows) in
+    ``sorted_keys``.
+
+    Raises:
+      ValueError: a key is missing, naming the first such row of ``factors`` and ``where``.
+    """
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
+    missing = sorted_keys[pos] != keys
+    if missing.any():
+        row = int(np.argmax(missing))
+        raise ValueError(f"factors[{row}] = {np.asarray(factors)[row].tolist()} is not {where}")
+    return pos
+
+
 def factors_to_index(factors: np.ndarray, factor_sizes: Sequence[int]) -> np.ndarray:
     """The mixed-radix index of each combination, the last factor fastest.
 
@@ -306,14 +323,8 @@ class ArrayGroundTruthData:
         keys = factors_to_index(factors, self.factor_sizes)
         if self._in_order:
             return keys
-        pos = np.minimum(np.searchsorted(self._keys, keys), self._keys.size - 1)
-        missing = self._keys[pos] != keys
-        if missing.any():
-            row = int(np.argmax(missing))
-            raise ValueError(
-                f"factors[{row}] = {np.asarray(factors)[row].tolist()} is not in the table of "
-                f"{self.factors.shape[0]} rows; expected combinations of the data."
-            )
+        where = f"in the table of {self.factors.shape[0]} rows; expected combinations of the data"
+        pos = sorted_positions(self._keys, keys, factors, where)
         offset = np.zeros(keys.size, np.int64)
         if (self._counts[pos] > 1).any():
             offset = np.floor(rng.random(keys.size) * self._counts[pos]).astype(np.int64)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvae.data.ground_truth import factors_to_index, index_to_factors
+from jaxvae.data.ground_truth import factors_to_index, index_to_factors, sorted_positions
 from jaxvae.disentanglement import ground_truth
 
 RENDER_CHUNK = 1024  # combinations rendered (and held) at a time while the table is built
@@ -132,15 +132,8 @@ class CodeTable:
         """The table row of each combination: int64 ``[n]`` (``rng`` unused)."""
         del rng
         keys = factors_to_index(factors, self.factor_sizes)
-        rows = np.minimum(np.searchsorted(self.combinations, keys), self.combinations.size - 1)
-        missing = self.combinations[rows] != keys
-        if missing.any():
-            row = int(np.argmax(missing))
-            raise ValueError(
-                f"factors[{row}] = {np.asarray(factors)[row].tolist()} is not one of the "
-                f"{self.combinations.size} combinations of the table"
-            )
-        return rows
+        where = f"one of the {self.combinations.size} combinations of the table"
+        return sorted_positions(self.combinations, keys, factors, where)
 
     def codes(self, rows: np.ndarray) -> Any:
         """The codes of table rows (as the representation returned them)."""
