@@ -163,6 +163,18 @@ def test_all_finite_is_exact():
         tree = {"a": big, "b": jnp.zeros((3, 4)).at[2, 1].set(bad)}
         assert not bool(jax.jit(train_lib.all_finite)(tree))
     assert not bool(train_lib.all_finite({"a": jnp.ones(3)}, jnp.float32(jnp.nan)))
+    # Matrices (reduced by a product with zeros): every position of every shape, each bad value.
+    rng = np.random.default_rng(0)
+    shapes = [(7, 5), (1, 6), (6, 1), (2, 3, 4, 5)]
+    leaves = [jnp.asarray(rng.uniform(-3e38, 3e38, size=s), jnp.float32) for s in shapes]
+    check = jax.jit(train_lib.all_finite)
+    assert bool(check(leaves))
+    for i, shape in enumerate(shapes):
+        for flat in range(int(np.prod(shape))):
+            for bad in (np.inf, -np.inf, np.nan):
+                a = np.array(leaves[i])
+                a[np.unravel_index(flat, shape)] = bad
+                assert not bool(check([*leaves[:i], jnp.asarray(a), *leaves[i + 1 :]]))
 
 
 def test_learning_rate_schedules_against_closed_forms():
