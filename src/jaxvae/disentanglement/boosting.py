@@ -181,6 +181,11 @@ def _node_sums(node, g, num):
     return count, total, squares
 
 
+def _per_position(sizes, table):
+    """A value per node ``table [C, J]``, repeated over the node's positions: ``[C, N]``."""
+    return np.repeat(np.ravel(table), sizes).reshape(len(table), -1)
+
+
 def _weighted_impurity(count, total, squares):
     """``n * impurity`` of nodes, sklearn's MSE impurity ``sq / n - (sum / n)^2``."""
     safe = np.maximum(count, 1)
@@ -226,22 +231,18 @@ def _grow(g, x, order, run, rng):
         # n, the points before it in its node n_l, the sums before its node and of its node
         start = np.concatenate([np.zeros((c, 1), np.intp), np.cumsum(count, axis=1)], axis=1)
         sizes = count.ravel()
-
-        def per_position(table):  # a value per node, repeated over the node's positions
-            return np.repeat(np.asarray(table).ravel(), sizes).reshape(c, n)
-
-        seg = per_position(np.broadcast_to(np.arange(width + 1), count.shape))
-        n_node = per_position(count).astype(np.float64)
-        n_left = positions - per_position(start[:, :-1]) + 1.0
+        seg = _per_position(sizes, np.broadcast_to(np.arange(width + 1), count.shape))
+        n_node = _per_position(sizes, count).astype(np.float64)
+        n_left = positions - _per_position(sizes, start[:, :-1]) + 1.0
         n_right = n_node - n_left
-        ok = per_position(np.pad(splittable, ((0, 0), (0, 1)))) & (n_right > 0)
+        ok = _per_position(sizes, np.pad(splittable, ((0, 0), (0, 1)))) & (n_right > 0)
         # sklearn's proxy S_l^2 / n_l + S_r^2 / n_r, with S_l summed from the node's first point
         # in feature order and S_r = S - S_l, summed as sklearn sums them (S: in the points' order
         # at the root, in feature order below), so that splits which tie in exact arithmetic
         # mostly round as they do in sklearn
         proxy = np.zeros_like(gs)
         right_sum = np.zeros_like(gs)
-        for t, j in zip(*np.nonzero(splittable)):
+        for t, j in zip(*np.nonzero(splittable), strict=True):
             lo, hi = start[t, j], start[t, j + 1]
             left_sum = np.cumsum(gs[t, :, lo:hi], axis=-1, out=proxy[t, :, lo:hi])
             node_sum = total[t, j] if level == 0 else left_sum[:, -1:]
