@@ -44,7 +44,9 @@ def test_trees_match_sklearn_regression_trees():
     g = rng.normal(size=(2, 200))
     order = np.argsort(x, axis=0, kind="stable").T.copy()
     run = boosting._runs(np.take_along_axis(x.T, order, axis=1))
-    leaf, _, _, _, importance = boosting._grow(g, x, order, run, rng)
+    leaf, _, _, _, importance = boosting._grow(
+        g, x, order, run, rng, (*np.empty((4, 2, 3, 200)), np.empty((2, 3, 200), np.int8))
+    )
     for c in range(2):
         ref = tree.DecisionTreeRegressor(max_depth=3, random_state=0).fit(x, g[c])
         means = np.bincount(leaf[c], g[c], 15) / np.maximum(np.bincount(leaf[c], minlength=15), 1)

@@ -122,6 +122,9 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *, seed: i
     raw_test = np.repeat(init[:, None], xt.shape[0], axis=1)
     importance, relevant = np.zeros(x.shape[1]), 0
     chunk = max(1, _CHUNK // x.size)
+    # [C, D, N] arrays reused across trees (fresh ones of megabytes cost page faults)
+    buffers = np.empty((4, min(chunk, targets.shape[0]), *order.shape))
+    buffers = (*buffers, np.empty(buffers.shape[1:], np.int8))
     for _ in range(N_STAGES):
         if k == 2:
             p = special.expit(raw)
@@ -133,7 +136,9 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *, seed: i
         hessian = prob * (1 - prob)
         for lo in range(0, g.shape[0], chunk):
             hi = min(lo + chunk, g.shape[0])
-            leaf, feature, threshold, split, tree_importance = _grow(g[lo:hi], x, order, run, rng)
+            leaf, feature, threshold, split, tree_importance = _grow(
+                g[lo:hi], x, order, run, rng, buffers
+            )
             value = _newton_step(leaf, g[lo:hi], hessian[lo:hi], scale)
             raw[lo:hi] += LEARNING_RATE * np.take_along_axis(value, leaf, axis=1)
             test_leaf = _apply(xt, feature, threshold, split)
@@ -192,7 +197,7 @@ def _weighted_impurity(count, total, squares):
     return count * (squares / safe - (total / safe) ** 2)
 
 
-def _grow(g, x, order, run, rng):
+def _grow(g, x, order, run, rng, buffers):
     """One depth-3 regression tree per row of ``g [C, N]``.
 
     Returns:
@@ -204,7 +209,8 @@ def _grow(g, x, order, run, rng):
     d = order.shape[0]
     rows = np.arange(c)
     positions = np.arange(n)
-    gs0 = np.take(g, order, axis=1)  # [C, D, N]: the residual in each feature's order
+    proxy, right_sum, gs0, grouped = (b[:c] for b in buffers[:4])
+    np.take(g, order, axis=1, out=gs0)  # [C, D, N]: the residual in each feature's order
     feature = np.zeros((c, _INTERNAL), np.intp)
     threshold = np.zeros((c, _INTERNAL))
     split = np.zeros((c, _INTERNAL), bool)
@@ -223,9 +229,10 @@ def _grow(g, x, order, run, rng):
             sidx, gs = None, gs0
         else:
             # group each feature's order by node, stably (a radix sort of int8 node ids)
-            sidx = np.argsort(np.take(node, order, axis=1), axis=-1, kind="stable")
+            by_node = np.take(node, order, axis=1, out=buffers[4][:c])
+            sidx = np.argsort(by_node, axis=-1, kind="stable")
             sidx += (np.arange(c * d) * n).reshape(c, d, 1)  # flat indices into gs0
-            gs = np.take(gs0, sidx, mode="wrap")  # in bounds; "wrap" skips numpy's slow check
+            gs = np.take(gs0, sidx, mode="wrap", out=grouped)  # in bounds; "wrap": no slow check
             sidx -= (np.arange(c * d) * n).reshape(c, d, 1)
         # per position of the node-grouped order (the same for every feature): its node's size
         # n, the points before it in its node n_l, the sums before its node and of its node
@@ -240,18 +247,17 @@ def _grow(g, x, order, run, rng):
         # in feature order and S_r = S - S_l, summed as sklearn sums them (S: in the points' order
         # at the root, in feature order below), so that splits which tie in exact arithmetic
         # mostly round as they do in sklearn
-        proxy = np.zeros_like(gs)
-        right_sum = np.zeros_like(gs)
         for t, j in zip(*np.nonzero(splittable), strict=True):
             lo, hi = start[t, j], start[t, j + 1]
             left_sum = np.cumsum(gs[t, :, lo:hi], axis=-1, out=proxy[t, :, lo:hi])
             node_sum = total[t, j] if level == 0 else left_sum[:, -1:]
             np.subtract(node_sum, left_sum, out=right_sum[t, :, lo:hi])
-        right_sum *= right_sum
-        right_sum /= np.where(ok, n_right, 1.0)[:, None]
-        proxy *= proxy
-        proxy /= n_left[:, None]
-        proxy += right_sum
+        with np.errstate(all="ignore"):  # outside the searched nodes: stale values, then -inf
+            right_sum *= right_sum
+            right_sum /= np.where(ok, n_right, 1.0)[:, None]
+            proxy *= proxy
+            proxy /= n_left[:, None]
+            proxy += right_sum
         np.copyto(proxy, -np.inf, where=~ok[:, None])
         if dense.size:  # no split between two points of one run, marked where ties are many
             if sidx is None:
