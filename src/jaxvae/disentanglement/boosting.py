@@ -54,7 +54,7 @@ LEARNING_RATE = 0.1
 MAX_DEPTH = 3
 FEATURE_THRESHOLD = np.float32(1e-7)  # sklearn's tree/_partitioner.pxd
 EPSILON = float(np.finfo(np.float64).eps)  # sklearn's tree/_tree.pyx
-_CHUNK = 1_000_000  # trees x features x points searched at once (fits the L2 cache)
+_CHUNK = 300_000  # trees x features x points searched at once (a few megabytes)
 _INTERNAL = 2**MAX_DEPTH - 1  # heap-numbered split nodes of a depth-3 tree
 _NODES = 2 ** (MAX_DEPTH + 1) - 1
 
@@ -217,7 +217,8 @@ def _grow(g, x, order, run, rng, buffers):
     rows = np.arange(c)
     positions = np.arange(n)
     proxy, right_sum, gs0, grouped = (b[:c] for b in buffers[:4])
-    np.take(g, order, axis=1, out=gs0)  # [C, D, N]: the residual in each feature's order
+    for t in range(c):  # [C, D, N]: the residual in each feature's order
+        np.take(g[t], order, out=gs0[t])
     feature = np.zeros((c, _INTERNAL), np.intp)
     threshold = np.zeros((c, _INTERNAL))
     split = np.zeros((c, _INTERNAL), bool)
