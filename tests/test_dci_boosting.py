@@ -44,9 +44,8 @@ def test_trees_match_sklearn_regression_trees():
     g = rng.normal(size=(2, 200))
     order = np.argsort(x, axis=0, kind="stable").T.copy()
     run = boosting._runs(np.take_along_axis(x.T, order, axis=1))
-    leaf, _, _, _, importance = boosting._grow(
-        g, x, order, run, rng, (*np.empty((4, 2, 3, 200)), np.empty((2, 3, 200), np.int8))
-    )
+    buffers = (*np.empty((4, 2, 3, 200)), np.empty((2, 3, 200), np.int8))
+    leaf, _, _, _, importance = boosting._grow(g, x, order, run, rng.random((2, 7, 3)), buffers)
     for c in range(2):
         ref = tree.DecisionTreeRegressor(max_depth=3, random_state=0).fit(x, g[c])
         means = np.bincount(leaf[c], g[c], 15) / np.maximum(np.bincount(leaf[c], minlength=15), 1)
@@ -103,3 +102,15 @@ def test_near_tie_chains_fall_back_to_sklearn():
     fast = dis.dci_from_codes(x, factors, xt, factors_t, seed=4)
     slow = dis.dci_from_codes(x, factors, xt, factors_t, seed=4, boosting="sklearn")
     np.testing.assert_array_equal(fast["importance_matrix"], slow["importance_matrix"])
+
+
+def test_chunks_change_no_number(monkeypatch):
+    x, y, xt, _ = _data(200, 5, 6, seed=7, tied=True)
+    whole = boosting.fit(x, y, xt, seed=3)
+    monkeypatch.setattr(boosting, "_CHUNK", 2 * x.size)  # two trees at a time
+    chunked = boosting.fit(x, y, xt, seed=3)
+    np.testing.assert_array_equal(whole.raw_test, chunked.raw_test)
+    # the same trees; their importances summed in another order
+    np.testing.assert_allclose(whole.feature_importances, chunked.feature_importances, rtol=1e-12)
+    other = boosting.fit(x, y, xt, seed=4)  # the seed orders tied features only
+    assert np.abs(other.feature_importances - whole.feature_importances).max() < 0.05

@@ -141,10 +141,12 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *, seed: i
         g = targets - p
         prob = targets - g  # sklearn's p, as it recovers it from the negative gradient
         hessian = prob * (1 - prob)
+        # per tree, split node and feature: its rank where features tie (whatever the chunks)
+        priority = rng.random((g.shape[0], _INTERNAL, x.shape[1]))
         for lo in range(0, g.shape[0], chunk):
             hi = min(lo + chunk, g.shape[0])
             leaf, feature, threshold, split, tree_importance = _grow(
-                g[lo:hi], x, order, run, rng, buffers
+                g[lo:hi], x, order, run, priority[lo:hi], buffers
             )
             value = _newton_step(leaf, g[lo:hi], hessian[lo:hi], scale)
             raw[lo:hi] += LEARNING_RATE * np.take_along_axis(value, leaf, axis=1)
@@ -204,7 +206,7 @@ def _weighted_impurity(count, total, squares):
     return count * (squares / safe - (total / safe) ** 2)
 
 
-def _grow(g, x, order, run, rng, buffers):
+def _grow(g, x, order, run, priority, buffers):
     """One depth-3 regression tree per row of ``g [C, N]``.
 
     Returns:
@@ -279,13 +281,13 @@ def _grow(g, x, order, run, rng, buffers):
         heap = width - 1
         first = np.arange(c * d)[:, None] * n + np.repeat(start[:, :width], d, axis=0)
         first = np.minimum(first.ravel(), c * d * n - 1)  # an empty last node reads a bound
-        priority = rng.random((c, d, width))
+        rank = np.swapaxes(priority[:, heap : heap + width], 1, 2)  # [C, D, width]
         while True:
             node_max = np.maximum.reduceat(proxy.reshape(-1), first).reshape(c, d, width)
             best = np.max(node_max, axis=1)
             # of features whose best splits tie exactly, the first in a random order (as sklearn,
             # which visits the features in an order drawn per node)
-            tie_order = np.where(node_max == best[:, None], priority, np.inf)
+            tie_order = np.where(node_max == best[:, None], rank, np.inf)
             best_f = np.argmin(tie_order, axis=1)
             tc, tj = np.nonzero(splittable & (best > -np.inf))
             tf = best_f[tc, tj]
