@@ -20,14 +20,13 @@ configuration re-implemented in numpy (``boosting="numpy"``); ``boosting="sklear
 ``GradientBoostingClassifier(random_state=seed)`` itself. They differ only where two splits tie
 in exact arithmetic (often: the first stage's residuals take two values), which sklearn breaks by
 a random feature order and its summation order, so that its own ``random_state`` moves the
-numbers: on the dSprites-shaped benchmark at 10,000 points the two gave disentanglement 0.7019
-and 0.7025, completeness 0.6559 and 0.6559, test informativeness 0.5241 and 0.5233. Codes with
+numbers: on the dSprites-shaped benchmark at 10,000 points the two gave disentanglement 0.7018
+and 0.7024, completeness 0.6552 and 0.6559, test informativeness 0.5243 and 0.5233. Codes with
 chains of values closer than 1e-7 fall back to sklearn (``boosting.NearTies``).
 
 Cost: ``F`` boosted ensembles of ``100 x K_k`` trees on ``10,000 x D`` points; on dSprites
 (40 orientations, 32 x- and y-positions) this is the slowest metric by far: 351 CPU-s with
-sklearn, about 5x less with the numpy classifiers (docs/disentanglement.md, "Cost on 10,000
-points"). ``n_jobs`` fits the factors in parallel processes, which changes no number.
+sklearn, 63 with the numpy classifiers (docs/disentanglement.md, "Cost on 10,000 points"). ``n_jobs`` fits the factors in parallel processes, which changes no number.
 """
 
 from __future__ import annotations
