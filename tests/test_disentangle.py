@@ -59,6 +59,7 @@ def test_scores_at_the_end_of_training_and_from_the_cli_agree(trained, capsys):
     assert all(isinstance(summary[k], float) and np.isfinite(summary[k]) for k in keys)
     found = summary["disentanglement"]
     assert found["points"] == POINTS and found["seed"] == 0
+    assert found["dci_classifier"] == "numpy"  # the default classifier, recorded
     assert found["factor_names"] == list(data.ProceduralDSprites().factor_names)
     assert np.shape(found["matrices"]["dci_importance_matrix"]) == (3, 5)
     for name in (layout.DISENTANGLEMENT_MATRICES, layout.FACTOR_TRAVERSALS):

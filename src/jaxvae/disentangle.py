@@ -137,6 +137,7 @@ def score(
             "seed": int(seed),
             "points": int(points),
             "protocol": "the study's" if points == 0 else f"reduced to {points} points",
+            "dci_classifier": disentanglement.protocol_of("dci", protocol["dci"])["boosting"],
             "factor_names": list(ground_truth.factor_names),
             "matrices": {k: np.asarray(v).tolist() for k, v in found.matrices.items()},
         }

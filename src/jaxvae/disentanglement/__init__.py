@@ -23,7 +23,14 @@ from jaxvae.disentanglement.modularity import (
     modularity_from_mutual_information,
 )
 from jaxvae.disentanglement.sap import compute_sap, sap_from_codes
-from jaxvae.disentanglement.suite import METRICS, Evaluation, Plan, evaluate_all, plan
+from jaxvae.disentanglement.suite import (
+    METRICS,
+    Evaluation,
+    Plan,
+    evaluate_all,
+    plan,
+    protocol_of,
+)
 from jaxvae.disentanglement.table import CodeTable, fixed_batches
 from jaxvae.disentanglement.total_correlation import (
     aggregate_posterior_covariance,
@@ -60,6 +67,7 @@ __all__ = [
     "modularity_explicitness_from_codes",
     "modularity_from_mutual_information",
     "plan",
+    "protocol_of",
     "sample_codes_and_factors",
     "sap_from_codes",
     "total_correlation_from_posteriors",
