@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import layout, plots, sharding
+from jaxvae import evaluate, layout, plots, sharding
 from jaxvae.models import Model
 from jaxvae.models import capabilities as caps
 
@@ -139,15 +139,10 @@ def latent_space(
     in batches of ``batch_size`` (the last one padded; 0: all at once), so that the encoder
     compiled for the other pictures' batch serves them."""
     n = min(num, data["image"].shape[0])
-    size = batch_size or n
+    first = {k: np.asarray(v[:n]) for k, v in data.items()}
     codes = []
-    for start in range(0, n, size):
-        part = {k: np.asarray(v[start : min(start + size, n)]) for k, v in data.items()}
-        got = part["image"].shape[0]
-        batch = {
-            k: jnp.asarray(np.concatenate([v, np.zeros((size - got, *v.shape[1:]), v.dtype)]))
-            for k, v in part.items()
-        }
+    for batch, got in evaluate.padded_batches(first, batch_size or n):
+        batch = {k: jnp.asarray(v) for k, v in batch.items()}
         codes.append(np.asarray(_encode(model, params, state, batch))[:got])
     codes = np.concatenate(codes)
     points, ratios = plots.pca(codes)
