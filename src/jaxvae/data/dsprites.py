@@ -167,11 +167,6 @@ class ProceduralDSprites:
     factor_sizes: tuple[int, ...] = FACTOR_SIZES
     factor_names: tuple[str, ...] = FACTOR_NAMES
 
-    @property
-    def observation_shape(self) -> tuple[int, int, int]:
-        """``(64, 64, 1)``."""
-        return IMAGE_SHAPE
-
     def sample_factors(self, num: int, rng: np.random.Generator) -> np.ndarray:
         """``num`` combinations, each factor uniform and independent: int32 ``[num, 5]``."""
         return rng.integers(0, self.factor_sizes, size=(int(num), len(self.factor_sizes))).astype(

@@ -298,11 +298,6 @@ class ArrayGroundTruthData:
                 keys[self._order], return_index=True, return_counts=True
             )
 
-    @property
-    def observation_shape(self) -> tuple[int, ...]:
-        """``(H, W, C)`` of one observation."""
-        return tuple(int(d) for d in self.images.shape[1:])
-
     def distinct_combinations(self) -> np.ndarray | None:
         """The sorted indices of the table's combinations when each is held once (then a lookup
         draws nothing from ``rng``), else None (see :func:`distinct_combinations`)."""
