@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
+from jaxvae.data.base import get_records
+
 RESAMPLE = PIL.Image.Resampling.BILINEAR
 GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
 
@@ -62,6 +64,4 @@ class CroppedRecords:
         return self._map(self.records[index])
 
     def __getitems__(self, keys: Sequence[int]) -> list[dict[str, Any]]:
-        get = getattr(self.records, "__getitems__", None)
-        records = get(list(keys)) if get else [self.records[k] for k in keys]
-        return [self._map(r) for r in records]
+        return [self._map(r) for r in get_records(self.records, list(keys))]

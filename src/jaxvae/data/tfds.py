@@ -21,6 +21,7 @@ from jaxvae.data.base import (
     check_choice,
     dataset_from_uint8,
     default_tfds_data_dir,
+    get_records,
     to_unit_float,
 )
 
@@ -304,13 +305,6 @@ def data_source(builder: Any, name: str, split: Any) -> Any:
             "download_and_prepare(file_format='array_record') or convert it with "
             "`tfds convert_format`."
         ) from e
-
-
-def get_records(source: Sequence[Mapping[str, Any]], keys: list[int]) -> Sequence[Mapping]:
-    """The records ``keys`` of a random-access source (its ``__getitems__`` when it has one)."""
-    if hasattr(source, "__getitems__"):
-        return source.__getitems__(keys)
-    return [source[k] for k in keys]
 
 
 def read_data_source(

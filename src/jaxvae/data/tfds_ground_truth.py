@@ -31,13 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from jaxvae.data.base import Dataset, check_choice
+from jaxvae.data.base import Dataset, check_choice, get_records
 from jaxvae.data.ground_truth import (
     ArrayGroundTruthData,
     check_factors,
     split_index_sets,
 )
-from jaxvae.data.tfds import data_source, get_records, prepared_builder
+from jaxvae.data.tfds import data_source, prepared_builder
 
 _READ_CHUNK = 4096
 
