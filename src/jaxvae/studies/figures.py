@@ -17,7 +17,6 @@ import numpy as np
 
 from jaxvae import io
 
-STANDARD = ("learning_curves", "comparison")
 REFERENCE_STYLE = {"marker": "D", "color": "#d62728", "markersize": 7, "zorder": 5}
 SEED_STYLE = {"marker": ".", "color": "0.4", "s": 22, "zorder": 4, "linewidths": 0}
 
@@ -206,12 +205,11 @@ def _finish(fig, ax, data, spec: dict[str, Any], path: str, note: str) -> None:
     _save(fig, path)
 
 
-def standard_figures() -> list[tuple[str, str, Callable]]:
-    """``(file name, title, draw)`` of the figures every report has."""
-    return [
-        ("learning_curves", "Learning curves", learning_curves),
-        ("comparison", "Comparison of the variants", comparison),
-    ]
+# The figures every report has: file name -> (title, draw).
+STANDARD: dict[str, tuple[str, Callable]] = {
+    "learning_curves": ("Learning curves", learning_curves),
+    "comparison": ("Comparison of the variants", comparison),
+}
 
 
 # --- figure kinds that a study asks for ----------------------------------------------------

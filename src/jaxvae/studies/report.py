@@ -355,7 +355,7 @@ def write_report(workdir: str) -> dict[str, str]:
     }
     io.write_json(paths["results.json"], results)
     figure_files = []
-    for name, title, draw in figures.standard_figures():
+    for name, (title, draw) in figures.STANDARD.items():
         file = f"{name}.png"
         if draw(data, os.path.join(out, file)):
             paths[file] = os.path.join(out, file)
