@@ -296,7 +296,7 @@ def _draw_axis(data, spec: dict[str, Any], path: str) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     axis = next(a for a in data.axes if a["name"] == spec["x"])
     numeric = all(_is_number(v) for v in axis["values"])
-    position = {json_key(v): (v if numeric else i) for i, v in enumerate(axis["values"])}
+    position = {repr(v): (v if numeric else i) for i, v in enumerate(axis["values"])}
     groups: dict[str, list] = {}
     for v in data.variants:
         rest = ",".join(f"{k}={c}" for k, c in v["coords"].items() if k != spec["x"])
@@ -305,7 +305,7 @@ def _draw_axis(data, spec: dict[str, Any], path: str) -> None:
     for (rest, members), color in zip(groups.items(), palette, strict=True):
         xs, means = [], []
         for v in members:
-            x = position[json_key(v["coords"][spec["x"]])]
+            x = position[repr(v["coords"][spec["x"]])]
             mean = _mean_and_seeds(ax, data, v["name"], spec["y"], x, color)
             if mean is None:
                 continue
@@ -326,10 +326,6 @@ def _draw_axis(data, spec: dict[str, Any], path: str) -> None:
         ax.legend(frameon=False, fontsize=8)
     _integer_ticks(ax, [y for v in data.variants for y in data.values[v["name"]][spec["y"]]])
     _finish(fig, ax, data, spec, path, f"{_seed_note(data)}; grey dots: single seeds")
-
-
-def json_key(v: Any) -> str:
-    return repr(v)
 
 
 KINDS: dict[str, Kind] = {
