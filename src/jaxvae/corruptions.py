@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-BINARIZE_MODES = ("none", "static", "dynamic")
 NOISE_KINDS = ("gaussian", "masking", "salt_pepper")
 
 

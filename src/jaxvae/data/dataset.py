@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 
-from jaxvae.corruptions import BINARIZE_MODES
 from jaxvae.data import folder, tfds_celeb_a  # noqa: F401  (they register themselves)
 from jaxvae.data.base import (
     SOURCES_BY_NAME,
@@ -63,6 +62,7 @@ from jaxvae.data.idx import load_fashion_mnist_idx
 from jaxvae.data.npz import load_npz
 from jaxvae.data.tfds import TFDS_DATASETS, load_fashion_mnist_tfds, load_tfds_dataset
 from jaxvae.data.tfds_ground_truth import GROUND_TRUTH_TFDS, load_ground_truth_tfds
+from jaxvae.specs import BINARIZE
 
 DATASETS = (
     "fashion_mnist",
@@ -180,7 +180,7 @@ def load_dataset(
     """
     check_choice("name", name, DATASETS)
     check_choice("source", source, SOURCES)
-    check_choice("binarize", binarize, BINARIZE_MODES)
+    check_choice("binarize", binarize, BINARIZE)
     registered = SOURCES_BY_NAME.get(name)
     own_files = registered is not None or name in ("npz", "dsprites_procedural")
     allowed = SOURCES if name == "fashion_mnist" else ("auto",) if own_files else ("auto", "tfds")
