@@ -295,13 +295,15 @@ def read_tfds_builder(
 
 
 def data_source(builder: Any, name: str, split: Any) -> Any:
-    """``builder.as_data_source(split)``, or a ValueError if the data is not random-access."""
+    """``builder.as_data_source(split)``, or a ValueError if those splits cannot be read at
+    random (not stored as array_record, or missing)."""
     try:
         return builder.as_data_source(split=split)
-    except NotImplementedError as e:
+    except (NotImplementedError, KeyError, ValueError) as e:
         raise ValueError(
-            f"TFDS dataset {name!r} in {os.fspath(builder.data_dir)!r} is stored as "
-            f"{builder.info.file_format}; expected array_record (random access). Prepare it with "
+            f"TFDS dataset {name!r} in {os.fspath(builder.data_dir)!r} (stored as "
+            f"{builder.info.file_format}) has no array_record split {split} to read at random "
+            f"({type(e).__name__}: {e}); expected array_record. Prepare it with "
             "download_and_prepare(file_format='array_record') or convert it with "
             "`tfds convert_format`."
         ) from e
