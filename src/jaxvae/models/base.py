@@ -177,6 +177,11 @@ class Model(abc.ABC):
             return networks.MLPDecoder(self.hidden[::-1], out, self.activation, self.layer)
         return networks.ConvDecoder(self.channels, out, impl=self.conv_impl)
 
+    def with_likelihood(self, params: dict, key: jax.Array) -> dict:
+        """``params`` and the likelihood's own parameters (``"likelihood"``), if it has any."""
+        lik = self.likelihood.init(key)
+        return params | {"likelihood": lik} if lik else params
+
     def check_images(self, x: Any) -> None:
         """Raises ``ValueError`` unless ``x`` is ``[N, *image_shape]``."""
         shape = tuple(jnp.shape(x))
