@@ -218,10 +218,7 @@ class StreamFeed(engine_lib.CompiledFeed):
         idx = step_indices(order, step, per_epoch=self.per_epoch, batch_size=self.batch_size)
         records = self.source.records.__getitems__(idx[self.rows].tolist())
         image = data_lib.to_unit_float(np.stack([r["image"] for r in records]))
-        if self.source.has_labels:
-            label = np.asarray([r["label"] for r in records], np.int32)
-        else:
-            label = np.zeros(len(records), np.int32)
+        label = np.asarray([r["label"] if self.source.has_labels else 0 for r in records], np.int32)
         return {"image": image, "label": label}
 
     def _batches(self, start: int, stop: int):

@@ -144,7 +144,6 @@ class EventLog:
         flush_secs: float = 30.0,
     ):
         self.logdir = logdir
-        self.enabled = enabled
         self.resume_step = resume_step
         self.flush_secs = flush_secs
         self._writer = None
