@@ -143,7 +143,6 @@ class EventLog:
         enabled: bool = True,
         flush_secs: float = 30.0,
     ):
-        self.logdir = logdir
         self.resume_step = resume_step
         self.flush_secs = flush_secs
         self._writer = None
