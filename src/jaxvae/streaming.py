@@ -46,19 +46,10 @@ import numpy as np
 from jaxvae import data as data_lib
 from jaxvae import engine as engine_lib
 from jaxvae import sharding
-from jaxvae.specs import STREAM_MODES, DataSpec
+from jaxvae.specs import DataSpec
 
 CHUNK_BYTES = 64 * 2**20  # host batches stacked into one device transfer: at most about this
 MAX_CHUNK_STEPS = 32
-
-__all__ = [
-    "STREAM_MODES",
-    "StreamFeed",
-    "TrainSource",
-    "local_rows",
-    "open_train_source",
-    "step_indices",
-]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,9 +49,9 @@ from jaxvae.data.base import (
     source_request,
     to_unit_float,
 )
+from jaxvae.data.binarization import EVAL_BINARIZATION_SEED
 from jaxvae.data.dataset import (
     DATASETS,
-    EVAL_BINARIZATION_SEED,
     GROUND_TRUTH_DATASETS,
     load_dataset,
     load_from_config,

@@ -52,7 +52,6 @@ from jaxvae.data.base import (
     take_first,
 )
 from jaxvae.data.binarization import (
-    EVAL_BINARIZATION_SEED,
     binarize_for_evaluation,
     protocol_of_splits,
     static_binarize,
@@ -78,20 +77,6 @@ DATASETS = (
 # Datasets with ground-truth factors; their loaders make the train/validation/test splits.
 GROUND_TRUTH_DATASETS = ("dsprites_procedural", *GROUND_TRUTH_TFDS)
 SOURCES = ("auto", "idx", "tfds")
-
-
-__all__ = [
-    "DATASETS",
-    "EVAL_BINARIZATION_SEED",
-    "GROUND_TRUTH_DATASETS",
-    "SOURCES",
-    "Dataset",
-    "binarize_for_evaluation",
-    "load_dataset",
-    "load_from_config",
-    "split_validation",
-    "static_binarize",
-]
 
 
 def load_dataset(

@@ -84,22 +84,6 @@ _HEART_HALF_WIDTH = 1.139
 _HEART_CENTROID_Y = 0.2935
 _CHUNK = 1024
 
-__all__ = [
-    "DEFAULT_NUM_TEST",
-    "FACTOR_NAMES",
-    "FACTOR_SIZES",
-    "IMAGE_SHAPE",
-    "NUM_EXAMPLES",
-    "ORIENTATIONS",
-    "POSITIONS",
-    "SCALES",
-    "SHAPES",
-    "SPLIT_SEED",
-    "ProceduralDSprites",
-    "load_dsprites_procedural",
-    "render",
-]
-
 
 def render(factors: np.ndarray) -> np.ndarray:
     """Renders dSprites images from their factor indices.

@@ -30,16 +30,6 @@ import numpy as np
 
 from jaxvae.data.base import take_first
 
-__all__ = [
-    "ArrayGroundTruthData",
-    "GroundTruthData",
-    "check_factors",
-    "distinct_combinations",
-    "factors_to_index",
-    "index_to_factors",
-    "split_indices",
-]
-
 
 @runtime_checkable
 class GroundTruthData(Protocol):

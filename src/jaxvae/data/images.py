@@ -19,8 +19,6 @@ from jaxvae.data.base import get_records
 RESAMPLE = PIL.Image.Resampling.BILINEAR
 GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
 
-__all__ = ["GREY_MODES", "RESAMPLE", "CroppedRecords", "crop_and_resize"]
-
 
 def crop_and_resize(image: PIL.Image.Image, size: int, crop: int = 0) -> PIL.Image.Image:
     """The centred square crop of side ``crop`` (0: the short side), resized to ``size``.

@@ -29,17 +29,6 @@ TFDS_DATASETS = ("mnist", "binarized_mnist", "cifar10")
 
 _TFDS_READ_CHUNK = 8192
 
-__all__ = [
-    "RecordColumn",
-    "TFDS_DATASETS",
-    "default_tfds_data_dir",
-    "load_fashion_mnist_tfds",
-    "load_tfds_dataset",
-    "prepared_builder",
-    "read_data_source",
-    "read_tfds_builder",
-]
-
 
 class RecordColumn:
     """One field of a range of records left in a TFDS data source: a training split that is

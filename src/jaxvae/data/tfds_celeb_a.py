@@ -25,8 +25,6 @@ NAME = "celeb_a"
 CROP = 148
 DEFAULT_IMAGE_SIZE = 64
 
-__all__ = ["CROP", "load_celeb_a"]
-
 
 def _sources(request: SourceRequest) -> tuple[CroppedRecords, CroppedRecords, int]:
     if request.image_size < 0:

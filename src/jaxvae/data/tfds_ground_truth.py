@@ -83,15 +83,6 @@ GROUND_TRUTH_TFDS = {
 }
 SPLIT_SEED = 0
 
-__all__ = [
-    "GROUND_TRUTH_TFDS",
-    "SPLIT_SEED",
-    "GroundTruthSpec",
-    "ground_truth_from_tfds",
-    "load_ground_truth_tfds",
-    "read_factor_records",
-]
-
 
 def load_ground_truth_tfds(
     name: str,
