@@ -87,9 +87,7 @@ def _train_records(d: DataSpec) -> tuple[int, tuple[int, ...], bool] | None:
     if d.name == "fashion_mnist" and d.source == "tfds":
         from jaxvae.data import tfds_fashion_mnist
 
-        builder = tfds_fashion_mnist.prepare(
-            idx_dir=d.data_dir, tfds_data_dir=d.tfds_data_dir or data_lib.default_tfds_data_dir()
-        )
+        builder = tfds_fashion_mnist.prepare(idx_dir=d.data_dir, tfds_data_dir=d.tfds_data_dir)
     elif d.name in data_lib.TFDS_DATASETS:
         builder = data_lib.prepared_builder(d.name, d.tfds_data_dir, download=d.download)
     else:

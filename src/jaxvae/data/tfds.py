@@ -207,9 +207,7 @@ def load_fashion_mnist_tfds(
     """
     from jaxvae.data import tfds_fashion_mnist  # Imports tensorflow_datasets.
 
-    builder = tfds_fashion_mnist.prepare(
-        idx_dir=data_dir, tfds_data_dir=tfds_data_dir or default_tfds_data_dir()
-    )
+    builder = tfds_fashion_mnist.prepare(idx_dir=data_dir, tfds_data_dir=tfds_data_dir)
     return read_tfds_builder(
         builder,
         "fashion_mnist",
