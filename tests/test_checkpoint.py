@@ -10,7 +10,7 @@ import optax
 import pytest
 
 import jaxvae
-from jaxvae import checkpoint, models, sharding
+from jaxvae import checkpoint, layout, models, sharding
 from jaxvae import engine as train_lib
 
 SPEC = dict(architecture="mlp", hidden=(16,), latent_dim=3)
@@ -72,7 +72,7 @@ def test_corrupt_newest_falls_back_and_keeps_everything(tmp_path, one_device_mes
     chex.assert_trees_all_equal(jax.device_get(restored.params), jax.device_get(s1.params))
     assert len(warnings) == 1 and "step 2" in warnings[0]
     assert os.path.isdir(tmp_path / "checkpoints" / "1")  # the earlier one is untouched
-    moved = os.listdir(tmp_path / checkpoint.CORRUPT_DIR)
+    moved = os.listdir(tmp_path / layout.CORRUPT)
     assert len(moved) == 1 and moved[0].startswith("2-")  # the corrupt one is kept aside
     assert checkpoint.steps(str(tmp_path)) == [1]
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-from jaxvae import checkpoint, models, sharding
+from jaxvae import checkpoint, layout, models, sharding
 from jaxvae import engine as train_lib
 
 # The failed save's own background writes end in errors that Orbax never collects; asyncio reports
@@ -70,7 +70,7 @@ def _fill(disk, *, leave):
 
 
 def _listing(workdir):
-    return sorted(os.listdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR)))
+    return sorted(os.listdir(os.path.join(workdir, layout.CHECKPOINTS)))
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_disk_full_during_save(small_disk, one_device_mesh, wait, leave):
         checkpoint.finish(manager)  # an asynchronous save's failure shows here
     message = str(info.value)
     assert "\n" not in message
-    directory = os.path.join(workdir, checkpoint.CHECKPOINT_DIR)
+    directory = os.path.join(workdir, layout.CHECKPOINTS)
     assert message.startswith(f"checkpoint at step 2 could not be written to {directory}: ")
     assert "No space left on device" in message
     assert message.endswith("; the previous checkpoints are kept (steps 1)")
@@ -178,7 +178,7 @@ def test_file_size_limit_during_save(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    directory = os.path.join(str(tmp_path / "run"), checkpoint.CHECKPOINT_DIR)
+    directory = os.path.join(str(tmp_path / "run"), layout.CHECKPOINTS)
     assert result["error"] == (
         f"checkpoint at step 2 could not be written to {directory}: File too large; "
         "the previous checkpoints are kept (steps 1)"

@@ -113,7 +113,7 @@ def test_a_vectorized_run_resumes_alone_as_an_ordinary_run(both, tmp_path):
 
     src = str(root / "vec1")
     dst = str(tmp_path / "longer")
-    shutil.copytree(os.path.join(src, checkpoint.CHECKPOINT_DIR), os.path.join(dst, "checkpoints"))
+    shutil.copytree(os.path.join(src, layout.CHECKPOINTS), os.path.join(dst, "checkpoints"))
     shutil.copy(os.path.join(src, layout.RUN_INFO), os.path.join(dst, layout.RUN_INFO))
     with open(os.path.join(dst, layout.CONFIG), "w") as f:
         f.write(config_lib.to_json(config))

@@ -30,11 +30,8 @@ from jaxvae import layout, storage
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"
-CORRUPT_DIR = "checkpoints-corrupt"
 
-
-def checkpoint_dir(workdir: str, name: str = CHECKPOINT_DIR) -> str:
+def checkpoint_dir(workdir: str, name: str = layout.CHECKPOINTS) -> str:
     """``WORKDIR/checkpoints`` (or another checkpoint directory of the run, e.g. the best one).
 
     A workdir on an object store (``gs://...``) is Orbax's and TensorStore's to write there;
@@ -50,7 +47,9 @@ def checkpoint_dir(workdir: str, name: str = CHECKPOINT_DIR) -> str:
 _IN_FLIGHT: weakref.WeakKeyDictionary[ocp.CheckpointManager, int] = weakref.WeakKeyDictionary()
 
 
-def make_manager(workdir: str, *, keep: int, name: str = CHECKPOINT_DIR) -> ocp.CheckpointManager:
+def make_manager(
+    workdir: str, *, keep: int, name: str = layout.CHECKPOINTS
+) -> ocp.CheckpointManager:
     """A manager that keeps the newest ``keep`` checkpoints; saving is asynchronous.
 
     Temporary directories of saves that never finished (a killed run) are removed when it starts.
@@ -200,7 +199,7 @@ def save_due(
     return seconds_since_save is None or seconds_since_save >= min_interval_s
 
 
-def steps(workdir: str, name: str = CHECKPOINT_DIR) -> list[int]:
+def steps(workdir: str, name: str = layout.CHECKPOINTS) -> list[int]:
     """Steps of the finished checkpoints in ``workdir``, oldest first."""
     directory = checkpoint_dir(workdir, name)
     if not storage.isdir(directory):
@@ -214,7 +213,7 @@ def _quarantine(workdir: str, step: int) -> str:
     store by copying and deleting its objects: a stop in between leaves both, and the next start
     moves it again under another name)."""
     src = os.path.join(checkpoint_dir(workdir), str(step))
-    dst_root = os.path.join(storage.abspath(workdir), CORRUPT_DIR)
+    dst_root = os.path.join(storage.abspath(workdir), layout.CORRUPT)
     dst = os.path.join(dst_root, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
     if jax.process_index() == 0 and storage.exists(src):
         storage.makedirs(dst_root)
@@ -228,7 +227,7 @@ def restore_newest(
     *,
     warn: Callable[[str], None] = log.warning,
     quarantine: bool = True,
-    name: str = CHECKPOINT_DIR,
+    name: str = layout.CHECKPOINTS,
 ) -> tuple[Any, int] | None:
     """Restores the newest readable checkpoint onto ``abstract_state``'s shapes and shardings.
 

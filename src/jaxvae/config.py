@@ -27,17 +27,9 @@ from jaxvae import io, likelihoods, models, objectives, shipped, specs
 from jaxvae.objectives import ObjectiveSpec
 from jaxvae.specs import DataSpec, EvalSpec, LoggingSpec, OptimizerSpec, TrainSpec
 
-# Keys that moved from one section to another: a saved config (config.json, study.json) written
-# before the move is read with them in their new place.
-MOVED_TO_MODEL = (
-    "free_bits",
-    "ae_loss",
-    "noise",
-    "noise_level",
-)  # from objective.* to model.<kind>.*
-
-
-_OLD_DEFAULTS = {"free_bits": 0.0, "ae_loss": "l2", "noise": "gaussian", "noise_level": 0.3}
+# Keys that moved from objective.* to model.<kind>.*, with their old defaults: a saved config
+# (config.json, study.json) written before the move is read with them in their new place.
+MOVED_TO_MODEL = {"free_bits": 0.0, "ae_loss": "l2", "noise": "gaussian", "noise_level": 0.3}
 
 
 def migrate(saved: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +49,7 @@ def migrate(saved: dict[str, Any]) -> dict[str, Any]:
         family = models.families().get(kind)
         if family is not None and key in family_options(family):
             model.setdefault(kind, {}).setdefault(key, value)
-        elif value != _OLD_DEFAULTS[key]:
+        elif value != MOVED_TO_MODEL[key]:
             raise ValueError(
                 f"saved config key objective.{key}={value!r} does not apply to model.kind={kind!r}"
             )
@@ -178,12 +170,18 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any, *, flag: 
         raise ValueError(f"unknown config key {key!r}")
     kind = type(node[leaf])
     parsed = _parse(value, kind) if isinstance(value, str) and kind is not str else value
-    allowed = {float: (int, float), tuple: (tuple, list), list: (tuple, list)}.get(kind, (kind,))
-    if not isinstance(parsed, allowed) or (isinstance(parsed, bool) and kind is not bool):
+    if not _of_type(parsed, kind):
         raise ValueError(f"{flag}{key}={value!r}: expected a value of type {kind.__name__}")
     node[leaf] = (
         float(parsed) if kind is float else tuple(parsed) if kind in (tuple, list) else parsed
     )
+
+
+def _of_type(value: Any, kind: type) -> bool:
+    """Whether ``value`` may stand for a key of type ``kind``: an int for a float, a list for a
+    tuple, and a bool only for a bool."""
+    allowed = {float: (int, float), tuple: (tuple, list), list: (tuple, list)}.get(kind, (kind,))
+    return isinstance(value, allowed) and (kind is bool or not isinstance(value, bool))
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> None:
@@ -302,18 +300,7 @@ def _check_types(schema, config, prefix: str) -> None:
             if not isinstance(got, ml_collections.ConfigDict):
                 raise ValueError(f"config {path} must be a section, got {got!r}")
             _check_types(want, got, path + ".")
-            continue
-        if isinstance(want, bool):
-            ok = isinstance(got, bool)
-        elif isinstance(want, int):
-            ok = isinstance(got, int) and not isinstance(got, bool)
-        elif isinstance(want, float):
-            ok = isinstance(got, int | float) and not isinstance(got, bool)
-        elif isinstance(want, tuple | list):
-            ok = isinstance(got, tuple | list)
-        else:
-            ok = isinstance(got, type(want))
-        if not ok:
+        elif not _of_type(got, type(want)):
             raise ValueError(f"config {path}={got!r}: expected a {type(want).__name__}")
 
 

@@ -284,19 +284,7 @@ def conv2d(
     Raises:
       ValueError: if an argument has the wrong rank, shape, dtype or value.
     """
-    _check_args(x, kernel, bias, stride, impl)
-    x, kernel = jnp.asarray(x), jnp.asarray(kernel)
-    if impl == "lax":
-        y = lax.conv_general_dilated(
-            x, kernel, (stride, stride), "SAME", dimension_numbers=_DIMENSION_NUMBERS
-        )
-    else:
-        dtype = jnp.result_type(x, kernel)
-        kh, kw = kernel.shape[:2]
-        ah = _same_axis(x.shape[1], kh, stride)
-        aw = _same_axis(x.shape[2], kw, stride)
-        y = _conv_fast(x.astype(dtype), kernel.astype(dtype), ah, aw)
-    return y if bias is None else y + bias
+    return _apply(x, kernel, bias, stride, impl, lax.conv_general_dilated, _same_axis, _conv_fast)
 
 
 def conv_transpose2d(
@@ -326,16 +314,21 @@ def conv_transpose2d(
     Raises:
       ValueError: if an argument has the wrong rank, shape, dtype or value.
     """
+    return _apply(
+        x, kernel, bias, stride, impl, lax.conv_transpose, _transpose_axis, _conv_transpose_fast
+    )
+
+
+def _apply(x, kernel, bias, stride, impl, lax_op, axis, fast) -> jax.Array:
+    """The body of :func:`conv2d` and :func:`conv_transpose2d`: ``lax_op`` ('SAME' padding) or
+    ``fast`` over the two spatial ``axis(size, k, stride)`` plans, then the bias."""
     _check_args(x, kernel, bias, stride, impl)
     x, kernel = jnp.asarray(x), jnp.asarray(kernel)
     if impl == "lax":
-        y = lax.conv_transpose(
-            x, kernel, (stride, stride), "SAME", dimension_numbers=_DIMENSION_NUMBERS
-        )
+        y = lax_op(x, kernel, (stride, stride), "SAME", dimension_numbers=_DIMENSION_NUMBERS)
     else:
         dtype = jnp.result_type(x, kernel)
         kh, kw = kernel.shape[:2]
-        ah = _transpose_axis(x.shape[1], kh, stride)
-        aw = _transpose_axis(x.shape[2], kw, stride)
-        y = _conv_transpose_fast(x.astype(dtype), kernel.astype(dtype), ah, aw)
+        ah, aw = axis(x.shape[1], kh, stride), axis(x.shape[2], kw, stride)
+        y = fast(x.astype(dtype), kernel.astype(dtype), ah, aw)
     return y if bias is None else y + bias

@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-BINARIZE_MODES = ("none", "static", "dynamic")
 NOISE_KINDS = ("gaussian", "masking", "salt_pepper")
 
 
@@ -72,7 +71,7 @@ def add_noise(key: jax.Array, x: jax.Array, *, kind: str, level: float) -> jax.A
     """
     if kind not in NOISE_KINDS:
         raise ValueError(f"kind={kind!r}; expected one of {NOISE_KINDS}.")
-    level = _check_noise_level(kind, level)
+    level = check_noise_level(kind, level)
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"add_noise got images of dtype {x.dtype}; expected a float dtype.")
@@ -88,7 +87,9 @@ def add_noise(key: jax.Array, x: jax.Array, *, kind: str, level: float) -> jax.A
     return jnp.where(corrupted, salt, x)
 
 
-def _check_noise_level(kind: str, level: float) -> float:
+def check_noise_level(kind: str, level: float) -> float:
+    """``level`` as a float, or a ValueError unless it suits ``kind`` (also for the families that
+    corrupt their inputs)."""
     try:
         value = float(level)
     except (TypeError, ValueError) as e:  # TypeError includes JAX tracers.
@@ -98,6 +99,3 @@ def _check_noise_level(kind: str, level: float) -> float:
         expected = "a standard deviation >= 0" if kind == "gaussian" else "a probability in [0, 1]"
         raise ValueError(f"Noise level {level!r} for kind {kind!r}; expected {expected}.")
     return value
-
-
-check_noise_level = _check_noise_level  # for families that corrupt their inputs

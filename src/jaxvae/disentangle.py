@@ -160,19 +160,19 @@ def captured_factors(found: Mapping[str, Any]) -> list[tuple[int, str, float, fl
     ]
 
 
-def _pyplot():
-    import matplotlib
+def _figure(width: float, height: float):
+    """A matplotlib figure of its own (no pyplot state to close)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def draw_matrices(path: str, found: Mapping[str, Any]) -> str:
     """Heat maps (latents x factors, labelled) of the MIG mutual information normalised by the
     factor's entropy and of the DCI importance matrix, each cell printed."""
-    plt = _pyplot()
     names = found["factor_names"]
     m = found["matrices"]
     mi = np.asarray(m["mig_mutual_information"], np.float64)
@@ -182,9 +182,8 @@ def draw_matrices(path: str, found: Mapping[str, Any]) -> str:
     if "dci_importance_matrix" in m:
         panels.append(("DCI importance R_dk", np.asarray(m["dci_importance_matrix"], np.float64)))
     d = mi.shape[0]
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(3.2 + 1.1 * len(names) * len(panels), 1 + 0.4 * d)
-    )
+    fig = _figure(3.2 + 1.1 * len(names) * len(panels), 1 + 0.4 * d)
+    axes = fig.subplots(1, len(panels))
     for ax, (title, mat) in zip(np.atleast_1d(axes), panels, strict=True):
         im = ax.imshow(
             mat, cmap="viridis", aspect="auto", vmin=0, vmax=max(float(mat.max()), 1e-12)
@@ -199,15 +198,12 @@ def draw_matrices(path: str, found: Mapping[str, Any]) -> str:
         ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    io.write_figure(path, fig, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return io.write_figure(path, fig, dpi=110, bbox_inches="tight")
 
 
 def draw_traversals(path: str, model, params, state, image, found: Mapping[str, Any]) -> str:
     """A row per latent: its coordinate swept over the prior's range from ``image``'s code,
     labelled with the factor it captures (:func:`captured_factors`)."""
-    plt = _pyplot()
     params, state = jax.device_put((params, state))
     z0 = _encode(model, params, state, jnp.asarray(image[None], jnp.float32))[0]
     dims = list(range(model.latent_dim))
@@ -218,7 +214,8 @@ def draw_traversals(path: str, model, params, state, image, found: Mapping[str, 
     pic = plots.grid(images, steps)
     h = images.shape[1]
     row = (pic.shape[0] - 2 * 2) / len(dims)  # plots.grid: pad 2, scale 2
-    fig, ax = plt.subplots(figsize=(pic.shape[1] / 100 + 2.6, pic.shape[0] / 100 + 0.6))
+    fig = _figure(pic.shape[1] / 100 + 2.6, pic.shape[0] / 100 + 0.6)
+    ax = fig.subplots()
     ax.imshow(pic[..., 0] if pic.shape[-1] == 1 else pic, cmap="gray", vmin=0, vmax=255)
     ticks = [2 * 2 + row * i + h for i in range(len(dims))]
     text = [
@@ -228,9 +225,7 @@ def draw_traversals(path: str, model, params, state, image, found: Mapping[str, 
     ax.set_yticks(ticks, text, fontsize=8)
     ax.set_xticks([])
     ax.set_title(f"traversals over [-{r:g}, {r:g}], each latent's factor", fontsize=9)
-    io.write_figure(path, fig, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return io.write_figure(path, fig, dpi=100, bbox_inches="tight")
 
 
 def draw(workdir: str, model, params, state, image, found: Mapping[str, Any]) -> list[str]:

@@ -40,7 +40,7 @@ def as_data(images, labels=None) -> dict[str, np.ndarray]:
     return {"image": images, "label": labels}
 
 
-def _batches(data: dict[str, np.ndarray], batch_size: int):
+def padded_batches(data: dict[str, np.ndarray], batch_size: int):
     """Yields ``(padded_batch, num_valid)`` of exactly ``batch_size`` examples."""
     n = data["image"].shape[0]
     for start in range(0, n, batch_size):
@@ -62,7 +62,7 @@ def _run_batched(fn, data, batch_size, mesh, *extra, progress=None):
     in_sharding = sharding.batch_sharded(mesh)
     total, done = data["image"].shape[0], 0
     out: dict[str, list] = {}
-    for i, (batch, valid) in enumerate(_batches(data, batch_size)):
+    for i, (batch, valid) in enumerate(padded_batches(data, batch_size)):
         batch = {k: sharding.put_global(v, in_sharding) for k, v in batch.items()}
         values = sharding.fetch(fn(batch, jnp.int32(i), *extra))  # host sync: one per batch
         for name, v in values.items():
@@ -236,9 +236,8 @@ def evaluate_iwae(
     data = _check(model, data, split)
     chunk = min(chunk, k)
     fn = lambda b, i, p, s, key_: _iwae_batch(model, p, s, b, i, k, chunk, key_)
-    log_px = _run_batched(fn, data, batch_size, mesh, params, state, key, progress=progress)
-    log_px = log_px["log_px"]
-    log_px = log_px.astype(np.float64)
+    out = _run_batched(fn, data, batch_size, mesh, params, state, key, progress=progress)
+    log_px = out["log_px"].astype(np.float64)
     n = log_px.shape[0]
     se = float(np.std(log_px, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
     return {"nll": float(-np.mean(log_px)), "nll_se": se, "iwae_k": k, "num_examples": n}

@@ -129,23 +129,15 @@ class Experiment:
 
     def feed(self, start_step: int, total_steps: int) -> engine_lib.Feed:
         """The run's training batches: streamed from :attr:`source`, or device-resident."""
-        b = self.train.batch_size
+        keys = (self.keys["train"], self.keys["data"])
+        kw = {"batch_size": self.train.batch_size, "mesh": self.mesh}
         if self.source is None:
-            return engine_lib.DeviceFeed(
-                self.train_step(),
-                self.split("train"),
-                self.keys["train"],
-                self.keys["data"],
-                batch_size=b,
-                mesh=self.mesh,
-            )
+            return engine_lib.DeviceFeed(self.train_step(), self.split("train"), *keys, **kw)
         return streaming.StreamFeed(
             self.train_step(),
             self.source,
-            self.keys["train"],
-            self.keys["data"],
-            batch_size=b,
-            mesh=self.mesh,
+            *keys,
+            **kw,
             image_shape=self.info.image_shape,
             start_step=start_step,
             total_steps=total_steps,

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import api, io, storage
+from jaxvae import api, evaluate, io, storage
 from jaxvae import data as data_lib
 from jaxvae.models import Model
 from jaxvae.models import capabilities as caps
@@ -58,18 +58,13 @@ def encode_images(run: api.Run, images, labels, *, batch_size: int) -> dict[str,
     images = np.asarray(images, np.float32)
     labels = np.asarray(labels, np.int32)
     run.model.check_images(images)
-    n = images.shape[0]
     params, state = jax.device_put((run.params, run.state))
     parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, n, batch_size):
-        x, y = images[start : start + batch_size], labels[start : start + batch_size]
-        pad = batch_size - x.shape[0]
-        batch = {
-            "image": jnp.asarray(np.pad(x, ((0, pad), (0, 0), (0, 0), (0, 0)))),
-            "label": jnp.asarray(np.pad(y, (0, pad))),
-        }
+    data = {"image": images, "label": labels}
+    for batch, valid in evaluate.padded_batches(data, batch_size):
+        batch = {k: jnp.asarray(v) for k, v in batch.items()}
         for name, value in _codes(run.model, params, state, batch).items():
-            parts.setdefault(name, []).append(np.asarray(value)[: x.shape[0]])
+            parts.setdefault(name, []).append(np.asarray(value)[:valid])
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 

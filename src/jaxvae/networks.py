@@ -23,6 +23,7 @@ class Conv(nn.Module):
     stride: int = 1
     kernel_size: int = 3
     impl: str = "fast"
+    op = staticmethod(convs.conv2d)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -31,25 +32,14 @@ class Conv(nn.Module):
             "kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features)
         )
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        return convs.conv2d(x, kernel, bias, stride=self.stride, impl=self.impl)
+        return self.op(x, kernel, bias, stride=self.stride, impl=self.impl)
 
 
-class ConvTranspose(nn.Module):
+class ConvTranspose(Conv):
     """'SAME' transposed convolution with the parameters of ``nn.ConvTranspose``."""
 
-    features: int
     stride: int = 2
-    kernel_size: int = 3
-    impl: str = "fast"
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        k = self.kernel_size
-        kernel = self.param(
-            "kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features)
-        )
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        return convs.conv_transpose2d(x, kernel, bias, stride=self.stride, impl=self.impl)
+    op = staticmethod(convs.conv_transpose2d)
 
 
 ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import layout, plots
+from jaxvae import evaluate, layout, plots, sharding
 from jaxvae.models import Model
 from jaxvae.models import capabilities as caps
 
@@ -79,13 +79,6 @@ def latent_map(model: Model, params, state, size: int = 20, extent: float = 2.5)
     zy, zx = jnp.meshgrid(axis, -axis, indexing="ij")
     z = jnp.stack([zx.ravel(), zy.ravel()], axis=-1)
     return _decode_mean(model, params, state, z, jnp.zeros((z.shape[0],), jnp.int32))
-
-
-def _host(tree):
-    """Each process's copy of replicated arrays, as numpy."""
-    return jax.tree.map(
-        lambda a: np.asarray(a.addressable_data(0) if isinstance(a, jax.Array) else a), tree
-    )
 
 
 TRAVERSAL_STEPS = 9
@@ -146,15 +139,10 @@ def latent_space(
     in batches of ``batch_size`` (the last one padded; 0: all at once), so that the encoder
     compiled for the other pictures' batch serves them."""
     n = min(num, data["image"].shape[0])
-    size = batch_size or n
+    first = {k: np.asarray(v[:n]) for k, v in data.items()}
     codes = []
-    for start in range(0, n, size):
-        part = {k: np.asarray(v[start : min(start + size, n)]) for k, v in data.items()}
-        got = part["image"].shape[0]
-        batch = {
-            k: jnp.asarray(np.concatenate([v, np.zeros((size - got, *v.shape[1:]), v.dtype)]))
-            for k, v in part.items()
-        }
+    for batch, got in evaluate.padded_batches(first, batch_size or n):
+        batch = {k: jnp.asarray(v) for k, v in batch.items()}
         codes.append(np.asarray(_encode(model, params, state, batch))[:got])
     codes = np.concatenate(codes)
     points, ratios = plots.pca(codes)
@@ -189,7 +177,7 @@ def write_pictures(
     used, and up to :data:`LATENT_SPACE_POINTS` for latent_space.png). ``kl_per_dim``: the test
     KL per latent dimension, which orders the traversals. ``class_names``: the labels' names.
     """
-    params, state = jax.device_put(_host((params, state)))
+    params, state = jax.device_put(sharding.host((params, state)))
     n = max(num, 32)
     batch = {k: jnp.asarray(v[:n]) for k, v in data.items()}
     first = lambda b, sl: {k: v[sl] for k, v in b.items()}

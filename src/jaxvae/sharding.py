@@ -116,6 +116,13 @@ def from_process_0(value: float) -> float:
     return float(multihost_utils.broadcast_one_to_all(np.asarray(value, np.float32)))
 
 
+def host(tree):
+    """Each process's copy of replicated arrays, as numpy (other leaves as numpy too)."""
+    return jax.tree.map(
+        lambda a: np.asarray(a.addressable_data(0) if isinstance(a, jax.Array) else a), tree
+    )
+
+
 def fetch(tree):
     """Brings a pytree of (possibly multi-process) arrays to the host as numpy, on every process."""
     if jax.process_count() == 1:

@@ -27,7 +27,6 @@ def _check_ranges(spec: Any, section: str, rules: dict[str, tuple[Any, str]]) ->
 
 
 positive = (lambda v: v > 0, "a positive number")
-non_negative = (lambda v: v >= 0, "a number >= 0")
 
 
 @dataclasses.dataclass(frozen=True)

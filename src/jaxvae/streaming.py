@@ -46,19 +46,10 @@ import numpy as np
 from jaxvae import data as data_lib
 from jaxvae import engine as engine_lib
 from jaxvae import sharding
-from jaxvae.specs import STREAM_MODES, DataSpec
+from jaxvae.specs import DataSpec
 
 CHUNK_BYTES = 64 * 2**20  # host batches stacked into one device transfer: at most about this
 MAX_CHUNK_STEPS = 32
-
-__all__ = [
-    "STREAM_MODES",
-    "StreamFeed",
-    "TrainSource",
-    "local_rows",
-    "open_train_source",
-    "step_indices",
-]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +87,7 @@ def _train_records(d: DataSpec) -> tuple[int, tuple[int, ...], bool] | None:
     if d.name == "fashion_mnist" and d.source == "tfds":
         from jaxvae.data import tfds_fashion_mnist
 
-        builder = tfds_fashion_mnist.prepare(
-            idx_dir=d.data_dir, tfds_data_dir=d.tfds_data_dir or data_lib.default_tfds_data_dir()
-        )
+        builder = tfds_fashion_mnist.prepare(idx_dir=d.data_dir, tfds_data_dir=d.tfds_data_dir)
     elif d.name in data_lib.TFDS_DATASETS:
         builder = data_lib.prepared_builder(d.name, d.tfds_data_dir, download=d.download)
     else:
@@ -218,10 +207,7 @@ class StreamFeed(engine_lib.CompiledFeed):
         idx = step_indices(order, step, per_epoch=self.per_epoch, batch_size=self.batch_size)
         records = self.source.records.__getitems__(idx[self.rows].tolist())
         image = data_lib.to_unit_float(np.stack([r["image"] for r in records]))
-        if self.source.has_labels:
-            label = np.asarray([r["label"] for r in records], np.int32)
-        else:
-            label = np.zeros(len(records), np.int32)
+        label = np.asarray([r["label"] if self.source.has_labels else 0 for r in records], np.int32)
         return {"image": image, "label": label}
 
     def _batches(self, start: int, stop: int):

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import psutil
 
-from jaxvae import curves, evaluate, io, layout, likelihoods, pictures, storage
+from jaxvae import curves, evaluate, io, layout, likelihoods, pictures, sharding, storage
 from jaxvae.models import Params, num_params
 from jaxvae.models import capabilities as caps
 
@@ -21,7 +21,7 @@ def params_digest(params: Params) -> str:
     for path, leaf in sorted(
         jax.tree_util.tree_flatten_with_path(params)[0], key=lambda kv: jax.tree_util.keystr(kv[0])
     ):
-        arr = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
+        arr = sharding.host(leaf)
         h.update(jax.tree_util.keystr(path).encode())
         h.update(f"{arr.dtype}{arr.shape}".encode())
         h.update(np.ascontiguousarray(arr).tobytes())
@@ -107,7 +107,7 @@ def final_summary(exp, state) -> dict[str, Any]:
 
         summary |= disentangle.score(
             model,
-            *_host((state.params, state.model_state)),
+            *sharding.host((state.params, state.model_state)),
             disentangle.ground_truth_data(exp.data),
             seed=exp.eval.disentanglement_seed,
             points=exp.eval.disentanglement_points,
@@ -134,13 +134,6 @@ def final_summary(exp, state) -> dict[str, Any]:
     return summary
 
 
-def _host(tree):
-    """Each process's copy of replicated arrays, as numpy."""
-    return jax.tree.map(
-        lambda a: np.asarray(a.addressable_data(0) if isinstance(a, jax.Array) else a), tree
-    )
-
-
 def draw(exp, state, workdir: str, *, kl_per_dim=None, disentanglement=None) -> list[str]:
     """Every picture of the run from ``state``, and curves.png from metrics.jsonl (also what
     ``jaxvae plot`` redraws for a finished or running run); returns the paths.
@@ -161,7 +154,7 @@ def draw(exp, state, workdir: str, *, kl_per_dim=None, disentanglement=None) -> 
         from jaxvae import disentangle
 
         image = exp.split("test")["image"][0]
-        params, model_state = _host((state.params, state.model_state))
+        params, model_state = sharding.host((state.params, state.model_state))
         written += disentangle.draw(workdir, exp.model, params, model_state, image, disentanglement)
     metrics = layout.path(workdir, layout.METRICS)
     if storage.exists(metrics):

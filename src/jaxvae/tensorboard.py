@@ -65,11 +65,7 @@ def _records(data: bytes) -> list[bytes]:
 def _rewrite(path: str, keep: Callable[[Event], bool]) -> None:
     """Rewrites the event file ``path`` (atomically) with only the events ``keep`` accepts."""
     records = _records(storage.read_bytes(path))
-    kept = []
-    for record in records:
-        event = Event.FromString(record[12:-4])
-        if keep(event):
-            kept.append(record)
+    kept = [record for record in records if keep(Event.FromString(record[12:-4]))]
     io.write_atomic(path, b"".join(kept))
 
 
@@ -147,8 +143,6 @@ class EventLog:
         enabled: bool = True,
         flush_secs: float = 30.0,
     ):
-        self.logdir = logdir
-        self.enabled = enabled
         self.resume_step = resume_step
         self.flush_secs = flush_secs
         self._writer = None

@@ -219,7 +219,6 @@ class MetricsLog:
 
     def __init__(self, workdir: str, *, resume_step: int | None, enabled: bool = True):
         self.path = layout.path(workdir, METRICS)
-        self.enabled = enabled
         self._out = None
         if not enabled:
             return

@@ -39,35 +39,25 @@ The per-batch corruptions used by the training loop (:func:`dynamic_binarize`,
 :func:`add_noise`) live in :mod:`jaxvae.corruptions` and are re-exported here.
 """
 
-from jaxvae.corruptions import (
-    BINARIZE_MODES,
-    NOISE_KINDS,
-    add_noise,
-    binarize_images,
-    dynamic_binarize,
-)
+from jaxvae.corruptions import add_noise, dynamic_binarize
 from jaxvae.data.base import (
     SOURCES_BY_NAME,
     Dataset,
-    Source,
     SourceRequest,
     default_tfds_data_dir,
     register,
     source_request,
     to_unit_float,
 )
+from jaxvae.data.binarization import EVAL_BINARIZATION_SEED
 from jaxvae.data.dataset import (
     DATASETS,
-    EVAL_BINARIZATION_SEED,
     GROUND_TRUTH_DATASETS,
-    SOURCES,
-    binarize_for_evaluation,
     load_dataset,
     load_from_config,
     split_validation,
-    static_binarize,
 )
-from jaxvae.data.dsprites import ProceduralDSprites, load_dsprites_procedural
+from jaxvae.data.dsprites import ProceduralDSprites
 from jaxvae.data.dsprites import render as render_dsprites
 from jaxvae.data.ground_truth import (
     ArrayGroundTruthData,
@@ -79,88 +69,55 @@ from jaxvae.data.ground_truth import (
 )
 from jaxvae.data.idx import (
     DEFAULT_FASHION_MNIST_DIR,
-    FASHION_MNIST_CLASSES,
     FASHION_MNIST_ENV,
-    FASHION_MNIST_FILES,
-    FASHION_MNIST_IMAGE_HW,
-    FASHION_MNIST_SIZES,
-    find_fashion_mnist_files,
     load_fashion_mnist_idx,
     parse_idx,
     read_fashion_mnist_split,
-    read_idx,
     resolve_fashion_mnist_dir,
 )
-from jaxvae.data.npz import dataset_from_arrays, load_npz
 from jaxvae.data.synthetic import synthetic_dataset
 from jaxvae.data.tfds import (
     TFDS_DATASETS,
-    load_fashion_mnist_tfds,
     load_tfds_dataset,
     prepared_builder,
     read_data_source,
-    read_tfds_builder,
 )
-from jaxvae.data.tfds_ground_truth import (
-    GROUND_TRUTH_TFDS,
-    ground_truth_from_tfds,
-    load_ground_truth_tfds,
-)
+from jaxvae.data.tfds_ground_truth import ground_truth_from_tfds
 
 __all__ = [
-    "BINARIZE_MODES",
     "SOURCES_BY_NAME",
-    "Source",
     "SourceRequest",
     "register",
     "source_request",
     "DATASETS",
     "DEFAULT_FASHION_MNIST_DIR",
     "EVAL_BINARIZATION_SEED",
-    "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_ENV",
-    "FASHION_MNIST_FILES",
-    "FASHION_MNIST_IMAGE_HW",
-    "FASHION_MNIST_SIZES",
     "GROUND_TRUTH_DATASETS",
-    "GROUND_TRUTH_TFDS",
-    "NOISE_KINDS",
-    "SOURCES",
     "TFDS_DATASETS",
     "ArrayGroundTruthData",
     "Dataset",
     "GroundTruthData",
     "ProceduralDSprites",
     "add_noise",
-    "binarize_for_evaluation",
-    "binarize_images",
-    "dataset_from_arrays",
     "default_tfds_data_dir",
     "dynamic_binarize",
     "distinct_combinations",
     "factors_to_index",
-    "find_fashion_mnist_files",
     "ground_truth_from_tfds",
     "index_to_factors",
     "load_dataset",
     "load_fashion_mnist_idx",
-    "load_dsprites_procedural",
-    "load_fashion_mnist_tfds",
-    "load_ground_truth_tfds",
     "load_from_config",
-    "load_npz",
     "load_tfds_dataset",
     "parse_idx",
     "prepared_builder",
     "read_data_source",
     "read_fashion_mnist_split",
-    "read_idx",
-    "read_tfds_builder",
     "render_dsprites",
     "resolve_fashion_mnist_dir",
     "split_indices",
     "split_validation",
-    "static_binarize",
     "synthetic_dataset",
     "to_unit_float",
 ]

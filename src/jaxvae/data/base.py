@@ -192,6 +192,13 @@ def take_first(array: np.ndarray, limit: int) -> np.ndarray:
     return array[:limit] if limit > 0 else array
 
 
+def get_records(source: Sequence[Mapping[str, Any]], keys: list[int]) -> Sequence[Mapping]:
+    """The records ``keys`` of a random-access source (its ``__getitems__`` when it has one)."""
+    if hasattr(source, "__getitems__"):
+        return source.__getitems__(keys)
+    return [source[k] for k in keys]
+
+
 def dataset_from_uint8(
     name: str,
     arrays: Mapping[str, tuple[np.ndarray, np.ndarray]],

@@ -15,13 +15,6 @@ from jaxvae.data.base import Dataset
 # constant, not the run's seed: runs with different seeds are evaluated on the same binary images.
 EVAL_BINARIZATION_SEED = 0
 
-__all__ = [
-    "EVAL_BINARIZATION_SEED",
-    "binarize_for_evaluation",
-    "protocol_of_splits",
-    "static_binarize",
-]
-
 
 def static_binarize(dataset: Dataset, seed: int) -> Dataset:
     """Binarizes a dataset once, deterministically for ``seed``.

@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 
-from jaxvae.corruptions import BINARIZE_MODES
 from jaxvae.data import folder, tfds_celeb_a  # noqa: F401  (they register themselves)
 from jaxvae.data.base import (
     SOURCES_BY_NAME,
@@ -53,7 +52,6 @@ from jaxvae.data.base import (
     take_first,
 )
 from jaxvae.data.binarization import (
-    EVAL_BINARIZATION_SEED,
     binarize_for_evaluation,
     protocol_of_splits,
     static_binarize,
@@ -63,6 +61,7 @@ from jaxvae.data.idx import load_fashion_mnist_idx
 from jaxvae.data.npz import load_npz
 from jaxvae.data.tfds import TFDS_DATASETS, load_fashion_mnist_tfds, load_tfds_dataset
 from jaxvae.data.tfds_ground_truth import GROUND_TRUTH_TFDS, load_ground_truth_tfds
+from jaxvae.specs import BINARIZE
 
 DATASETS = (
     "fashion_mnist",
@@ -78,20 +77,6 @@ DATASETS = (
 # Datasets with ground-truth factors; their loaders make the train/validation/test splits.
 GROUND_TRUTH_DATASETS = ("dsprites_procedural", *GROUND_TRUTH_TFDS)
 SOURCES = ("auto", "idx", "tfds")
-
-
-__all__ = [
-    "DATASETS",
-    "EVAL_BINARIZATION_SEED",
-    "GROUND_TRUTH_DATASETS",
-    "SOURCES",
-    "Dataset",
-    "binarize_for_evaluation",
-    "load_dataset",
-    "load_from_config",
-    "split_validation",
-    "static_binarize",
-]
 
 
 def load_dataset(
@@ -180,7 +165,12 @@ def load_dataset(
     """
     check_choice("name", name, DATASETS)
     check_choice("source", source, SOURCES)
-    check_choice("binarize", binarize, BINARIZE_MODES)
+    check_choice("binarize", binarize, BINARIZE)
+    registered = SOURCES_BY_NAME.get(name)
+    own_files = registered is not None or name in ("npz", "dsprites_procedural")
+    allowed = SOURCES if name == "fashion_mnist" else ("auto",) if own_files else ("auto", "tfds")
+    if source not in allowed:
+        raise ValueError(f"source={source!r} for dataset {name!r}; expected one of {allowed}.")
     for arg, value, zero in (
         ("limit_train", limit_train, "0 keeps everything"),
         ("limit_test", limit_test, "0 keeps everything"),
@@ -191,7 +181,6 @@ def load_dataset(
     limit_train, limit_test = int(limit_train), int(limit_test)
     validation_size = int(validation_size)
 
-    registered = SOURCES_BY_NAME.get(name)
     options = options or SourceRequest()
     download = options.download
     tfds_backed = name in TFDS_DATASETS or (name == "fashion_mnist" and source == "tfds")
@@ -207,8 +196,6 @@ def load_dataset(
     splits = {"with_train": not test_only}
     split = {}
     if registered is not None:
-        if source != "auto":
-            raise ValueError(f"source={source!r} for dataset {name!r}; expected 'auto'.")
         request = dataclasses.replace(
             options,
             data_dir=data_dir,
@@ -221,13 +208,9 @@ def load_dataset(
         dataset = registered.load(request)
     elif name in GROUND_TRUTH_DATASETS:
         if name == "dsprites_procedural":
-            if source != "auto":
-                raise ValueError(f"source={source!r} for dsprites_procedural; expected 'auto'.")
             dataset = load_dsprites_procedural(limit_train, limit_test, validation_size)
             what = "combinations (mixed-radix indices)"
         else:
-            if source == "idx":
-                raise ValueError(f"source='idx' for dataset {name!r}; expected 'auto' or 'tfds'.")
             dataset = load_ground_truth_tfds(
                 name, tfds_data_dir, limit_train, limit_test, validation_size, download=download
             )
@@ -244,15 +227,8 @@ def load_dataset(
         else:
             dataset = load_fashion_mnist_idx(data_dir, read_train, limit_test, **splits)
     elif name == "npz":
-        if source not in ("auto",):
-            raise ValueError(f"source={source!r} for the npz dataset; expected 'auto'.")
         dataset = load_npz(data_dir, read_train, limit_test, **splits)
     else:
-        if source == "idx":
-            raise ValueError(
-                f"source='idx' for dataset {name!r}; IDX files are only read for fashion_mnist. "
-                "Expected 'auto' or 'tfds'."
-            )
         dataset = load_tfds_dataset(
             name, tfds_data_dir, read_train, limit_test, download=download, **lazy, **splits
         )

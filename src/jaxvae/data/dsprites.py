@@ -84,22 +84,6 @@ _HEART_HALF_WIDTH = 1.139
 _HEART_CENTROID_Y = 0.2935
 _CHUNK = 1024
 
-__all__ = [
-    "DEFAULT_NUM_TEST",
-    "FACTOR_NAMES",
-    "FACTOR_SIZES",
-    "IMAGE_SHAPE",
-    "NUM_EXAMPLES",
-    "ORIENTATIONS",
-    "POSITIONS",
-    "SCALES",
-    "SHAPES",
-    "SPLIT_SEED",
-    "ProceduralDSprites",
-    "load_dsprites_procedural",
-    "render",
-]
-
 
 def render(factors: np.ndarray) -> np.ndarray:
     """Renders dSprites images from their factor indices.
@@ -166,11 +150,6 @@ class ProceduralDSprites:
 
     factor_sizes: tuple[int, ...] = FACTOR_SIZES
     factor_names: tuple[str, ...] = FACTOR_NAMES
-
-    @property
-    def observation_shape(self) -> tuple[int, int, int]:
-        """``(64, 64, 1)``."""
-        return IMAGE_SHAPE
 
     def sample_factors(self, num: int, rng: np.random.Generator) -> np.ndarray:
         """``num`` combinations, each factor uniform and independent: int32 ``[num, 5]``."""

@@ -64,9 +64,6 @@ def _warn(message: str) -> None:
     print(f"jaxvae: warning: {message}", file=sys.stderr, flush=True)
 
 
-__all__ = ["ArrayRecords", "CACHE_NAME", "list_folder", "load_folder", "split_fraction"]
-
-
 def split_fraction(relpath: str) -> float:
     """``u`` in ``[0, 1)`` of a file's relative path: the first 8 bytes of its SHA-256 / 2**64."""
     digest = hashlib.sha256(relpath.encode("utf-8")).digest()

@@ -30,16 +30,6 @@ import numpy as np
 
 from jaxvae.data.base import take_first
 
-__all__ = [
-    "ArrayGroundTruthData",
-    "GroundTruthData",
-    "check_factors",
-    "distinct_combinations",
-    "factors_to_index",
-    "index_to_factors",
-    "split_indices",
-]
-
 
 @runtime_checkable
 class GroundTruthData(Protocol):
@@ -297,11 +287,6 @@ class ArrayGroundTruthData:
             self._keys, self._first, self._counts = np.unique(
                 keys[self._order], return_index=True, return_counts=True
             )
-
-    @property
-    def observation_shape(self) -> tuple[int, ...]:
-        """``(H, W, C)`` of one observation."""
-        return tuple(int(d) for d in self.images.shape[1:])
 
     def distinct_combinations(self) -> np.ndarray | None:
         """The sorted indices of the table's combinations when each is held once (then a lookup

@@ -114,12 +114,8 @@ def read_idx(path: str) -> np.ndarray:
         match its header (truncated or with trailing bytes).
     """
     try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            with open(path, "rb") as f:
-                raw = f.read()
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            raw = f.read()
     except (OSError, EOFError, zlib.error) as e:
         raise ValueError(
             f"Could not read IDX file {path!r} ({type(e).__name__}: {e}); the file is corrupt "

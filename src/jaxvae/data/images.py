@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
+from jaxvae.data.base import get_records
+
 RESAMPLE = PIL.Image.Resampling.BILINEAR
 GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
-
-__all__ = ["GREY_MODES", "RESAMPLE", "CroppedRecords", "crop_and_resize"]
 
 
 def crop_and_resize(image: PIL.Image.Image, size: int, crop: int = 0) -> PIL.Image.Image:
@@ -62,6 +62,4 @@ class CroppedRecords:
         return self._map(self.records[index])
 
     def __getitems__(self, keys: Sequence[int]) -> list[dict[str, Any]]:
-        get = getattr(self.records, "__getitems__", None)
-        records = get(list(keys)) if get else [self.records[k] for k in keys]
-        return [self._map(r) for r in records]
+        return [self._map(r) for r in get_records(self.records, list(keys))]

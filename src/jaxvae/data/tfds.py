@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,23 +21,13 @@ from jaxvae.data.base import (
     check_choice,
     dataset_from_uint8,
     default_tfds_data_dir,
+    get_records,
     to_unit_float,
 )
 
 TFDS_DATASETS = ("mnist", "binarized_mnist", "cifar10")
 
 _TFDS_READ_CHUNK = 8192
-
-__all__ = [
-    "RecordColumn",
-    "TFDS_DATASETS",
-    "default_tfds_data_dir",
-    "load_fashion_mnist_tfds",
-    "load_tfds_dataset",
-    "prepared_builder",
-    "read_data_source",
-    "read_tfds_builder",
-]
 
 
 class RecordColumn:
@@ -217,9 +207,7 @@ def load_fashion_mnist_tfds(
     """
     from jaxvae.data import tfds_fashion_mnist  # Imports tensorflow_datasets.
 
-    builder = tfds_fashion_mnist.prepare(
-        idx_dir=data_dir, tfds_data_dir=tfds_data_dir or default_tfds_data_dir()
-    )
+    builder = tfds_fashion_mnist.prepare(idx_dir=data_dir, tfds_data_dir=tfds_data_dir)
     return read_tfds_builder(
         builder,
         "fashion_mnist",
@@ -264,15 +252,7 @@ def read_tfds_builder(
             f"{sorted(splits)} and features {sorted(features.keys())}; expected 'train' and 'test' "
             "splits with an 'image' feature."
         )
-    try:
-        sources = builder.as_data_source(split=["train", "test"])
-    except NotImplementedError as e:
-        raise ValueError(
-            f"TFDS dataset {name!r} in {os.fspath(builder.data_dir)!r} is stored as "
-            f"{builder.info.file_format}; expected array_record (random access). Prepare it with "
-            "download_and_prepare(file_format='array_record') or convert it with "
-            "`tfds convert_format`."
-        ) from e
+    sources = data_source(builder, name, ["train", "test"])
     has_labels = "label" in features
     class_names = tuple(getattr(features["label"], "names", ())) if has_labels else ()
     if lazy_train:
@@ -301,6 +281,21 @@ def read_tfds_builder(
     return dataset_from_uint8(name, arrays, class_names)
 
 
+def data_source(builder: Any, name: str, split: Any) -> Any:
+    """``builder.as_data_source(split)``, or a ValueError if those splits cannot be read at
+    random (not stored as array_record, or missing)."""
+    try:
+        return builder.as_data_source(split=split)
+    except (NotImplementedError, KeyError, ValueError) as e:
+        raise ValueError(
+            f"TFDS dataset {name!r} in {os.fspath(builder.data_dir)!r} (stored as "
+            f"{builder.info.file_format}) has no array_record split {split} to read at random "
+            f"({type(e).__name__}: {e}); expected array_record. Prepare it with "
+            "download_and_prepare(file_format='array_record') or convert it with "
+            "`tfds convert_format`."
+        ) from e
+
+
 def read_data_source(
     source: Sequence[Mapping[str, Any]], limit: int = 0, has_labels: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -320,12 +315,9 @@ def read_data_source(
     count = len(source) if limit <= 0 else min(limit, len(source))
     if count == 0:
         raise ValueError(f"Data source {source!r} is empty; expected at least one record.")
-    get_many: Callable[[list[int]], Sequence[Mapping[str, Any]]] = getattr(
-        source, "__getitems__", lambda keys: [source[k] for k in keys]
-    )
     images, labels = [], []
     for start in range(0, count, _TFDS_READ_CHUNK):
-        records = get_many(list(range(start, min(start + _TFDS_READ_CHUNK, count))))
+        records = get_records(source, list(range(start, min(start + _TFDS_READ_CHUNK, count))))
         images.append(np.stack([r["image"] for r in records]))
         if has_labels:
             labels.append(np.fromiter((r["label"] for r in records), np.int64, len(records)))

@@ -15,19 +15,15 @@ dataset above ``data.stream_threshold_mb``. Preparing CelebA needs its download 
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from jaxvae.data.base import Dataset, Source, SourceRequest, register, to_unit_float
 from jaxvae.data.images import CroppedRecords
-from jaxvae.data.tfds import RecordColumn, prepared_builder, read_data_source
+from jaxvae.data.tfds import RecordColumn, data_source, prepared_builder, read_data_source
 
 NAME = "celeb_a"
 CROP = 148
 DEFAULT_IMAGE_SIZE = 64
-
-__all__ = ["CROP", "load_celeb_a"]
 
 
 def _sources(request: SourceRequest) -> tuple[CroppedRecords, CroppedRecords, int]:
@@ -36,14 +32,7 @@ def _sources(request: SourceRequest) -> tuple[CroppedRecords, CroppedRecords, in
     if request.channels not in (0, 3):
         raise ValueError(f"data.channels={request.channels!r} for celeb_a; expected 0 or 3 (RGB).")
     builder = prepared_builder(NAME, request.tfds_data_dir, download=request.download)
-    try:
-        train, test = builder.as_data_source(split=["train", "test"])
-    except (NotImplementedError, KeyError, ValueError) as e:
-        raise ValueError(
-            f"TFDS dataset {NAME!r} in {os.fspath(builder.data_dir)!r} has no array_record "
-            f"'train' and 'test' splits ({type(e).__name__}: {e}); expected it prepared with "
-            "file_format='array_record'."
-        ) from e
+    train, test = data_source(builder, NAME, ["train", "test"])
     size = request.image_size or DEFAULT_IMAGE_SIZE
     return CroppedRecords(train, size, CROP), CroppedRecords(test, size, CROP), size
 

@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from jaxvae.data.base import Dataset, check_choice
+from jaxvae.data.base import Dataset, check_choice, get_records
 from jaxvae.data.ground_truth import (
     ArrayGroundTruthData,
     check_factors,
     split_index_sets,
 )
-from jaxvae.data.tfds import prepared_builder
+from jaxvae.data.tfds import data_source, prepared_builder
 
 _READ_CHUNK = 4096
 
@@ -82,15 +82,6 @@ GROUND_TRUTH_TFDS = {
     ),
 }
 SPLIT_SEED = 0
-
-__all__ = [
-    "GROUND_TRUTH_TFDS",
-    "SPLIT_SEED",
-    "GroundTruthSpec",
-    "ground_truth_from_tfds",
-    "load_ground_truth_tfds",
-    "read_factor_records",
-]
 
 
 def load_ground_truth_tfds(
@@ -198,14 +189,11 @@ def read_factor_records(
     Raises:
       ValueError: If an image has the wrong dtype, shape or range, or a factor is out of range.
     """
-    get_many: Callable[[list[int]], Sequence[Mapping[str, Any]]] = getattr(
-        source, "__getitems__", lambda keys: [source[k] for k in keys]
-    )
     images = np.zeros((len(index), *spec.image_shape), np.uint8)
     factors = np.zeros((len(index), len(spec.factor_names)), np.int64)
     for start in range(0, len(index), _READ_CHUNK):
         keys = [int(k) for k in index[start : start + _READ_CHUNK]]
-        records = get_many(keys)
+        records = get_records(source, keys)
         chunk = np.stack([np.asarray(r["image"]) for r in records])
         if chunk.dtype != np.uint8 or chunk.shape[1:] != spec.image_shape:
             raise ValueError(
@@ -240,12 +228,4 @@ def _train_source(
             f"{sorted(builder.info.splits)} and label sizes {found}; expected a 'train' split, an "
             f"'image' feature and the labels {expected}."
         )
-    try:
-        return builder.as_data_source(split="train")
-    except NotImplementedError as e:
-        raise ValueError(
-            f"TFDS dataset {name!r} in {os.fspath(builder.data_dir)!r} is stored as "
-            f"{builder.info.file_format}; expected array_record (random access). Prepare it with "
-            "download_and_prepare(file_format='array_record') or convert it with "
-            "`tfds convert_format`."
-        ) from e
+    return data_source(builder, name, "train")

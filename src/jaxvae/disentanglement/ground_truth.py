@@ -38,11 +38,6 @@ def factors_of(data: GroundTruthData, num: int, rng: np.random.Generator) -> np.
     return factors
 
 
-def sample_observations(data: GroundTruthData, num: int, rng: np.random.Generator) -> np.ndarray:
-    """Observations of ``num`` freshly sampled factor vectors."""
-    return data.sample_observations_from_factors(factors_of(data, num, rng), rng)
-
-
 def codes_of(representation_fn: RepresentationFn, observations: np.ndarray) -> np.ndarray:
     """``representation_fn(observations)`` as float64 ``[n, D]``; a ValueError if it is not."""
     codes = np.asarray(representation_fn(observations), np.float64)

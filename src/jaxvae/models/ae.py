@@ -45,13 +45,7 @@ class AE(Model):
         check_choice("ae_loss", self.ae_loss, AE_LOSSES)
 
     def decoder_net(self):
-        from jaxvae import networks
-
-        if self.architecture == "mlp":
-            return networks.MLPDecoder(
-                self.hidden[::-1], self.image_shape, self.activation, self.layer
-            )
-        return networks.ConvDecoder(self.channels, self.image_shape, impl=self.conv_impl)
+        return super().decoder_net(self.image_shape)  # one value per pixel: the mean
 
     def init(self, key):
         k_enc, k_dec = jax.random.split(key)

@@ -170,12 +170,17 @@ class Model(abc.ABC):
             return networks.MLPEncoder(self.hidden, out_dim, self.activation, self.layer)
         return networks.ConvEncoder(self.channels, out_dim, impl=self.conv_impl)
 
-    def decoder_net(self):
-        """The backbone decoder ``z -> [N, *likelihood.output_shape]``."""
-        out = self.likelihood.output_shape
+    def decoder_net(self, out: tuple[int, int, int] | None = None):
+        """The backbone decoder ``z -> [N, *out]`` (default: ``likelihood.output_shape``)."""
+        out = out or self.likelihood.output_shape
         if self.architecture == "mlp":
             return networks.MLPDecoder(self.hidden[::-1], out, self.activation, self.layer)
         return networks.ConvDecoder(self.channels, out, impl=self.conv_impl)
+
+    def with_likelihood(self, params: dict, key: jax.Array) -> dict:
+        """``params`` and the likelihood's own parameters (``"likelihood"``), if it has any."""
+        lik = self.likelihood.init(key)
+        return params | {"likelihood": lik} if lik else params
 
     def check_images(self, x: Any) -> None:
         """Raises ``ValueError`` unless ``x`` is ``[N, *image_shape]``."""

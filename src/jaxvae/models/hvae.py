@@ -77,10 +77,7 @@ class HVAE(Model):
             "prior1": self._p1().init(k_p1, z2)["params"],
             "decoder": self.decoder_net().init(k_px, z1)["params"],
         }
-        lik = self.likelihood.init(k_lik)
-        if lik:
-            params["likelihood"] = lik
-        return params, {}
+        return self.with_likelihood(params, k_lik), {}
 
     def q_z1(self, params, x):
         """``(mean, log_var)`` of ``q(z1 | x)``, each ``[N, latent_dim]``."""

@@ -74,10 +74,7 @@ class VAE(Model):
             "encoder": self.encoder_net(2 * self.latent_dim).init(k_enc, x, cond)["params"],
             "decoder": self.decoder_net().init(k_dec, z)["params"],
         }
-        lik = self.likelihood.init(k_lik)
-        if lik:
-            params["likelihood"] = lik
-        return params, {}
+        return self.with_likelihood(params, k_lik), {}
 
     def q_params(self, params, batch):
         """``(mean, log_var)`` of ``q(z | x)``."""

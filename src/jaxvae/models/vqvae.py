@@ -238,9 +238,7 @@ class VQVAE(Model):
             "encoder": self._encoder().init(k_enc, x)["params"],
             "decoder": self._decoder().init(k_dec, z)["params"],
         }
-        lik = self.likelihood.init(k_lik)
-        if lik:
-            params["likelihood"] = lik
+        params = self.with_likelihood(params, k_lik)
         limit = math.sqrt(3.0 / self.code_dim)
         shape = (self.codebook_size, self.code_dim)
         codebook = jax.random.uniform(k_code, shape, jnp.float32, -limit, limit)

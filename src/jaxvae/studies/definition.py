@@ -117,9 +117,7 @@ class Axis:
                         "usable directory name; use levels= with your own labels"
                     )
             overrides = tuple({self.key: v} for v in values)
-        duplicates = sorted({x for x in labels if labels.count(x) > 1})
-        if duplicates:
-            raise ValueError(f"axis {self.name!r}: level {duplicates[0]!r} appears twice")
+        _unique(f"axis {self.name!r}", "level", labels)
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "overrides", overrides)
@@ -277,12 +275,8 @@ class Study:
         what = f"study {self.name!r}"
         if self.axes and self.variants:
             raise ValueError(f"{what}: give axes or variants, not both")
-        for a in self.axes:
-            if not isinstance(a, Axis):
-                raise ValueError(f"{what}: axes must be Axis objects, got {a!r}")
-        for v in self.variants:
-            if not isinstance(v, Variant):
-                raise ValueError(f"{what}: variants must be Variant objects, got {v!r}")
+        _instances(what, "axes", self.axes, Axis)
+        _instances(what, "variants", self.variants, Variant)
         _unique(what, "axis", [a.name for a in self.axes])
         _unique(what, "variant", [v.name for v in self.variants])
         if not self.seeds:
@@ -298,9 +292,8 @@ class Study:
                 raise ValueError(f"{what}: metric {m!r} must be a non-empty string")
         _unique(what, "metric", list(self.metrics))
         names = [v.name for v in self.grid()]
+        _instances(what, "references", self.references, Reference)
         for r in self.references:
-            if not isinstance(r, Reference):
-                raise ValueError(f"{what}: references must be Reference objects, got {r!r}")
             if r.variant not in names:
                 raise ValueError(
                     f"{what}: reference for unknown variant {r.variant!r}; variants: {names}"
@@ -312,9 +305,8 @@ class Study:
         _unique(what, "reference", [f"{r.variant}/{r.metric}" for r in self.references])
         from jaxvae.studies import figures
 
+        _instances(what, "figures", self.figures, Figure)
         for f in self.figures:
-            if not isinstance(f, Figure):
-                raise ValueError(f"{what}: figures must be Figure objects, got {f!r}")
             figures.KINDS[f.kind].check(f, self)
         _unique(what, "figure", [f.name for f in self.figures])
 
@@ -340,7 +332,13 @@ class Study:
         return tuple(out)
 
 
-def _unique(what: str, kind: str, items: list) -> None:
+def _instances(what: str, field: str, items: Sequence, cls: type) -> None:
+    for item in items:
+        if not isinstance(item, cls):
+            raise ValueError(f"{what}: {field} must be {cls.__name__} objects, got {item!r}")
+
+
+def _unique(what: str, kind: str, items: Sequence) -> None:
     seen = set()
     for item in items:
         if item in seen:

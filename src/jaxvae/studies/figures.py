@@ -17,7 +17,6 @@ import numpy as np
 
 from jaxvae import io
 
-STANDARD = ("learning_curves", "comparison")
 REFERENCE_STYLE = {"marker": "D", "color": "#d62728", "markersize": 7, "zorder": 5}
 SEED_STYLE = {"marker": ".", "color": "0.4", "s": 22, "zorder": 4, "linewidths": 0}
 
@@ -132,21 +131,7 @@ def comparison(data, path: str) -> bool:
     any_reference = False
     for ax, metric in zip(axes.flat, data.metrics, strict=False):
         for i, (name, color) in enumerate(zip(names, colors, strict=True)):
-            vals = [v for v in data.values[name][metric] if math.isfinite(v)]
-            mean, std, n = data.stats(name, metric)
-            if vals:
-                ax.scatter(np.full(len(vals), i) + _jitter(len(vals)), vals, **SEED_STYLE)
-            if n:
-                ax.errorbar(
-                    i,
-                    mean,
-                    yerr=0 if math.isnan(std) else std,
-                    fmt="o",
-                    color=color,
-                    capsize=4,
-                    ms=6,
-                    zorder=3,
-                )
+            _mean_and_seeds(ax, data, name, metric, i, color, jitter=True)
             ref = data.references.get((name, metric))
             if ref:
                 any_reference = True
@@ -190,21 +175,41 @@ def _integer_ticks(ax, values) -> None:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _limits(ax, spec: dict[str, Any]) -> None:
+def _err(std: float) -> float:
+    """An error bar's length: the std over seeds, 0 for a single seed."""
+    return 0 if math.isnan(std) else std
+
+
+def _mean_and_seeds(ax, data, name, metric, x, color, *, jitter: bool = False) -> float | None:
+    """``name``'s seeds of ``metric`` as grey dots at ``x`` (spread out a little with
+    ``jitter``) and their mean with ±1 std error bars; the mean, ``None`` without a finite seed."""
+    vals = [v for v in data.values[name][metric] if math.isfinite(v)]
+    mean, std, n = data.stats(name, metric)
+    if not n:
+        return None
+    spread = (np.linspace(-0.12, 0.12, n) if n > 1 else np.zeros(n)) if jitter else 0
+    ax.scatter(np.full(len(vals), x) + spread, vals, **SEED_STYLE)
+    ax.errorbar(x, mean, yerr=_err(std), fmt="o", color=color, capsize=4, ms=6, zorder=3)
+    return mean
+
+
+def _finish(fig, ax, data, spec: dict[str, Any], path: str, note: str) -> None:
+    """A figure kind's y limits, axis labels, title (with ``note``) and grid; then saved."""
     if spec.get("ylim"):
         ax.set_ylim(*spec["ylim"])
+    ax.set_xlabel(spec["xlabel"] or spec["x"])
+    ax.set_ylabel(spec["ylabel"] or spec["y"])
+    ax.set_title(f"{data.name}: {spec['title'] or default_title(spec)}\n{note}", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
 
 
-def _jitter(n: int) -> np.ndarray:
-    return np.linspace(-0.12, 0.12, n) if n > 1 else np.zeros(n)
-
-
-def standard_figures() -> list[tuple[str, str, Callable]]:
-    """``(file name, title, draw)`` of the figures every report has."""
-    return [
-        ("learning_curves", "Learning curves", learning_curves),
-        ("comparison", "Comparison of the variants", comparison),
-    ]
+# The figures every report has: file name -> (title, draw).
+STANDARD: dict[str, tuple[str, Callable]] = {
+    "learning_curves": ("Learning curves", learning_curves),
+    "comparison": ("Comparison of the variants", comparison),
+}
 
 
 # --- figure kinds that a study asks for ----------------------------------------------------
@@ -220,13 +225,17 @@ def default_title(spec: dict[str, Any]) -> str:
     return f"{spec['y']} against {spec['x']}"
 
 
+def _check_metric(figure, study, axis_name: str) -> None:
+    m = getattr(figure, axis_name)
+    if m not in study.metrics:
+        raise ValueError(
+            f"figure {figure.name!r}: {axis_name}={m!r} is not one of the study's metrics {study.metrics}"
+        )
+
+
 def _check_metrics(figure, study) -> None:
-    for axis_name in ("x", "y"):
-        m = getattr(figure, axis_name)
-        if m not in study.metrics:
-            raise ValueError(
-                f"figure {figure.name!r}: {axis_name}={m!r} is not one of the study's metrics {study.metrics}"
-            )
+    _check_metric(figure, study, "x")
+    _check_metric(figure, study, "y")
 
 
 def _draw_metrics(data, spec: dict[str, Any], path: str) -> None:
@@ -243,8 +252,8 @@ def _draw_metrics(data, spec: dict[str, Any], path: str) -> None:
         ax.errorbar(
             mx,
             my,
-            xerr=0 if math.isnan(sx) else sx,
-            yerr=0 if math.isnan(sy) else sy,
+            xerr=_err(sx),
+            yerr=_err(sy),
             fmt="o",
             color=color,
             capsize=4,
@@ -262,17 +271,9 @@ def _draw_metrics(data, spec: dict[str, Any], path: str) -> None:
         if rx and ry:
             ax.plot(rx["value"], ry["value"], linestyle="none", **REFERENCE_STYLE)
     ax.plot(xs, ys, color="0.6", linestyle=":", zorder=1)
-    _limits(ax, spec)
     if spec["log_x"]:
         ax.set_xscale("log", base=2)
-    ax.set_xlabel(spec["xlabel"] or spec["x"])
-    ax.set_ylabel(spec["ylabel"] or spec["y"])
-    ax.set_title(
-        f"{data.name}: {spec['title'] or default_title(spec)}\n{_seed_note(data)}", fontsize=10
-    )
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)
+    _finish(fig, ax, data, spec, path, _seed_note(data))
 
 
 def _check_axis(figure, study) -> None:
@@ -281,10 +282,7 @@ def _check_axis(figure, study) -> None:
         raise ValueError(
             f"figure {figure.name!r}: x={figure.x!r} is not an axis of the study {names}"
         )
-    if figure.y not in study.metrics:
-        raise ValueError(
-            f"figure {figure.name!r}: y={figure.y!r} is not one of the study's metrics {study.metrics}"
-        )
+    _check_metric(figure, study, "y")
     axis = study.axes[names.index(figure.x)]
     if figure.log_x and not all(_is_number(v) and v > 0 for v in axis.values):
         raise ValueError(
@@ -298,7 +296,7 @@ def _draw_axis(data, spec: dict[str, Any], path: str) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     axis = next(a for a in data.axes if a["name"] == spec["x"])
     numeric = all(_is_number(v) for v in axis["values"])
-    position = {json_key(v): (v if numeric else i) for i, v in enumerate(axis["values"])}
+    position = {repr(v): (v if numeric else i) for i, v in enumerate(axis["values"])}
     groups: dict[str, list] = {}
     for v in data.variants:
         rest = ",".join(f"{k}={c}" for k, c in v["coords"].items() if k != spec["x"])
@@ -307,22 +305,10 @@ def _draw_axis(data, spec: dict[str, Any], path: str) -> None:
     for (rest, members), color in zip(groups.items(), palette, strict=True):
         xs, means = [], []
         for v in members:
-            x = position[json_key(v["coords"][spec["x"]])]
-            vals = [y for y in data.values[v["name"]][spec["y"]] if math.isfinite(y)]
-            mean, std, n = data.stats(v["name"], spec["y"])
-            if not n:
+            x = position[repr(v["coords"][spec["x"]])]
+            mean = _mean_and_seeds(ax, data, v["name"], spec["y"], x, color)
+            if mean is None:
                 continue
-            ax.scatter(np.full(len(vals), x), vals, **SEED_STYLE)
-            ax.errorbar(
-                x,
-                mean,
-                yerr=0 if math.isnan(std) else std,
-                fmt="o",
-                color=color,
-                capsize=4,
-                ms=6,
-                zorder=3,
-            )
             ref = data.references.get((v["name"], spec["y"]))
             if ref:
                 ax.plot(x, ref["value"], linestyle="none", **REFERENCE_STYLE)
@@ -339,20 +325,7 @@ def _draw_axis(data, spec: dict[str, Any], path: str) -> None:
     if len(groups) > 1:
         ax.legend(frameon=False, fontsize=8)
     _integer_ticks(ax, [y for v in data.variants for y in data.values[v["name"]][spec["y"]]])
-    _limits(ax, spec)
-    ax.set_xlabel(spec["xlabel"] or spec["x"])
-    ax.set_ylabel(spec["ylabel"] or spec["y"])
-    ax.set_title(
-        f"{data.name}: {spec['title'] or default_title(spec)}\n{_seed_note(data)}; grey dots: single seeds",
-        fontsize=10,
-    )
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def json_key(v: Any) -> str:
-    return repr(v)
+    _finish(fig, ax, data, spec, path, f"{_seed_note(data)}; grey dots: single seeds")
 
 
 KINDS: dict[str, Kind] = {

@@ -192,10 +192,6 @@ def fmt_mean_std(mean: float, std: float) -> str:
     return f"{mean:.{d}f} ± {std:.{d}f}" if math.isfinite(std) else f"{mean:.{d}f}"
 
 
-def fmt_signed(x: float, d: int) -> str:
-    return f"{x:+.{d}f}"
-
-
 def rows(data: ReportData) -> list[dict[str, Any]]:
     """One row per (variant, metric): the statistics, every value, the reference, the difference."""
     out = []
@@ -250,7 +246,7 @@ def reference_table(data: ReportData) -> list[str]:
         ref_std = ref["std"]
         d = _decimals(std if math.isfinite(std) else (ref_std or math.nan), mean)
         ref_text = f"{ref['value']:.{d}f}" + (f" ± {ref_std:.{d}f}" if ref_std is not None else "")
-        diff = fmt_signed(mean - ref["value"], d) if n else "–"
+        diff = f"{mean - ref['value']:+.{d}f}" if n else "–"
         body.append(
             [variant, metric, fmt_mean_std(mean, std), str(n), ref_text, diff, ref["source"]]
         )
@@ -359,7 +355,7 @@ def write_report(workdir: str) -> dict[str, str]:
     }
     io.write_json(paths["results.json"], results)
     figure_files = []
-    for name, title, draw in figures.standard_figures():
+    for name, (title, draw) in figures.STANDARD.items():
         file = f"{name}.png"
         if draw(data, os.path.join(out, file)):
             paths[file] = os.path.join(out, file)

@@ -135,10 +135,7 @@ def canonical(
     from jaxvae import config as config_lib
 
     grid = study.grid()
-    given = {}
-    for item in overrides:
-        key, _, value = item.partition("=")
-        given[key] = value
+    given = dict(item.partition("=")[::2] for item in overrides)  # KEY=VALUE -> {KEY: VALUE}
     identity = {
         "name": study.name,
         "overrides": dict(sorted(given.items())),

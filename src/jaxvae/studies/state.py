@@ -73,7 +73,9 @@ def read_study(workdir: str) -> dict[str, Any]:
 
 
 def _difference(saved: dict[str, Any], new: dict[str, Any]) -> str:
-    """What differs between two identities, in a few words."""
+    """What makes two study identities two studies, in a few words; ``""`` when they are one
+    study: equal, but that a config key added since the directory was made may appear at its
+    default."""
     for key in ("name", "overrides", "seeds"):
         if saved.get(key) != new.get(key):
             return f"{key}: {saved.get(key)!r} there, {new.get(key)!r} here"
@@ -93,7 +95,10 @@ def _difference(saved: dict[str, Any], new: dict[str, Any]) -> str:
             old, cur = io.flatten(old_runs[name]), io.flatten(run)
             k = keys[0]
             return f"run {name}: {k} is {old.get(k, '(none)')!r} there, {cur.get(k)!r} here"
-    return "the variants differ"
+    rest = lambda identity: {k: v for k, v in identity.items() if k != "runs"}
+    if rest(saved) != rest(new) or list(old_runs) != list(new_runs):
+        return "the variants differ"
+    return ""
 
 
 def _run_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -104,19 +109,6 @@ def _run_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     keys = [k for k in set(saved) | set(new) if k != "config" and saved.get(k) != new.get(k)]
     keys += [f"config.{k}" for k in config_lib.config_differences(saved["config"], new["config"])]
     return sorted(keys)
-
-
-def same_identity(saved: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether two study identities are one study: equal, but that a config key added since
-    the directory was made may appear at its default."""
-    if {k: v for k, v in saved.items() if k != "runs"} != {
-        k: v for k, v in new.items() if k != "runs"
-    }:
-        return False
-    old_runs, new_runs = saved.get("runs", []), new.get("runs", [])
-    if [r["name"] for r in old_runs] != [r["name"] for r in new_runs]:
-        return False
-    return not any(_run_differences(a, b) for a, b in zip(old_runs, new_runs, strict=True))
 
 
 def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
@@ -149,8 +141,8 @@ def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
     if not storage.exists(path):  # of several shards starting at once, one creates it
         existed = not io.write_atomic(path, io.dumps(study_json), exclusive=True)
     saved = read_study(workdir)
-    if not same_identity(saved.get("identity", {}), study_json["identity"]):
-        why = _difference(saved.get("identity", {}), study_json["identity"])
+    why = _difference(saved.get("identity", {}), study_json["identity"])
+    if why:
         raise ValueError(f"{workdir!r} holds a different study ({why}); use a new --workdir")
     if saved.get("report") != study_json["report"]:
         io.write_json(path, study_json)
