@@ -26,7 +26,8 @@ chains of values closer than 1e-7 fall back to sklearn (``boosting.NearTies``).
 
 Cost: ``F`` boosted ensembles of ``100 x K_k`` trees on ``10,000 x D`` points; on dSprites
 (40 orientations, 32 x- and y-positions) this is the slowest metric by far: 351 CPU-s with
-sklearn, 63 with the numpy classifiers (docs/disentanglement.md, "Cost on 10,000 points"). ``n_jobs`` fits the factors in parallel processes, which changes no number.
+sklearn, 63 with the numpy classifiers (docs/disentanglement.md, "Cost on 10,000 points").
+``n_jobs`` fits the factors in parallel processes, which changes no number.
 """
 
 from __future__ import annotations
