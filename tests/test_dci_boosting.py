@@ -42,10 +42,8 @@ def test_trees_match_sklearn_regression_trees():
     x = rng.normal(size=(200, 3)).astype(np.float32)
     x[:, 1] = np.round(x[:, 1])  # ties
     g = rng.normal(size=(2, 200))
-    order = np.argsort(x, axis=0, kind="stable").T.copy()
-    run = boosting._runs(np.take_along_axis(x.T, order, axis=1))
-    buffers = (*np.empty((4, 2, 3, 200)), np.empty((2, 3, 200), np.int8))
-    leaf, _, _, _, importance = boosting._grow(g, x, order, run, rng.random((2, 7, 3)), buffers)
+    order, run = _layout(x)
+    leaf, _, _, _, importance = boosting._grow(g, x, order, run, rng.random((2, 7, 3)))
     for c in range(2):
         ref = tree.DecisionTreeRegressor(max_depth=3, random_state=0).fit(x, g[c])
         means = np.bincount(leaf[c], g[c], 15) / np.maximum(np.bincount(leaf[c], minlength=15), 1)
@@ -104,13 +102,23 @@ def test_near_tie_chains_fall_back_to_sklearn():
     np.testing.assert_array_equal(fast["importance_matrix"], slow["importance_matrix"])
 
 
-def test_chunks_change_no_number(monkeypatch):
+def _layout(x):
+    order = np.argsort(x.T, axis=1, kind="stable").astype(np.int32)
+    run = np.empty_like(order)
+    np.put_along_axis(run, order, boosting._runs(np.take_along_axis(x.T, order, axis=1)), axis=1)
+    return order, run
+
+
+def test_trees_grown_together_equal_trees_grown_alone():
     x, y, xt, _ = _data(200, 5, 6, seed=7, tied=True)
+    x = x.astype(np.float32)
+    g = np.random.default_rng(1).normal(size=(4, 200))
+    priority = np.random.default_rng(2).random((4, 7, 5))
+    together = boosting._grow(g, x, *_layout(x), priority)  # one scratch, reused tree by tree
+    for t in range(4):
+        alone = boosting._grow(g[t : t + 1], x, *_layout(x), priority[t : t + 1])
+        for a, b in zip(together, alone, strict=True):
+            np.testing.assert_array_equal(a[t], b[0])
     whole = boosting.fit(x, y, xt, seed=3)
-    monkeypatch.setattr(boosting, "_CHUNK", 2 * x.size)  # two trees at a time
-    chunked = boosting.fit(x, y, xt, seed=3)
-    np.testing.assert_array_equal(whole.raw_test, chunked.raw_test)
-    # the same trees; their importances summed in another order
-    np.testing.assert_allclose(whole.feature_importances, chunked.feature_importances, rtol=1e-12)
     other = boosting.fit(x, y, xt, seed=4)  # the seed orders tied features only
     assert np.abs(other.feature_importances - whole.feature_importances).max() < 0.05

@@ -1,5 +1,5 @@
-"""scikit-learn's ``GradientBoostingClassifier()`` with its defaults, re-implemented in numpy for
-DCI's classifiers (one factor at a time), without sklearn's per-tree cost.
+"""scikit-learn's ``GradientBoostingClassifier()`` with its defaults, re-implemented (numpy and
+numba) for DCI's classifiers (one factor at a time), without sklearn's per-tree cost.
 
 The algorithm is sklearn's (1.x, ``loss="log_loss"``, 100 stages, learning rate 0.1, depth-3
 regression trees with the squared-error criterion on the negative gradient, ``min_samples_split
@@ -21,12 +21,14 @@ regression trees with the squared-error criterion on the negative gradient, ``mi
   over N for the split's feature, averaged over the trees that split at all, normalised to sum 1;
 * prediction: the class of the largest raw score (two classes: class 1 when its score is >= 0).
 
-How it is fast: each feature is sorted once, for every tree; a level of a tree is searched in
-one pass over every feature, its points kept in feature order and grouped by node (a stable
-radix sort of the int8 node ids), so one cumulative sum per node and feature gives every
-candidate's ``S_l``; the trees of a stage are searched together, in chunks that fit the caches.
-What remains is numpy's cost per element (the cumulative sums, the regrouping gathers): about 5x
-less CPU than sklearn at 10,000 points, not 10x (docs/disentanglement.md).
+How it is fast: the trees are grown by compiled loops (numba, cached on disk after the first
+compilation) over a layout sklearn does not keep: each feature is sorted once; a level's points
+are laid out per feature in feature order grouped by node (the root: that order; below, each
+split node's points partitioned stably into its children's), so a node's candidates are one
+pass per feature; the exact proxy's two divisions are done only where a bound from
+reciprocals does not rule the position out. The trees and scores are the same, bit for bit, as
+the earlier numpy version's (importances to 1e-16: summed in another order), about 3x faster
+(and than sklearn, 10-20x): docs/disentanglement.md.
 
 Where it can differ from sklearn: only where two candidate splits tie in exact arithmetic, which
 is common (the first stage's residuals take two values per tree, and small nodes offer several
@@ -46,6 +48,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from scipy import special, stats
 
@@ -54,7 +57,6 @@ LEARNING_RATE = 0.1
 MAX_DEPTH = 3
 FEATURE_THRESHOLD = np.float32(1e-7)  # sklearn's tree/_partitioner.pxd
 EPSILON = float(np.finfo(np.float64).eps)  # sklearn's tree/_tree.pyx
-_CHUNK = 300_000  # trees x features x points searched at once (a few megabytes)
 _INTERNAL = 2**MAX_DEPTH - 1  # heap-numbered split nodes of a depth-3 tree
 _NODES = 2 ** (MAX_DEPTH + 1) - 1
 
@@ -123,15 +125,12 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *, seed: i
     else:
         targets = (encoded[None] == np.arange(k)[:, None]).astype(np.float64)
         init, scale = np.log(prior / stats.gmean(prior)), (k - 1) / k
-    order = np.argsort(x, axis=0, kind="stable").T.copy()  # [D, N]
-    run = _runs(np.take_along_axis(x.T, order, axis=1))
+    order = np.argsort(x.T, axis=1, kind="stable").astype(np.int32)  # [D, N]
+    run = np.empty_like(order)  # [D, N]: each point's run id per feature
+    np.put_along_axis(run, order, _runs(np.take_along_axis(x.T, order, axis=1)), axis=1)
     raw = np.repeat(init[:, None], n, axis=1)
     raw_test = np.repeat(init[:, None], xt.shape[0], axis=1)
     importance, relevant = np.zeros(x.shape[1]), 0
-    chunk = max(1, _CHUNK // x.size)
-    # [C, D, N] arrays reused across trees (fresh ones of megabytes cost page faults)
-    buffers = np.empty((4, min(chunk, targets.shape[0]), *order.shape))
-    buffers = (*buffers, np.empty(buffers.shape[1:], np.int8))
     for _ in range(N_STAGES):
         if k == 2:
             p = special.expit(raw)
@@ -141,19 +140,15 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *, seed: i
         g = targets - p
         prob = targets - g  # sklearn's p, as it recovers it from the negative gradient
         hessian = prob * (1 - prob)
-        # per tree, split node and feature: its rank where features tie (whatever the chunks)
+        # per tree, split node and feature: its rank where features tie
         priority = rng.random((g.shape[0], _INTERNAL, x.shape[1]))
-        for lo in range(0, g.shape[0], chunk):
-            hi = min(lo + chunk, g.shape[0])
-            leaf, feature, threshold, split, tree_importance = _grow(
-                g[lo:hi], x, order, run, priority[lo:hi], buffers
-            )
-            value = _newton_step(leaf, g[lo:hi], hessian[lo:hi], scale)
-            raw[lo:hi] += LEARNING_RATE * np.take_along_axis(value, leaf, axis=1)
-            test_leaf = _apply(xt, feature, threshold, split)
-            raw_test[lo:hi] += LEARNING_RATE * np.take_along_axis(value, test_leaf, axis=1)
-            importance += tree_importance[split[:, 0]].sum(axis=0)
-            relevant += int(split[:, 0].sum())
+        leaf, feature, threshold, split, tree_importance = _grow(g, x, order, run, priority)
+        value = _newton_step(leaf, g, hessian, scale)
+        raw += LEARNING_RATE * np.take_along_axis(value, leaf, axis=1)
+        test_leaf = _apply(xt, feature, threshold, split)
+        raw_test += LEARNING_RATE * np.take_along_axis(value, test_leaf, axis=1)
+        importance += tree_importance[split[:, 0]].sum(axis=0)
+        relevant += int(split[:, 0].sum())
     if relevant:
         importance = importance / relevant
         importance = importance / importance.sum()
@@ -172,42 +167,96 @@ def _newton_step(leaf, g, hessian, scale):
     return np.where(tiny, 0.0, numerator / np.where(tiny, 1.0, denominator)).reshape(c, _NODES)
 
 
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+
+@_jit
 def _apply(x, feature, threshold, split):
     """The leaf (heap numbering) of each point of ``x [M, D]`` in each tree: ``[C, M]``."""
-    node = np.zeros((feature.shape[0], x.shape[0]), np.intp)
-    rows = np.arange(feature.shape[0])[:, None]
-    cols = np.arange(x.shape[0])[None]
-    for _ in range(MAX_DEPTH):
-        inner = np.minimum(node, _INTERNAL - 1)
-        goes = split[rows, inner] & (node < _INTERNAL)
-        right = x[cols, feature[rows, inner]] > threshold[rows, inner]
-        node = np.where(goes, 2 * node + 1 + right, node)
-    return node
+    leaf = np.zeros((feature.shape[0], x.shape[0]), np.int64)
+    for t in range(feature.shape[0]):
+        for m in range(x.shape[0]):
+            h = 0
+            while h < _INTERNAL and split[t, h]:
+                h = 2 * h + 1 + (np.float64(x[m, feature[t, h]]) > threshold[t, h])
+            leaf[t, m] = h
+    return leaf
 
 
+@_jit
 def _node_sums(node, g, num):
-    """Counts, sums and sums of squares of ``g [C, N]`` per node id in ``[0, num)``: ``[C, num]``."""
-    c = g.shape[0]
-    ids = (node + num * np.arange(c)[:, None]).ravel()
-    count = np.bincount(ids, minlength=c * num).reshape(c, num)
-    total = np.bincount(ids, g.ravel(), c * num).reshape(c, num)
-    squares = np.bincount(ids, (g * g).ravel(), c * num).reshape(c, num)
+    """Counts, sums and sums of squares of ``g [N]`` per node id in ``[0, num)``, in the points'
+    order (as ``np.bincount`` sums)."""
+    count = np.zeros(num, np.int64)
+    total = np.zeros(num)
+    squares = np.zeros(num)
+    for i in range(g.shape[0]):
+        count[node[i]] += 1
+        total[node[i]] += g[i]
+        squares[node[i]] += g[i] * g[i]
     return count, total, squares
 
 
-def _per_position(sizes, table):
-    """A value per node ``table [C, J]``, repeated over the node's positions: ``[C, N]``."""
-    return np.repeat(np.ravel(table), sizes).reshape(len(table), -1)
-
-
+@_jit
 def _weighted_impurity(count, total, squares):
     """``n * impurity`` of nodes, sklearn's MSE impurity ``sq / n - (sum / n)^2``."""
     safe = np.maximum(count, 1)
-    return count * (squares / safe - (total / safe) ** 2)
+    mean = total / safe
+    return count * (squares / safe - mean * mean)
 
 
-def _grow(g, x, order, run, priority, buffers):
-    """One depth-3 regression tree per row of ``g [C, N]``.
+@_jit
+def _node_split(points, g, run, total, lo, hi, inverse, priority, left):
+    """The best split of the node whose points lie in columns ``[lo, hi)`` of ``points [D, *]``
+    (each feature's in feature order): ``(feature, the points either side)``, feature -1 where
+    no position separates two runs.
+
+    sklearn's proxy ``S_l^2 / n_l + S_r^2 / n_r`` (``S_l`` summed from the node's first point in
+    feature order, into ``left``; ``S_r = S - S_l``; ``S`` the node's sum in feature order, or
+    ``total`` where it is not nan) is computed exactly only where a bound from reciprocals
+    (within 1e-15 of it, relatively; both terms are >= 0) does not rule the position out against
+    the best exact proxy so far, so its divisions are rare. Of a feature's equal maxima the
+    first position wins; of features whose best splits tie exactly, the lowest ``priority``."""
+    d = points.shape[0]
+    f_best = np.full(d, -np.inf)
+    f_pos = np.full(d, -1)
+    size = np.float64(hi - lo)
+    cut = -np.inf
+    for f in range(d):
+        s = 0.0
+        for i in range(lo, hi):
+            s += g[points[f, i]]
+            left[i] = s
+        node_sum = s if np.isnan(total) else total
+        for i in range(lo, hi - 1):
+            s = left[i]
+            r = node_sum - s
+            if s * s * inverse[i - lo + 1] + r * r * inverse[hi - i - 1] >= cut:
+                n_left = np.float64(i - lo) + 1.0
+                proxy = s * s / n_left + r * r / (size - n_left)
+                if proxy > f_best[f] and run[f, points[f, i]] != run[f, points[f, i + 1]]:
+                    f_best[f] = proxy
+                    f_pos[f] = i
+                    cut = max(cut, proxy * (1.0 - 1e-12))
+    best = -1
+    for f in range(d):
+        if f_pos[f] >= 0 and (
+            best < 0
+            or f_best[f] > f_best[best]
+            or (f_best[f] == f_best[best] and priority[f] < priority[best])
+        ):
+            best = f
+    if best < 0:
+        return -1, 0, 0
+    return best, points[best, f_pos[best]], points[best, f_pos[best] + 1]
+
+
+@_jit
+def _grow(g, x, order, run, priority):
+    """One depth-3 regression tree per row of ``g [C, N]`` (``x [N, D]`` float32, ``order
+    [D, N]`` each feature's stable argsort, ``run [D, N]`` each point's run id per feature: no
+    split between two points of one run, ``priority [C, 7, D]`` the features' ranks where best
+    splits tie).
 
     Returns:
       the leaf of every training point ``[C, N]`` and, per tree, its split nodes' features,
@@ -216,116 +265,112 @@ def _grow(g, x, order, run, priority, buffers):
     """
     c, n = g.shape
     d = order.shape[0]
-    rows = np.arange(c)
-    positions = np.arange(n)
-    proxy, right_sum, gs0, grouped = (b[:c] for b in buffers[:4])
-    for t in range(c):  # [C, D, N]: the residual in each feature's order
-        np.take(g[t], order, out=gs0[t])
-    feature = np.zeros((c, _INTERNAL), np.intp)
+    feature = np.zeros((c, _INTERNAL), np.int64)
     threshold = np.zeros((c, _INTERNAL))
-    split = np.zeros((c, _INTERNAL), bool)
+    split = np.zeros((c, _INTERNAL), np.bool_)
     importance = np.zeros((c, d))
-    node = np.zeros((c, n), np.int8)  # the node within the level; `width` once in a leaf
-    leaf = np.zeros((c, n), np.intp)
+    leaf = np.zeros((c, n), np.int64)
+    inverse = 1.0 / np.maximum(np.arange(n + 1), 1.0)
+    # scratch reused by every tree: node ids, two layouts of points (a gap after each node's)
+    node = np.empty(n, np.int32)
+    layouts = np.empty((2, d, n + 2 * _INTERNAL + 2), order.dtype)
+    left = np.empty(n + 2 * _INTERNAL + 2)
+    for t in range(c):
+        _tree(
+            g[t],
+            x,
+            order,
+            run,
+            priority[t],
+            inverse,
+            (node, layouts, left),
+            (feature[t], threshold[t], split[t], importance[t], leaf[t]),
+        )
+    return leaf, feature, threshold, split, importance
+
+
+@_jit
+def _tree(g, x, order, run, priority, inverse, scratch, out):
+    """Grows one tree on the residuals ``g [N]`` into the rows ``out`` (see :func:`_grow`), level
+    by level (sklearn grows depth first: the same tree): a node splits when it holds >= 2
+    points and its impurity exceeds float64 eps, at its best split (:func:`_node_split`, the
+    node's ``S`` summed in the points' order at the root, in feature order below), the threshold
+    at the midpoint of the two points' float32 values. Each level's points are laid out per
+    feature in feature order grouped by node (the root: ``order``), each split node's points
+    partitioned stably into its children's columns for the next."""
+    d, n = order.shape
+    node, layouts, left = scratch  # node: within the level; `2 * width` once in a leaf
+    feature, threshold, split, importance, leaf = out
+    node[:] = 0
     count, total, squares = _node_sums(node, g, 2)
-    dense = np.flatnonzero(np.sum(run[:, 1:] == run[:, :-1], axis=1) > n // 100)
+    points = order
+    start = np.zeros(2, np.int64)  # the columns of each node's points
     width = 1  # nodes in the level
     for level in range(MAX_DEPTH):
-        impurity = _weighted_impurity(count, total, squares) / np.maximum(count, 1)
-        splittable = (count[:, :width] >= 2) & (impurity[:, :width] > EPSILON)
-        if not splittable.any():
-            break
-        if level == 0:
-            sidx, gs = None, gs0
-        else:
-            # group each feature's order by node, stably (a radix sort of int8 node ids)
-            by_node = np.take(node, order, axis=1, out=buffers[4][:c])
-            sidx = np.argsort(by_node, axis=-1, kind="stable")
-            sidx += (np.arange(c * d) * n).reshape(c, d, 1)  # flat indices into gs0
-            gs = np.take(gs0, sidx, mode="wrap", out=grouped)  # in bounds; "wrap": no slow check
-            sidx -= (np.arange(c * d) * n).reshape(c, d, 1)
-        # per position of the node-grouped order (the same for every feature): its node's size
-        # n, the points before it in its node n_l, the sums before its node and of its node
-        start = np.concatenate([np.zeros((c, 1), np.intp), np.cumsum(count, axis=1)], axis=1)
-        sizes = count.ravel()
-        seg = _per_position(sizes, np.broadcast_to(np.arange(width + 1), count.shape))
-        n_node = _per_position(sizes, count).astype(np.float64)
-        n_left = positions - _per_position(sizes, start[:, :-1]) + 1.0
-        n_right = n_node - n_left
-        ok = _per_position(sizes, np.pad(splittable, ((0, 0), (0, 1)))) & (n_right > 0)
-        # sklearn's proxy S_l^2 / n_l + S_r^2 / n_r, with S_l summed from the node's first point
-        # in feature order and S_r = S - S_l, summed as sklearn sums them (S: in the points' order
-        # at the root, in feature order below), so that splits which tie in exact arithmetic
-        # mostly round as they do in sklearn
-        for t, j in zip(*np.nonzero(splittable), strict=True):
-            lo, hi = start[t, j], start[t, j + 1]
-            left_sum = np.cumsum(gs[t, :, lo:hi], axis=-1, out=proxy[t, :, lo:hi])
-            node_sum = total[t, j] if level == 0 else left_sum[:, -1:]
-            np.subtract(node_sum, left_sum, out=right_sum[t, :, lo:hi])
-        with np.errstate(all="ignore"):  # outside the searched nodes: stale values, then -inf
-            right_sum *= right_sum
-            right_sum /= np.where(ok, n_right, 1.0)[:, None]
-            proxy *= proxy
-            proxy /= n_left[:, None]
-            proxy += right_sum
-        np.copyto(proxy, -np.inf, where=~ok[:, None])
-        if dense.size:  # no split between two points of one run, marked where ties are many
-            if sidx is None:
-                sorted_run = run[None, dense]
-            else:
-                sorted_run = np.take_along_axis(run[None, dense], sidx[:, dense], axis=-1)
-            same = sorted_run[..., 1:] == sorted_run[..., :-1]
-            proxy[:, dense, :-1] = np.where(same, -np.inf, proxy[:, dense, :-1])
-        # the best split of every node: the largest proxy over its positions and the features
-        # (of equal maxima: the first feature in a random order, then the lowest position)
         heap = width - 1
-        first = np.arange(c * d)[:, None] * n + np.repeat(start[:, :width], d, axis=0)
-        first = np.minimum(first.ravel(), c * d * n - 1)  # an empty last node reads a bound
-        rank = np.swapaxes(priority[:, heap : heap + width], 1, 2)  # [C, D, width]
-        while True:
-            node_max = np.maximum.reduceat(proxy.reshape(-1), first).reshape(c, d, width)
-            best = np.max(node_max, axis=1)
-            # of features whose best splits tie exactly, the first in a random order (as sklearn,
-            # which visits the features in an order drawn per node)
-            tie_order = np.where(node_max == best[:, None], rank, np.inf)
-            best_f = np.argmin(tie_order, axis=1)
-            tc, tj = np.nonzero(splittable & (best > -np.inf))
-            tf = best_f[tc, tj]
-            hit = (proxy[tc, tf] == best[tc, tj, None]) & (seg[tc] == tj[:, None])
-            pos = np.argmax(hit, axis=1)
-            if sidx is not None:
-                at, after = sidx[tc, tf, pos], sidx[tc, tf, pos + 1]
-            else:
-                at, after = pos, pos + 1
-            # where ties are few, a split found between two points of one run is struck out
-            # and the search repeated
-            within = run[tf, at] == run[tf, after]
-            if not within.any():
-                break
-            proxy[tc[within], tf[within], pos[within]] = -np.inf
-        lower = x[order[tf, at], tf].astype(np.float64)
-        upper = x[order[tf, after], tf].astype(np.float64)
-        threshold[tc, heap + tj] = lower / 2.0 + upper / 2.0
-        feature[tc, heap + tj] = tf
-        split[tc, heap + tj] = True
+        weighted = _weighted_impurity(count, total, squares)
+        searched = (count[:width] >= 2) & (
+            weighted[:width] / np.maximum(count[:width], 1) > EPSILON
+        )
+        if not searched.any():
+            break
+        for j in range(width):
+            if not searched[j]:
+                continue
+            f, below, above = _node_split(
+                points,
+                g,
+                run,
+                total[0] if level == 0 else np.nan,
+                start[j],
+                start[j] + count[j],
+                inverse,
+                priority[heap + j],
+                left,
+            )
+            if f >= 0:
+                lower = np.float64(x[below, f])
+                upper = np.float64(x[above, f])
+                threshold[heap + j] = lower / 2.0 + upper / 2.0
+                feature[heap + j] = f
+                split[heap + j] = True
         # route the points of split nodes; the others become leaves
-        inner = heap + np.minimum(node, width - 1).astype(np.intp) + _INTERNAL * rows[:, None]
-        goes = (node < width) & split.take(inner)
-        right = x.T.take(feature.take(inner) * n + positions, mode="wrap") > threshold.take(inner)
-        inner -= _INTERNAL * rows[:, None]
-        stops = (node < width) & ~goes
-        leaf = np.where(stops, inner, leaf)
-        node = np.where(goes, 2 * node + right, 2 * width).astype(np.int8)
-        child = _node_sums(node, g, 2 * width + 1)
-        child_imp = _weighted_impurity(*child)[:, : 2 * width]
-        gain = _weighted_impurity(count, total, squares)[:, :width]
-        gain = gain - child_imp[:, 0::2] - child_imp[:, 1::2]
-        done = split[:, heap : heap + width]
-        owner = np.broadcast_to(rows[:, None], done.shape)[done]
-        np.add.at(importance, (owner, feature[:, heap : heap + width][done]), gain[done] / n)
-        count, total, squares = child
+        for i in range(n):
+            h = heap + node[i]
+            if node[i] >= width:
+                node[i] = 2 * width
+            elif split[h]:
+                node[i] = 2 * node[i] + (np.float64(x[i, feature[h]]) > threshold[h])
+            else:
+                leaf[i] = h
+                node[i] = 2 * width
+        child_count, child_total, child_squares = _node_sums(node, g, 2 * width + 1)
+        child = _weighted_impurity(child_count, child_total, child_squares)
+        for j in range(width):
+            if split[heap + j]:
+                gain = weighted[j] - child[2 * j] - child[2 * j + 1]
+                importance[feature[heap + j]] += gain / n
+        if level + 1 < MAX_DEPTH:  # each split node's points into its children's columns
+            child_start = np.zeros(2 * width + 1, np.int64)
+            for k in range(2 * width):  # a gap column after each child: the writes' trash
+                child_start[k + 1] = child_start[k] + child_count[k] + 1
+            following = layouts[level % 2]
+            for j in range(width):
+                if not split[heap + j]:
+                    continue
+                lo, hi = start[j], start[j] + count[j]
+                for f in range(d):
+                    at_left, at_right = child_start[2 * j], child_start[2 * j + 1]
+                    for i in range(lo, hi):
+                        p = points[f, i]
+                        right = node[p] & 1
+                        following[f, at_left] = p
+                        following[f, at_right] = p
+                        at_left += 1 - right
+                        at_right += right
+            points, start = following, child_start
+        count, total, squares = child_count, child_total, child_squares
         width *= 2
-    # the points still in a node of the last level searched (or of depth 3) end there
-    final = node < width
-    leaf = np.where(final, width - 1 + node.astype(np.intp), leaf)
-    return leaf, feature, threshold, split, importance
+    for i in range(n):  # the points still in a node of the last level end there
+        if node[i] < width:
+            leaf[i] = width - 1 + node[i]
