@@ -16,7 +16,8 @@ accuracy, averaged over factors, on the training and on the test points (disenta
 reports accuracy, not error, under the names ``informativeness_train/test``).
 
 Classifiers: by default :mod:`jaxvae.disentanglement.boosting`, sklearn's algorithm for this
-configuration re-implemented in numpy (``boosting="numpy"``); ``boosting="sklearn"`` fits
+configuration re-implemented (``boosting="numpy"``: numpy, its trees compiled by numba);
+``boosting="sklearn"`` fits
 ``GradientBoostingClassifier(random_state=seed)`` itself. They differ only where two splits tie
 in exact arithmetic (often: the first stage's residuals take two values), which sklearn breaks by
 a random feature order and its summation order, so that its own ``random_state`` moves the
@@ -26,7 +27,7 @@ chains of values closer than 1e-7 fall back to sklearn (``boosting.NearTies``).
 
 Cost: ``F`` boosted ensembles of ``100 x K_k`` trees on ``10,000 x D`` points; on dSprites
 (40 orientations, 32 x- and y-positions) this is the slowest metric by far: 351 CPU-s with
-sklearn, 63 with the numpy classifiers (docs/disentanglement.md, "Cost on 10,000 points").
+sklearn, about 20 with jaxvae's (docs/disentanglement.md, "Cost on 10,000 points").
 ``n_jobs`` fits the factors in parallel processes, which changes no number.
 """
 
