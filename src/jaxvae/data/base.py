@@ -165,21 +165,24 @@ def to_unit_float(images):
     division, correctly rounded); a jax array (a batch inside a compiled step) looks its values
     up in :data:`UNIT_FLOATS`, the host's quotients, because XLA compiles a division by the
     constant 255 as a multiplication by its reciprocal, which is off by one ulp for 126 of the
-    256 values. Both give the same bits. float32 images are returned as they are.
+    256 values. Both give the same bits. Float images (already in ``[0, 1]``) are returned as
+    float32, float32 ones as they are.
 
     Args:
-      images: uint8 or float32 array (numpy or jax) of any shape.
+      images: uint8 or float array (numpy or jax) of any shape.
 
     Returns:
       A float32 array of the same shape (and kind).
 
     Raises:
-      ValueError: If ``images`` is neither uint8 nor float32.
+      ValueError: If ``images`` is neither uint8 nor a float array.
     """
     if images.dtype == np.float32:
         return images
+    if jnp.issubdtype(images.dtype, jnp.floating):
+        return images.astype(np.float32)
     if images.dtype != np.uint8:
-        raise ValueError(f"Images have dtype {images.dtype}; expected uint8 (0..255) or float32.")
+        raise ValueError(f"Images have dtype {images.dtype}; expected uint8 (0..255) or float.")
     if isinstance(images, np.ndarray):
         return images.astype(np.float32) / np.float32(255.0)
     return jnp.asarray(UNIT_FLOATS)[images]
