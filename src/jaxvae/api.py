@@ -15,8 +15,8 @@ import numpy as np
 from jaxvae import checkpoint as checkpoint_lib
 from jaxvae import experiment as build_lib
 from jaxvae import layout, sharding
-from jaxvae.data.base import to_unit_float
 from jaxvae import workdir as workdir_lib
+from jaxvae.data.base import to_unit_float
 from jaxvae.models import DataInfo, Model, Params
 from jaxvae.models import capabilities as caps
 

@@ -329,7 +329,9 @@ def split_validation(dataset: Dataset, size: int) -> Dataset:
         dataset,
         train_images=dataset.train_images[:keep],
         train_labels=dataset.train_labels[:keep],
-        validation_images=to_unit_float(np.asarray(dataset.train_images[keep:])),  # read, if streamed
+        validation_images=to_unit_float(
+            np.asarray(dataset.train_images[keep:])
+        ),  # read, if streamed
         validation_labels=np.asarray(dataset.train_labels[keep:]),
         **factors,
     )
