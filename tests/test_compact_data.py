@@ -47,10 +47,11 @@ def runs(tmp_path_factory):
     floats = experiment.build(
         config, dataset=dataclasses.replace(d, train_images=data.to_unit_float(d.train_images))
     )
-    out = {}
+    initial, out = jax.device_get(compact.init_state()), {}
     for name, exp in (("uint8", compact), ("float32", floats)):
-        feed, state = exp.feed(0, STEPS), exp.init_state()
-        group = jax.device_put(engine.stack([state] * 2), sharding.replicated(exp.mesh))
+        feed, replicated = exp.feed(0, STEPS), sharding.replicated(exp.mesh)
+        state = jax.device_put(initial, replicated)
+        group = jax.device_put(engine.stack([initial] * 2), replicated)
         feed.compile(state)
         one = feed.run(state, STEPS)  # (the state is donated)
         stacked = [experiment.run_keys(s) for s in (0, 1)]
