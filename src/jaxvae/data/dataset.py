@@ -325,13 +325,12 @@ def split_validation(dataset: Dataset, size: int) -> Dataset:
             "train_factors": dataset.train_factors[:keep],
             "validation_factors": dataset.train_factors[keep:],
         }
+    held_out = np.asarray(dataset.train_images[keep:])  # read, if streamed
     return dataclasses.replace(
         dataset,
         train_images=dataset.train_images[:keep],
         train_labels=dataset.train_labels[:keep],
-        validation_images=to_unit_float(
-            np.asarray(dataset.train_images[keep:])
-        ),  # read, if streamed
+        validation_images=to_unit_float(held_out),
         validation_labels=np.asarray(dataset.train_labels[keep:]),
         **factors,
     )

@@ -109,9 +109,9 @@ def load_ground_truth_tfds(
       download: Let TFDS download and prepare it (see :func:`~jaxvae.data.prepared_builder`).
 
     Returns:
-      A :class:`~jaxvae.data.Dataset` of images in ``[0, 1]`` (training images uint8 0..255, dsprites'
-      0/1 scaled to 0/255; the others float32), labels the
-      ``spec.label_factor`` factor, and the factors of every example.
+      A :class:`~jaxvae.data.Dataset` of images in ``[0, 1]`` (the training images uint8
+      0..255, dsprites' 0/1 as 0/255; the others float32), labels the ``spec.label_factor``
+      factor, and the factors of every example.
 
     Raises:
       ValueError: If the dataset is not prepared, lacks a feature, or a size is out of range.
