@@ -102,9 +102,10 @@ def test_fashion_mnist_idx_shapes_range_and_counts(fashion_idx):
     assert ds.name == "fashion_mnist"
     assert ds.train_images.shape == (60000, 28, 28, 1)
     assert ds.test_images.shape == (10000, 28, 28, 1)
-    assert ds.train_images.dtype == np.float32 and ds.test_images.dtype == np.float32
+    # The training images stay uint8 (their stored form); the test images are float32.
+    assert ds.train_images.dtype == np.uint8 and ds.test_images.dtype == np.float32
     assert ds.train_labels.dtype == np.int32 and ds.test_labels.dtype == np.int32
-    assert ds.train_images.min() == 0.0 and ds.train_images.max() == 1.0
+    assert ds.train_images.min() == 0 and ds.train_images.max() == 255
     assert ds.test_images.min() == 0.0 and ds.test_images.max() == 1.0
     np.testing.assert_array_equal(np.bincount(ds.train_labels), np.full(10, 6000))
     np.testing.assert_array_equal(np.bincount(ds.test_labels), np.full(10, 1000))
@@ -117,16 +118,11 @@ def test_fashion_mnist_idx_matches_raw_bytes(fashion_idx):
     raw = _raw_idx("train-images-idx3-ubyte.gz")
     pixels = np.frombuffer(raw, np.uint8, offset=16)
     expected_mean = pixels.astype(np.float64).sum() / (pixels.size * 255.0)
-    assert fashion_idx.train_images.astype(np.float64).mean() == pytest.approx(
-        expected_mean, rel=1e-7
-    )
+    # The training images are the file's bytes, pixel for pixel (uint8, their stored form).
+    np.testing.assert_array_equal(fashion_idx.train_images.reshape(-1), pixels)
     # Published statistic of the Fashion-MNIST training set.
     assert expected_mean == pytest.approx(0.2860, abs=1e-4)
-    # Pixel-exact check of one image, and the first labels of both splits.
-    np.testing.assert_array_equal(
-        np.rint(fashion_idx.train_images[123, :, :, 0] * 255).astype(np.uint8),
-        pixels[123 * 784 : 124 * 784].reshape(28, 28),
-    )
+    # The first labels of both splits.
     labels = np.frombuffer(_raw_idx("t10k-labels-idx1-ubyte.gz"), np.uint8, offset=8)
     np.testing.assert_array_equal(fashion_idx.test_labels, labels)
     assert fashion_idx.train_labels[0] == 9  # The first training image is an ankle boot.
@@ -296,7 +292,7 @@ def test_tfds_dataset_reads_prepared_data(name, tmp_path):
     assert ds.image_shape == fake_tfds.SPECS[name]["shape"]
     for split in ("train", "test"):
         images, labels = arrays[split]
-        actual_images = getattr(ds, f"{split}_images")
+        actual_images = data.to_unit_float(getattr(ds, f"{split}_images"))
         assert actual_images.dtype == np.float32
         np.testing.assert_array_equal(np.rint(actual_images * 255).astype(np.uint8), images)
         np.testing.assert_array_equal(getattr(ds, f"{split}_labels"), labels.astype(np.int32))
@@ -308,7 +304,7 @@ def test_tfds_dataset_default_dir_from_env_and_limits(tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     ds = data.load_dataset("mnist", limit_train=5, limit_test=100)
     assert len(ds.train_images) == 5 and len(ds.test_images) == fake_tfds.RANDOM_SIZES["test"]
-    np.testing.assert_array_equal(ds.train_images, arrays["train"][0][:5] / np.float32(255))
+    np.testing.assert_array_equal(ds.train_images, arrays["train"][0][:5])  # uint8 as stored
 
 
 @pytest.mark.parametrize("name", ["mnist", "binarized_mnist", "cifar10"])
@@ -340,7 +336,8 @@ def test_npz_uint8_3d_round_trip(tmp_path):
     np.savez(path, train_images=train, test_images=test, train_labels=np.arange(6))
     ds = data.load_dataset("npz", data_dir=str(path))
     assert ds.name == "npz" and ds.image_shape == (5, 4, 1)
-    np.testing.assert_allclose(ds.train_images[..., 0], train / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(ds.train_images[..., 0], train)  # uint8 training images stay
+    np.testing.assert_allclose(ds.test_images[..., 0], test / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(ds.train_labels, np.arange(6))
     np.testing.assert_array_equal(ds.test_labels, np.zeros(3))
     assert ds.train_labels.dtype == np.int32 and ds.test_labels.dtype == np.int32
@@ -622,7 +619,7 @@ def test_dynamic_binarization_fixes_a_binary_test_set(fashion_idx):
     assert one.test_images.mean() == pytest.approx(x.mean(), abs=2e-3)
     np.testing.assert_array_equal(one.test_labels, fashion_idx.test_labels)
     # Training stays continuous: the training loop resamples every batch.
-    np.testing.assert_array_equal(one.train_images, _unit(_raw_fashion("train")[0][:300]))
+    np.testing.assert_array_equal(one.train_images, _raw_fashion("train")[0][:300])
     assert len(np.unique(one.train_images)) > 100
     # A limited test set is a prefix of the full one.
     few = data.load_dataset("fashion_mnist", binarize="dynamic", limit_train=10, limit_test=25)
@@ -669,7 +666,7 @@ def test_validation_split_is_the_end_of_the_real_training_file():
     assert ds.validation_images.shape == (10000, 28, 28, 1) and ds.test_images.shape[0] == 10000
     assert ds.validation_images.dtype == np.float32 and ds.validation_labels.dtype == np.int32
     # Independent slicing of the raw bytes: the first 50k train, the last 10k validate.
-    np.testing.assert_array_equal(np.rint(ds.train_images * 255).astype(np.uint8), pixels[:50000])
+    np.testing.assert_array_equal(ds.train_images, pixels[:50000])
     np.testing.assert_array_equal(ds.validation_images, _unit(pixels[50000:]))
     np.testing.assert_array_equal(ds.train_labels, labels[:50000])
     np.testing.assert_array_equal(ds.validation_labels, labels[50000:])
@@ -698,7 +695,7 @@ def test_dynamic_binarization_of_the_validation_set():
     # The test set is binarized as without a validation set; training stays continuous.
     test_x = _unit(_raw_fashion("test")[0])
     np.testing.assert_array_equal(one.test_images, _binarized(test_x, 0, 2, 0))
-    np.testing.assert_array_equal(one.train_images[:500], _unit(pixels[:500]))
+    np.testing.assert_array_equal(one.train_images[:500], pixels[:500])
     assert "default_rng(0).spawn(2)[1]" in one.protocol["validation"]
 
 
@@ -733,7 +730,7 @@ def test_validation_split_through_tfds(tmp_path):
     images, labels = arrays["train"]
     np.testing.assert_array_equal(ds.validation_images, _unit(images[-5:]))
     np.testing.assert_array_equal(ds.validation_labels, labels[-5:])
-    np.testing.assert_array_equal(ds.train_images, _unit(images[:3]))
+    np.testing.assert_array_equal(ds.train_images, images[:3])
 
 
 def test_validation_split_refuses_bad_sizes(tmp_path):

@@ -286,10 +286,13 @@ def test_load_dsprites_procedural_renders_only_what_the_limits_keep():
         factors = getattr(ds, f"{split}_factors")
         np.testing.assert_array_equal(factors, np.stack(np.unravel_index(index, SIZES), axis=1))
         np.testing.assert_array_equal(
-            getattr(ds, f"{split}_images"), dsprites.render(factors).astype(np.float32)
+            data.to_unit_float(getattr(ds, f"{split}_images")),
+            dsprites.render(factors).astype(np.float32),
         )
         np.testing.assert_array_equal(getattr(ds, f"{split}_labels"), factors[:, 0])
     assert ds.protocol["num_validation"] == 25 and "permutation" in ds.protocol["split"]
+    # The training images stay uint8, 0 and 255 (read as 0.0 and 1.0).
+    assert ds.train_images.dtype == np.uint8 and set(np.unique(ds.train_images)) == {0, 255}
     again = data.load_dataset("dsprites_procedural", limit_train=10, limit_test=30)
     np.testing.assert_array_equal(again.train_factors, ds.train_factors[:10])
     np.testing.assert_array_equal(again.test_images, ds.test_images)
@@ -326,7 +329,7 @@ def test_split_validation_moves_the_factors():
     split = data.split_validation(ds, 3)
     np.testing.assert_array_equal(split.train_factors, ds.train_factors[:7])
     np.testing.assert_array_equal(split.validation_factors, ds.train_factors[7:])
-    np.testing.assert_array_equal(split.validation_images, ds.train_images[7:])
+    np.testing.assert_array_equal(split.validation_images, data.to_unit_float(ds.train_images[7:]))
 
 
 def test_dsprites_names_are_registered():

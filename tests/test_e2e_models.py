@@ -77,7 +77,8 @@ def _test_images(n=NUM_TEST):
 
 def _train_mean_image():
     """The mean of the training images the runs see (``data.limit_train``)."""
-    return _fashion_mnist().train_images[: int(SMALL["data.limit_train"])].mean(0)
+    images = _fashion_mnist().train_images[: int(SMALL["data.limit_train"])]
+    return jaxvae.data.to_unit_float(images).mean(0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -147,9 +147,13 @@ def test_a_folder_trains_by_one_command_and_the_cache_serves_the_second_start(
     for split in ("train", "test"):
         images, labels = expected[split]
         np.testing.assert_array_equal(getattr(ds, f"{split}_labels"), labels)
-        np.testing.assert_allclose(getattr(ds, f"{split}_images"), images, atol=1e-6)
+        got = data_lib.to_unit_float(getattr(ds, f"{split}_images"))
+        np.testing.assert_allclose(got, images, atol=1e-6)
+    assert ds.train_images.dtype == np.uint8  # the training images stay uint8
     lazy = data_lib.load_from_config(spec, lazy_train=True)
-    np.testing.assert_array_equal(np.asarray(lazy.train_images), ds.train_images)
+    np.testing.assert_array_equal(
+        np.asarray(lazy.train_images), data_lib.to_unit_float(ds.train_images)
+    )
     np.testing.assert_array_equal(np.asarray(lazy.train_labels), ds.train_labels)
     # Other options are another cache entry, decoded anew (here: grey, by data.channels=1).
     monkeypatch.undo()
@@ -196,11 +200,12 @@ def test_a_big_folder_streams_each_file_decoded_when_read(tmp_path, monkeypatch)
             name = f"{split}_{kind}"
             np.testing.assert_array_equal(getattr(dataset, name), getattr(in_memory, name))
     np.testing.assert_array_equal(
-        data_lib.to_unit_float(np.stack([r["image"] for r in records])),
-        in_memory.train_images[batch],
+        np.stack([r["image"] for r in records]), in_memory.train_images[batch]
     )
     assert [r["label"] for r in records] == in_memory.train_labels[batch].tolist()
-    np.testing.assert_array_equal(np.asarray(dataset.train_images), in_memory.train_images)
+    np.testing.assert_array_equal(
+        np.asarray(dataset.train_images), data_lib.to_unit_float(in_memory.train_images)
+    )
     np.testing.assert_array_equal(np.asarray(dataset.train_labels), in_memory.train_labels)
     expected = _expected(root, size=8, fraction=0.1)
     np.testing.assert_allclose(in_memory.test_images, expected["test"][0], atol=1e-6)
@@ -298,8 +303,7 @@ def test_celeb_a_is_cropped_148_and_resized_64_and_streams(celeb_a_dir):
     assert "streamed from the TFDS data source" in source.dataset.protocol["train"]
     eager = data_lib.load_from_config(specs.data)
     streamed = source.records.__getitems__(list(range(40)))
-    images = data_lib.to_unit_float(np.stack([r["image"] for r in streamed]))
-    np.testing.assert_array_equal(images, eager.train_images)
+    np.testing.assert_array_equal(np.stack([r["image"] for r in streamed]), eager.train_images)
 
 
 def test_celeba64_trains_evaluates_and_samples_on_made_celeb_a(celeb_a_dir, tmp_path, capfd):

@@ -16,6 +16,7 @@ from jaxvae import checkpoint as checkpoint_lib
 from jaxvae import experiment as build_lib
 from jaxvae import layout, sharding
 from jaxvae import workdir as workdir_lib
+from jaxvae.data.base import to_unit_float
 from jaxvae.models import DataInfo, Model, Params
 from jaxvae.models import capabilities as caps
 
@@ -51,8 +52,8 @@ class Run:
       state: the model state (``{}`` for most families).
       step: the step of that checkpoint.
       experiment: what :func:`jaxvae.experiment.build` made of the config (without data).
-      encode: ``x -> [N, latent_dim]`` (the posterior mean or the code); ``x`` float32
-        ``[N, H, W, C]`` in [0, 1], optional ``labels``.
+      encode: ``x -> [N, latent_dim]`` (the posterior mean or the code); ``x`` float
+        ``[N, H, W, C]`` in [0, 1] (or uint8, read as ``x / 255``), optional ``labels``.
       decode: ``z -> mean image`` in [0, 1] (optional ``labels``).
       checkpoint: which state was loaded: ``"best"`` (the best validation epoch's, kept under
         early stopping) or ``"newest"``.
@@ -78,7 +79,7 @@ def posterior(model: Model, params, state, x, labels=None):
     conditional family): a distribution with ``mean``, ``stddev``, ``sample`` and ``log_prob``.
     Raises ``ValueError`` for a family without one (an autoencoder's code is deterministic)."""
     caps.require(model, caps.Posterior, "posterior(x)")
-    x = jnp.asarray(x, jnp.float32)
+    x = to_unit_float(jnp.asarray(x))
     labels = jnp.zeros(x.shape[:1], jnp.int32) if labels is None else jnp.asarray(labels)
     return _posterior(model, params, state, {"image": x, "label": labels.astype(jnp.int32)})
 
@@ -164,7 +165,7 @@ def load_run(
         return jnp.zeros((n,), jnp.int32) if labels is None else jnp.asarray(labels, jnp.int32)
 
     def encode(x, labels=None):
-        x = jnp.asarray(x, jnp.float32)
+        x = to_unit_float(jnp.asarray(x))
         return _encode(x, labels_for(x.shape[0], labels))
 
     def decode(z, labels=None):

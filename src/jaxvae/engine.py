@@ -27,6 +27,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxvae import sharding, xla_cpu
+from jaxvae.data.base import to_unit_float
 from jaxvae.models import Model, Params
 from jaxvae.models import capabilities as caps
 from jaxvae.objectives import ObjectiveSpec, make_loss
@@ -94,6 +95,8 @@ def make_train_step(
 ):
     """The pure train step ``(state, batch, key) -> (state, metrics)``.
 
+    The batch's images may be in their stored form (uint8): the step turns them into float32
+    in ``[0, 1]`` first (:func:`jaxvae.data.to_unit_float`, the same bits as on the host).
     ``key`` is the run's training key; the step uses ``fold_in(key, state.step)``, split into the
     key of ``preprocess(key, batch) -> batch`` (an input transform such as dynamic binarization)
     and the objective's. A family with parameter groups trained by losses of their own (the
@@ -108,6 +111,7 @@ def make_train_step(
 
     def train_step(state: TrainState, batch, key: jax.Array):
         k_pre, k_loss = jax.random.split(jax.random.fold_in(key, state.step))
+        batch = batch | {"image": to_unit_float(batch["image"])}
         if preprocess is not None:
             batch = preprocess(k_pre, batch)
         grad_fn = jax.value_and_grad(objective_fn, has_aux=True)
@@ -353,7 +357,8 @@ class CompiledFeed(abc.ABC):
 
 
 class DeviceFeed(CompiledFeed):
-    """The training set on the devices (replicated); ``run(state, n)`` runs the next ``n`` steps
+    """The training set on the devices (replicated, in its stored dtype: uint8 images take a
+    quarter of float32's memory); ``run(state, n)`` runs the next ``n`` steps
     within one epoch. With ``seeds=S``, ``key`` and ``data_key`` are ``[S]`` stacks and the state
     a stacked one: S runs of one config but the seed, in one program (:mod:`jaxvae.seeds`)."""
 

@@ -22,14 +22,14 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxvae import sharding
-from jaxvae.data.base import SPLITS, Dataset
+from jaxvae.data.base import SPLITS, Dataset, to_unit_float
 from jaxvae.models import Model, Params
 from jaxvae.models import capabilities as caps
 
 
 def as_data(images, labels=None) -> dict[str, np.ndarray]:
     """``{"image": float32 images, "label": int32 labels}`` (zeros when ``labels`` is None)."""
-    images = np.asarray(images, np.float32)
+    images = to_unit_float(np.asarray(images))  # uint8 training images: v / 255
     if labels is None:
         labels = np.zeros(images.shape[:1], np.int32)
     labels = np.asarray(labels, np.int32)

@@ -55,7 +55,7 @@ def encode_images(run: api.Run, images, labels, *, batch_size: int) -> dict[str,
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    images = np.asarray(images, np.float32)
+    images = data_lib.to_unit_float(np.asarray(images))  # uint8 training images: v / 255
     labels = np.asarray(labels, np.int32)
     run.model.check_images(images)
     params, state = jax.device_put((run.params, run.state))

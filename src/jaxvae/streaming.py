@@ -26,8 +26,10 @@ of ``N`` int32 per epoch on the host (5 MB and well under a second for ImageNet'
 process a disjoint part of the whole dataset instead; slicing each global batch keeps the global
 batch, hence the result, the same whatever the number of processes.
 
-Dynamic binarization and every other per-step transform stay inside the compiled step (the
-experiment's ``preprocess``): streaming changes only where batches come from. Static binarization
+The chunks hold the records' uint8 images (a quarter of float32's bytes); the compiled step turns
+each batch into floats (:func:`jaxvae.data.to_unit_float`), as it does the device-resident uint8
+training set. Dynamic binarization and every other per-step transform stay inside the compiled
+step (the experiment's ``preprocess``): streaming changes only where batches come from. Static binarization
 (the whole training split binarized once, in file order) is not offered for streamed data.
 """
 
@@ -178,7 +180,7 @@ class StreamFeed(engine_lib.CompiledFeed):
         self.batch_size, self.source, self.image_shape = b, source, tuple(image_shape)
         self.per_epoch = engine_lib.steps_per_epoch(source.num_train, b)
         self.rows = local_rows(mesh, b)
-        row_bytes = math.prod(self.image_shape) * 4 * (self.rows.stop - self.rows.start)
+        row_bytes = math.prod(self.image_shape) * (self.rows.stop - self.rows.start)  # uint8
         self.chunk = max(1, min(MAX_CHUNK_STEPS, CHUNK_BYTES // max(row_bytes, 1)))
         self.step = start_step
         self._cpu = jax.local_devices(backend="cpu")[0]
@@ -202,11 +204,14 @@ class StreamFeed(engine_lib.CompiledFeed):
             return self._orders[epoch]
 
     def read_step(self, step: int) -> dict[str, np.ndarray]:
-        """This process's rows of step ``step``'s batch, as host arrays."""
+        """This process's rows of step ``step``'s batch, as host arrays (uint8 images, turned
+        into floats by the train step)."""
         order = self._order(step // self.per_epoch)
         idx = step_indices(order, step, per_epoch=self.per_epoch, batch_size=self.batch_size)
         records = self.source.records.__getitems__(idx[self.rows].tolist())
-        image = data_lib.to_unit_float(np.stack([r["image"] for r in records]))
+        image = np.stack([r["image"] for r in records])
+        if image.dtype != np.uint8:
+            raise ValueError(f"streamed records hold {image.dtype} images; expected uint8")
         label = np.asarray([r["label"] if self.source.has_labels else 0 for r in records], np.int32)
         return {"image": image, "label": label}
 
@@ -234,7 +239,7 @@ class StreamFeed(engine_lib.CompiledFeed):
         return {
             "image": jax.ShapeDtypeStruct(
                 (self.chunk, self.batch_size, *self.image_shape),
-                np.float32,
+                np.uint8,
                 sharding=self.chunk_sharding,
             ),
             "label": jax.ShapeDtypeStruct(

@@ -1,7 +1,10 @@
 """Datasets for jaxvae: loading, preprocessing and input corruption.
 
-Every loader returns a :class:`Dataset` of float32 images in ``[0, 1]`` laid out as
-``[N, H, W, C]`` plus int32 labels. Sources:
+Every loader returns a :class:`Dataset` of images in ``[0, 1]`` laid out as ``[N, H, W, C]`` plus
+int32 labels: float32, except a training split of 8-bit pixels, which stays uint8 (its stored
+form, a quarter of the memory, in memory and on the devices): pixel ``v`` is ``v / 255``, as
+:func:`to_unit_float` (the one such map) converts it, on the host or inside the compiled step.
+Sources:
 
 * ``fashion_mnist``: the original IDX files (Debian's ``dataset-fashion-mnist`` package puts them
   in ``/usr/share/datasets/fashion-mnist``), read directly with numpy (``source="idx"``) or through

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 SPLITS = ("train", "validation", "test")
@@ -24,7 +25,10 @@ class Dataset:
 
     Attributes:
       name: Dataset name, e.g. ``"fashion_mnist"``.
-      train_images: float32 array ``[N, H, W, C]`` with values in ``[0, 1]``.
+      train_images: ``[N, H, W, C]``, float32 with values in ``[0, 1]``, or uint8 (its compact
+        stored form, where that is exact: pixels ``v`` stand for ``v / 255``,
+        :func:`to_unit_float`), which is how it goes onto the devices; the train step converts
+        each batch (:func:`jaxvae.engine.make_train_step`).
       train_labels: int32 array ``[N]``.
       test_images: float32 array ``[M, H, W, C]`` with values in ``[0, 1]``.
       test_labels: int32 array ``[M]``.
@@ -70,10 +74,12 @@ class Dataset:
         for split in SPLITS:
             images = getattr(self, f"{split}_images")
             labels = getattr(self, f"{split}_labels")
-            if images.dtype != np.float32 or images.ndim != 4:
+            dtypes = (np.float32, np.uint8) if split == "train" else (np.float32,)
+            if images.dtype not in dtypes or images.ndim != 4:
                 raise ValueError(
                     f"Dataset {self.name!r}: {split}_images has dtype {images.dtype} and shape "
-                    f"{images.shape}; expected float32 [N, H, W, C]."
+                    f"{images.shape}; expected {' or '.join(np.dtype(d).name for d in dtypes)} "
+                    "[N, H, W, C]."
                 )
             if labels.dtype != np.int32 or labels.shape != images.shape[:1]:
                 raise ValueError(
@@ -152,21 +158,37 @@ class Dataset:
         return largest + 1
 
 
-def to_unit_float(images: np.ndarray) -> np.ndarray:
-    """Scales uint8 images (0..255) to float32 in ``[0, 1]``.
+def to_unit_float(images):
+    """Images in ``[0, 1]`` as float32: uint8 pixels ``v`` (0..255) become ``v / 255``.
+
+    The one map from stored pixels to floats: a numpy array is divided on the host (IEEE
+    division, correctly rounded); a jax array (a batch inside a compiled step) looks its values
+    up in :data:`UNIT_FLOATS`, the host's quotients, because XLA compiles a division by the
+    constant 255 as a multiplication by its reciprocal, which is off by one ulp for 126 of the
+    256 values. Both give the same bits. Float images (already in ``[0, 1]``) are returned as
+    float32, float32 ones as they are.
 
     Args:
-      images: uint8 array of any shape.
+      images: uint8 or float array (numpy or jax) of any shape.
 
     Returns:
-      A float32 array of the same shape.
+      A float32 array of the same shape (and kind).
 
     Raises:
-      ValueError: If ``images`` is not uint8.
+      ValueError: If ``images`` is neither uint8 nor a float array.
     """
+    if images.dtype == np.float32:
+        return images
+    if jnp.issubdtype(images.dtype, jnp.floating):
+        return images.astype(np.float32)
     if images.dtype != np.uint8:
-        raise ValueError(f"Images have dtype {images.dtype}; expected uint8 (0..255).")
-    return images.astype(np.float32) / np.float32(255.0)
+        raise ValueError(f"Images have dtype {images.dtype}; expected uint8 (0..255) or float.")
+    if isinstance(images, np.ndarray):
+        return images.astype(np.float32) / np.float32(255.0)
+    return jnp.asarray(UNIT_FLOATS)[images]
+
+
+UNIT_FLOATS = to_unit_float(np.arange(256, dtype=np.uint8))  # v / 255 for each uint8 v
 
 
 def default_tfds_data_dir() -> str:
@@ -204,11 +226,12 @@ def dataset_from_uint8(
     arrays: Mapping[str, tuple[np.ndarray, np.ndarray]],
     class_names: Sequence[str] = (),
 ) -> Dataset:
-    """Builds a Dataset from ``{"train": (uint8 images, labels), "test": (...)}``."""
+    """Builds a Dataset from ``{"train": (uint8 images, labels), "test": (...)}``: the training
+    images stay uint8, the test images become float32."""
     (train_images, train_labels), (test_images, test_labels) = arrays["train"], arrays["test"]
     return Dataset(
         name=name,
-        train_images=to_unit_float(train_images),
+        train_images=train_images,
         train_labels=train_labels.astype(np.int32),
         test_images=to_unit_float(test_images),
         test_labels=test_labels.astype(np.int32),

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from jaxvae.corruptions import binarize_images
-from jaxvae.data.base import Dataset
+from jaxvae.data.base import Dataset, to_unit_float
 
 # Seed of the one-off binarization of the test and validation sets under binarize="dynamic". A
 # constant, not the run's seed: runs with different seeds are evaluated on the same binary images.
@@ -34,7 +34,7 @@ def static_binarize(dataset: Dataset, seed: int) -> Dataset:
     train_rng, test_rng, validation_rng = np.random.default_rng(seed).spawn(3)
     return dataclasses.replace(
         dataset,
-        train_images=binarize_images(dataset.train_images, train_rng),
+        train_images=binarize_images(to_unit_float(dataset.train_images), train_rng),
         test_images=binarize_images(dataset.test_images, test_rng),
         validation_images=binarize_images(dataset.validation_images, validation_rng),
     )

@@ -50,6 +50,7 @@ from jaxvae.data.base import (
     source_request,
     spec_field,
     take_first,
+    to_unit_float,
 )
 from jaxvae.data.binarization import (
     binarize_for_evaluation,
@@ -94,7 +95,8 @@ def load_dataset(
     test_only: bool = False,
     options: SourceRequest | None = None,
 ) -> Dataset:
-    """Loads a dataset as float32 images in ``[0, 1]``.
+    """Loads a dataset as images in ``[0, 1]``: float32, or uint8 training images where that is
+    exact (see :class:`~jaxvae.data.Dataset`).
 
     Args:
       name: One of :data:`DATASETS`.
@@ -323,11 +325,12 @@ def split_validation(dataset: Dataset, size: int) -> Dataset:
             "train_factors": dataset.train_factors[:keep],
             "validation_factors": dataset.train_factors[keep:],
         }
+    held_out = np.asarray(dataset.train_images[keep:])  # read, if streamed
     return dataclasses.replace(
         dataset,
         train_images=dataset.train_images[:keep],
         train_labels=dataset.train_labels[:keep],
-        validation_images=np.asarray(dataset.train_images[keep:]),  # read, if streamed
+        validation_images=to_unit_float(held_out),
         validation_labels=np.asarray(dataset.train_labels[keep:]),
         **factors,
     )

@@ -42,8 +42,9 @@ the square repeats every 90 degrees, the ellipse every 180, which are not on the
 orientation grid holds 0 and 2 pi), not in value.
 
 Rendering cost: 1.7 to 2.1 seconds per 10,000 images (measured on one core of a shared 2-core
-x86 machine; numpy float64, in chunks of 1,024), so about 2.5 minutes for all 737,280; the whole
-set takes 3 GB as uint8, 12 GB as float32, so load a subset (``limit_train``) for training.
+x86 machine; numpy float64, in chunks of 1,024), so about 2.5 minutes for all 737,280. The whole
+set takes 3 GB as uint8 (12 GB as float32): the training split stays uint8 (0 and 255, read as 0.0
+and 1.0), in memory and on the devices.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ import math
 
 import numpy as np
 
-from jaxvae.data.base import Dataset
+from jaxvae.data.base import Dataset, to_unit_float
 from jaxvae.data.ground_truth import (
     check_factors,
     index_to_factors,
@@ -196,7 +197,8 @@ def load_dsprites_procedural(
       split_seed: Seed of the permutation.
 
     Returns:
-      A Dataset of float32 0/1 images ``[N, 64, 64, 1]`` with factors.
+      A Dataset of images ``[N, 64, 64, 1]`` with factors: the training images uint8 0/255,
+      the others float32 0/1 (see :func:`~jaxvae.data.to_unit_float`).
 
     Raises:
       ValueError: If ``num_test`` or ``validation_size`` is out of range.
@@ -213,7 +215,9 @@ def load_dsprites_procedural(
     arrays = {}
     for split, index in splits.items():
         factors = index_to_factors(index, FACTOR_SIZES)
-        arrays[f"{split}_images"] = render(factors).astype(np.float32)
+        images = render(factors)
+        np.multiply(images, 255, out=images)  # 0/255: the training split stays uint8
+        arrays[f"{split}_images"] = images if split == "train" else to_unit_float(images)
         arrays[f"{split}_labels"] = factors[:, 0].copy()
         arrays[f"{split}_factors"] = factors
     return Dataset(

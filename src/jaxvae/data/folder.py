@@ -311,7 +311,7 @@ def load_folder(request: SourceRequest) -> Dataset:
         train_images = RecordColumn(records, "image", 0, n_train, shape)
         train_labels = RecordColumn(records, "label", 0, n_train, ())
     else:
-        train_images, train_labels = to_unit_float(np.asarray(images[train])), labels[train]
+        train_images, train_labels = np.asarray(images[train]), labels[train]
     protocol = {
         "source": f"image folder {request.data_dir!r}: {len(info['files'])} images "
         f"(and {len(info['skipped'])} unreadable, skipped), {len(classes)} class sub-folders, centre crop to "

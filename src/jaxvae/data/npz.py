@@ -111,6 +111,8 @@ def dataset_from_arrays(
         images = _validate_user_images(
             np.asarray(arrays[f"{split}_images"]), f"{split}_images", origin
         )
+        if split == "test":
+            images = to_unit_float(images)  # uint8 training images stay uint8
         labels_key = f"{split}_labels"
         if labels_key in arrays:
             labels = _validate_user_labels(
@@ -151,7 +153,7 @@ def _validate_user_images(images: np.ndarray, key: str, origin: str) -> np.ndarr
             f"expected [N, H, W, C] with C in {{1, 3}}, or [N, H, W]{hint}."
         )
     if images.dtype == np.uint8:
-        return to_unit_float(images)
+        return images
     if not np.issubdtype(images.dtype, np.floating):
         raise ValueError(
             f"{origin!r}: {key} has dtype {images.dtype}; expected uint8 (0..255) or a float "

@@ -50,8 +50,7 @@ def load_celeb_a(request: SourceRequest) -> Dataset:
         train_images = RecordColumn(train, "image", 0, n, (size, size, 3))
         train_labels = RecordColumn(train, "label", 0, n, ())
     elif request.with_train:
-        images, train_labels = read_data_source(train, request.limit_train, True)
-        train_images = to_unit_float(images)
+        train_images, train_labels = read_data_source(train, request.limit_train, True)
     else:
         train_images, train_labels = np.zeros((0, size, size, 3), np.float32), np.zeros(0, np.int32)
     protocol = {

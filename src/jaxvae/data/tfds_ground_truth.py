@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvae.data.base import Dataset, check_choice, get_records
+from jaxvae.data.base import Dataset, check_choice, get_records, to_unit_float
 from jaxvae.data.ground_truth import (
     ArrayGroundTruthData,
     check_factors,
@@ -109,8 +109,9 @@ def load_ground_truth_tfds(
       download: Let TFDS download and prepare it (see :func:`~jaxvae.data.prepared_builder`).
 
     Returns:
-      A :class:`~jaxvae.data.Dataset` of float32 images in ``[0, 1]``, labels the
-      ``spec.label_factor`` factor, and the factors of every example.
+      A :class:`~jaxvae.data.Dataset` of images in ``[0, 1]`` (the training images uint8
+      0..255, dsprites' 0/1 as 0/255; the others float32), labels the ``spec.label_factor``
+      factor, and the factors of every example.
 
     Raises:
       ValueError: If the dataset is not prepared, lacks a feature, or a size is out of range.
@@ -132,7 +133,8 @@ def load_ground_truth_tfds(
     arrays = {}
     for split, index in splits.items():
         images, factors = read_factor_records(source, index, spec)
-        arrays[f"{split}_images"] = images.astype(np.float32) / np.float32(spec.pixel_max)
+        np.multiply(images, 255 // spec.pixel_max, out=images)  # 0..255: train stays uint8
+        arrays[f"{split}_images"] = images if split == "train" else to_unit_float(images)
         arrays[f"{split}_labels"] = factors[:, label].copy()
         arrays[f"{split}_factors"] = factors
     return Dataset(
