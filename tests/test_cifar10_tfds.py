@@ -36,7 +36,9 @@ def test_fake_cifar10_reads_back_through_the_loader(cifar_dir):
     assert ds.image_shape == (32, 32, 3) and ds.num_classes == 10
     for split in ("train", "test"):
         images, labels = _images(split)
-        np.testing.assert_allclose(getattr(ds, f"{split}_images"), images / 255.0, atol=1e-6)
+        stored = getattr(ds, f"{split}_images")  # training images stay uint8 (their stored form)
+        assert stored.dtype == (np.uint8 if split == "train" else np.float32)
+        np.testing.assert_allclose(data_lib.to_unit_float(stored), images / 255.0, atol=1e-6)
         np.testing.assert_array_equal(getattr(ds, f"{split}_labels"), labels)
 
 
