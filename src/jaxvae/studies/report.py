@@ -126,30 +126,19 @@ def collect(workdir: str) -> ReportData:
     runs = []
     for run in identity["runs"]:
         st = state.run_state(workdir, run)
-        summary = (
-            state.summary_of(workdir, run["name"], run["config"])
-            if st.state == state.DONE
-            else None
+        done = st.state == state.DONE
+        summary = state.summary_of(workdir, run["name"], run["config"]) if done else None
+        row = {k: run[k] for k in ("name", "variant", "seed")} | {"state": st.state}
+        runs.append(
+            row | {"detail": st.detail, "values": {m: (summary or {}).get(m) for m in metrics}}
         )
-        row = {
-            "name": run["name"],
-            "variant": run["variant"],
-            "seed": run["seed"],
-            "state": st.state,
-            "detail": st.detail,
-            "values": {m: (summary or {}).get(m) for m in metrics},
-        }
-        runs.append(row)
         if summary is None:
             continue
         for m in metrics:
             v = _number(summary.get(m))
             values[run["variant"]][m].append(math.nan if v is None else v)
-        logged = _read_curves(
-            layout.path(state.run_dir(workdir, run["name"]), layout.METRICS),
-            settings["curves"],
-        )
-        for k, points in logged.items():
+        metrics_path = layout.path(state.run_dir(workdir, run["name"]), layout.METRICS)
+        for k, points in _read_curves(metrics_path, settings["curves"]).items():
             curves[k][run["variant"]].append(points)
     references = {
         (r["variant"], r["metric"]): {"value": r["value"], "std": r["std"], "source": r["source"]}
@@ -176,10 +165,8 @@ def collect(workdir: str) -> ReportData:
 def _decimals(std: float, mean: float) -> int:
     if math.isfinite(std) and std > 0:
         return int(min(6, max(0, 1 - math.floor(math.log10(std)))))
-    if (
-        (std == 0 or math.isnan(std)) and math.isfinite(mean) and mean == round(mean)
-    ):  # 16 ± 0; a lone 16
-        return 0
+    if (std == 0 or math.isnan(std)) and math.isfinite(mean) and mean == round(mean):
+        return 0  # 16 ± 0; a lone 16
     magnitude = math.floor(math.log10(abs(mean))) if math.isfinite(mean) and mean != 0 else 0
     return int(min(6, max(0, 3 - magnitude)))
 
@@ -255,15 +242,14 @@ def reference_table(data: ReportData) -> list[str]:
 
 
 def _markdown(data: ReportData, figure_files: list[tuple[str, str, list[str]]]) -> str:
-    c = Counter(r["state"] for r in data.runs)
     seeds = sorted({r["seed"] for r in data.runs})
     lines = [f"# Study `{data.name}`", ""]
     if data.description:
         lines += [data.description.strip(), ""]
+    c = Counter(r["state"] for r in data.runs)
+    grid = f"{len(data.variants)} variants x {len(seeds)} seeds {seeds}"
     lines.append(
-        f"{len(data.runs)} runs ({len(data.variants)} variants x {len(seeds)} seeds {seeds}): "
-        + ", ".join(f"{c[k]} {k}" for k in STATES)
-        + "."
+        f"{len(data.runs)} runs ({grid}): " + ", ".join(f"{c[k]} {k}" for k in STATES) + "."
     )
     if c[state.DONE] < len(data.runs):
         lines.append("**Incomplete**: the figures below are over the finished runs only.")
@@ -318,16 +304,8 @@ def write_results_csv(path: str, data: ReportData) -> None:
     w.writerow(["run", "variant", *axis_names, "seed", "state", *data.metrics])
     for r in data.runs:
         c = coords[r["variant"]]
-        w.writerow(
-            [
-                r["name"],
-                r["variant"],
-                *(_csv_value(c.get(a)) for a in axis_names),
-                r["seed"],
-                r["state"],
-            ]
-            + [_csv_value(r["values"][m]) for m in data.metrics]
-        )
+        cells = [r["name"], r["variant"], *(_csv_value(c.get(a)) for a in axis_names), r["seed"]]
+        w.writerow([*cells, r["state"], *(_csv_value(r["values"][m]) for m in data.metrics)])
     io.write_atomic(path, text.getvalue())
 
 
@@ -338,11 +316,7 @@ def write_report(workdir: str) -> dict[str, str]:
     data = collect(workdir)
     out = state.report_dir(workdir)
     storage.makedirs(out)
-    paths = {
-        "report.md": os.path.join(out, "report.md"),
-        "results.csv": os.path.join(out, "results.csv"),
-        "results.json": os.path.join(out, "results.json"),
-    }
+    paths = {name: os.path.join(out, name) for name in ("report.md", "results.csv", "results.json")}
     write_results_csv(paths["results.csv"], data)
     c = Counter(r["state"] for r in data.runs)
     results = {
