@@ -205,13 +205,8 @@ def _cmd_eval(args) -> int:
         disentangle.reduced_protocol(args.disentanglement_points)  # checks it before loading
         run = _load_run(args)
         _say_which(args, run)
-        found = disentangle.evaluate_run(
-            args.workdir,
-            run,
-            seed=args.disentanglement_seed,
-            points=args.disentanglement_points,
-            jobs=args.disentanglement_jobs,
-        )
+        options = {k: getattr(args, f"disentanglement_{k}") for k in ("seed", "points", "jobs")}
+        found = disentangle.evaluate_run(args.workdir, run, **options)
         drawn = (layout.DISENTANGLEMENT_MATRICES, layout.FACTOR_TRAVERSALS)
         _report(args, run, figures=found, pictures=[layout.path(args.workdir, n) for n in drawn])
         print(json.dumps({k: v for k, v in found.items() if k != "disentanglement"}))
@@ -243,17 +238,9 @@ def _cmd_eval(args) -> int:
     _say_which(args, run)
     if caps.has(model, caps.ImportanceWeighted):
         progress = evaluate.EvalProgress(sys.stderr, f"IWAE bound (k={args.iwae_k})")
+        options = {"k": args.iwae_k, "batch_size": args.batch_size, "progress": progress}
         try:
-            iw = evaluate.evaluate_iwae(
-                model,
-                params,
-                state,
-                test,
-                key,
-                k=args.iwae_k,
-                batch_size=args.batch_size,
-                progress=progress,
-            )
+            iw = evaluate.evaluate_iwae(model, params, state, test, key, **options)
         finally:
             progress.close()
         result |= {"test_nll": iw["nll"], "test_nll_se": iw["nll_se"], "iwae_k": args.iwae_k}
@@ -333,16 +320,9 @@ def _cmd_plot(args) -> int:
 def _cmd_bench(args, overrides) -> int:
     from jaxvae import bench
 
+    options = ("steps", "repeats", "iwae_k", "iwae_num", "iwae_batch")
     config = _load_config(args.config, overrides)
-    result = bench.run(
-        config,
-        steps=args.steps,
-        repeats=args.repeats,
-        iwae_k=args.iwae_k,
-        iwae_num=args.iwae_num,
-        iwae_batch=args.iwae_batch,
-    )
-    print(json.dumps(result))
+    print(json.dumps(bench.run(config, **{k: getattr(args, k) for k in options})))
     return 0
 
 
@@ -361,17 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_logs()
     from jaxvae.preemption import EXIT_PREEMPTED, Preempted
 
+    commands = {"train": _cmd_train, "bench": _cmd_bench, "study": studies_cli.main}
+    commands |= {"eval": _cmd_eval, "sample": _cmd_sample, "plot": _cmd_plot}
     try:
-        if args.command == "train":
-            return _cmd_train(args, overrides)
-        if args.command == "eval":
-            return _cmd_eval(args)
-        if args.command == "study":
-            return studies_cli.main(args, overrides)
-        if args.command == "sample":
-            return _cmd_sample(args)
-        if args.command == "plot":
-            return _cmd_plot(args)
+        if args.command in ("train", "bench", "study"):  # the commands that take overrides
+            return commands[args.command](args, overrides)
         if args.command == "encode":
             from jaxvae import latents
 
@@ -379,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "configs":
             print(shipped.listing())
             return 0
-        return _cmd_bench(args, overrides)
+        return commands[args.command](args)
     except Preempted as e:
         sys.stderr.write(f"jaxvae {args.command}: {e}\n")
         return EXIT_PREEMPTED
