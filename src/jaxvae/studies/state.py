@@ -146,8 +146,8 @@ def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
         raise ValueError(f"{workdir!r} holds a different study ({why}); use a new --workdir")
     if saved.get("report") != study_json["report"]:
         io.write_json(path, study_json)
-    storage.makedirs(os.path.join(workdir, RUNS))
-    storage.makedirs(os.path.join(workdir, STATE))
+    for sub in (RUNS, STATE):
+        storage.makedirs(os.path.join(workdir, sub))
     return existed
 
 
@@ -157,9 +157,7 @@ def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
 def _create_time(pid: int) -> float | None:
     try:
         p = psutil.Process(pid)
-        if p.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return p.create_time()
+        return None if p.status() == psutil.STATUS_ZOMBIE else p.create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
 
@@ -281,12 +279,9 @@ def summary_of(workdir: str, name: str, config_dict: dict[str, Any]) -> dict[str
         summary = io.read_json(layout.path(directory, layout.SUMMARY))
     except (OSError, ValueError):
         return None
-
     if summary.get("epochs") != config_dict["train"]["epochs"]:
         return None
-    if config_lib.config_differences(saved, config_dict):
-        return None
-    return summary
+    return None if config_lib.config_differences(saved, config_dict) else summary
 
 
 def run_state(workdir: str, run: dict[str, Any]) -> RunState:
@@ -296,18 +291,13 @@ def run_state(workdir: str, run: dict[str, Any]) -> RunState:
         return RunState(name, DONE)
     holder = lock_holder(lock_path(workdir, name))
     if holder is not None:
-        return RunState(
-            name,
-            RUNNING,
-            f"{holder.get('host')} pid {holder.get('pid')} since {holder.get('started', '?')}",
-        )
+        who = f"{holder.get('host')} pid {holder.get('pid')}"
+        return RunState(name, RUNNING, f"{who} since {holder.get('started', '?')}")
     failure = read_failure(workdir, name)
     if failure is not None:
         return RunState(name, FAILED, failure.get("error", ""))
     steps = checkpoint_steps(run_dir(workdir, name))
-    if steps:
-        return RunState(name, PENDING, f"resumes from step {steps[-1]}")
-    return RunState(name, PENDING)
+    return RunState(name, PENDING, f"resumes from step {steps[-1]}" if steps else "")
 
 
 def checkpoint_steps(directory: str) -> list[int]:
