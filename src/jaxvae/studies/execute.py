@@ -31,13 +31,10 @@ class Outcome:
     failed: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> error
 
     def line(self) -> str:
-        parts = [
-            f"{len(self.trained)} trained",
-            f"{len(self.done_before)} done before",
-            f"{len(self.elsewhere)} running elsewhere",
-            f"{len(self.failed)} failed",
-        ]
-        text = f"{self.runs} runs: " + ", ".join(parts)
+        counts = (self.trained, self.done_before, self.elsewhere, self.failed)
+        words = ("trained", "done before", "running elsewhere", "failed")
+        text = ", ".join(f"{len(c)} {w}" for c, w in zip(counts, words, strict=True))
+        text = f"{self.runs} runs: {text}"
         if self.failed:
             text += " (" + "; ".join(f"{k}: {v}" for k, v in self.failed.items()) + ")"
         return text
@@ -143,20 +140,12 @@ def run_study(
             return
         for run, summary in zip(todo, summaries, strict=True):
             outcome.trained.append(run.name)
-            shown = ", ".join(
-                f"{m} {summary[m]:.4g}"
-                for m in study.metrics
-                if isinstance(summary.get(m), int | float)
-            )
-            log(f"{tag(run)}: done ({shown})")
+            shown = {m: v for m in study.metrics if isinstance(v := summary.get(m), int | float)}
+            log(f"{tag(run)}: done ({', '.join(f'{m} {v:.4g}' for m, v in shown.items())})")
 
     number = {run.name: k for k, run in enumerate(mine, 1)}
-    pending = []
-    for run in mine:
-        if done(run):
-            outcome.done_before.append(run.name)
-        else:
-            pending.append(run)
+    pending = [run for run in mine if not done(run)]
+    outcome.done_before += [run.name for run in mine if run not in pending]
     for group in _groups([r.config for r in pending], seeds_at_once):
         locks, todo = [], []
         try:

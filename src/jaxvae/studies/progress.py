@@ -128,18 +128,8 @@ def progress(workdir: str) -> list[RunProgress]:
         own = m["rate"]
         mean = rates.get(run["variant"])
         rate = own if own is not None else (sum(mean) / len(mean) if mean else None)
-        out.append(
-            RunProgress(
-                name=run["name"],
-                variant=run["variant"],
-                state=st.state,
-                detail=st.detail,
-                done=m["done"],
-                planned=planned,
-                rate=rate,
-                measured=own is not None,
-            )
-        )
+        where = (run["name"], run["variant"], st.state, st.detail)
+        out.append(RunProgress(*where, m["done"], planned, rate, measured=own is not None))
     return out
 
 
