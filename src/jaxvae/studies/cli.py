@@ -80,19 +80,11 @@ def _run(args, overrides) -> int:
 
     shard = runs_lib.parse_shard(args.shard)
     study = definition.load_study(args.file)
-    outcome = execute.run_study(
-        study,
-        args.workdir,
-        shard=shard,
-        seeds=args.seeds,
-        overrides=overrides,
-        seeds_at_once=args.seeds_at_once,
-    )
+    options = {"seeds": args.seeds, "overrides": overrides, "seeds_at_once": args.seeds_at_once}
+    outcome = execute.run_study(study, args.workdir, shard=shard, **options)
     if outcome.failed:
-        print(
-            f"{len(outcome.failed)} run(s) failed; see `jaxvae study status {args.workdir}`",
-            file=sys.stderr,
-        )
+        failed = f"{len(outcome.failed)} run(s) failed"
+        print(f"{failed}; see `jaxvae study status {args.workdir}`", file=sys.stderr)
         return FAILED_RUNS
     print(f"next: jaxvae study report {args.workdir}", file=sys.stderr)
     return 0
@@ -102,9 +94,6 @@ def _report(args) -> int:
     from jaxvae.studies import progress, report
 
     paths = report.write_report(args.dir)
-    data = report.collect(args.dir)
-    print("\n".join(report.results_table(data)))
-    for path in paths.values():
-        print(path)
+    print("\n".join([*report.results_table(report.collect(args.dir)), *paths.values()]))
     print(progress.format_status(progress.progress(args.dir)))
     return 0

@@ -56,11 +56,8 @@ def expand(
 
     chosen = study.seeds
     if seeds is not None:
-        if (
-            isinstance(seeds, bool)
-            or not isinstance(seeds, int)
-            or not 1 <= seeds <= len(study.seeds)
-        ):
+        count = isinstance(seeds, int) and not isinstance(seeds, bool)
+        if not (count and 1 <= seeds <= len(study.seeds)):
             raise ValueError(
                 f"--seeds {seeds!r}: expected 1..{len(study.seeds)} (the study has {len(study.seeds)} seeds)"
             )
@@ -99,9 +96,8 @@ def expand(
 def shard(runs: Sequence[RunSpec], index: int, count: int) -> list[RunSpec]:
     """The runs of shard ``index`` of ``count``: those whose canonical index is ``index`` mod
     ``count``. The shards are disjoint, together hold every run, and depend only on the study."""
-    if not (
-        isinstance(count, int) and count >= 1 and isinstance(index, int) and 0 <= index < count
-    ):
+    ints = isinstance(count, int) and isinstance(index, int)
+    if not (ints and count >= 1 and 0 <= index < count):
         raise ValueError(f"shard {index!r}/{count!r}: expected I/N with 0 <= I < N")
     return [r for r in runs if r.index % count == index]
 
@@ -118,9 +114,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def _jsonable(value: Any) -> Any:
-    return json.loads(
-        json.dumps(value, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
-    )
+    default = lambda o: list(o) if isinstance(o, tuple) else str(o)
+    return json.loads(json.dumps(value, default=default))
 
 
 def canonical(
@@ -146,13 +141,8 @@ def canonical(
             for v in grid
         ],
         "runs": [
-            {
-                "index": r.index,
-                "name": r.name,
-                "variant": r.variant.name,
-                "seed": r.seed,
-                "config": json.loads(config_lib.to_json(r.config)),
-            }
+            dict(index=r.index, name=r.name, variant=r.variant.name, seed=r.seed)
+            | {"config": json.loads(config_lib.to_json(r.config))}
             for r in runs
         ],
     }
