@@ -18,6 +18,7 @@ import numpy as np
 from jaxvae import io
 
 REFERENCE_STYLE = {"marker": "D", "color": "#d62728", "markersize": 7, "zorder": 5}
+REFERENCE_BAR = {"fmt": "D", "color": "#d62728", "capsize": 3, "ms": 6, "zorder": 5}
 SEED_STYLE = {"marker": ".", "color": "0.4", "s": 22, "zorder": 4, "linewidths": 0}
 
 
@@ -135,25 +136,12 @@ def comparison(data, path: str) -> bool:
             ref = data.references.get((name, metric))
             if ref:
                 any_reference = True
-                ax.errorbar(
-                    i + 0.25,
-                    ref["value"],
-                    yerr=ref["std"] or 0,
-                    fmt="D",
-                    color="#d62728",
-                    capsize=3,
-                    ms=6,
-                    zorder=5,
-                )
+                ax.errorbar(i + 0.25, ref["value"], yerr=ref["std"] or 0, **REFERENCE_BAR)
         ax.set_title(metric)
         ax.set_xlim(-0.5, len(names) - 0.5)
         _integer_ticks(ax, [v for name in names for v in data.values[name][metric]])
-        ax.set_xticks(
-            x,
-            names,
-            rotation=30 if max(map(len, names)) > 6 else 0,
-            ha="right" if max(map(len, names)) > 6 else "center",
-        )
+        long = max(map(len, names)) > 6
+        ax.set_xticks(x, names, rotation=30 if long else 0, ha="right" if long else "center")
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(data.metrics) :]:
         ax.set_visible(False)
@@ -249,25 +237,12 @@ def _draw_metrics(data, spec: dict[str, Any], path: str) -> None:
         my, sy, ny = data.stats(v["name"], spec["y"])
         if not (nx and ny):
             continue
-        ax.errorbar(
-            mx,
-            my,
-            xerr=_err(sx),
-            yerr=_err(sy),
-            fmt="o",
-            color=color,
-            capsize=4,
-            ms=7,
-            label=v["name"],
-            zorder=3,
-        )
+        style = {"fmt": "o", "color": color, "capsize": 4, "ms": 7, "label": v["name"], "zorder": 3}
+        ax.errorbar(mx, my, xerr=_err(sx), yerr=_err(sy), **style)
         ax.annotate(v["name"], (mx, my), textcoords="offset points", xytext=(7, 5), fontsize=8)
         xs.append(mx)
         ys.append(my)
-        rx, ry = (
-            data.references.get((v["name"], spec["x"])),
-            data.references.get((v["name"], spec["y"])),
-        )
+        rx, ry = (data.references.get((v["name"], spec[a])) for a in ("x", "y"))
         if rx and ry:
             ax.plot(rx["value"], ry["value"], linestyle="none", **REFERENCE_STYLE)
     ax.plot(xs, ys, color="0.6", linestyle=":", zorder=1)

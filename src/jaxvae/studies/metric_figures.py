@@ -105,10 +105,6 @@ def _coords_check(figure, study, *names) -> None:
                 )
 
 
-def _check_distributions(figure, study) -> None:
-    _coords_check(figure, study, "x", "y")
-
-
 def _draw_distributions(data, spec: dict[str, Any], path: str) -> None:
     plt = figures._pyplot()
     groups = list(dict.fromkeys(v["coords"][spec["x"]] for v in data.variants))
@@ -160,8 +156,8 @@ def _check_rank_correlation(figure, study) -> None:
 
 def _draw_rank_correlation(data, spec: dict[str, Any], path: str) -> None:
     plt = figures._pyplot()
-    rho = spearman_matrix(run_values(data, data.metrics))
-    m = len(data.metrics)
+    values = run_values(data, data.metrics)
+    rho, m, n = spearman_matrix(values), len(data.metrics), values.shape[0]
     fig, ax = plt.subplots(figsize=(1.2 + 0.55 * m, 0.8 + 0.5 * m))
     im = ax.imshow(rho, cmap="RdBu_r", vmin=-1, vmax=1)
     for (i, j), r in np.ndenumerate(rho):
@@ -169,7 +165,6 @@ def _draw_rank_correlation(data, spec: dict[str, Any], path: str) -> None:
     ax.set_xticks(range(m), data.metrics, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(m), data.metrics, fontsize=7)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    n = run_values(data, data.metrics).shape[0]
     ax.set_title(f"{data.name}: Spearman rank correlation over {n} finished runs", fontsize=9)
     figures._save(fig, path)
 
@@ -264,7 +259,7 @@ def _findings_text(data, spec: dict[str, Any]) -> list[str]:
 
 
 figures.KINDS.update(
-    distributions=figures.Kind(_check_distributions, _draw_distributions),
+    distributions=figures.Kind(lambda f, s: _coords_check(f, s, "x", "y"), _draw_distributions),
     rank_correlation=figures.Kind(
         _check_rank_correlation, _draw_rank_correlation, _rank_correlation_text
     ),
