@@ -74,12 +74,9 @@ class Progress:
     def __init__(self, stream, *, total: int, enabled: bool, main: bool, label: str = ""):
         self.stream, self.main, self.label = stream, main, label
         tty = getattr(stream, "isatty", lambda: False)()
+        shown = main and enabled and tty
         self.bar = tqdm(
-            total=total,
-            unit="step",
-            file=stream,
-            disable=not (main and enabled and tty),
-            dynamic_ncols=True,
+            total=total, unit="step", file=stream, disable=not shown, dynamic_ncols=True
         )
 
     def say(self, msg: str) -> None:
@@ -150,13 +147,8 @@ class Run:
         self.state, self.start_step, existing = open_run(exp, workdir, self.progress.say)
         self.progress.bar.update(self.start_step)
         resume = self.start_step if existing else None
-        self.log = runlog.RunLog(
-            workdir,
-            resume_step=resume,
-            enabled=self.main,
-            config=exp.record(),
-            logging=exp.logging,
-        )
+        logs = {"enabled": self.main, "config": exp.record(), "logging": exp.logging}
+        self.log = runlog.RunLog(workdir, resume_step=resume, **logs)
         self.checkpoints = checkpoint.Checkpoints(
             workdir,
             keep=t.keep_checkpoints,
