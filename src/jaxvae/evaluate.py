@@ -30,9 +30,7 @@ from jaxvae.models import capabilities as caps
 def as_data(images, labels=None) -> dict[str, np.ndarray]:
     """``{"image": float32 images, "label": int32 labels}`` (zeros when ``labels`` is None)."""
     images = to_unit_float(np.asarray(images))  # uint8 training images: v / 255
-    if labels is None:
-        labels = np.zeros(images.shape[:1], np.int32)
-    labels = np.asarray(labels, np.int32)
+    labels = np.asarray(np.zeros(images.shape[:1]) if labels is None else labels, np.int32)
     if images.ndim < 1 or labels.shape != images.shape[:1]:
         raise ValueError(
             f"labels of shape {labels.shape} do not match images of shape {images.shape}"
@@ -83,10 +81,7 @@ def as_batch(data, *, split: str = "test") -> dict[str, np.ndarray]:
     if isinstance(data, Dataset):
         if split not in SPLITS:
             raise ValueError(f"split={split!r}; expected one of {SPLITS}")
-        data = {
-            "image": getattr(data, f"{split}_images"),
-            "label": getattr(data, f"{split}_labels"),
-        }
+        data = {k: getattr(data, f"{split}_{k}s") for k in ("image", "label")}
     if isinstance(data, Mapping):
         if "image" not in data:
             raise ValueError(f"a batch dict needs an 'image' entry; got keys {sorted(data)}")
@@ -133,9 +128,7 @@ def evaluate_model(
     """The mean of each per-example figure of ``model.eval_terms`` over ``data``.
 
     Args:
-      model: the model family instance.
-      params: its parameters.
-      state: its model state (``{}`` for most families).
+      state: the model state (``{}`` for most families).
       data: a :class:`~jaxvae.data.Dataset`, a batch dict or an image array (:func:`as_batch`).
       key: the evaluation key (batch ``i`` uses ``fold_in(key, i)``).
       batch_size: images per batch.
@@ -173,10 +166,8 @@ def _iwae_log_px(model: Model, params, state, batch, key, k: int, chunk: int):
         valid = (j * chunk + jnp.arange(chunk)) < k
         log_w = jnp.where(valid[None, :], log_w, -jnp.inf)
         new_max = jnp.maximum(run_max, jnp.max(log_w, axis=1))
-        run_sum = run_sum * jnp.exp(run_max - new_max) + jnp.sum(
-            jnp.exp(log_w - new_max[:, None]), axis=1
-        )
-        return new_max, run_sum
+        added = jnp.sum(jnp.exp(log_w - new_max[:, None]), axis=1)
+        return new_max, run_sum * jnp.exp(run_max - new_max) + added
 
     init = (jnp.full((b,), -jnp.inf, jnp.float32), jnp.zeros((b,), jnp.float32))
     run_max, run_sum = jax.lax.fori_loop(0, num_chunks, body, init)
@@ -213,8 +204,6 @@ def evaluate_iwae(
 
     Args:
       model: the model family instance (it must have a likelihood).
-      params: its parameters.
-      state: its model state.
       data: a :class:`~jaxvae.data.Dataset`, a batch dict or an image array (:func:`as_batch`).
       key: the evaluation key (batch ``i`` uses ``fold_in(key, i)``).
       k: importance samples per image.
