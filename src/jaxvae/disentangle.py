@@ -148,16 +148,20 @@ def captured_factors(found: Mapping[str, Any]) -> list[tuple[int, str, float, fl
     """Per latent ``(factor index, factor name, MIG MI / H(factor), DCI importance)``: the
     factor with the largest DCI importance for it (the largest normalised mutual information
     when DCI was not run)."""
-    names = found["factor_names"]
-    m = found["matrices"]
-    mi = np.asarray(m["mig_mutual_information"], np.float64)
-    mi = mi / np.maximum(np.asarray(m["mig_factor_entropy"], np.float64)[None, :], 1e-12)
+    names, m, mi = found["factor_names"], found["matrices"], _normalised_mi(found)
     imp = np.asarray(m.get("dci_importance_matrix", np.zeros_like(mi)), np.float64)
     by = imp if imp.any() else mi
     return [
         (int(j), names[int(j)], float(mi[d, j]), float(imp[d, j]))
         for d, j in enumerate(np.argmax(by, axis=1))
     ]
+
+
+def _normalised_mi(found: Mapping[str, Any]) -> np.ndarray:
+    """MIG's mutual information of each latent and factor over the factor's entropy."""
+    m = found["matrices"]
+    mi = np.asarray(m["mig_mutual_information"], np.float64)
+    return mi / np.maximum(np.asarray(m["mig_factor_entropy"], np.float64)[None, :], 1e-12)
 
 
 def _figure(width: float, height: float):
@@ -173,12 +177,8 @@ def _figure(width: float, height: float):
 def draw_matrices(path: str, found: Mapping[str, Any]) -> str:
     """Heat maps (latents x factors, labelled) of the MIG mutual information normalised by the
     factor's entropy and of the DCI importance matrix, each cell printed."""
-    names = found["factor_names"]
-    m = found["matrices"]
-    mi = np.asarray(m["mig_mutual_information"], np.float64)
-    panels = [
-        ("MIG: I(z_d; v_k) / H(v_k)", mi / np.maximum(np.asarray(m["mig_factor_entropy"]), 1e-12))
-    ]
+    names, m, mi = found["factor_names"], found["matrices"], _normalised_mi(found)
+    panels = [("MIG: I(z_d; v_k) / H(v_k)", mi)]
     if "dci_importance_matrix" in m:
         panels.append(("DCI importance R_dk", np.asarray(m["dci_importance_matrix"], np.float64)))
     d = mi.shape[0]
@@ -230,11 +230,10 @@ def draw_traversals(path: str, model, params, state, image, found: Mapping[str, 
 
 def draw(workdir: str, model, params, state, image, found: Mapping[str, Any]) -> list[str]:
     """Writes both pictures into ``workdir``; returns their paths."""
+    traversals = layout.path(workdir, layout.FACTOR_TRAVERSALS)
     return [
         draw_matrices(layout.path(workdir, layout.DISENTANGLEMENT_MATRICES), found),
-        draw_traversals(
-            layout.path(workdir, layout.FACTOR_TRAVERSALS), model, params, state, image, found
-        ),
+        draw_traversals(traversals, model, params, state, image, found),
     ]
 
 
@@ -245,17 +244,15 @@ def evaluate_run(
     merges the scores into ``eval.json`` and ``summary.json`` (where they exist) and draws the
     pictures; returns the scores with the checkpoint's step."""
     ground_truth = ground_truth_data(run.experiment.data)
-    result = score(
-        run.model, run.params, run.state, ground_truth, seed=seed, points=points, jobs=jobs
-    )
+    options = {"seed": seed, "points": points, "jobs": jobs}
+    result = score(run.model, run.params, run.state, ground_truth, **options)
     result |= {"disentanglement_step": run.step, "checkpoint": run.checkpoint}
     for name in (layout.EVAL, layout.SUMMARY):
         where = layout.path(workdir, name)
         previous = io.read_json(where) if storage.exists(where) else {}
         if name == layout.EVAL or previous:
             io.write_json(where, previous | result)
-    image = ground_truth.sample_observations_from_factors(
-        ground_truth.sample_factors(1, np.random.default_rng(seed)), np.random.default_rng(seed)
-    )[0]
+    factors = ground_truth.sample_factors(1, np.random.default_rng(seed))
+    image = ground_truth.sample_observations_from_factors(factors, np.random.default_rng(seed))[0]
     draw(workdir, run.model, run.params, run.state, image, result["disentanglement"])
     return result
