@@ -58,9 +58,8 @@ def extract_curves(records: Iterable[Mapping[str, Any]]) -> Curves:
         (int(r["step"]), float(r[test_name])) for r in evals if test_name in r
     )
     ratios = [r["step"] / r["epoch"] for r in records if r.get("epoch")]
-    return Curves(
-        train_steps, train_loss, test_name, test_steps, test_values, ratios[-1] if ratios else None
-    )
+    train = (train_steps, train_loss)
+    return Curves(*train, test_name, test_steps, test_values, ratios[-1] if ratios else None)
 
 
 def _label(test_name: str) -> str:
@@ -84,25 +83,14 @@ def plot_curves(metrics_path: str, out_path: str, *, title: str | None = None) -
     ax = fig.add_subplot()
     few = max(len(curves.train_steps), len(curves.test_steps)) <= _MARKERS_UP_TO
     if len(curves.train_steps):
+        style = {"marker": "o" if few else None, "markersize": 4, "color": "tab:blue"}
         ax.plot(
-            curves.train_steps,
-            curves.train_loss,
-            marker="o" if few else None,
-            markersize=4,
-            linewidth=1.5,
-            color="tab:blue",
-            label="training loss",
+            curves.train_steps, curves.train_loss, linewidth=1.5, label="training loss", **style
         )
     if curves.test_name is not None:
-        ax.plot(
-            curves.test_steps,
-            curves.test_values,
-            marker="s",
-            markersize=5,
-            linewidth=1.5,
-            color="tab:orange",
-            label=_label(curves.test_name),
-        )
+        style = {"marker": "s", "markersize": 5, "color": "tab:orange"}
+        label = _label(curves.test_name)
+        ax.plot(curves.test_steps, curves.test_values, linewidth=1.5, label=label, **style)
     if not (len(curves.train_steps) or len(curves.test_steps)):
         ax.text(0.5, 0.5, "nothing logged yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("step")
