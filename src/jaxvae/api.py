@@ -115,10 +115,7 @@ def which_checkpoint(workdir: str, checkpoint: str | None = None) -> str:
 
 
 def load_run(
-    workdir: str,
-    *,
-    checkpoint: str | None = None,
-    warn: Callable[[str], None] | None = None,
+    workdir: str, *, checkpoint: str | None = None, warn: Callable[[str], None] | None = None
 ) -> Run:
     """Loads the run in ``workdir`` from one of its checkpoints.
 

@@ -40,12 +40,7 @@ def grid(images: np.ndarray, ncols: int, *, pad: int = PAD, scale: int = SCALE) 
 
 
 def save_grid(
-    path: str,
-    images: np.ndarray,
-    ncols: int,
-    *,
-    title: str = "",
-    row_labels: Sequence[str] = (),
+    path: str, images: np.ndarray, ncols: int, *, title: str = "", row_labels: Sequence[str] = ()
 ) -> None:
     """Writes :func:`grid` of ``images`` as a PNG, with ``title`` in a margin above it and
     ``row_labels`` (one per row of tiles) in a margin on its left; the grid's pixels are kept

@@ -23,14 +23,7 @@ from jaxvae.disentanglement.modularity import (
     modularity_from_mutual_information,
 )
 from jaxvae.disentanglement.sap import compute_sap, sap_from_codes
-from jaxvae.disentanglement.suite import (
-    METRICS,
-    Evaluation,
-    Plan,
-    evaluate_all,
-    plan,
-    protocol_of,
-)
+from jaxvae.disentanglement.suite import METRICS, Evaluation, Plan, evaluate_all, plan, protocol_of
 from jaxvae.disentanglement.table import CodeTable, fixed_batches
 from jaxvae.disentanglement.total_correlation import (
     aggregate_posterior_covariance,

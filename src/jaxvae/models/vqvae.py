@@ -126,12 +126,7 @@ def perplexity(counts: jax.Array) -> jax.Array:
 
 
 def ema_update(
-    state: dict[str, jax.Array],
-    z: jax.Array,
-    codes: jax.Array,
-    *,
-    decay: float,
-    epsilon: float,
+    state: dict[str, jax.Array], z: jax.Array, codes: jax.Array, *, decay: float, epsilon: float
 ) -> dict[str, jax.Array]:
     """The EMA codebook update of one batch (see the module docstring).
 
