@@ -193,22 +193,19 @@ def write_pictures(
     if drawn is not None:
         save(layout.SAMPLES, drawn, NCOLS, title=f"samples of the {model.name} model")
     recons = reconstructions(model, params, state, first(batch, slice(0, 32)))
-    save(
-        layout.RECONSTRUCTIONS,
-        recons,
-        NCOLS,
-        title="test images and their reconstructions",
-        row_labels=(["input", "reconstruction"] * n)[: -(-recons.shape[0] // NCOLS)],
-    )
+    rows = (["input", "reconstruction"] * n)[: -(-recons.shape[0] // NCOLS)]
+    title = "test images and their reconstructions"
+    save(layout.RECONSTRUCTIONS, recons, NCOLS, title=title, row_labels=rows)
     steps = INTERPOLATION_STEPS
     half = min(8, len(batch["image"]) // 2)  # up to 8 pairs: images 0..7 with 8..15
     if half:
         pair = first(batch, slice(0, half)), first(batch, slice(half, 2 * half))
+        title = "decoded between the encodings of two test images (left, right)"
         save(
             layout.INTERPOLATIONS,
             interpolations(model, params, state, *pair, steps),
             steps,
-            title="decoded between the encodings of two test images (left, right)",
+            title=title,
         )
     r = model.presentation.traversal_range
     if r is not None:
@@ -218,37 +215,19 @@ def write_pictures(
         order = "KL" if kl_per_dim is not None else "variance"
         rows = [f"z{d}" for d in t.dims]
         if not prior:
-            rows = [
-                f"{z} [{lo:.2g}, {hi:.2g}]" for z, lo, hi in zip(rows, t.low, t.high, strict=True)
-            ]
+            rows = [f"{z} [{a:.2g}, {b:.2g}]" for z, a, b in zip(rows, t.low, t.high, strict=True)]
         title = f"traversals of a test image's code: each row sweeps one latent over {over}"
-        save(
-            layout.TRAVERSALS,
-            t.images,
-            TRAVERSAL_STEPS,
-            title=f"{title} (rows by decreasing {order})",
-            row_labels=rows,
-        )
+        title += f" (rows by decreasing {order})"
+        save(layout.TRAVERSALS, t.images, TRAVERSAL_STEPS, title=title, row_labels=rows)
     if model.latent_dim == 2:
-        save(
-            layout.LATENT_MAP,
-            latent_map(model, params, state),
-            20,
-            title="decoded on a grid over [-2.5, 2.5]^2 (z0 left to right, z1 bottom to top)",
-        )
+        title = "decoded on a grid over [-2.5, 2.5]^2 (z0 left to right, z1 bottom to top)"
+        save(layout.LATENT_MAP, latent_map(model, params, state), 20, title=title)
     space = latent_space(model, params, state, data, batch_size=batch["image"].shape[0])
     path = layout.path(workdir, layout.LATENT_SPACE)
-    plots.save_scatter(
-        path,
-        space.points,
-        space.labels,
-        title=f"{len(space.points)} test codes ({space.dim} latents): first two principal "
-        "components",
-        axis_labels=tuple(
-            f"PC{i + 1} ({100 * v:.0f}% of the variance)" for i, v in enumerate(space.ratios)
-        ),
-        class_names=class_names,
-    )
+    title = f"{len(space.points)} test codes ({space.dim} latents): first two principal components"
+    axes = tuple(f"PC{i + 1} ({100 * v:.0f}% of the variance)" for i, v in enumerate(space.ratios))
+    options = {"title": title, "axis_labels": axes, "class_names": class_names}
+    plots.save_scatter(path, space.points, space.labels, **options)
     written.append(path)
     extra = model.extra_pictures(params, state, batch, k_extra)
     for name, (images, cols) in extra.items():

@@ -18,9 +18,8 @@ from jaxvae.models import capabilities as caps
 def params_digest(params: Params) -> str:
     """sha256 over every parameter's path, dtype, shape and bytes, in a fixed order."""
     h = hashlib.sha256()
-    for path, leaf in sorted(
-        jax.tree_util.tree_flatten_with_path(params)[0], key=lambda kv: jax.tree_util.keystr(kv[0])
-    ):
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    for path, leaf in sorted(leaves, key=lambda kv: jax.tree_util.keystr(kv[0])):
         arr = sharding.host(leaf)
         h.update(jax.tree_util.keystr(path).encode())
         h.update(f"{arr.dtype}{arr.shape}".encode())
@@ -31,15 +30,8 @@ def params_digest(params: Params) -> str:
 def split_metrics(exp, state, split: str) -> dict[str, Any]:
     """The family's figures on a split, as ``test_<name>`` or ``val_<name>`` (the validation set
     without the per-dimension KL)."""
-    m = evaluate.evaluate_model(
-        exp.model,
-        state.params,
-        state.model_state,
-        exp.split(split),
-        exp.keys["eval"],
-        batch_size=exp.eval.batch_size,
-        mesh=exp.mesh,
-    )
+    args = (exp.model, state.params, state.model_state, exp.split(split), exp.keys["eval"])
+    m = evaluate.evaluate_model(*args, batch_size=exp.eval.batch_size, mesh=exp.mesh)
     if split == "test":
         return {f"test_{k}": v for k, v in m.items()}
     return {f"val_{k}": v for k, v in m.items() if k != "kl_per_dim"}
@@ -59,13 +51,13 @@ def nats_in_bits(model, figures: dict[str, Any]) -> dict[str, float]:
     """Bits per dimension of the negative ELBO and NLL, for likelihoods over 8-bit values."""
     if not model.likelihood.discrete_8bit:
         return {}
-    out = {}
-    for name in ("test_nelbo", "test_nll"):
-        if name in figures:
-            out[name.replace("test_", "test_bpd_")] = likelihoods.bits_per_dim(
-                figures[name], model.image_shape
-            )
-    return out
+    return {
+        name.replace("test_", "test_bpd_"): likelihoods.bits_per_dim(
+            figures[name], model.image_shape
+        )
+        for name in ("test_nelbo", "test_nll")
+        if name in figures
+    }
 
 
 def peak_rss_mb() -> float:
@@ -86,33 +78,19 @@ def final_summary(exp, state) -> dict[str, Any]:
     if exp.eval.iwae_k and caps.has(model, caps.ImportanceWeighted):
         test = exp.split("test")
         n_iwae = min(exp.eval.iwae_num_examples, test["image"].shape[0])
-        iw = evaluate.evaluate_iwae(
-            model,
-            state.params,
-            state.model_state,
-            {k: v[:n_iwae] for k, v in test.items()},
-            exp.keys["eval"],
-            k=exp.eval.iwae_k,
-            mesh=exp.mesh,
-        )
-        summary |= {
-            "test_nll": iw["nll"],
-            "test_nll_se": iw["nll_se"],
-            "iwae_k": iw["iwae_k"],
-            "iwae_num_examples": iw["num_examples"],
-        }
+        data = {k: v[:n_iwae] for k, v in test.items()}
+        args = (model, state.params, state.model_state, data, exp.keys["eval"])
+        iw = evaluate.evaluate_iwae(*args, k=exp.eval.iwae_k, mesh=exp.mesh)
+        summary |= {"test_nll": iw["nll"], "test_nll_se": iw["nll_se"], "iwae_k": iw["iwae_k"]}
+        summary["iwae_num_examples"] = iw["num_examples"]
     summary |= nats_in_bits(model, summary)
     if exp.eval.disentanglement:
         from jaxvae import disentangle  # scikit-learn: imported by the runs that score only
 
-        summary |= disentangle.score(
-            model,
-            *sharding.host((state.params, state.model_state)),
-            disentangle.ground_truth_data(exp.data),
-            seed=exp.eval.disentanglement_seed,
-            points=exp.eval.disentanglement_points,
-            jobs=exp.eval.disentanglement_jobs,
-        )
+        options = {k: getattr(exp.eval, f"disentanglement_{k}") for k in ("seed", "points", "jobs")}
+        trained = sharding.host((state.params, state.model_state))
+        ground_truth = disentangle.ground_truth_data(exp.data)
+        summary |= disentangle.score(model, *trained, ground_truth, **options)
     summary |= {
         "dataset": exp.dataset.name,
         "model": f"{model.name}/{model.architecture}",
@@ -139,16 +117,10 @@ def draw(exp, state, workdir: str, *, kl_per_dim=None, disentanglement=None) -> 
     ``jaxvae plot`` redraws for a finished or running run); returns the paths.
     ``disentanglement``: the ``disentanglement`` entry of :func:`jaxvae.disentangle.score`,
     whose pictures are drawn too."""
+    args = (exp.model, state.params, state.model_state, exp.split("test"), exp.keys["pictures"])
+    names = exp.dataset.class_names
     written = pictures.write_pictures(
-        workdir,
-        exp.model,
-        state.params,
-        state.model_state,
-        exp.split("test"),
-        exp.keys["pictures"],
-        exp.eval.num_pictures,
-        kl_per_dim=kl_per_dim,
-        class_names=exp.dataset.class_names,
+        workdir, *args, exp.eval.num_pictures, kl_per_dim=kl_per_dim, class_names=names
     )
     if disentanglement is not None:
         from jaxvae import disentangle
