@@ -27,6 +27,9 @@ def _check_ranges(spec: Any, section: str, rules: dict[str, tuple[Any, str]]) ->
 
 
 positive = (lambda v: v > 0, "a positive number")
+positive_int = (lambda v: v > 0, "a positive integer")
+at_least_0 = (lambda v: v >= 0, ">= 0")
+int_at_least_0 = (lambda v: v >= 0, "an integer >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,23 +68,11 @@ class TrainSpec:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        integer = (lambda v: v >= 0, "an integer >= 0")
-        _check_ranges(
-            self,
-            "train",
-            {
-                "batch_size": (lambda v: v > 0, "a positive integer"),
-                "epochs": (lambda v: v > 0, "a positive integer"),
-                "keep_checkpoints": (lambda v: v > 0, "a positive integer"),
-                "steps_per_dispatch": integer,
-                "log_every_steps": integer,
-                "checkpoint_every_steps": integer,
-                "early_stopping_patience": integer,
-                "eval_every_epochs": (lambda v: v >= 0, ">= 0"),
-                "max_dispatch_s": (lambda v: v >= 0, ">= 0"),
-                "checkpoint_min_interval_s": (lambda v: v >= 0, ">= 0"),
-            },
-        )
+        rules = dict.fromkeys(("batch_size", "epochs", "keep_checkpoints"), positive_int)
+        counts = ("steps_per_dispatch", "log_every_steps", "checkpoint_every_steps")
+        rules |= dict.fromkeys((*counts, "early_stopping_patience"), int_at_least_0)
+        times = ("eval_every_epochs", "max_dispatch_s", "checkpoint_min_interval_s")
+        _check_ranges(self, "train", rules | dict.fromkeys(times, at_least_0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,18 +99,15 @@ class OptimizerSpec:
     grad_clip: float = 0.0
 
     def __post_init__(self) -> None:
+        rules = {
+            "learning_rate": positive,
+            "optimizer": (lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+            "lr_schedule": (lambda v: v in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
+            "lr_decay": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+            "adam_eps": positive,
+        }
         _check_ranges(
-            self,
-            "train",
-            {
-                "learning_rate": positive,
-                "optimizer": (lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-                "lr_schedule": (lambda v: v in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
-                "lr_decay": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
-                "adam_eps": positive,
-                "weight_decay": (lambda v: v >= 0, ">= 0"),
-                "grad_clip": (lambda v: v >= 0, ">= 0"),
-            },
+            self, "train", rules | dict.fromkeys(("weight_decay", "grad_clip"), at_least_0)
         )
         if self.weight_decay > 0 and self.optimizer != "adamw":
             raise ValueError(
@@ -159,19 +147,16 @@ class EvalSpec:
     disentanglement_jobs: int = 1
 
     def __post_init__(self) -> None:
-        _check_ranges(
-            self,
-            "eval",
-            {
-                "batch_size": (lambda v: v > 0, "a positive integer"),
-                "iwae_k": (lambda v: 0 <= v <= 100_000, "an integer in [0, 100000]"),
-                "iwae_num_examples": (lambda v: v > 0, "> 0"),
-                "num_pictures": (lambda v: v > 0, "a positive integer"),
-                "disentanglement_seed": (lambda v: v >= 0, "an integer >= 0"),
-                "disentanglement_points": (lambda v: v == 0 or v >= 4, "0 or an integer >= 4"),
-                "disentanglement_jobs": (lambda v: v == -1 or v >= 1, "-1 or an integer >= 1"),
-            },
-        )
+        rules = {
+            "batch_size": positive_int,
+            "iwae_k": (lambda v: 0 <= v <= 100_000, "an integer in [0, 100000]"),
+            "iwae_num_examples": (lambda v: v > 0, "> 0"),
+            "num_pictures": positive_int,
+            "disentanglement_seed": int_at_least_0,
+            "disentanglement_points": (lambda v: v == 0 or v >= 4, "0 or an integer >= 4"),
+            "disentanglement_jobs": (lambda v: v == -1 or v >= 1, "-1 or an integer >= 1"),
+        }
+        _check_ranges(self, "eval", rules)
 
 
 def fields(spec_type: type) -> dict[str, Any]:
@@ -233,22 +218,17 @@ class DataSpec:
     download: bool = False
 
     def __post_init__(self) -> None:
-        _check_ranges(
-            self,
-            "data",
-            {
-                "binarize": (lambda v: v in BINARIZE, f"one of {BINARIZE}"),
-                "limit_train": (lambda v: v >= 0, ">= 0"),
-                "limit_test": (lambda v: v >= 0, ">= 0"),
-                "validation_size": (lambda v: v >= 0, ">= 0"),
-                "stream": (lambda v: v in STREAM_MODES, f"one of {STREAM_MODES}"),
-                "stream_threshold_mb": (lambda v: v >= 0, ">= 0"),
-                "stream_workers": (lambda v: v >= 0, "an integer >= 0"),
-                "image_size": (lambda v: v >= 0, "an integer >= 0 (0 = 64)"),
-                "channels": (lambda v: v in (0, 1, 3), "0 (the majority), 1 or 3"),
-                "test_fraction": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
-            },
-        )
+        rules = {"binarize": (lambda v: v in BINARIZE, f"one of {BINARIZE}")}
+        rules |= dict.fromkeys(("limit_train", "limit_test", "validation_size"), at_least_0)
+        rules |= {
+            "stream": (lambda v: v in STREAM_MODES, f"one of {STREAM_MODES}"),
+            "stream_threshold_mb": at_least_0,
+            "stream_workers": int_at_least_0,
+            "image_size": (lambda v: v >= 0, "an integer >= 0 (0 = 64)"),
+            "channels": (lambda v: v in (0, 1, 3), "0 (the majority), 1 or 3"),
+            "test_fraction": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
+        }
+        _check_ranges(self, "data", rules)
         memory_only = self.name == "npz" or (self.name == "fashion_mnist" and self.source != "tfds")
         if self.stream == "always" and memory_only:
             raise ValueError(
@@ -283,14 +263,11 @@ class LoggingSpec:
     run_name: str = ""
 
     def __post_init__(self) -> None:
-        _check_ranges(
-            self,
-            "logging",
-            {
-                "wandb_project": (lambda v: not self.wandb or v != "", "a W&B project name"),
-                "mlflow_experiment": (
-                    lambda v: not self.mlflow or v != "",
-                    "an MLflow experiment name",
-                ),
-            },
-        )
+        rules = {
+            "wandb_project": (lambda v: not self.wandb or v != "", "a W&B project name"),
+            "mlflow_experiment": (
+                lambda v: not self.mlflow or v != "",
+                "an MLflow experiment name",
+            ),
+        }
+        _check_ranges(self, "logging", rules)
