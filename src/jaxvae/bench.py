@@ -31,10 +31,6 @@ def _cost(compiled, name: str) -> float | None:
         return None
 
 
-def _flops(compiled) -> float | None:
-    return _cost(compiled, "flops")
-
-
 def cpu_flops(fn, *args, static_argnums: tuple[int, ...] = ()) -> float | None:
     """FLOPs of ``fn(*args)`` as XLA's CPU compiler counts them, whatever the default device.
 
@@ -44,7 +40,7 @@ def cpu_flops(fn, *args, static_argnums: tuple[int, ...] = ()) -> float | None:
     cpu = jax.devices("cpu")[0]
     args = [a if i in static_argnums else jax.device_put(a, cpu) for i, a in enumerate(args)]
     jitted = jax.jit(fn, static_argnums=static_argnums)
-    return _flops(jitted.lower(*args).compile())
+    return _cost(jitted.lower(*args).compile(), "flops")
 
 
 def _peak_size(n: int | None, cpu: int, accelerator: int) -> int:
@@ -187,10 +183,8 @@ def run(
             statistics.median(rates) * flops_per_image / 1e9 if flops_per_image else None
         ),
     }
-    peak = matmul_peak_gflops()
-    bandwidth = memory_bandwidth_gbs()
-    result["matmul_peak_gflops"] = peak
-    result["memory_bandwidth_gbs"] = bandwidth
+    peak, bandwidth = matmul_peak_gflops(), memory_bandwidth_gbs()
+    result |= {"matmul_peak_gflops": peak, "memory_bandwidth_gbs": bandwidth}
     result["bytes_per_image"] = bytes_per_image
     if result["train_gflops_per_sec"]:
         result["train_fraction_of_matmul_peak"] = result["train_gflops_per_sec"] / peak
@@ -209,15 +203,10 @@ def run(
         p, s = state.params, state.model_state
         evaluate.evaluate_iwae(model, p, s, head, keys["eval"], k=iwae_k, batch_size=bs)
         chunk = min(500, iwae_k)
-        one = cpu_flops(
-            lambda p_, s_, x_, key: evaluate.iwae_log_px(
-                model, p_, s_, x_, key, k=chunk, chunk=chunk
-            ),
-            p,
-            s,
-            head,
-            keys["eval"],
+        log_px = lambda p_, s_, x_, key: evaluate.iwae_log_px(
+            model, p_, s_, x_, key, k=chunk, chunk=chunk
         )
+        one = cpu_flops(log_px, p, s, head, keys["eval"])
         flops_per_sample = (one or 0.0) / (bs * chunk) or None
         t = time.perf_counter()
         iw = evaluate.evaluate_iwae(
@@ -240,8 +229,7 @@ def run(
             result["iwae"]["fraction_of_matmul_peak"] = floor / (10_000 * dt / n_x)
     result["train_program_memory"] = _program_memory_mb(feed.compiled)
     result["peak_host_memory_mb"] = summary.peak_rss_mb()
-    result["peak_device_memory_mb"] = (
-        train_device_peak / 2**20 if train_device_peak is not None else None
-    )
+    peak_mb = train_device_peak / 2**20 if train_device_peak is not None else None
+    result["peak_device_memory_mb"] = peak_mb
     result["train_data_mb"] = float(np.asarray(dataset.train_images).nbytes / 2**20)
     return result
