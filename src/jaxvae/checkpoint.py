@@ -125,11 +125,9 @@ def _save_failed(
     if jax.process_index() == 0:
         _remove_tmp_dirs(directory)
     kept = steps(os.path.dirname(directory))
-    previous = (
-        f"the previous checkpoints are kept (steps {', '.join(map(str, kept))})"
-        if kept
-        else "there is no previous checkpoint"
-    )
+    previous = "there is no previous checkpoint"
+    if kept:
+        previous = f"the previous checkpoints are kept (steps {', '.join(map(str, kept))})"
     what = "checkpoint" if step is None else f"checkpoint at step {step}"
     hint = " (free some space)" if _reason(error) == os.strerror(errno.ENOSPC) else ""
     return ValueError(
@@ -256,9 +254,7 @@ def restore_newest(
             except Exception as e:  # noqa: BLE001 - any unreadable checkpoint falls back
                 reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 errors.append(f"step {step}: {reason}")
-                where = ""
-                if quarantine:
-                    where = f"; moved to {_quarantine(workdir, step)}"
+                where = f"; moved to {_quarantine(workdir, step)}" if quarantine else ""
                 warn(f"checkpoint at step {step} in {directory} cannot be read ({reason}){where}")
     raise ValueError(f"no readable checkpoint in {directory}: " + "; ".join(errors))
 
@@ -281,8 +277,8 @@ class Checkpoints:
     ):
         self.manager = make_manager(workdir, keep=keep)
         self.best = make_manager(workdir, keep=1, name=layout.BEST) if best else None
-        self.every_steps, self.min_interval_s = every_steps, min_interval_s
-        self.per_epoch, self.total = per_epoch, total
+        self.policy = {"total": total, "per_epoch": per_epoch, "every_steps": every_steps}
+        self.policy["min_interval_s"], self.per_epoch = min_interval_s, per_epoch
         self.last = time.time() if resumed else None
         self.wait = jax.default_backend() == "cpu"  # see save
         self.closed = False
@@ -300,12 +296,7 @@ class Checkpoints:
         (the logs' flush); returns whether it saved."""
         epoch_end = step % self.per_epoch == 0
         due = force or save_due(
-            step,
-            total=self.total,
-            per_epoch=self.per_epoch,
-            every_steps=self.every_steps,
-            min_interval_s=self.min_interval_s,
-            seconds_since_save=self._since_save(at_epoch_end=epoch_end),
+            step, **self.policy, seconds_since_save=self._since_save(at_epoch_end=epoch_end)
         )
         if due:
             before()
