@@ -76,19 +76,33 @@ def _remote(path: str) -> Iterator[Any]:
         raise OSError(f"{path}: {type(e).__name__}: {first[:300]}") from e
 
 
-def exists(path: str) -> bool:
-    if not is_remote(path):
-        return os.path.exists(path)
-    with _remote(path) as fs:
-        return fs.exists(path)
+def _local_or_remote(local, remote):
+    """The function of a path that is ``local(path, *args)`` for a local path and ``remote(fs,
+    path, *args)`` for a URL (``fs`` its filesystem, the client's errors as :func:`_remote`'s)."""
+
+    def function(path: str, *args: Any) -> Any:
+        if not is_remote(path):
+            return local(path, *args)
+        with _remote(path) as fs:
+            return remote(fs, path, *args)
+
+    return function
 
 
-def isdir(path: str) -> bool:
-    """A local directory; for a URL, a bucket or a prefix with objects under it."""
-    if not is_remote(path):
-        return os.path.isdir(path)
-    with _remote(path) as fs:
-        return fs.isdir(path)
+exists = _local_or_remote(os.path.exists, lambda fs, path: fs.exists(path))
+# A local directory; for a URL, a bucket or a prefix with objects under it.
+isdir = _local_or_remote(os.path.isdir, lambda fs, path: fs.isdir(path))
+# The names in a directory (for a URL: of the objects and prefixes right under it).
+listdir = _local_or_remote(
+    os.listdir,
+    lambda fs, path: [os.path.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)],
+)
+# Moves a file or directory (for URLs: copied object by object, then deleted; not atomic).
+move = _local_or_remote(shutil.move, lambda fs, src, dst: fs.mv(src, dst, recursive=True))
+# The time a file was last modified (for a URL: the object's update time).
+mtime = _local_or_remote(os.path.getmtime, lambda fs, path: fs.modified(path).timestamp())
+# Sets a file's modification time to now (for a URL: the object is written again).
+touch = _local_or_remote(os.utime, lambda fs, path: fs.pipe_file(path, fs.cat_file(path)))
 
 
 def makedirs(path: str) -> None:
@@ -96,14 +110,6 @@ def makedirs(path: str) -> None:
     directories)."""
     if not is_remote(path):
         os.makedirs(path, exist_ok=True)
-
-
-def listdir(path: str) -> list[str]:
-    """The names in a directory (for a URL: of the objects and prefixes right under it)."""
-    if not is_remote(path):
-        return os.listdir(path)
-    with _remote(path) as fs:
-        return [os.path.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)]
 
 
 def glob(pattern: str) -> list[str]:
@@ -135,15 +141,6 @@ def rmtree(path: str) -> None:
         return
     with contextlib.suppress(OSError), _remote(path) as fs:
         fs.rm(path, recursive=True)
-
-
-def move(src: str, dst: str) -> None:
-    """Moves a file or directory (for URLs: copied object by object, then deleted; not atomic)."""
-    if not is_remote(src):
-        shutil.move(src, dst)
-        return
-    with _remote(src) as fs:
-        fs.mv(src, dst, recursive=True)
 
 
 def read_bytes(path: str) -> bytes:
@@ -208,24 +205,6 @@ def create(path: str, data: str) -> bool:
     with os.fdopen(fd, "w") as f:
         f.write(data)
     return True
-
-
-def mtime(path: str) -> float:
-    """The time ``path`` was last modified (for a URL: the object's update time)."""
-    if not is_remote(path):
-        return os.stat(path).st_mtime
-    with _remote(path) as fs:
-        modified = fs.modified(path)
-    return modified.timestamp()
-
-
-def touch(path: str) -> None:
-    """Sets ``path``'s modification time to now (for a URL: the object is written again)."""
-    if not is_remote(path):
-        os.utime(path)
-        return
-    with _remote(path) as fs:
-        fs.pipe_file(path, fs.cat_file(path))
 
 
 class Appender:
