@@ -87,12 +87,8 @@ def config_text(config: Mapping[str, Any]) -> str:
 def _record(data: bytes) -> bytes:
     """One TFRecord: the length, its masked CRC32C, the data, the data's masked CRC32C."""
     header = struct.pack("<Q", len(data))
-    return (
-        header
-        + struct.pack("<I", masked_crc32c(header))
-        + data
-        + struct.pack("<I", masked_crc32c(data))
-    )
+    crc = lambda b: struct.pack("<I", masked_crc32c(b))
+    return header + crc(header) + data + crc(data)
 
 
 class _EventFile:

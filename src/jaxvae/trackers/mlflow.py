@@ -26,12 +26,9 @@ class MLflow:
         self._entities = trackers.require("mlflow.entities", "mlflow")
         self.client = tracking.MlflowClient(tracking_uri=spec.mlflow)
         if run_id is None:
-            found = self.client.get_experiment_by_name(spec.mlflow_experiment)
-            experiment = (
-                found.experiment_id
-                if found
-                else self.client.create_experiment(spec.mlflow_experiment)
-            )
+            wanted = spec.mlflow_experiment
+            found = self.client.get_experiment_by_name(wanted)
+            experiment = found.experiment_id if found else self.client.create_experiment(wanted)
             run_id = self.client.create_run(experiment, run_name=name).info.run_id
         else:
             self.client.update_run(run_id, status="RUNNING")

@@ -27,14 +27,9 @@ class Wandb:
     def __init__(self, spec: LoggingSpec, *, name: str, run_id: str | None):
         wandb = trackers.require("wandb", "wandb")
         self._image = wandb.Image
-        self.run = wandb.init(
-            project=spec.wandb_project,
-            entity=spec.wandb_entity or None,
-            name=name,
-            id=run_id,
-            resume="allow" if run_id else None,
-            reinit="create_new",
-        )
+        where = {"project": spec.wandb_project, "entity": spec.wandb_entity or None, "name": name}
+        resume = "allow" if run_id else None
+        self.run = wandb.init(**where, id=run_id, resume=resume, reinit="create_new")
         self.run_id = self.run.id
 
     def log_params(self, params: dict[str, Any]) -> None:
