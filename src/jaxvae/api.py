@@ -135,18 +135,13 @@ def load_run(
     which = which_checkpoint(workdir, checkpoint)
     mesh = sharding.make_mesh(jax.local_devices()[:1])
     exp = build_lib.build(config, mesh=mesh, info=info, load_data=False)
-    restored = checkpoint_lib.restore_newest(
-        workdir,
-        exp.abstract_state(),
-        quarantine=False,
-        name=layout.BEST if which == "best" else layout.CHECKPOINTS,
-        **({"warn": warn} if warn else {}),
-    )
+    options = {"name": layout.BEST if which == "best" else layout.CHECKPOINTS, "quarantine": False}
+    options |= {"warn": warn} if warn else {}
+    restored = checkpoint_lib.restore_newest(workdir, exp.abstract_state(), **options)
     if restored is None:
         raise ValueError(f"workdir {workdir!r} has no checkpoint yet")
     state, step = restored
-    params = jax.tree.map(np.asarray, state.params)
-    model_state = jax.tree.map(np.asarray, state.model_state)
+    params, model_state = jax.tree.map(np.asarray, (state.params, state.model_state))
     model = exp.model
     device = jax.device_put((params, model_state))
 

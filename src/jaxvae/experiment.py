@@ -100,17 +100,13 @@ class Experiment:
 
     def train_step(self):
         """The pure ``(state, batch, key) -> (state, metrics)`` of this run."""
-        return engine_lib.make_train_step(
-            self.model, self.objective, self.tx, preprocess=self.preprocess()
-        )
+        args = (self.model, self.objective, self.tx)
+        return engine_lib.make_train_step(*args, preprocess=self.preprocess())
 
     def init_state(self) -> engine_lib.TrainState:
         """The initial train state, replicated over the mesh."""
-        init = jax.jit(
-            lambda k: engine_lib.init_state(self.model, self.tx, k),
-            out_shardings=sharding.replicated(self.mesh),
-        )
-        return init(self.keys["init"])
+        init = lambda k: engine_lib.init_state(self.model, self.tx, k)
+        return jax.jit(init, out_shardings=sharding.replicated(self.mesh))(self.keys["init"])
 
     def abstract_state(self) -> engine_lib.TrainState:
         return engine_lib.abstract_state(self.model, self.tx, self.mesh)
@@ -133,14 +129,9 @@ class Experiment:
         kw = {"batch_size": self.train.batch_size, "mesh": self.mesh}
         if self.source is None:
             return engine_lib.DeviceFeed(self.train_step(), self.split("train"), *keys, **kw)
+        kw |= {"image_shape": self.info.image_shape, "start_step": start_step}
         return streaming.StreamFeed(
-            self.train_step(),
-            self.source,
-            *keys,
-            **kw,
-            image_shape=self.info.image_shape,
-            start_step=start_step,
-            total_steps=total_steps,
+            self.train_step(), self.source, *keys, **kw, total_steps=total_steps
         )
 
 
