@@ -49,15 +49,14 @@ def write_atomic(path: str, data: str | bytes, *, exclusive: bool = False) -> bo
     Returns:
       Whether ``path`` was written (``False`` only when ``exclusive`` and it existed).
     """
+    data = data.encode() if isinstance(data, str) else data
     if storage.is_remote(path):
-        return storage.put(
-            path, data.encode() if isinstance(data, str) else data, exclusive=exclusive
-        )
+        return storage.put(path, data, exclusive=exclusive)
     tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"  # unique across processes, hosts
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         if not exclusive:

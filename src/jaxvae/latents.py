@@ -81,12 +81,9 @@ def encode_split(run: api.Run, split: str = "test") -> dict[str, np.ndarray]:
     dataset = data_lib.load_from_config(exp.data, exp.seed, test_only=split == "test")
     data = dataclasses.replace(exp, dataset=dataset).split(split)
     if data["image"].shape[0] == 0:
-        raise ValueError(
-            f"the {split} split of the run is empty (data.validation_size is "
-            f"{exp.data.validation_size})"
-        )
-    batch_size = int(exp.eval.batch_size)
-    out = encode_images(run, data["image"], data["label"], batch_size=batch_size)
+        size = exp.data.validation_size
+        raise ValueError(f"the {split} split of the run is empty (data.validation_size is {size})")
+    out = encode_images(run, data["image"], data["label"], batch_size=int(exp.eval.batch_size))
     out["label"] = np.asarray(data["label"], np.int32)
     if "factors" in data:
         out["factors"] = np.asarray(data["factors"], np.int32)
@@ -115,18 +112,8 @@ def main(args) -> int:
     codes = encode_split(run, args.split)
     write_npz(args.out, codes)
     say(f"{args.workdir}: the {run.checkpoint} checkpoint (step {run.step})")
-    shape = codes["mean"].shape
-    print(
-        json.dumps(
-            {
-                "out": args.out,
-                "split": args.split,
-                "num_examples": shape[0],
-                "latent_dim": shape[1],
-                "arrays": sorted(codes),
-                "checkpoint": run.checkpoint,
-                "step": run.step,
-            }
-        )
-    )
+    n, dim = codes["mean"].shape[:2]
+    written = {"out": args.out, "split": args.split, "num_examples": n, "latent_dim": dim}
+    written |= {"arrays": sorted(codes), "checkpoint": run.checkpoint, "step": run.step}
+    print(json.dumps(written))
     return 0
