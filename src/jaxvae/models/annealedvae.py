@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from jaxvae.models import register
 from jaxvae.models.base import set_numbers
-from jaxvae.models.vae import VAE
+from jaxvae.models.vae import VAE, kl_weighted_loss
 
 
 def capacity(step: jax.Array, c_max: float, iteration_threshold: int) -> jax.Array:
@@ -49,18 +49,12 @@ class AnnealedVAE(VAE):
         super().__post_init__()
         set_numbers(self, "a number >= 0", lambda v: v >= 0, "gamma", "c_max")
         set_numbers(self, "a positive integer", lambda v: v > 0, "iteration_threshold", cast=int)
-        if self.free_bits > 0:
-            raise ValueError(
-                f"free_bits={self.free_bits!r}: the AnnealedVAE targets the total KL, not "
-                f"per-dimension KLs; use model.{self.name}.free_bits=0"
-            )
+        self.refuse_free_bits("the AnnealedVAE targets the total KL, not per-dimension KLs")
 
     def loss(self, params, state, batch, key, *, kl_weight=1.0, step=0):
         """``mean(recon) + kl_weight * gamma * |KL - C(step)|``; ``terms["elbo"]`` is the true
         ELBO and ``terms["capacity"]`` is ``C(step)``."""
         parts = self.elbo_parts(params, batch, key)
-        recon, kl = jnp.mean(parts["recon"]), jnp.mean(parts["kl"])
         c = capacity(step, self.c_max, self.iteration_threshold)
-        loss = recon + kl_weight * self.gamma * jnp.abs(kl - c)
-        terms = {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl), "capacity": c}
-        return loss, terms, state
+        penalty = jnp.abs(jnp.mean(parts["kl"]) - c)
+        return (*kl_weighted_loss(parts, kl_weight * self.gamma, penalty, capacity=c), state)

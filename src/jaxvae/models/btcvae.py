@@ -41,7 +41,7 @@ import jax.numpy as jnp
 from jaxvae import distributions as dist
 from jaxvae.models import register
 from jaxvae.models.base import Presentation, set_numbers
-from jaxvae.models.vae import VAE
+from jaxvae.models.vae import VAE, kl_weighted_loss
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -108,11 +108,9 @@ class BetaTCVAE(VAE):
     def __post_init__(self) -> None:
         super().__post_init__()
         set_numbers(self, "a number >= 0", lambda v: v >= 0, "alpha", "beta", "gamma")
-        if self.free_bits > 0:
-            raise ValueError(
-                f"free_bits={self.free_bits!r}: the beta-TCVAE weights MI, TC and the "
-                f"dimension-wise KL, not per-dimension KLs; use model.{self.name}.free_bits=0"
-            )
+        self.refuse_free_bits(
+            "the beta-TCVAE weights MI, TC and the dimension-wise KL, not per-dimension KLs"
+        )
 
     def tc_parts(self, params, batch, key) -> dict[str, jax.Array]:
         """The VAE's :meth:`elbo_parts` at one reparameterized ``z`` (same key, same ``z``), with
@@ -126,13 +124,9 @@ class BetaTCVAE(VAE):
         """``mean(recon) + kl_weight * (alpha MI + beta TC + gamma DWKL)``; ``terms["elbo"]`` is
         the ELBO with the analytic KL."""
         p = self.tc_parts(params, batch, key)
-        recon = jnp.mean(p["recon"])
         mi, tc, dwkl = jnp.mean(p["mi"]), jnp.mean(p["tc"]), jnp.mean(p["dwkl"])
         penalty = self.alpha * mi + self.beta * tc + self.gamma * dwkl
-        loss = recon + kl_weight * penalty
-        kl = jnp.mean(p["kl"])
-        terms = {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl), "mi": mi, "tc": tc}
-        return loss, terms | {"dwkl": dwkl}, state
+        return (*kl_weighted_loss(p, kl_weight, penalty, mi=mi, tc=tc, dwkl=dwkl), state)
 
     def eval_terms(self, params, state, batch, key):
         """The VAE's figures and the per-image MWS ``mi``, ``tc``, ``dwkl`` within the eval batch

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 
 from jaxvae.models import register
 from jaxvae.models.base import Presentation, set_numbers
-from jaxvae.models.vae import VAE
+from jaxvae.models.vae import VAE, kl_weighted_loss
 
 
 def covariance_of_means(mean: jax.Array) -> jax.Array:
@@ -94,10 +94,8 @@ class DIPVAEI(VAE):
     def loss(self, params, state, batch, key, *, kl_weight=1.0, step=0):
         """``mean(recon) + kl_weight * KL + dip(Cov)``; ``terms["elbo"]`` is the true ELBO."""
         parts = self.elbo_parts(params, batch, key)
-        recon, kl, dip = jnp.mean(parts["recon"]), jnp.mean(parts["kl"]), self.dip(parts)
-        loss = recon + kl_weight * self.kl_penalty(parts) + dip
-        terms = {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl), "dip": dip}
-        return loss, terms, state
+        dip = self.dip(parts)
+        return (*kl_weighted_loss(parts, kl_weight, self.kl_penalty(parts), dip, dip=dip), state)
 
     def eval_terms(self, params, state, batch, key):
         """The VAE's figures and the eval batch's penalty ``dip`` given to each image."""

@@ -44,7 +44,7 @@ import optax
 from jaxvae import distributions as dist
 from jaxvae.models import register
 from jaxvae.models.base import Presentation, _positive_ints, set_numbers
-from jaxvae.models.vae import VAE
+from jaxvae.models.vae import VAE, kl_weighted_loss
 
 # disentanglement_lib clips the discriminator's probabilities before taking their log.
 PROB_CLIP = 1e-6
@@ -151,10 +151,8 @@ class FactorVAE(VAE):
         gradient comes from :meth:`group_losses`)."""
         frozen = params | {"discriminator": jax.lax.stop_gradient(params["discriminator"])}
         p = self.factor_parts(frozen, batch, key)
-        recon, kl, tc = jnp.mean(p["recon"]), jnp.mean(p["kl"]), jnp.mean(p["tc"])
-        loss = recon + kl_weight * self.kl_penalty(p) + self.gamma * tc
-        terms = {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl), "tc": tc}
-        return loss, terms, state
+        tc = jnp.mean(p["tc"])
+        return (*kl_weighted_loss(p, kl_weight, self.kl_penalty(p), self.gamma * tc, tc=tc), state)
 
     def disc_loss(self, params, state, batch, key) -> tuple[jax.Array, dict[str, jax.Array]]:
         """The discriminator's loss at samples of ``q(z|x)`` (encoder held constant) and their

@@ -26,6 +26,7 @@ from jaxvae import distributions as dist
 from jaxvae import networks
 from jaxvae.models import register
 from jaxvae.models.base import Model, Presentation, _positive_ints, set_numbers
+from jaxvae.models.vae import kl_weighted_loss
 
 
 @register("hvae")
@@ -181,29 +182,14 @@ class HVAE(Model):
     def loss(self, params, state, batch, key, *, kl_weight=1.0, step=0):
         """``mean(recon) + kl_weight * mean(kl)``; ``terms["elbo"]`` is always the true ELBO."""
         parts = self.elbo_parts(params, batch, key)
-        recon, kl = jnp.mean(parts["recon"]), jnp.mean(parts["kl"])
-        loss = recon + kl_weight * kl
-        terms = {
-            "loss": loss,
-            "recon": recon,
-            "kl": kl,
-            "kl_z1": jnp.mean(parts["kl_z1"]),
-            "kl_z2": jnp.mean(parts["kl_z2"]),
-            "elbo": -(recon + kl),
-        }
-        return loss, terms, state
+        layers = {k: jnp.mean(parts[k]) for k in ("kl_z1", "kl_z2")}
+        return (*kl_weighted_loss(parts, kl_weight, jnp.mean(parts["kl"]), **layers), state)
 
     def eval_terms(self, params, state, batch, key):
         del state
         parts = self.elbo_parts(params, batch, key)
-        return {
-            "nelbo": parts["recon"] + parts["kl"],
-            "recon": parts["recon"],
-            "kl": parts["kl"],
-            "kl_z1": parts["kl_z1"],
-            "kl_z2": parts["kl_z2"],
-            "posterior_mean": parts["mean1"],
-        }
+        figures = {k: parts[k] for k in ("recon", "kl", "kl_z1", "kl_z2")}
+        return {"nelbo": parts["recon"] + parts["kl"], **figures, "posterior_mean": parts["mean1"]}
 
     def log_weights(self, params, state, batch, key, num_samples, *, stop_q_grad=False):
         del state

@@ -19,6 +19,16 @@ from jaxvae.models import register
 from jaxvae.models.base import Model, set_numbers
 
 
+def kl_weighted_loss(parts, kl_weight, penalty, extra=None, **figures):
+    """``mean(recon) + kl_weight * penalty`` (``+ extra``) of one batch's ELBO ``parts`` (per
+    example ``recon`` and ``kl``) and its terms, with ``figures``; ``terms["elbo"]`` is always
+    the true ELBO. The loss glue of the KL-weighted families."""
+    recon, kl = jnp.mean(parts["recon"]), jnp.mean(parts["kl"])
+    loss = recon + kl_weight * penalty
+    loss = loss if extra is None else loss + extra
+    return loss, {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl)} | figures
+
+
 @register("vae")
 @dataclasses.dataclass(frozen=True)
 class VAE(Model):
@@ -36,6 +46,13 @@ class VAE(Model):
     def __post_init__(self) -> None:
         super().__post_init__()
         set_numbers(self, "a number >= 0", lambda v: v >= 0, "free_bits")
+
+    def refuse_free_bits(self, why: str) -> None:
+        """For a family whose KL free bits cannot floor: a ``ValueError`` saying ``why``."""
+        if self.free_bits > 0:
+            raise ValueError(
+                f"free_bits={self.free_bits!r}: {why}; use model.{self.name}.free_bits=0"
+            )
 
     # ---- hooks ----------------------------------------------------------------------------
 
@@ -126,10 +143,7 @@ class VAE(Model):
     def loss(self, params, state, batch, key, *, kl_weight=1.0, step=0):
         """``mean(recon) + kl_weight * KL``; ``terms["elbo"]`` is always the true ELBO."""
         parts = self.elbo_parts(params, batch, key)
-        recon = jnp.mean(parts["recon"])
-        loss = recon + kl_weight * self.kl_penalty(parts)
-        kl = jnp.mean(parts["kl"])
-        return loss, {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl)}, state
+        return (*kl_weighted_loss(parts, kl_weight, self.kl_penalty(parts)), state)
 
     def eval_terms(self, params, state, batch, key):
         del state

@@ -54,11 +54,9 @@ class VampPrior(VAE):
         super().__post_init__()
         set_numbers(self, "a positive integer", lambda v: v > 0, "num_pseudo", cast=int)
         set_numbers(self, "a number >= 0", lambda v: v >= 0, "pseudo_init_std")
-        if self.free_bits > 0:
-            raise ValueError(
-                f"free_bits={self.free_bits!r}: the VampPrior's KL is a Monte Carlo estimate with "
-                f"no per-dimension terms to floor; use model.{self.name}.free_bits=0"
-            )
+        self.refuse_free_bits(
+            "the VampPrior's KL is a Monte Carlo estimate with no per-dimension terms to floor"
+        )
 
     def init(self, key):
         k_vae, k_pseudo = jax.random.split(key)

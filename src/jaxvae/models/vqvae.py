@@ -185,9 +185,8 @@ class VQVAE(Model):
     derived_options: ClassVar[tuple[str, ...]] = ("latent_dim",)
 
     def __post_init__(self) -> None:
-        set_numbers(
-            self, "a positive integer", lambda v: v > 0, "codebook_size", "code_dim", cast=int
-        )
+        sizes = ("codebook_size", "code_dim")
+        set_numbers(self, "a positive integer", lambda v: v > 0, *sizes, cast=int)
         if self.architecture != "conv":
             raise ValueError(
                 f"the VQ-VAE quantizes a grid of conv features: architecture must be 'conv', got "
@@ -237,12 +236,8 @@ class VQVAE(Model):
         limit = math.sqrt(3.0 / self.code_dim)
         shape = (self.codebook_size, self.code_dim)
         codebook = jax.random.uniform(k_code, shape, jnp.float32, -limit, limit)
-        state = {
-            "cluster_size": jnp.ones((self.codebook_size,), jnp.float32),
-            "embed_sum": codebook,
-            "codebook": codebook,
-        }
-        return params, state
+        size = jnp.ones((self.codebook_size,), jnp.float32)
+        return params, {"cluster_size": size, "embed_sum": codebook, "codebook": codebook}
 
     def encoder_output(self, params, x) -> jax.Array:
         """``z_e``: the encoder's grid ``[N, h, w, code_dim]`` before quantization."""
@@ -297,13 +292,8 @@ class VQVAE(Model):
         out = self._forward(params, state, batch["image"])
         recon, commit = jnp.mean(out["recon"]), jnp.mean(out["commitment"])
         loss = recon + self.commitment_cost * commit
-        new_state = ema_update(
-            state,
-            out["z_e"].reshape(-1, self.code_dim),
-            out["codes"].reshape(-1),
-            decay=self.ema_decay,
-            epsilon=self.ema_epsilon,
-        )
+        z, codes = out["z_e"].reshape(-1, self.code_dim), out["codes"].reshape(-1)
+        new_state = ema_update(state, z, codes, decay=self.ema_decay, epsilon=self.ema_epsilon)
         terms = {"loss": loss, "recon": recon, "commitment": commit} | self._usage(out["codes"])
         return loss, terms, new_state
 
