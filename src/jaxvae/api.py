@@ -120,7 +120,6 @@ def load_run(
     """Loads the run in ``workdir`` from one of its checkpoints.
 
     Args:
-      workdir: the run directory.
       checkpoint: ``"best"`` (the best validation epoch's state, kept under early stopping: the
         state ``summary.json`` reports), ``"newest"`` (the newest readable checkpoint), or
         ``None``: the best when the run has one, else the newest (:func:`which_checkpoint`).

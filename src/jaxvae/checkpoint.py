@@ -230,7 +230,6 @@ def restore_newest(
     """Restores the newest readable checkpoint onto ``abstract_state``'s shapes and shardings.
 
     Args:
-      workdir: the run directory.
       abstract_state: a pytree of ``jax.ShapeDtypeStruct`` (with ``sharding``) like the saved state.
       warn: called with a message for each checkpoint that could not be read.
       quarantine: move unreadable checkpoints to ``checkpoints-corrupt/`` (else leave them).
@@ -265,7 +264,6 @@ class Checkpoints:
     clock of the last save, read on process 0 and shared so that every process decides alike.
 
     Args:
-      workdir: the run directory.
       keep: checkpoints kept; every_steps, min_interval_s: as :func:`save_due`.
       per_epoch, total: steps per epoch and in all.
       resumed: whether the run resumed from a checkpoint (the clock starts then).

@@ -25,7 +25,6 @@ def binarize_images(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     Args:
       images: float array with values in ``[0, 1]``.
-      rng: The numpy generator to draw from.
 
     Returns:
       A float32 array of the same shape holding exactly 0.0 and 1.0.
@@ -38,7 +37,6 @@ def dynamic_binarize(key: jax.Array, x: jax.Array) -> jax.Array:
     """Resamples binary images from intensities, e.g. once per training batch.
 
     Args:
-      key: A JAX PRNG key.
       x: Float array with values in ``[0, 1]``, read as Bernoulli probabilities.
 
     Returns:
@@ -55,7 +53,6 @@ def add_noise(key: jax.Array, x: jax.Array, *, kind: str, level: float) -> jax.A
     """Corrupts images for a denoising autoencoder.
 
     Args:
-      key: A JAX PRNG key.
       x: Float array with values in ``[0, 1]``.
       kind: ``"gaussian"``: add ``level`` times standard normal noise and clip to ``[0, 1]``;
         ``"masking"``: set each pixel to 0 with probability ``level``; ``"salt_pepper"``: set

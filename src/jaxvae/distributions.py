@@ -37,16 +37,7 @@ def _flat_events(batch_dims: int, *arrays: ArrayLike) -> list[jax.Array]:
 
 
 def reparameterize(key: jax.Array, mean: ArrayLike, log_var: ArrayLike) -> jax.Array:
-    """Draws ``z = mean + exp(log_var / 2) * eps`` with ``eps ~ N(0, I)``.
-
-    Args:
-      key: a typed PRNG key.
-      mean: mean of the diagonal Gaussian.
-      log_var: log-variance of the diagonal Gaussian, same shape as ``mean``.
-
-    Returns:
-      One sample per element of ``mean``.
-    """
+    """Draws ``z = mean + exp(log_var / 2) * eps`` with ``eps ~ N(0, I)``, one per element."""
     mean = jnp.asarray(mean)
     eps = jax.random.normal(key, mean.shape, mean.dtype)
     return mean + jnp.exp(0.5 * jnp.asarray(log_var)) * eps

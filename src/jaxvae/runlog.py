@@ -24,10 +24,8 @@ class RunLog:
     """``metrics.jsonl``, TensorBoard events and trackers of one run (process 0 only).
 
     Args:
-      workdir: the run directory.
       resume_step: the checkpoint step a resumed run starts from (later lines are dropped), or
         ``None`` for a new run (earlier logs are removed).
-      enabled: whether this process writes.
       config: the run's config as a plain dict (TensorBoard's text and hparams, the trackers'
         params).
       logging: the experiment trackers to send the lines and pictures to (none by default).

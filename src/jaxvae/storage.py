@@ -216,7 +216,6 @@ class Appender:
     a plain :meth:`flush` once ``every_s`` seconds have passed since the last write of it.
 
     Args:
-      path: the file.
       fresh: start it empty (else append to what it holds).
       every_s: for a URL, the longest time a plain flush leaves written data unsent.
     """

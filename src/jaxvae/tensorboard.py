@@ -127,7 +127,6 @@ class EventLog:
       resume_step: the checkpoint step this attempt resumes from, None for a new run. What earlier
         attempts logged at steps after it is removed from their event files; a new run removes
         the event files it finds (as :class:`jaxvae.workdir.MetricsLog` empties ``metrics.jsonl``).
-      enabled: whether this process writes.
       flush_secs: the longest time a written event waits in memory.
     """
 

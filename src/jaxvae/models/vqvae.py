@@ -134,11 +134,7 @@ def ema_update(
       state: ``{"cluster_size": [K], "embed_sum": [K, D], "codebook": [K, D]}``.
       z: the encoder outputs ``[M, D]`` (no gradient flows into the state).
       codes: their assigned codes ``[M]``.
-      decay: the EMA decay.
       epsilon: the Laplace smoothing of the cluster sizes.
-
-    Returns:
-      The new state.
     """
     z = jax.lax.stop_gradient(z)
     num_codes = state["cluster_size"].shape[0]

@@ -75,8 +75,6 @@ def run_study(
     """Trains the pending runs of ``study``'s shard ``shard`` in ``workdir``.
 
     Args:
-      study: the study.
-      workdir: the study directory.
       shard: ``(I, N)``: this process takes the runs whose canonical index is I mod N.
       seeds: keep the first ``seeds`` seeds only.
       overrides: ``"KEY=VALUE"`` config overrides applied to every run (recorded in study.json).
@@ -87,7 +85,6 @@ def run_study(
       train: ``(config, run_dir) -> summary``; default: :func:`jaxvae.train`.
       train_seeds: ``(configs, run_dirs) -> summaries``; default:
         :func:`jaxvae.seeds.train_seeds`.
-      log: where progress lines go.
 
     Raises:
       ValueError: a bad study, shard, seed count, override or ``seeds_at_once``, or a directory

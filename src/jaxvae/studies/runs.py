@@ -43,7 +43,6 @@ def expand(
     """The runs of ``study``: seed-major, then variants in grid order.
 
     Args:
-      study: the study.
       seeds: keep only the first ``seeds`` seeds (``None``: all).
       overrides: ``"KEY=VALUE"`` texts (the CLI's ``--config.KEY=VALUE``) applied to every run
         after the variant's own overrides; a key that the grid varies is refused.
