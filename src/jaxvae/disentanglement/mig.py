@@ -38,9 +38,8 @@ def mig_from_codes(codes: np.ndarray, factors: np.ndarray, *, num_bins: int = 20
     )
     entropy = information.discrete_entropy(factors)
     if np.any(entropy == 0):
-        raise ValueError(
-            f"factors {np.flatnonzero(entropy == 0).tolist()} are constant in the sample"
-        )
+        constant = np.flatnonzero(entropy == 0).tolist()
+        raise ValueError(f"factors {constant} are constant in the sample")
     top_two = -np.sort(-mi, axis=0)[:2]
     per_factor = (top_two[0] - top_two[1]) / entropy
     return {
@@ -61,7 +60,6 @@ def compute_mig(
     num_bins: int = 20,
 ) -> dict[str, Any]:
     """MIG of ``representation_fn`` on ``num_train`` sampled points (see the module docstring)."""
-    codes, factors = ground_truth.sample_codes_and_factors(
-        ground_truth_data, representation_fn, num_train, rng, batch_size
-    )
+    args = (ground_truth_data, representation_fn, num_train, rng, batch_size)
+    codes, factors = ground_truth.sample_codes_and_factors(*args)
     return mig_from_codes(codes, factors, num_bins=num_bins)

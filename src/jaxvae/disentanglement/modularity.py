@@ -62,13 +62,10 @@ def explicitness_from_codes(
     num_factors = factors_train.shape[1]
     train, test = np.zeros(num_factors), np.zeros(num_factors)
     for k in range(num_factors):
-        model = classifiers.fit_quietly(
-            classifiers.logistic_regression(seed), x_train, factors_train[:, k]
-        )
-        train[k] = _one_vs_rest_auc(
-            factors_train[:, k], model.predict_proba(x_train), model.classes_
-        )
-        test[k] = _one_vs_rest_auc(factors_test[:, k], model.predict_proba(x_test), model.classes_)
+        model = classifiers.logistic_regression(seed)
+        model = classifiers.fit_quietly(model, x_train, factors_train[:, k])
+        for out, x, f in ((train, x_train, factors_train), (test, x_test, factors_test)):
+            out[k] = _one_vs_rest_auc(f[:, k], model.predict_proba(x), model.classes_)
     return {
         "explicitness_train": float(np.mean(train)),
         "explicitness_test": float(np.mean(test)),
@@ -93,9 +90,8 @@ def modularity_explicitness_from_codes(
     """
     codes_train, factors_train = ground_truth.check_codes_and_factors(codes_train, factors_train)
     codes_test, factors_test = ground_truth.check_codes_and_factors(codes_test, factors_test)
-    mi = information.discrete_mutual_information(
-        information.histogram_discretize(codes_train, num_bins), factors_train
-    )
+    binned = information.histogram_discretize(codes_train, num_bins)
+    mi = information.discrete_mutual_information(binned, factors_train)
     return {
         "modularity": modularity_from_mutual_information(mi),
         **explicitness_from_codes(codes_train, factors_train, codes_test, factors_test, seed=seed),
@@ -117,6 +113,5 @@ def compute_modularity_explicitness(
     points = ground_truth.sample_train_and_test(
         ground_truth_data, representation_fn, num_train, num_test, rng, batch_size
     )
-    return modularity_explicitness_from_codes(
-        *points, num_bins=num_bins, seed=int(rng.integers(2**31 - 1))
-    )
+    seed = int(rng.integers(2**31 - 1))
+    return modularity_explicitness_from_codes(*points, num_bins=num_bins, seed=seed)

@@ -38,12 +38,10 @@ def sap_score_matrix(
                 if cov[0, 0] > 1e-12:
                     scores[i, k] = cov[0, 1] ** 2 / (cov[0, 0] * cov[1, 1])
             else:
-                model = classifiers.fit_quietly(
-                    classifiers.linear_svc(seed), codes_train[:, i : i + 1], factors_train[:, k]
-                )
-                scores[i, k] = np.mean(
-                    model.predict(codes_test[:, i : i + 1]) == factors_test[:, k]
-                )
+                one = slice(i, i + 1)
+                svc = classifiers.linear_svc(seed)
+                model = classifiers.fit_quietly(svc, codes_train[:, one], factors_train[:, k])
+                scores[i, k] = np.mean(model.predict(codes_test[:, one]) == factors_test[:, k])
     return scores
 
 
@@ -65,14 +63,8 @@ def sap_from_codes(
     codes_test, factors_test = ground_truth.check_codes_and_factors(codes_test, factors_test)
     if codes_train.shape[1] < 2:
         raise ValueError(f"SAP needs at least 2 code dimensions, got shape {codes_train.shape}")
-    scores = sap_score_matrix(
-        codes_train,
-        factors_train,
-        codes_test,
-        factors_test,
-        continuous_factors=continuous_factors,
-        seed=seed,
-    )
+    points = (codes_train, factors_train, codes_test, factors_test)
+    scores = sap_score_matrix(*points, continuous_factors=continuous_factors, seed=seed)
     top_two = -np.sort(-scores, axis=0)[:2]
     return {"sap": float(np.mean(top_two[0] - top_two[1])), "score_matrix": scores}
 
@@ -91,6 +83,5 @@ def compute_sap(
     points = ground_truth.sample_train_and_test(
         ground_truth_data, representation_fn, num_train, num_test, rng, batch_size
     )
-    return sap_from_codes(
-        *points, continuous_factors=continuous_factors, seed=int(rng.integers(2**31 - 1))
-    )
+    seed = int(rng.integers(2**31 - 1))
+    return sap_from_codes(*points, continuous_factors=continuous_factors, seed=seed)
