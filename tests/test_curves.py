@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxvae import curves, io
+from jaxvae import io, plots
 
 BLUE, ORANGE = (0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)  # matplotlib's tab:blue and tab:orange
 
@@ -44,7 +44,7 @@ def _write_run(path, *, steps=40, per_epoch=8, test_key="test_nelbo", evaluate=T
 def test_extract_matches_the_records_written(tmp_path):
     path = tmp_path / "metrics.jsonl"
     train, test = _write_run(path)
-    c = curves.extract_curves(io.read_jsonl(str(path)))
+    c = plots.extract_curves(io.read_jsonl(str(path)))
     np.testing.assert_array_equal(c.train_steps, sorted(train))
     np.testing.assert_allclose(c.train_loss, [train[s] for s in sorted(train)], rtol=1e-15)
     assert c.test_name == "test_nelbo"
@@ -56,7 +56,7 @@ def test_extract_matches_the_records_written(tmp_path):
 def test_autoencoder_uses_test_recon(tmp_path):
     path = tmp_path / "metrics.jsonl"
     _, test = _write_run(path, test_key="test_recon", torn=False)
-    c = curves.extract_curves(io.read_jsonl(str(path)))
+    c = plots.extract_curves(io.read_jsonl(str(path)))
     assert c.test_name == "test_recon"
     np.testing.assert_allclose(c.test_values, [test[s] for s in sorted(test)], rtol=1e-15)
 
@@ -64,14 +64,14 @@ def test_autoencoder_uses_test_recon(tmp_path):
 def test_training_lines_only(tmp_path):
     path = tmp_path / "metrics.jsonl"
     train, _ = _write_run(path, steps=5, evaluate=False)
-    c = curves.extract_curves(io.read_jsonl(str(path)))
+    c = plots.extract_curves(io.read_jsonl(str(path)))
     assert c.test_name is None and len(c.test_steps) == 0
     np.testing.assert_array_equal(c.train_steps, [1, 2, 3, 4, 5])
 
 
 def test_a_step_logged_twice_keeps_its_later_value():
     records = [{"step": 2, "loss": 5.0}, {"step": 1, "loss": 9.0}, {"step": 2, "loss": 4.0}]
-    c = curves.extract_curves(records)
+    c = plots.extract_curves(records)
     np.testing.assert_array_equal(c.train_steps, [1, 2])
     np.testing.assert_array_equal(c.train_loss, [9.0, 4.0])
     assert c.steps_per_epoch is None
@@ -98,7 +98,7 @@ def test_plot_curves_png(tmp_path):
     run = tmp_path / "my-run"
     run.mkdir()
     _write_run(run / "metrics.jsonl")
-    out = curves.plot_curves(str(run / "metrics.jsonl"), str(run / "curves.png"))
+    out = plots.plot_curves(str(run / "metrics.jsonl"), str(run / "curves.png"))
     assert out == str(run / "curves.png")
     size, pixels = _png(out)
     assert size == (800, 500)
@@ -110,8 +110,8 @@ def test_plot_curves_png(tmp_path):
 def test_plot_curves_training_only_and_empty(tmp_path):
     path = tmp_path / "metrics.jsonl"
     _write_run(path, steps=5, evaluate=False)
-    _, pixels = _png(curves.plot_curves(str(path), str(tmp_path / "a.png")))
+    _, pixels = _png(plots.plot_curves(str(path), str(tmp_path / "a.png")))
     assert _has_colour(pixels, BLUE) and not _has_colour(pixels, ORANGE, n=1)
     path.write_text("")
-    size, pixels = _png(curves.plot_curves(str(path), str(tmp_path / "b.png")))
+    size, pixels = _png(plots.plot_curves(str(path), str(tmp_path / "b.png")))
     assert size == (800, 500) and not _has_colour(pixels, BLUE, n=1)

@@ -164,16 +164,6 @@ def _normalised_mi(found: Mapping[str, Any]) -> np.ndarray:
     return mi / np.maximum(np.asarray(m["mig_factor_entropy"], np.float64)[None, :], 1e-12)
 
 
-def _figure(width: float, height: float):
-    """A matplotlib figure of its own (no pyplot state to close)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def draw_matrices(path: str, found: Mapping[str, Any]) -> str:
     """Heat maps (latents x factors, labelled) of the MIG mutual information normalised by the
     factor's entropy and of the DCI importance matrix, each cell printed."""
@@ -182,7 +172,7 @@ def draw_matrices(path: str, found: Mapping[str, Any]) -> str:
     if "dci_importance_matrix" in m:
         panels.append(("DCI importance R_dk", np.asarray(m["dci_importance_matrix"], np.float64)))
     d = mi.shape[0]
-    fig = _figure(3.2 + 1.1 * len(names) * len(panels), 1 + 0.4 * d)
+    fig = plots.figure(3.2 + 1.1 * len(names) * len(panels), 1 + 0.4 * d)
     axes = fig.subplots(1, len(panels))
     for ax, (title, mat) in zip(np.atleast_1d(axes), panels, strict=True):
         im = ax.imshow(
@@ -214,7 +204,7 @@ def draw_traversals(path: str, model, params, state, image, found: Mapping[str, 
     pic = plots.grid(images, steps)
     h = images.shape[1]
     row = (pic.shape[0] - 2 * 2) / len(dims)  # plots.grid: pad 2, scale 2
-    fig = _figure(pic.shape[1] / 100 + 2.6, pic.shape[0] / 100 + 0.6)
+    fig = plots.figure(pic.shape[1] / 100 + 2.6, pic.shape[0] / 100 + 0.6)
     ax = fig.subplots()
     ax.imshow(pic[..., 0] if pic.shape[-1] == 1 else pic, cmap="gray", vmin=0, vmax=255)
     ticks = [2 * 2 + row * i + h for i in range(len(dims))]

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import psutil
 
-from jaxvae import curves, evaluate, io, layout, likelihoods, pictures, sharding, storage
+from jaxvae import evaluate, io, layout, likelihoods, pictures, plots, sharding, storage
 from jaxvae.models import Params, num_params
 from jaxvae.models import capabilities as caps
 
@@ -130,7 +130,7 @@ def draw(exp, state, workdir: str, *, kl_per_dim=None, disentanglement=None) -> 
         written += disentangle.draw(workdir, exp.model, params, model_state, image, disentanglement)
     metrics = layout.path(workdir, layout.METRICS)
     if storage.exists(metrics):
-        written.append(curves.plot_curves(metrics, layout.path(workdir, layout.CURVES)))
+        written.append(plots.plot_curves(metrics, layout.path(workdir, layout.CURVES)))
     return written
 
 
