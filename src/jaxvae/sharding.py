@@ -49,11 +49,8 @@ def initialize_distributed(
             )
         if not 0 <= process_id < num_processes:
             raise ValueError(f"--process-id {process_id} is not in [0, {num_processes})")
-        jax.distributed.initialize(
-            coordinator_address=coordinator_address,
-            num_processes=num_processes,
-            process_id=process_id,
-        )
+        where = {"coordinator_address": coordinator_address, "num_processes": num_processes}
+        jax.distributed.initialize(**where, process_id=process_id)
         return
     if auto or any(os.environ.get(var) for var in _CLUSTER_ENV):
         # A cluster JAX recognises by itself (SLURM, Open MPI, a multi-host TPU slice).
@@ -62,8 +59,7 @@ def initialize_distributed(
         except (ValueError, RuntimeError) as e:
             raise ValueError(
                 f"JAX found no multi-process cluster to join ({str(e).splitlines()[0]}); give "
-                "--coordinator-address, "
-                "--num-processes and --process-id, or leave out --distributed"
+                "--coordinator-address, --num-processes and --process-id, or leave out --distributed"
             ) from None
 
 
@@ -118,9 +114,8 @@ def from_process_0(value: float) -> float:
 
 def host(tree):
     """Each process's copy of replicated arrays, as numpy (other leaves as numpy too)."""
-    return jax.tree.map(
-        lambda a: np.asarray(a.addressable_data(0) if isinstance(a, jax.Array) else a), tree
-    )
+    local = lambda a: np.asarray(a.addressable_data(0) if isinstance(a, jax.Array) else a)
+    return jax.tree.map(local, tree)
 
 
 def fetch(tree):
