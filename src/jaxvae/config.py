@@ -283,9 +283,8 @@ def validate(config: ml_collections.ConfigDict) -> Specs:
 
 
 def _objective(config: ml_collections.ConfigDict) -> ObjectiveSpec:
-    o = config.objective
     try:
-        return specs.from_section(ObjectiveSpec, o)
+        return specs.from_section(ObjectiveSpec, config.objective)
     except ValueError as e:
         raise ValueError(f"config objective: {e}") from None
 
@@ -321,24 +320,12 @@ def make_model(
     the shared backbone keys of ``model`` and the family's own section ``model.<kind>``."""
     m = config.model
     image_shape = tuple(int(v) for v in info.image_shape)
-    options = dict(
-        image_shape=image_shape,
-        latent_dim=m.latent_dim,
-        architecture=m.architecture,
-        hidden=tuple(m.hidden),
-        channels=tuple(m.channels),
-        activation=m.activation,
-        layer=m.layer,
-        conv_impl=resolve_conv_impl(m.conv_impl, backend),
-        likelihood=likelihoods.make(
-            m.likelihood,
-            image_shape=image_shape,
-            gaussian_std=m.gaussian_std,
-            num_mixtures=m.num_mixtures,
-        ),
-        num_classes=int(info.num_classes),
-        num_train=int(info.num_train),
-    )
+    options = {k: m[k] for k in ("latent_dim", "architecture", "activation", "layer")}
+    options |= {"hidden": tuple(m.hidden), "channels": tuple(m.channels)}
+    options |= {"conv_impl": resolve_conv_impl(m.conv_impl, backend), "image_shape": image_shape}
+    pixels = {"gaussian_std": m.gaussian_std, "num_mixtures": m.num_mixtures}
+    options["likelihood"] = likelihoods.make(m.likelihood, image_shape=image_shape, **pixels)
+    options |= {"num_classes": int(info.num_classes), "num_train": int(info.num_train)}
     if m.kind in m:
         options |= {k: tuple(v) if isinstance(v, list) else v for k, v in m[m.kind].items()}
     family = models.get(m.kind)
