@@ -37,12 +37,8 @@ class DataInfo:
 
     def to_dict(self, dataset_name: str) -> dict[str, Any]:
         """``run.json``'s record of the data (see :meth:`from_dict`)."""
-        return {
-            "image_shape": list(self.image_shape),
-            "num_classes": self.num_classes,
-            "num_train": self.num_train,
-            "dataset": dataset_name,
-        }
+        facts = {"num_classes": self.num_classes, "num_train": self.num_train}
+        return {"image_shape": list(self.image_shape), **facts, "dataset": dataset_name}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataInfo:
@@ -56,11 +52,10 @@ class DataInfo:
 def _positive_ints(name: str, values: Any, *, allow_empty: bool = False) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in values)
+        ok = (values or allow_empty) and all(v > 0 for v in values)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"{name} must be a sequence of positive integers, got {values!r}"
-        ) from None
-    if (not values and not allow_empty) or any(v <= 0 for v in values):
+        ok = False
+    if not ok:
         raise ValueError(f"{name} must be a sequence of positive integers, got {values!r}")
     return values
 
