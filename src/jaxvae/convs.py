@@ -85,10 +85,7 @@ def _transpose_axis(size: int, kernel: int, stride: int) -> _Axis:
     the kernel, so input ``i`` meets output ``stride * i + t - lo`` through the flipped tap
     ``t`` with ``lo = kernel - 1 - pad_a``; the output has ``size * stride`` elements.
     """
-    if stride > kernel - 1:
-        pad_a = kernel - 1
-    else:
-        pad_a = -(-(kernel + stride - 2) // 2)
+    pad_a = kernel - 1 if stride > kernel - 1 else -(-(kernel + stride - 2) // 2)
     return _Axis(size * stride, kernel, stride, kernel - 1 - pad_a, size)
 
 
@@ -140,9 +137,8 @@ def _scatter(p: jax.Array, ah: _Axis, aw: _Axis, c: int) -> jax.Array:
                 bi = ti // ah.stride
                 for tj in range(pj, aw.kernel, aw.stride):
                     bj = tj // aw.stride
-                    plane = _pad_hw(
-                        taps[:, :, :, ti, tj, :], (bi, bh - ah.out - bi), (bj, bw - aw.out - bj)
-                    )
+                    pads = (bi, bh - ah.out - bi), (bj, bw - aw.out - bj)
+                    plane = _pad_hw(taps[:, :, :, ti, tj, :], *pads)
                     acc = plane if acc is None else acc + plane
             phases.append(jnp.zeros((n, bh, bw, c), p.dtype) if acc is None else acc)
         phase_rows.append(jnp.stack(phases, 3))
@@ -236,9 +232,7 @@ def _conv_transpose_fast_bwd(ah, aw, res, g):
 _conv_transpose_fast.defvjp(_conv_transpose_fast_fwd, _conv_transpose_fast_bwd)
 
 
-def _check_args(
-    x: jax.Array, kernel: jax.Array, bias: jax.Array | None, stride: int, impl: str
-) -> None:
+def _check_args(x, kernel, bias, stride: int, impl: str) -> None:
     """Raises ValueError naming the first bad argument."""
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
@@ -314,9 +308,8 @@ def conv_transpose2d(
     Raises:
       ValueError: if an argument has the wrong rank, shape, dtype or value.
     """
-    return _apply(
-        x, kernel, bias, stride, impl, lax.conv_transpose, _transpose_axis, _conv_transpose_fast
-    )
+    ops = (lax.conv_transpose, _transpose_axis, _conv_transpose_fast)
+    return _apply(x, kernel, bias, stride, impl, *ops)
 
 
 def _apply(x, kernel, bias, stride, impl, lax_op, axis, fast) -> jax.Array:
