@@ -40,12 +40,9 @@ def beta_vae_features(
     for start in range(0, num_points, points_per_call):
         m = min(points_per_call, num_points - start)
         k = rng.integers(num_f, size=m)
-        first = ground_truth.factors_of(ground_truth_data, m * batch_size, rng).reshape(
-            m, batch_size, num_f
-        )
-        second = ground_truth.factors_of(ground_truth_data, m * batch_size, rng).reshape(
-            m, batch_size, num_f
-        )
+        shape = (m, batch_size, num_f)
+        first = ground_truth.factors_of(ground_truth_data, m * batch_size, rng).reshape(shape)
+        second = ground_truth.factors_of(ground_truth_data, m * batch_size, rng).reshape(shape)
         second[np.arange(m), :, k] = first[np.arange(m), :, k]
         both = np.concatenate([first, second]).reshape(2 * m * batch_size, num_f)
         obs = ground_truth_data.sample_observations_from_factors(both, rng)
@@ -69,9 +66,8 @@ def beta_vae_from_features(
             f"the BetaVAE training points hold one factor index only ({np.unique(train_labels)}); "
             "use more points"
         )
-    model = classifiers.fit_quietly(
-        classifiers.logistic_regression(seed), train_features, train_labels
-    )
+    model = classifiers.logistic_regression(seed)
+    model = classifiers.fit_quietly(model, train_features, train_labels)
     return {
         "train_accuracy": float(np.mean(model.predict(train_features) == train_labels)),
         "eval_accuracy": float(np.mean(model.predict(eval_features) == eval_labels)),

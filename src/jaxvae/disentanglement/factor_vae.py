@@ -48,9 +48,8 @@ def factor_vae_votes(
     for start in range(0, num_votes, votes_per_call):
         m = min(votes_per_call, num_votes - start)
         k = rng.integers(num_f, size=m)
-        factors = ground_truth.factors_of(ground_truth_data, m * batch_size, rng).reshape(
-            m, batch_size, num_f
-        )
+        factors = ground_truth.factors_of(ground_truth_data, m * batch_size, rng)
+        factors = factors.reshape(m, batch_size, num_f)
         factors[np.arange(m), :, k] = factors[np.arange(m), :1, k]
         obs = ground_truth_data.sample_observations_from_factors(factors.reshape(-1, num_f), rng)
         z = ground_truth.codes_of(representation_fn, obs).reshape(m, batch_size, -1)
@@ -94,18 +93,14 @@ def compute_factor_vae(
       (disentanglement_lib reports the total number of dimensions as ``num_active_dims``; this is
       the number that passed the pruning.)
     """
-    codes, _ = ground_truth.sample_codes_and_factors(
-        ground_truth_data, representation_fn, num_variance_estimate, rng, batch_size=64
-    )
+    args = (ground_truth_data, representation_fn, num_variance_estimate, rng)
+    codes, _ = ground_truth.sample_codes_and_factors(*args, batch_size=64)
     global_variances = np.var(codes, axis=0, ddof=1)
     active = np.sqrt(global_variances) >= prune_threshold
     if not active.any():
         return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0}
     kw = dict(batch_size=batch_size, votes_per_call=votes_per_call)
-    train = factor_vae_votes(
-        ground_truth_data, representation_fn, num_train, rng, global_variances, active, **kw
-    )
-    test = factor_vae_votes(
-        ground_truth_data, representation_fn, num_eval, rng, global_variances, active, **kw
-    )
+    data = (ground_truth_data, representation_fn)
+    train = factor_vae_votes(*data, num_train, rng, global_variances, active, **kw)
+    test = factor_vae_votes(*data, num_eval, rng, global_variances, active, **kw)
     return {**factor_vae_from_votes(train, test), "num_active_dims": int(active.sum())}

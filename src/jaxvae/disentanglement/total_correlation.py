@@ -40,9 +40,8 @@ def aggregate_posterior_covariance(means: np.ndarray, log_vars: np.ndarray) -> n
         raise ValueError(
             f"means {means.shape} and log_vars {log_vars.shape}: expected two [N, D] arrays"
         )
-    return np.cov(means, rowvar=False, ddof=1).reshape(means.shape[1], -1) + np.diag(
-        np.mean(np.exp(log_vars), axis=0)
-    )
+    cov = np.cov(means, rowvar=False, ddof=1).reshape(means.shape[1], -1)
+    return cov + np.diag(np.mean(np.exp(log_vars), axis=0))
 
 
 def total_correlation_from_posteriors(
