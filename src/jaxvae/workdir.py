@@ -22,14 +22,8 @@ from jaxvae.layout import CONFIG, METRICS, RUN_INFO, SUMMARY  # noqa: F401 (re-e
 _TRACKER_KEYS = tuple(f"logging.{name}" for name in specs.fields(specs.LoggingSpec))
 
 # Keys that may differ when a run is continued: how long it trains and how it reports.
-RESUMABLE_CHANGES = (
-    "train.epochs",
-    "train.progress",
-    "train.max_dispatch_s",
-    "eval.iwae_k",
-    "eval.iwae_num_examples",
-    *_TRACKER_KEYS,
-)
+RESUMABLE_CHANGES = ("train.epochs", "train.progress", "train.max_dispatch_s", "eval.iwae_k")
+RESUMABLE_CHANGES += ("eval.iwae_num_examples", *_TRACKER_KEYS)
 
 
 def ensure_writable(workdir: str) -> None:
@@ -67,9 +61,8 @@ def check_compatible(workdir: str, config: Any) -> bool:
         raise ValueError(f"{e}; use another --workdir") from None
     new_dict = _plain(config)
     saved, new = io.flatten(saved_dict), io.flatten(new_dict)
-    differ = [
-        k for k in config_lib.config_differences(saved_dict, new_dict) if k not in RESUMABLE_CHANGES
-    ]
+    differ = config_lib.config_differences(saved_dict, new_dict)
+    differ = [k for k in differ if k not in RESUMABLE_CHANGES]
     if differ:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in differ[:4])
         more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
@@ -160,11 +153,8 @@ def finished_summary(workdir: str, config: Any) -> dict[str, Any] | None:
     except (OSError, ValueError):  # json.JSONDecodeError is a ValueError
         return None
     new = _plain(config)
-    differ = [
-        k
-        for k in config_lib.config_differences(saved, new)
-        if k not in _PRESENTATION and k != "train.epochs"
-    ]
+    ignored = (*_PRESENTATION, "train.epochs")
+    differ = [k for k in config_lib.config_differences(saved, new) if k not in ignored]
     steps = summary.get("trained_steps", summary.get("steps"))
     if differ or summary.get("epochs") != new["train"]["epochs"] or steps != trained_steps(workdir):
         return None
