@@ -240,12 +240,8 @@ class Run:
             state, _ = checkpoint.restore_newest(
                 self.workdir, exp.abstract_state(), name=layout.BEST
             )
-            early = {
-                "best_step": stopper.best_step,
-                f"best_{stopper.metric}": stopper.best,
-                "stopped_early": stopper.stop,
-                "trained_steps": trained_steps,
-            }
+            early = {"best_step": stopper.best_step, f"best_{stopper.metric}": stopper.best}
+            early |= {"stopped_early": stopper.stop, "trained_steps": trained_steps}
         seconds = self.train_seconds
         out = summary.final_summary(exp, state) | early
         out |= {
