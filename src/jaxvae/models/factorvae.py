@@ -172,11 +172,8 @@ class FactorVAE(VAE):
         return {"discriminator": self.disc_loss}
 
     def group_optimizers(self):
-        return {
-            "discriminator": optax.adam(
-                self.disc_learning_rate, b1=self.disc_b1, b2=self.disc_b2, eps=self.disc_eps
-            )
-        }
+        betas = {"b1": self.disc_b1, "b2": self.disc_b2}
+        return {"discriminator": optax.adam(self.disc_learning_rate, **betas, eps=self.disc_eps)}
 
     def eval_terms(self, params, state, batch, key):
         """The VAE's figures and the discriminator's ``tc`` estimate per image."""

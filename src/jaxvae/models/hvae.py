@@ -156,14 +156,8 @@ class HVAE(Model):
         log_pz2 = dist.standard_normal_log_prob(z2, batch_dims=2)
         xs = jnp.repeat(x, num_samples, axis=0)
         log_px = self.decode(params, {}, z1.reshape(b * num_samples, d1)).log_prob(xs)
-        return {
-            "log_px": log_px.reshape(b, num_samples),
-            "log_pz1": log_pz1,
-            "log_pz2": log_pz2,
-            "log_qz1": log_qz1,
-            "log_qz2": log_qz2,
-            "mean1": mean1,
-        }
+        terms = {"log_px": log_px.reshape(b, num_samples), "log_pz1": log_pz1, "log_pz2": log_pz2}
+        return terms | {"log_qz1": log_qz1, "log_qz2": log_qz2, "mean1": mean1}
 
     def elbo_parts(self, params, batch, key):
         """One sample: per-example ``recon = -log p(x|z1)``, ``kl = log q(z1|x) + log q(z2|z1) -
@@ -171,13 +165,8 @@ class HVAE(Model):
         t = self.sample_terms(params, batch, key, 1)
         kl_z1 = (t["log_qz1"] - t["log_pz1"])[:, 0]
         kl_z2 = (t["log_qz2"] - t["log_pz2"])[:, 0]
-        return {
-            "recon": -t["log_px"][:, 0],
-            "kl": kl_z1 + kl_z2,
-            "kl_z1": kl_z1,
-            "kl_z2": kl_z2,
-            "mean1": t["mean1"],
-        }
+        layers = {"kl_z1": kl_z1, "kl_z2": kl_z2, "mean1": t["mean1"]}
+        return {"recon": -t["log_px"][:, 0], "kl": kl_z1 + kl_z2, **layers}
 
     def loss(self, params, state, batch, key, *, kl_weight=1.0, step=0):
         """``mean(recon) + kl_weight * mean(kl)``; ``terms["elbo"]`` is always the true ELBO."""

@@ -308,12 +308,8 @@ class VQVAE(Model):
         n = x.shape[0]
         se = jnp.sum(jnp.square(mean - x).reshape(n, -1), axis=-1)
         usage = {k: jnp.full((n,), v) for k, v in self._usage(out["codes"]).items()}
-        return {
-            "recon": out["recon"],
-            "commitment": out["commitment"],
-            "mse_per_pixel": se / x[0].size,
-            "posterior_mean": out["z_q"].reshape(n, -1),
-        } | usage
+        terms = {k: out[k] for k in ("recon", "commitment")} | {"mse_per_pixel": se / x[0].size}
+        return terms | {"posterior_mean": out["z_q"].reshape(n, -1)} | usage
 
     # ---- pictures -------------------------------------------------------------------------
 
