@@ -37,13 +37,9 @@ def format_value(value: Any) -> str:
     """A short, stable label of a config value: ``0.25``, ``1``, ``1e-05``, ``32x64``, ``true``."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return format(value, "g")
     if isinstance(value, tuple | list):
         return "x".join(format_value(v) for v in value)
-    return str(value)
+    return format(value, "g") if isinstance(value, float) else str(value)
 
 
 def _check_overrides(what: str, overrides: Any) -> dict[str, Any]:
@@ -118,9 +114,8 @@ class Axis:
                     )
             overrides = tuple({self.key: v} for v in values)
         _unique(f"axis {self.name!r}", "level", labels)
-        object.__setattr__(self, "values", values)
-        object.__setattr__(self, "labels", labels)
-        object.__setattr__(self, "overrides", overrides)
+        for name, value in (("values", values), ("labels", labels), ("overrides", overrides)):
+            object.__setattr__(self, name, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,9 +135,8 @@ class Variant:
 
     def __post_init__(self):
         _check_name("variant name", self.name, _VARIANT)
-        object.__setattr__(
-            self, "overrides", _check_overrides(f"variant {self.name!r}", self.overrides)
-        )
+        overrides = _check_overrides(f"variant {self.name!r}", self.overrides)
+        object.__setattr__(self, "overrides", overrides)
         object.__setattr__(self, "coords", dict(self.coords))
 
 
@@ -261,13 +255,12 @@ class Study:
             if isinstance(value, str) or not isinstance(value, Sequence):
                 raise ValueError(f"study {self.name!r}: {field} must be a sequence, got {value!r}")
             object.__setattr__(self, field, tuple(value))
-        variants = self.variants
+        variants, seeds = self.variants, self.seeds
         if isinstance(variants, Mapping):
             variants = tuple(Variant(k, v) for k, v in variants.items())
-        object.__setattr__(self, "variants", tuple(variants))
-        seeds = self.seeds
         if isinstance(seeds, int) and not isinstance(seeds, bool):
             seeds = tuple(range(seeds))
+        object.__setattr__(self, "variants", tuple(variants))
         object.__setattr__(self, "seeds", tuple(seeds))
         self._validate()
 
@@ -319,15 +312,14 @@ class Study:
         out = []
         for combo in itertools.product(*(range(len(a.labels)) for a in self.axes)):
             overrides: dict[str, Any] = {}
-            for a, i in zip(self.axes, combo, strict=True):
+            levels = list(zip(self.axes, combo, strict=True))
+            for a, i in levels:
                 for key, value in a.overrides[i].items():
                     if key in overrides:
                         raise ValueError(f"study {self.name!r}: two axes set {key!r}")
                     overrides[key] = value
-            name = ",".join(
-                f"{a.name}={a.labels[i]}" for a, i in zip(self.axes, combo, strict=True)
-            )
-            coords = {a.name: a.values[i] for a, i in zip(self.axes, combo, strict=True)}
+            name = ",".join(f"{a.name}={a.labels[i]}" for a, i in levels)
+            coords = {a.name: a.values[i] for a, i in levels}
             out.append(Variant(name, overrides, coords))
         return tuple(out)
 
