@@ -157,9 +157,8 @@ def _cmd_train(args, overrides) -> int:
     import jax
 
     if jax.process_index() == 0:
-        shown = {
-            k: v for k, v in summary.items() if k.startswith("test_") and k != "test_kl_per_dim"
-        }
+        shown = {k: v for k, v in summary.items() if k.startswith("test_")}
+        shown.pop("test_kl_per_dim", None)
         keys = ("steps", "wall_s", "train_images_per_sec")
         print(json.dumps(shown | {k: summary[k] for k in keys if k in summary}))
     return 0
@@ -247,12 +246,8 @@ def _cmd_eval(args) -> int:
     else:
         result["note"] = f"model kind {model.name!r} has no likelihood: no NLL bound"
     result |= summary.nats_in_bits(model, result)
-    result |= {
-        "num_examples": n,
-        "step": run.step,
-        "checkpoint": run.checkpoint,
-        "params_digest": summary.params_digest(jax.tree.map(np.asarray, run.params)),
-    }
+    result |= {"num_examples": n, "step": run.step, "checkpoint": run.checkpoint}
+    result["params_digest"] = summary.params_digest(jax.tree.map(np.asarray, run.params))
     if protocol:
         result["data_protocol"] = protocol
     io.write_json(layout.path(args.workdir, layout.EVAL), result)
