@@ -9,8 +9,8 @@ import jax
 import numpy as np
 
 import jaxvae
+from jaxvae import checkpoint, sharding
 from jaxvae import config as config_lib
-from jaxvae import early_stopping, sharding
 from tests.conftest import CONFIGS
 
 
@@ -31,7 +31,7 @@ def _config(**train):
 
 def test_stopper_against_a_hand_computed_sequence(tmp_path):
     values = [5.0, 4.0, 4.5, 3.0, 3.5, 3.6, 3.7]
-    stopper = early_stopping.EarlyStopping(patience=3, metric="val_nelbo")
+    stopper = checkpoint.EarlyStopping(patience=3, metric="val_nelbo")
     decisions = []
     for step, v in enumerate(values, start=1):
         stopper.update(step, v)
@@ -41,7 +41,7 @@ def test_stopper_against_a_hand_computed_sequence(tmp_path):
     # Rebuilt from a metrics log (with a torn last line), up to a step.
     lines = [json.dumps({"step": s, "val_nelbo": v}) for s, v in enumerate(values, 1)]
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines[:5]) + '\n{"step": 6, "val_')
-    again = early_stopping.EarlyStopping.from_log(
+    again = checkpoint.EarlyStopping.from_log(
         str(tmp_path), upto_step=4, patience=3, metric="val_nelbo"
     )
     assert (again.best, again.best_step, again.bad_epochs) == (3.0, 4, 0)

@@ -5,7 +5,7 @@ up to each boundary, then each run's boundary work, then the summaries. The conc
 pieces it calls: :func:`open_run` (the run directory: validate, restore or initialise),
 :class:`~jaxvae.runlog.RunLog` (metrics.jsonl and TensorBoard), :class:`~jaxvae.checkpoint.Checkpoints`
 (when to save, the best state), :func:`eval_due` (when to evaluate),
-:class:`~jaxvae.early_stopping.EarlyStopping`, :mod:`jaxvae.summary` (figures, pictures, summary) and
+:class:`~jaxvae.checkpoint.EarlyStopping`, :mod:`jaxvae.summary` (figures, pictures, summary) and
 :class:`Progress`. :class:`Run` holds one run's pieces; a group of seeds vectorized in one program
 (:mod:`jaxvae.seeds`) drives the same pieces once per seed. Process 0 writes files; every process
 takes part in the computation and in checkpoints. The core never sees a config: the experiment
@@ -24,7 +24,6 @@ from tqdm import tqdm
 
 from jaxvae import (
     checkpoint,
-    early_stopping,
     engine,
     io,
     layout,
@@ -159,7 +158,7 @@ class Run:
             resumed=self.start_step > 0,
             best=t.early_stopping_patience > 0,
         )
-        self.stopper = early_stopping.EarlyStopping.from_log(
+        self.stopper = checkpoint.EarlyStopping.from_log(
             workdir,
             upto_step=self.start_step if existing else -1,
             patience=t.early_stopping_patience,
