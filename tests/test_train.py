@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from jaxvae import engine as train_lib
-from jaxvae import models, optim, sharding
+from jaxvae import experiment, models, sharding
 from jaxvae.objectives import ObjectiveSpec
 from jaxvae.specs import OptimizerSpec
 
@@ -145,7 +145,7 @@ def test_loss_falls_on_fashion_mnist(fashion_mnist, one_device_mesh):
 
 
 def test_optimizer_from_its_spec():
-    tx = optim.make_optimizer(OptimizerSpec(learning_rate=0.1, optimizer="sgd", grad_clip=1.0))
+    tx = experiment.make_optimizer(OptimizerSpec(learning_rate=0.1, optimizer="sgd", grad_clip=1.0))
     params = {"w": jnp.ones(3)}
     updates, _ = tx.update({"w": jnp.full(3, 100.0)}, tx.init(params), params)
     # clipped to global norm 1, then SGD with lr 0.1
@@ -153,7 +153,7 @@ def test_optimizer_from_its_spec():
     # Adam has no decoupled weight decay: asking for one is refused, AdamW has it.
     with pytest.raises(ValueError, match="weight_decay=0.01 needs train.optimizer='adamw'"):
         OptimizerSpec(optimizer="adam", weight_decay=0.01)
-    optim.make_optimizer(OptimizerSpec(optimizer="adamw", weight_decay=0.01))
+    experiment.make_optimizer(OptimizerSpec(optimizer="adamw", weight_decay=0.01))
 
 
 def test_all_finite_is_exact():
@@ -185,14 +185,14 @@ def test_learning_rate_schedules_against_closed_forms():
         ("cosine", lambda s: 1e-3 * 0.5 * (1 + np.cos(np.pi * min(s, 70) / 70))),
         ("exponential", lambda s: 1e-3 * 0.99 ** (s / per_epoch)),
     ):
-        sched = optim.learning_rate(dataclasses.replace(c, lr_schedule=kind), per_epoch, total)
+        sched = experiment.learning_rate(dataclasses.replace(c, lr_schedule=kind), per_epoch, total)
         for s in (0, 3, 7, 35, 69, 70, 100):
             got = sched if isinstance(sched, float) else float(sched(s))
             np.testing.assert_allclose(
                 got, expected(s), rtol=1e-5, atol=1e-10, err_msg=f"{kind} at {s}"
             )
     # The IWAE paper: 3^i epochs at 1e-3 * 10^(-i/7), i = 0..7, 3280 epochs in all.
-    sched = optim.learning_rate(dataclasses.replace(c, lr_schedule="iwae"), per_epoch, total)
+    sched = experiment.learning_rate(dataclasses.replace(c, lr_schedule="iwae"), per_epoch, total)
     epoch, stage_starts = 0, []
     for i in range(8):
         stage_starts.append((epoch, i))
@@ -211,7 +211,7 @@ def test_adam_epsilon_reaches_the_optimizer():
     grads = {"w": jnp.full(3, 1e-6)}
     updates = {}
     for eps in (1e-8, 1e-4):
-        tx = optim.make_optimizer(OptimizerSpec(adam_eps=eps))
+        tx = experiment.make_optimizer(OptimizerSpec(adam_eps=eps))
         u, _ = tx.update(grads, tx.init(params), params)
         updates[eps] = float(u["w"][0])
     # First Adam step: -lr * g / (|g| + eps) with bias-corrected moments.

@@ -1,4 +1,6 @@
-"""From a config to everything a run needs: specs, data, model, objective, optimizer, mesh, keys.
+"""From a config to everything a run needs: specs, data, model, objective, optimizer (the optax
+transform of an :class:`~jaxvae.specs.OptimizerSpec`: optimizer, learning-rate schedule, Adam's
+epsilon and gradient clipping), mesh, keys.
 
 This is the config layer's builder: :func:`build` validates a config once and turns it into
 frozen specs and objects; nothing it returns holds on to the config but :attr:`Experiment.config`
@@ -18,7 +20,7 @@ import optax
 from jax.sharding import Mesh
 
 from jaxvae import config as config_lib
-from jaxvae import corruptions, models, optim, sharding, streaming
+from jaxvae import corruptions, models, sharding, streaming
 from jaxvae import data as data_lib
 from jaxvae import engine as engine_lib
 from jaxvae.models import capabilities as caps
@@ -42,6 +44,51 @@ def data_info(dataset: data_lib.Dataset) -> models.DataInfo:
         num_classes=max(dataset.num_classes, 1),
         num_train=int(dataset.train_images.shape[0]),
     )
+
+
+def iwae_stages(num_stages: int = 8) -> list[tuple[int, float]]:
+    """The IWAE paper's schedule (Burda et al. 2016, section 5): stage ``i = 0..7`` lasts ``3^i``
+    epochs at learning rate ``lr * 10^(-i/7)`` (3280 epochs in all): ``[(epochs, factor), ...]``."""
+    return [(3**i, 10.0 ** (-i / 7)) for i in range(num_stages)]
+
+
+def learning_rate(spec: OptimizerSpec, steps_per_epoch: int, total_steps: int):
+    """The learning rate as an optax schedule of the step.
+
+    ``constant``; ``cosine`` (from ``learning_rate`` to 0 over ``total_steps``); ``exponential``
+    (times ``lr_decay`` per epoch); ``iwae`` (:func:`iwae_stages`, then the last rate).
+    """
+    lr, kind = float(spec.learning_rate), spec.lr_schedule
+    if kind == "constant":
+        return lr
+    if kind == "cosine":
+        return optax.cosine_decay_schedule(lr, max(1, total_steps))
+    if kind == "exponential":
+        return optax.exponential_decay(lr, steps_per_epoch, float(spec.lr_decay))
+    stages = iwae_stages()
+    scales, epoch = {}, 0
+    for (epochs, factor), (_, next_factor) in zip(stages, stages[1:], strict=False):
+        epoch += epochs
+        scales[epoch * steps_per_epoch] = next_factor / factor
+    return optax.piecewise_constant_schedule(lr, scales)
+
+
+def make_optimizer(
+    spec: OptimizerSpec, steps_per_epoch: int = 1, total_steps: int = 1
+) -> optax.GradientTransformation:
+    """The optax transform of ``spec``; ``steps_per_epoch`` places the schedules' epoch
+    boundaries and ``total_steps`` is the length a cosine schedule spans."""
+    lr = learning_rate(spec, steps_per_epoch, total_steps)
+    eps = float(spec.adam_eps)
+    if spec.optimizer == "adam":
+        tx = optax.adam(lr, eps=eps)
+    elif spec.optimizer == "adamw":
+        tx = optax.adamw(lr, eps=eps, weight_decay=spec.weight_decay)
+    else:
+        tx = optax.sgd(lr, momentum=0.9)
+    if spec.grad_clip > 0:
+        tx = optax.chain(optax.clip_by_global_norm(spec.grad_clip), tx)
+    return tx
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +218,7 @@ def build(
     mesh = mesh or sharding.make_mesh()
     sharding.check_batch_size(specs.train.batch_size, mesh)
     per_epoch = max(1, engine_lib.steps_per_epoch(info.num_train, specs.train.batch_size))
-    tx = optim.make_optimizer(specs.optim, per_epoch, per_epoch * specs.train.epochs)
+    tx = make_optimizer(specs.optim, per_epoch, per_epoch * specs.train.epochs)
     if caps.has(model, caps.ParameterGroups):  # groups with optimizers of their own
         groups = model.group_optimizers()
         label = lambda params: {k: k if k in groups else "model" for k in params}

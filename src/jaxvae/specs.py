@@ -12,6 +12,9 @@ from typing import Any
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "exponential", "iwae")
+# Schedules whose shape depends on the run's length (train.epochs): a run continued with more
+# epochs would change its learning rate, so the run directory refuses that change.
+LENGTH_DEPENDENT = ("cosine",)
 
 
 def check(cond: bool, key: str, value: Any, expected: str) -> None:

@@ -82,17 +82,15 @@ def _plain(config: Any) -> dict[str, Any]:
 
 def check_schedule(saved: dict[str, Any], new: dict[str, Any]) -> None:
     """Refuses a change of ``train.epochs`` for a learning-rate schedule stretched over the
-    run's length (:data:`jaxvae.optim.LENGTH_DEPENDENT`): the continued run's learning rate would
+    run's length (:data:`jaxvae.specs.LENGTH_DEPENDENT`): the continued run's learning rate would
     differ from the one it trained with, silently.
 
     Raises:
       ValueError: naming ``train.epochs`` and ``train.lr_schedule``.
     """
-    from jaxvae.optim import LENGTH_DEPENDENT
-
     before, after = saved["train"]["epochs"], new["train"]["epochs"]
     schedule = new["train"].get("lr_schedule", "constant")
-    if before != after and schedule in LENGTH_DEPENDENT:
+    if before != after and schedule in specs.LENGTH_DEPENDENT:
         raise ValueError(
             f"train.epochs={after} differs from the run's {before}, but train.lr_schedule="
             f"{schedule!r} spans train.epochs: the learning rate of every later step would "
