@@ -201,12 +201,8 @@ def write_pictures(
     if half:
         pair = first(batch, slice(0, half)), first(batch, slice(half, 2 * half))
         title = "decoded between the encodings of two test images (left, right)"
-        save(
-            layout.INTERPOLATIONS,
-            interpolations(model, params, state, *pair, steps),
-            steps,
-            title=title,
-        )
+        images = interpolations(model, params, state, *pair, steps)
+        save(layout.INTERPOLATIONS, images, steps, title=title)
     r = model.presentation.traversal_range
     if r is not None:
         t = traversals(model, params, state, batch, kl_per_dim)

@@ -71,12 +71,8 @@ class RunLog:
         """The training line at ``step``: the metric ``sums`` of its last ``n`` steps, averaged
         (``skipped`` summed). Returns the record."""
         record = {k: float(v) / n for k, v in sums.items() if k != "skipped"}
-        record |= {
-            "step": step,
-            "epoch": epoch,
-            "skipped": int(sums["skipped"]),
-            "images_per_sec": images_per_sec,
-        }
+        record |= {"step": step, "epoch": epoch, "skipped": int(sums["skipped"])}
+        record["images_per_sec"] = images_per_sec
         self.write(record)
         return record
 
@@ -84,11 +80,8 @@ class RunLog:
         """Saves the running ``sums`` of the steps ``since .. step`` (a stop inside a log
         interval), for :attr:`carried` of the run resumed from ``step``."""
         if self.enabled:
-            d = {
-                "step": step,
-                "since": since,
-                "sums": {k: np.asarray(v).tolist() for k, v in sums.items()},
-            }
+            d = {"step": step, "since": since}
+            d["sums"] = {k: np.asarray(v).tolist() for k, v in sums.items()}
             io.write_json(layout.path(self.workdir, layout.CARRIED_SUMS), d)
 
     def flush(self) -> None:

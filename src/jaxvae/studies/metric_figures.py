@@ -125,11 +125,8 @@ def _draw_distributions(data, spec: dict[str, Any], path: str) -> None:
                 patch.set(facecolor=colors[i], alpha=0.5)
             xs = [i for i in kept for _ in cols[i]]
             ax.scatter(xs, [x for i in kept for x in cols[i]], **figures.SEED_STYLE)
-        ax.set_xticks(
-            range(len(data.variants)),
-            [f"{v['coords'][spec['y']]:g}" for v in data.variants],
-            fontsize=6,
-        )
+        levels = [f"{v['coords'][spec['y']]:g}" for v in data.variants]
+        ax.set_xticks(range(len(data.variants)), levels, fontsize=6)
         ax.set_xlim(-0.7, len(data.variants) - 0.3)
         ax.set_title(metric, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
@@ -208,10 +205,7 @@ def _draw_findings(data, spec: dict[str, Any], path: str) -> None:
             levels = sorted(set(xs))  # each model's levels at ranks 0..5 (their scales differ)
             pos = [levels.index(x) for x in xs]
             ax.scatter(pos, ys, color=color, s=14)
-            med = [
-                np.nanmedian([y for p, y in zip(pos, ys, strict=True) if p == i])
-                for i in range(len(levels))
-            ]
+            med = [np.nanmedian(np.asarray(ys)[np.asarray(pos) == i]) for i in range(len(levels))]
             ax.plot(range(len(levels)), med, color=color, label=str(group))
         ax.set_xlabel(f"{spec['x']} (rank of the level, weak to strong)")
         ax.set_ylabel(metric)

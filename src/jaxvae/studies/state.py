@@ -154,6 +154,10 @@ def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
 # --- locks -------------------------------------------------------------------------------------
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _create_time(pid: int) -> float | None:
     try:
         p = psutil.Process(pid)
@@ -195,12 +199,8 @@ class RunLock:
 
     def acquire(self) -> bool:
         for _ in range(2):
-            info = {
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "process_start": _create_time(os.getpid()),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            }
+            info = {"host": socket.gethostname(), "pid": os.getpid()}
+            info |= {"process_start": _create_time(os.getpid()), "started": _now()}
             if not storage.create(self.path, json.dumps(info)):
                 if lock_holder(self.path) is not None:
                     return False
@@ -235,10 +235,8 @@ def record_failure(workdir: str, name: str, error: BaseException) -> dict[str, A
         "run": name,
         "error": f"{type(error).__name__}: {message}" if message else type(error).__name__,
         "traceback": "".join(traceback.format_exception(error)),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    record |= {"host": socket.gethostname(), "pid": os.getpid(), "time": _now()}
     io.write_json(failed_path(workdir, name), record)
     return record
 

@@ -92,11 +92,8 @@ def require(module: str, extra: str) -> Any:
 
 def numbers(record: dict[str, Any]) -> dict[str, float]:
     """The figures of a metrics line: its numbers but the step."""
-    return {
-        k: v
-        for k, v in record.items()
-        if k != "step" and isinstance(v, int | float) and not isinstance(v, bool)
-    }
+    number = lambda v: isinstance(v, int | float) and not isinstance(v, bool)
+    return {k: v for k, v in record.items() if k != "step" and number(v)}
 
 
 def _run_name(spec: LoggingSpec, workdir: str) -> str:
