@@ -336,10 +336,10 @@ def test_a_run_without_trackers_imports_neither_library(tmp_path):
     code = f"""
 import sys
 import jaxvae, jaxvae.runner
-from jaxvae import config, experiment, runlog, specs
+from jaxvae import config, experiment, specs, workdir
 from PIL import Image
 spec = config.validate(config.base_config()).logging
-log = runlog.RunLog({str(tmp_path)!r}, resume_step=None, enabled=True, config={{}}, logging=spec)
+log = workdir.RunLog({str(tmp_path)!r}, resume_step=None, enabled=True, config={{}}, logging=spec)
 log.write({{"step": 1, "loss": 2.0}})
 Image.new("L", (4, 4)).save({str(tmp_path / "samples.png")!r})
 log.pictures(1, [{str(tmp_path / "samples.png")!r}])

@@ -3,7 +3,7 @@
 :func:`drive` is the loop, top to bottom: dispatches of the engine (a :class:`~jaxvae.engine.Feed`)
 up to each boundary, then each run's boundary work, then the summaries. The concerns are small
 pieces it calls: :func:`open_run` (the run directory: validate, restore or initialise),
-:class:`~jaxvae.runlog.RunLog` (metrics.jsonl and TensorBoard), :class:`~jaxvae.checkpoint.Checkpoints`
+:class:`~jaxvae.workdir.RunLog` (metrics.jsonl and TensorBoard), :class:`~jaxvae.checkpoint.Checkpoints`
 (when to save, the best state), :func:`eval_due` (when to evaluate),
 :class:`~jaxvae.checkpoint.EarlyStopping`, :mod:`jaxvae.summary` (figures, pictures, summary) and
 :class:`Progress`. :class:`Run` holds one run's pieces; a group of seeds vectorized in one program
@@ -28,7 +28,6 @@ from jaxvae import (
     io,
     layout,
     preemption,
-    runlog,
     sharding,
     summary,
 )
@@ -147,7 +146,7 @@ class Run:
         self.progress.bar.update(self.start_step)
         resume = self.start_step if existing else None
         logs = {"enabled": self.main, "config": exp.record(), "logging": exp.logging}
-        self.log = runlog.RunLog(workdir, resume_step=resume, **logs)
+        self.log = workdir_lib.RunLog(workdir, resume_step=resume, **logs)
         self.checkpoints = checkpoint.Checkpoints(
             workdir,
             keep=t.keep_checkpoints,

@@ -16,7 +16,7 @@ the config section ``logging`` (``logging.wandb``, ``logging.mlflow``; its own o
         def close(self) -> None: ...
 
 It imports its client library in ``__init__`` (through :func:`require`), so a run that asks for
-no tracker never imports one. :class:`Trackers` is what :class:`jaxvae.runlog.RunLog` holds: the
+no tracker never imports one. :class:`Trackers` is what :class:`jaxvae.workdir.RunLog` holds: the
 trackers a run asks for, fed from the one place that writes metrics lines and pictures (process 0
 only, as RunLog).
 
