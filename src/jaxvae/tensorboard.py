@@ -138,10 +138,8 @@ class EventLog:
         enabled: bool = True,
         flush_secs: float = 30.0,
     ):
-        self.resume_step = resume_step
-        self.flush_secs = flush_secs
-        self._writer = None
-        self._earlier: list[str] = []
+        self.resume_step, self.flush_secs = resume_step, flush_secs
+        self._writer, self._earlier = None, []
         if not enabled:
             return
         if resume_step is not None and resume_step < 0:
@@ -194,13 +192,9 @@ class EventLog:
     def record(self, record: Mapping[str, Any]) -> None:
         """Writes a ``metrics.jsonl`` record at its ``step``: ``test_*`` figures as ``test/*``, the
         training terms as ``train/*`` (``epoch`` and values that are not numbers are left out)."""
-        values = {
-            (f"test/{k[5:]}" if k.startswith("test_") else f"train/{k}"): v
-            for k, v in record.items()
-            if k not in ("step", "epoch")
-            and isinstance(v, int | float | np.number)
-            and not isinstance(v, bool)
-        }
+        number = lambda v: isinstance(v, int | float | np.number) and not isinstance(v, bool)
+        tag = lambda k: f"test/{k[5:]}" if k.startswith("test_") else f"train/{k}"
+        values = {tag(k): v for k, v in record.items() if k not in ("step", "epoch") and number(v)}
         self.scalars(int(record["step"]), values)
 
     def images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
@@ -209,8 +203,7 @@ class EventLog:
             return
         for name, image in images.items():
             image = np.asarray(image)
-            if image.ndim == 2:
-                image = image[..., None]
+            image = image[..., None] if image.ndim == 2 else image
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
                 raise ValueError(
                     f"image {name!r} must be uint8 [H, W] or [H, W, C] with C in 1, 3, 4, got "
