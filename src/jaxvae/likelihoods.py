@@ -38,7 +38,6 @@ def register(name: str):
 
 
 def names() -> tuple[str, ...]:
-    """The registered likelihood names."""
     return tuple(_REGISTRY)
 
 

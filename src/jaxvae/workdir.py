@@ -198,7 +198,6 @@ def check_format(workdir: str, info: dict[str, Any]) -> None:
 
 
 def read_config(workdir: str) -> Any:
-    """The config of the run in ``workdir``."""
     path = layout.path(workdir, CONFIG)
     if not storage.isdir(workdir):
         raise ValueError(f"workdir {workdir!r} does not exist")

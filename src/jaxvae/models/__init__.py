@@ -58,7 +58,6 @@ def _load_all() -> None:
 
 
 def families() -> dict[str, type[Model]]:
-    """Every registered family, by name."""
     _load_all()
     return dict(_FAMILIES)
 

@@ -239,7 +239,6 @@ class Model(abc.ABC):
 
 
 def num_params(params: Params) -> int:
-    """Total number of parameters."""
     return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
 
 

@@ -63,7 +63,6 @@ def report_dir(workdir: str) -> str:
 
 
 def read_study(workdir: str) -> dict[str, Any]:
-    """The ``study.json`` of ``workdir``."""
     path = os.path.join(workdir, STUDY)
     if not storage.isdir(workdir):
         raise ValueError(f"study directory {workdir!r} does not exist")
