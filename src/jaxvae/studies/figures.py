@@ -52,6 +52,18 @@ def _save(fig, path: str) -> None:
     _pyplot().close(fig)
 
 
+def panels(n: int, cols: int, width: float, height: float, **options: Any):
+    """A figure of ``n`` panels of ``width`` x ``height`` inches, at most ``cols`` to a row: the
+    figure and its axes in a flat list (those past ``n`` hidden)."""
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    size = (width * cols, height * rows)
+    fig, axes = _pyplot().subplots(rows, cols, figsize=size, squeeze=False, **options)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
 def _seed_count(data) -> str:
     ns = sorted({len(vals) for by_metric in data.values.values() for vals in by_metric.values()})
     return "0" if not ns else f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
@@ -84,14 +96,9 @@ def learning_curves(data, path: str) -> bool:
     keys = [k for k, by_variant in data.curves.items() if any(any(r) for r in by_variant.values())]
     if not keys:
         return False
-    plt = _pyplot()
-    cols = min(3, len(keys))
-    nrows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(
-        nrows, cols, figsize=(4.6 * cols, 3.4 * nrows), squeeze=False, sharex=True
-    )
+    fig, axes = panels(len(keys), 3, 4.6, 3.4, sharex=True)
     colors = _colors(data, len(data.variants))
-    for ax, key in zip(axes.flat, keys, strict=False):
+    for ax, key in zip(axes, keys, strict=False):
         for v, color in zip(data.variants, colors, strict=True):
             curve = _mean_curve(data.curves[key][v["name"]])
             if curve is None:
@@ -104,9 +111,7 @@ def learning_curves(data, path: str) -> bool:
         ax.set_title(f"{key} ({what})" if what == "train" else key)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys) :]:
-        ax.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.suptitle(
         f"{data.name}: learning curves; lines: mean over seeds (n = {_seed_count(data)}), "
@@ -121,16 +126,13 @@ def comparison(data, path: str) -> bool:
     """One panel per metric: each variant's mean with ±1 std error bars, its seeds, the reference."""
     if not data.metrics:
         return False
-    plt = _pyplot()
-    cols = min(2, len(data.metrics))
-    nrows = math.ceil(len(data.metrics) / cols)
     width = max(4.8, 0.55 * len(data.variants) + 2.0)
-    fig, axes = plt.subplots(nrows, cols, figsize=(width * cols, 3.6 * nrows), squeeze=False)
+    fig, axes = panels(len(data.metrics), 2, width, 3.6)
     colors = _colors(data, len(data.variants))
     names = [v["name"] for v in data.variants]
     x = np.arange(len(names))
     any_reference = False
-    for ax, metric in zip(axes.flat, data.metrics, strict=False):
+    for ax, metric in zip(axes, data.metrics, strict=False):
         for i, (name, color) in enumerate(zip(names, colors, strict=True)):
             _mean_and_seeds(ax, data, name, metric, i, color, jitter=True)
             ref = data.references.get((name, metric))
@@ -143,8 +145,6 @@ def comparison(data, path: str) -> bool:
         long = max(map(len, names)) > 6
         ax.set_xticks(x, names, rotation=30 if long else 0, ha="right" if long else "center")
         ax.grid(axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(data.metrics) :]:
-        ax.set_visible(False)
     note = _seed_note(data) + "; grey dots: single seeds"
     if any_reference:
         note += "; red diamonds: references"

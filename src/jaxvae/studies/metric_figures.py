@@ -109,12 +109,10 @@ def _draw_distributions(data, spec: dict[str, Any], path: str) -> None:
     plt = figures._pyplot()
     groups = list(dict.fromkeys(v["coords"][spec["x"]] for v in data.variants))
     palette = figures._colors(data, len(groups))
-    cols = min(3, len(data.metrics))
-    nrows = math.ceil(len(data.metrics) / cols)
     width = max(5.0, 0.22 * len(data.variants) + 1.5)
-    fig, axes = plt.subplots(nrows, cols, figsize=(width * cols, 3.2 * nrows), squeeze=False)
+    fig, axes = figures.panels(len(data.metrics), 3, width, 3.2)
     colors = [palette[groups.index(v["coords"][spec["x"]])] for v in data.variants]
-    for ax, metric in zip(axes.flat, data.metrics, strict=False):
+    for ax, metric in zip(axes, data.metrics, strict=False):
         cols = [
             [x for x in data.values[v["name"]][metric] if math.isfinite(x)] for v in data.variants
         ]
@@ -130,8 +128,6 @@ def _draw_distributions(data, spec: dict[str, Any], path: str) -> None:
         ax.set_xlim(-0.7, len(data.variants) - 0.3)
         ax.set_title(metric, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(data.metrics) :]:
-        ax.set_visible(False)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.5) for c in palette]
     fig.legend(handles, groups, loc="upper center", ncol=len(groups), frameon=False)
     fig.suptitle(
