@@ -76,8 +76,7 @@ def save_grid(
     left = int(max(font.getlength(t) for t in row_labels)) + 2 * MARGIN if len(row_labels) else 0
     top = FONT_SIZE + 2 * MARGIN if title else 0
     total_w = max(left + width, int(font.getlength(title)) + 2 * MARGIN)
-    white = 255 if pic.ndim == 2 else (255, 255, 255)
-    ink = 0 if pic.ndim == 2 else (0, 0, 0)
+    white, ink = (255, 0) if pic.ndim == 2 else ((255, 255, 255), (0, 0, 0))
     canvas = Image.new("L" if pic.ndim == 2 else "RGB", (total_w, top + height), white)
     canvas.paste(Image.fromarray(pic), (left, top))
     draw = ImageDraw.Draw(canvas)
@@ -146,9 +145,8 @@ def traversal_grid(
     rows, cols = len(dims), values.shape[0]
     z = jnp.broadcast_to(z_base, (rows, cols, d))
     r, c = jnp.meshgrid(jnp.arange(rows), jnp.arange(cols), indexing="ij")
-    z = z.at[r, c, jnp.broadcast_to(dims[:, None], (rows, cols))].set(
-        jnp.broadcast_to(values, (rows, cols))
-    )
+    where = (r, c, jnp.broadcast_to(dims[:, None], (rows, cols)))
+    z = z.at[where].set(jnp.broadcast_to(values, (rows, cols)))
     return decode_mean(z.reshape(rows * cols, d))
 
 
