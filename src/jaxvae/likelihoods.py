@@ -120,9 +120,8 @@ class DiscretizedLogisticMixture(NamedTuple):
         # Where the bin mass underflows in float32, the density at the centre times the bin width.
         log_pdf_mid = mid_in - self.log_scale - 2.0 * dist.softplus(mid_in) + math.log(2.0 / 255)
         log_mid = jnp.where(cdf_delta > 1e-5, jnp.log(jnp.maximum(cdf_delta, 1e-12)), log_pdf_mid)
-        log_bin = jnp.where(
-            y < -0.999, log_cdf_plus, jnp.where(y > 0.999, log_one_minus_cdf_min, log_mid)
-        )
+        log_top = jnp.where(y > 0.999, log_one_minus_cdf_min, log_mid)
+        log_bin = jnp.where(y < -0.999, log_cdf_plus, log_top)
         log_mix = jax.nn.log_softmax(self.logit_probs, axis=-1)
         per_pixel = jax.nn.logsumexp(log_bin + log_mix, axis=-1)
         return jnp.sum(_flat(per_pixel), axis=-1)

@@ -15,12 +15,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
-_CLUSTER_ENV = (
-    "SLURM_NTASKS",
-    "OMPI_COMM_WORLD_SIZE",
-    "TPU_WORKER_HOSTNAMES",
-    "JAX_COORDINATOR_ADDRESS",
-)
+# Variables of a cluster JAX recognises by itself: SLURM, Open MPI, a TPU slice, its own.
+_CLUSTER_ENV = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES")
+_CLUSTER_ENV += ("JAX_COORDINATOR_ADDRESS",)
 
 
 def initialize_distributed(

@@ -54,10 +54,8 @@ def resolve(name_or_path: str, kind: str) -> str:
     known = names(kind)
     if name not in known:
         shown = ", ".join(sorted(known + list(ALIASES.get(kind, {}))))
-        raise ValueError(
-            f"unknown {kind} {name_or_path!r}: give a file path or a shipped {kind}'s name "
-            f"({shown}; `jaxvae configs` describes them)"
-        )
+        what = f"give a file path or a shipped {kind}'s name ({shown}; `jaxvae configs` describes them)"
+        raise ValueError(f"unknown {kind} {name_or_path!r}: {what}")
     return os.path.join(ROOT, KINDS[kind][0], f"{name}.py")
 
 
