@@ -144,13 +144,8 @@ def load_run(
     model = exp.model
     device = jax.device_put((params, model_state))
 
-    @jax.jit
-    def _encode(x, labels):
-        return model.encode(*device, {"image": x, "label": labels})
-
-    @jax.jit
-    def _decode(z, labels):
-        return model.decode(*device, z, labels).mean()
+    _encode = jax.jit(lambda x, labels: model.encode(*device, {"image": x, "label": labels}))
+    _decode = jax.jit(lambda z, labels: model.decode(*device, z, labels).mean())
 
     def labels_for(n, labels):
         return jnp.zeros((n,), jnp.int32) if labels is None else jnp.asarray(labels, jnp.int32)
