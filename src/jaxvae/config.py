@@ -265,14 +265,9 @@ def validate(config: ml_collections.ConfigDict) -> Specs:
     specs.check(m.kind in known, "model.kind", m.kind, f"one of {known}")
     names = likelihoods.names()
     specs.check(m.likelihood in names, "model.likelihood", m.likelihood, f"one of {names}")
-    out = Specs(
-        data=d,
-        train=t,
-        optim=specs.from_section(OptimizerSpec, config.train),
-        eval=specs.from_section(EvalSpec, config.eval),
-        objective=_objective(config),
-        logging=specs.from_section(LoggingSpec, config.logging),
-    )
+    optim = specs.from_section(OptimizerSpec, config.train)
+    evaluation, objective = specs.from_section(EvalSpec, config.eval), _objective(config)
+    out = Specs(d, t, optim, evaluation, objective, specs.from_section(LoggingSpec, config.logging))
     channels = config.model.channels
     side = 2 ** len(channels) if isinstance(channels, tuple | list) else 1
     # The real image shape is checked once data is loaded. A fixed backend: validation must not
