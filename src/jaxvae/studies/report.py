@@ -144,19 +144,9 @@ def collect(workdir: str) -> ReportData:
         (r["variant"], r["metric"]): {"value": r["value"], "std": r["std"], "source": r["source"]}
         for r in settings["references"]
     }
-    return ReportData(
-        name=identity["name"],
-        description=settings["description"],
-        overrides=identity["overrides"],
-        axes=identity["axes"],
-        variants=variants,
-        metrics=metrics,
-        runs=runs,
-        values=values,
-        references=references,
-        curves=curves,
-        figures=settings["figures"],
-    )
+    study = (identity["name"], settings["description"], identity["overrides"], identity["axes"])
+    found = (variants, metrics, runs, values, references, curves)
+    return ReportData(*study, *found, figures=settings["figures"])
 
 
 # --- tables ------------------------------------------------------------------------------------
