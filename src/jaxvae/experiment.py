@@ -223,20 +223,6 @@ def build(
         groups = model.group_optimizers()
         label = lambda params: {k: k if k in groups else "model" for k in params}
         tx = optax.multi_transform({"model": tx, **groups}, label)
-    return Experiment(
-        config=config,
-        seed=int(config.seed),
-        train=specs.train,
-        optim=specs.optim,
-        eval=specs.eval,
-        data=specs.data,
-        dataset=dataset,
-        source=source,
-        info=info,
-        model=model,
-        objective=specs.objective,
-        tx=tx,
-        mesh=mesh,
-        keys=run_keys(config.seed),
-        logging=specs.logging,
-    )
+    given = (specs.train, specs.optim, specs.eval, specs.data)  # in Experiment's field order
+    made = (dataset, source, info, model, specs.objective, tx, mesh, run_keys(config.seed))
+    return Experiment(config, int(config.seed), *given, *made, logging=specs.logging)
