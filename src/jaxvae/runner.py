@@ -147,15 +147,11 @@ class Run:
         resume = self.start_step if existing else None
         logs = {"enabled": self.main, "config": exp.record(), "logging": exp.logging}
         self.log = workdir_lib.RunLog(workdir, resume_step=resume, **logs)
+        policy = {"keep": t.keep_checkpoints, "every_steps": t.checkpoint_every_steps}
+        policy |= {"min_interval_s": t.checkpoint_min_interval_s, "per_epoch": self.per_epoch}
+        policy |= {"total": self.total, "resumed": self.start_step > 0}
         self.checkpoints = checkpoint.Checkpoints(
-            workdir,
-            keep=t.keep_checkpoints,
-            every_steps=t.checkpoint_every_steps,
-            min_interval_s=t.checkpoint_min_interval_s,
-            per_epoch=self.per_epoch,
-            total=self.total,
-            resumed=self.start_step > 0,
-            best=t.early_stopping_patience > 0,
+            workdir, **policy, best=t.early_stopping_patience > 0
         )
         self.stopper = checkpoint.EarlyStopping.from_log(
             workdir,
