@@ -93,9 +93,8 @@ def check_codes_and_factors(codes: np.ndarray, factors: np.ndarray) -> tuple[np.
         raise ValueError(f"need at least 2 points, got codes of shape {codes.shape}")
     if not np.all(np.isfinite(codes)):
         raise ValueError("codes contain non-finite values")
-    if not np.issubdtype(factors.dtype, np.integer):
-        if not np.all(factors == np.round(factors)):
-            raise ValueError(f"factors must be integer class labels, got dtype {factors.dtype}")
+    if not np.issubdtype(factors.dtype, np.integer) and not np.all(factors == np.round(factors)):
+        raise ValueError(f"factors must be integer class labels, got dtype {factors.dtype}")
     return codes, factors.astype(np.int64)
 
 
