@@ -30,7 +30,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import glob as glob_lib
 import os
+import pathlib
 import shutil
 import tempfile
 import time
@@ -97,6 +99,14 @@ listdir = _local_or_remote(
     os.listdir,
     lambda fs, path: [os.path.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)],
 )
+# The paths matching a pattern (URLs keep their scheme).
+glob = _local_or_remote(
+    glob_lib.glob, lambda fs, p: [f"{p.split('://', 1)[0]}://{m}" for m in fs.glob(p)]
+)
+# The content of a file; ``FileNotFoundError`` when there is none.
+read_bytes = _local_or_remote(
+    lambda path: pathlib.Path(path).read_bytes(), lambda fs, p: fs.cat_file(p)
+)
 # Moves a file or directory (for URLs: copied object by object, then deleted; not atomic).
 move = _local_or_remote(shutil.move, lambda fs, src, dst: fs.mv(src, dst, recursive=True))
 # The time a file was last modified (for a URL: the object's update time).
@@ -110,17 +120,6 @@ def makedirs(path: str) -> None:
     directories)."""
     if not is_remote(path):
         os.makedirs(path, exist_ok=True)
-
-
-def glob(pattern: str) -> list[str]:
-    """The paths matching ``pattern`` (URLs keep their scheme)."""
-    if not is_remote(pattern):
-        import glob as glob_lib
-
-        return glob_lib.glob(pattern)
-    scheme = pattern.split("://", 1)[0]
-    with _remote(pattern) as fs:
-        return [f"{scheme}://{p}" for p in fs.glob(pattern)]
 
 
 def remove(path: str) -> None:
@@ -141,15 +140,6 @@ def rmtree(path: str) -> None:
         return
     with contextlib.suppress(OSError), _remote(path) as fs:
         fs.rm(path, recursive=True)
-
-
-def read_bytes(path: str) -> bytes:
-    """The content of a file; ``FileNotFoundError`` when there is none."""
-    if not is_remote(path):
-        with open(path, "rb") as f:
-            return f.read()
-    with _remote(path) as fs:
-        return fs.cat_file(path)
 
 
 @contextlib.contextmanager
