@@ -42,7 +42,7 @@ def test_trees_match_sklearn_regression_trees():
     x = rng.normal(size=(200, 3)).astype(np.float32)
     x[:, 1] = np.round(x[:, 1])  # ties
     g = rng.normal(size=(2, 200))
-    order, run = _layout(x)
+    order, run = boosting._layout(x)
     leaf, _, _, _, importance = boosting._grow(g, x, order, run, rng.random((2, 7, 3)))
     for c in range(2):
         ref = tree.DecisionTreeRegressor(max_depth=3, random_state=0).fit(x, g[c])
@@ -102,21 +102,16 @@ def test_near_tie_chains_fall_back_to_sklearn():
     np.testing.assert_array_equal(fast["importance_matrix"], slow["importance_matrix"])
 
 
-def _layout(x):
-    order = np.argsort(x.T, axis=1, kind="stable").astype(np.int32)
-    run = np.empty_like(order)
-    np.put_along_axis(run, order, boosting._runs(np.take_along_axis(x.T, order, axis=1)), axis=1)
-    return order, run
-
-
 def test_trees_grown_together_equal_trees_grown_alone():
     x, y, xt, _ = _data(200, 5, 6, seed=7, tied=True)
     x = x.astype(np.float32)
     g = np.random.default_rng(1).normal(size=(4, 200))
     priority = np.random.default_rng(2).random((4, 7, 5))
-    together = boosting._grow(g, x, *_layout(x), priority)  # one scratch, reused tree by tree
+    together = boosting._grow(
+        g, x, *boosting._layout(x), priority
+    )  # one scratch, reused tree by tree
     for t in range(4):
-        alone = boosting._grow(g[t : t + 1], x, *_layout(x), priority[t : t + 1])
+        alone = boosting._grow(g[t : t + 1], x, *boosting._layout(x), priority[t : t + 1])
         for a, b in zip(together, alone, strict=True):
             np.testing.assert_array_equal(a[t], b[0])
     whole = boosting.fit(x, y, xt, seed=3)

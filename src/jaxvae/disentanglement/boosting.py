@@ -98,6 +98,15 @@ def _runs(xs: np.ndarray) -> np.ndarray:
     return np.cumsum(new, axis=1)
 
 
+def _layout(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature's stable argsort of float32 ``x [N, D]`` and each point's run id per
+    feature, both int32 ``[D, N]`` (the trees' inputs)."""
+    order = np.argsort(x.T, axis=1, kind="stable").astype(np.int32)
+    run = np.empty_like(order)
+    np.put_along_axis(run, order, _runs(np.take_along_axis(x.T, order, axis=1)), axis=1)
+    return order, run
+
+
 def fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *, seed: int = 0) -> Boosted:
     """Fits the boosted trees on ``x_train [N, D]``, ``y_train [N]`` and scores ``x_test [M, D]``.
 
@@ -125,9 +134,7 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *, seed: i
     else:
         targets = (encoded[None] == np.arange(k)[:, None]).astype(np.float64)
         init, scale = np.log(prior / stats.gmean(prior)), (k - 1) / k
-    order = np.argsort(x.T, axis=1, kind="stable").astype(np.int32)  # [D, N]
-    run = np.empty_like(order)  # [D, N]: each point's run id per feature
-    np.put_along_axis(run, order, _runs(np.take_along_axis(x.T, order, axis=1)), axis=1)
+    order, run = _layout(x)
     raw = np.repeat(init[:, None], n, axis=1)
     raw_test = np.repeat(init[:, None], xt.shape[0], axis=1)
     importance, relevant = np.zeros(x.shape[1]), 0
