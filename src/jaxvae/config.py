@@ -85,6 +85,9 @@ def base_config(imports: Sequence[str] = ()) -> ml_collections.ConfigDict:
     c.model.latent_dim = 16
     c.model.hidden = (400,)
     c.model.channels = (32, 64)
+    c.model.kernels = ()  # conv encoder kernel sizes, one per layer (empty: 3x3)
+    c.model.decoder_kernels = ()  # conv decoder kernel sizes, one per layer (empty: 3x3)
+    c.model.conv_hidden = ()  # dense widths between the conv map and the latent layer
     c.model.activation = "relu"  # MLP hidden layers: relu | tanh
     c.model.layer = "dense"  # MLP hidden layers: dense | gated
     c.model.likelihood = "bernoulli"  # bernoulli | gaussian | gaussian_learned | logistic_mixture
@@ -316,7 +319,8 @@ def make_model(
     m = config.model
     image_shape = tuple(int(v) for v in info.image_shape)
     options = {k: m[k] for k in ("latent_dim", "architecture", "activation", "layer")}
-    options |= {"hidden": tuple(m.hidden), "channels": tuple(m.channels)}
+    options |= {k: tuple(m[k]) for k in ("hidden", "channels", "kernels", "decoder_kernels")}
+    options["conv_hidden"] = tuple(m.conv_hidden)
     options |= {"conv_impl": resolve_conv_impl(m.conv_impl, backend), "image_shape": image_shape}
     pixels = {"gaussian_std": m.gaussian_std, "num_mixtures": m.num_mixtures}
     options["likelihood"] = likelihoods.make(m.likelihood, image_shape=image_shape, **pixels)

@@ -113,25 +113,34 @@ class MLPDecoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 3x3 convolutions with ReLU, flatten, then a dense layer to ``out_dim``."""
+    """Stride-2 convolutions with ReLU (3x3 unless ``kernels`` gives each layer's size), flatten,
+    dense layers of ``dense`` widths with ReLU (none by default), then a dense layer to
+    ``out_dim``."""
 
     channels: Sequence[int]
     out_dim: int
     impl: str = "fast"
+    kernels: Sequence[int] = ()
+    dense: Sequence[int] = ()
 
     @nn.compact
     def __call__(self, x: jax.Array, cond: jax.Array | None = None) -> jax.Array:
         h = x
-        for c in self.channels:
-            h = nn.relu(Conv(c, stride=2, impl=self.impl)(h))
+        kernels = self.kernels or (3,) * len(self.channels)
+        for c, k in zip(self.channels, kernels, strict=True):
+            h = nn.relu(Conv(c, stride=2, kernel_size=k, impl=self.impl)(h))
         h = h.reshape(h.shape[0], -1)
         if cond is not None:
             h = jnp.concatenate([h, cond], axis=-1)
+        for width in self.dense:
+            h = nn.relu(nn.Dense(width)(h))
         return nn.Dense(self.out_dim)(h)
 
 
 class ConvDecoder(nn.Module):
-    """Dense to a ``(H/2^L, W/2^L, channels[-1])`` map, then stride-2 transposed convolutions.
+    """Dense layers of ``dense`` widths with ReLU (none by default), a dense layer to a
+    ``(H/2^L, W/2^L, channels[-1])`` map, then stride-2 transposed convolutions (3x3 unless
+    ``kernels`` gives each layer's size).
 
     With ``channels=(32, 64)`` and 28x28x1 images: dense to 7x7x64, transposed convolutions to
     14x14x32 (ReLU) and 28x28x1 (no activation).
@@ -140,16 +149,22 @@ class ConvDecoder(nn.Module):
     channels: Sequence[int]
     image_shape: tuple[int, int, int]
     impl: str = "fast"
+    kernels: Sequence[int] = ()
+    dense: Sequence[int] = ()
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
         height, width, out_channels = self.image_shape
         factor = 2 ** len(self.channels)
-        h = nn.Dense((height // factor) * (width // factor) * self.channels[-1])(z)
+        h = z
+        for units in self.dense:
+            h = nn.relu(nn.Dense(units)(h))
+        h = nn.Dense((height // factor) * (width // factor) * self.channels[-1])(h)
         h = nn.relu(h).reshape(z.shape[0], height // factor, width // factor, self.channels[-1])
         widths = list(self.channels[-2::-1]) + [out_channels]
+        kernels = self.kernels or (3,) * len(widths)
         for i, c in enumerate(widths):
-            h = ConvTranspose(c, stride=2, impl=self.impl)(h)
+            h = ConvTranspose(c, stride=2, kernel_size=kernels[i], impl=self.impl)(h)
             if i < len(widths) - 1:
                 h = nn.relu(h)
         return h

@@ -104,6 +104,10 @@ class Model(abc.ABC):
       hidden: MLP hidden widths (encoder order; decoders mirror them).
       channels: conv encoder channels (decoders mirror them); H and W must divide by
         ``2 ** len(channels)``.
+      kernels: the conv encoder's kernel size per layer (empty: 3x3 throughout).
+      decoder_kernels: the conv decoder's kernel size per transposed convolution (empty: 3x3).
+      conv_hidden: dense widths between the conv encoder's map and its output layer (ReLU);
+        the decoder mirrors them before its dense layer to the map (empty: none).
       activation: MLP hidden activation, ``"relu"`` or ``"tanh"``.
       layer: MLP hidden layer, ``"dense"`` or ``"gated"`` (gated dense, no activation).
       conv_impl: convolution formulation, one of ``jaxvae.convs.IMPLS`` (``auto`` resolved).
@@ -117,6 +121,9 @@ class Model(abc.ABC):
     architecture: str = "conv"
     hidden: tuple[int, ...] = (400,)
     channels: tuple[int, ...] = (32, 64)
+    kernels: tuple[int, ...] = ()
+    decoder_kernels: tuple[int, ...] = ()
+    conv_hidden: tuple[int, ...] = ()
     activation: str = "relu"
     layer: str = "dense"
     conv_impl: str = "fast"
@@ -138,6 +145,15 @@ class Model(abc.ABC):
             raise ValueError(f"image_shape must be (H, W, C), got {self.image_shape!r}")
         set_("hidden", _positive_ints("hidden", self.hidden, allow_empty=True))
         set_("channels", _positive_ints("channels", self.channels))
+        set_("conv_hidden", _positive_ints("conv_hidden", self.conv_hidden, allow_empty=True))
+        for name in ("kernels", "decoder_kernels"):
+            sizes = _positive_ints(name, getattr(self, name), allow_empty=True)
+            if sizes and len(sizes) != len(self.channels):
+                raise ValueError(
+                    f"{name} {sizes} must give one kernel size per conv layer "
+                    f"({len(self.channels)}, as channels {self.channels}) or be empty"
+                )
+            set_(name, sizes)
         if int(self.latent_dim) <= 0:
             raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
         set_("latent_dim", int(self.latent_dim))
@@ -163,14 +179,18 @@ class Model(abc.ABC):
         """The backbone encoder ``(x, cond) -> [N, out_dim]``."""
         if self.architecture == "mlp":
             return networks.MLPEncoder(self.hidden, out_dim, self.activation, self.layer)
-        return networks.ConvEncoder(self.channels, out_dim, impl=self.conv_impl)
+        return networks.ConvEncoder(
+            self.channels, out_dim, self.conv_impl, self.kernels, self.conv_hidden
+        )
 
     def decoder_net(self, out: tuple[int, int, int] | None = None):
         """The backbone decoder ``z -> [N, *out]`` (default: ``likelihood.output_shape``)."""
         out = out or self.likelihood.output_shape
         if self.architecture == "mlp":
             return networks.MLPDecoder(self.hidden[::-1], out, self.activation, self.layer)
-        return networks.ConvDecoder(self.channels, out, impl=self.conv_impl)
+        return networks.ConvDecoder(
+            self.channels, out, self.conv_impl, self.decoder_kernels, self.conv_hidden[::-1]
+        )
 
     def with_likelihood(self, params: dict, key: jax.Array) -> dict:
         """``params`` and the likelihood's own parameters (``"likelihood"``), if it has any."""
