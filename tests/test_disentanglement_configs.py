@@ -35,6 +35,7 @@ def test_config_has_the_shared_setting(name):
     assert tuple(config.model.kernels) == (4, 4, 2, 2)
     assert tuple(config.model.decoder_kernels) == (4, 4, 4, 4)
     assert tuple(config.model.conv_hidden) == (256,)
+    assert config.model.conv_init == "glorot_uniform"
     assert config.train.optimizer == "adam" and config.train.learning_rate == 1e-4
     assert config.train.adam_eps == 1e-8 and config.train.lr_schedule == "constant"
     assert config.train.batch_size == 64
@@ -104,6 +105,16 @@ def test_backbone_is_disentanglement_libs_conv_encoder_and_deconv_decoder():
     layers += [(4 * 4 * 64, 64), (4 * 4 * 64, 32), (4 * 4 * 32, 32), (4 * 4 * 32, 1)]
     expected = sum(fan_in * out + out for fan_in, out in layers)
     assert sum(np.size(p) for p in jax.tree_util.tree_leaves(params)) == expected == 690_517
+    # Glorot uniform: every weight within sqrt(6 / (fan_in + fan_out)), the spread of U(-a, a).
+    kernels = [
+        p for path, p in jax.tree_util.tree_leaves_with_path(params) if "kernel" in str(path)
+    ]
+    for w in kernels:
+        fan_in, fan_out = np.prod(w.shape[:-1]), np.prod(w.shape[:-2]) * w.shape[-1]
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        assert np.abs(w).max() <= limit
+        if w.size > 5000:
+            np.testing.assert_allclose(np.std(w), limit / np.sqrt(3.0), rtol=0.05)
     x = (np.random.default_rng(0).random((3, 64, 64, 1)) < 0.2).astype(np.float32)
     z = np.random.default_rng(1).normal(size=(3, 10)).astype(np.float32)
     for ours, reference, p, inputs in (

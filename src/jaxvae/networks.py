@@ -23,14 +23,14 @@ class Conv(nn.Module):
     stride: int = 1
     kernel_size: int = 3
     impl: str = "fast"
+    weight_init: str = "lecun_normal"
     op = staticmethod(convs.conv2d)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.kernel_size
-        kernel = self.param(
-            "kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features)
-        )
+        shape = (k, k, x.shape[-1], self.features)
+        kernel = self.param("kernel", INITIALIZERS[self.weight_init], shape)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         return self.op(x, kernel, bias, stride=self.stride, impl=self.impl)
 
@@ -43,6 +43,12 @@ class ConvTranspose(Conv):
 
 
 ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}
+# Weight initialisations of the conv backbone (biases start at zero): Flax's default, and the one
+# of TensorFlow's layers (the same distribution for every layer shape, fans from HWIO kernels).
+INITIALIZERS = {
+    "lecun_normal": nn.initializers.lecun_normal(),
+    "glorot_uniform": nn.initializers.glorot_uniform(),
+}
 LAYERS = ("dense", "gated")
 
 
@@ -122,19 +128,20 @@ class ConvEncoder(nn.Module):
     impl: str = "fast"
     kernels: Sequence[int] = ()
     dense: Sequence[int] = ()
+    weight_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x: jax.Array, cond: jax.Array | None = None) -> jax.Array:
-        h = x
+        h, init = x, INITIALIZERS[self.weight_init]
         kernels = self.kernels or (3,) * len(self.channels)
         for c, k in zip(self.channels, kernels, strict=True):
-            h = nn.relu(Conv(c, stride=2, kernel_size=k, impl=self.impl)(h))
+            h = nn.relu(Conv(c, 2, k, self.impl, self.weight_init)(h))
         h = h.reshape(h.shape[0], -1)
         if cond is not None:
             h = jnp.concatenate([h, cond], axis=-1)
         for width in self.dense:
-            h = nn.relu(nn.Dense(width)(h))
-        return nn.Dense(self.out_dim)(h)
+            h = nn.relu(nn.Dense(width, kernel_init=init)(h))
+        return nn.Dense(self.out_dim, kernel_init=init)(h)
 
 
 class ConvDecoder(nn.Module):
@@ -151,20 +158,22 @@ class ConvDecoder(nn.Module):
     impl: str = "fast"
     kernels: Sequence[int] = ()
     dense: Sequence[int] = ()
+    weight_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
         height, width, out_channels = self.image_shape
         factor = 2 ** len(self.channels)
-        h = z
+        h, init = z, INITIALIZERS[self.weight_init]
         for units in self.dense:
-            h = nn.relu(nn.Dense(units)(h))
-        h = nn.Dense((height // factor) * (width // factor) * self.channels[-1])(h)
+            h = nn.relu(nn.Dense(units, kernel_init=init)(h))
+        size = (height // factor) * (width // factor) * self.channels[-1]
+        h = nn.Dense(size, kernel_init=init)(h)
         h = nn.relu(h).reshape(z.shape[0], height // factor, width // factor, self.channels[-1])
         widths = list(self.channels[-2::-1]) + [out_channels]
         kernels = self.kernels or (3,) * len(widths)
         for i, c in enumerate(widths):
-            h = ConvTranspose(c, stride=2, kernel_size=kernels[i], impl=self.impl)(h)
+            h = ConvTranspose(c, 2, kernels[i], self.impl, self.weight_init)(h)
             if i < len(widths) - 1:
                 h = nn.relu(h)
         return h

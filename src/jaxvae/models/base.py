@@ -108,6 +108,8 @@ class Model(abc.ABC):
       decoder_kernels: the conv decoder's kernel size per transposed convolution (empty: 3x3).
       conv_hidden: dense widths between the conv encoder's map and its output layer (ReLU);
         the decoder mirrors them before its dense layer to the map (empty: none).
+      conv_init: the conv backbone's weight initialisation, one of
+        ``jaxvae.networks.INITIALIZERS`` (biases start at zero).
       activation: MLP hidden activation, ``"relu"`` or ``"tanh"``.
       layer: MLP hidden layer, ``"dense"`` or ``"gated"`` (gated dense, no activation).
       conv_impl: convolution formulation, one of ``jaxvae.convs.IMPLS`` (``auto`` resolved).
@@ -124,6 +126,7 @@ class Model(abc.ABC):
     kernels: tuple[int, ...] = ()
     decoder_kernels: tuple[int, ...] = ()
     conv_hidden: tuple[int, ...] = ()
+    conv_init: str = "lecun_normal"
     activation: str = "relu"
     layer: str = "dense"
     conv_impl: str = "fast"
@@ -138,6 +141,7 @@ class Model(abc.ABC):
         set_ = lambda k, v: object.__setattr__(self, k, v)
         check_choice("model architecture", self.architecture, ARCHITECTURES)
         check_choice("conv_impl", self.conv_impl, convs.IMPLS)
+        check_choice("conv_init", self.conv_init, tuple(networks.INITIALIZERS))
         check_choice("model activation", self.activation, tuple(networks.ACTIVATIONS))
         check_choice("model layer", self.layer, networks.LAYERS)
         set_("image_shape", _positive_ints("image_shape", self.image_shape))
@@ -180,7 +184,7 @@ class Model(abc.ABC):
         if self.architecture == "mlp":
             return networks.MLPEncoder(self.hidden, out_dim, self.activation, self.layer)
         return networks.ConvEncoder(
-            self.channels, out_dim, self.conv_impl, self.kernels, self.conv_hidden
+            self.channels, out_dim, self.conv_impl, self.kernels, self.conv_hidden, self.conv_init
         )
 
     def decoder_net(self, out: tuple[int, int, int] | None = None):
@@ -188,8 +192,9 @@ class Model(abc.ABC):
         out = out or self.likelihood.output_shape
         if self.architecture == "mlp":
             return networks.MLPDecoder(self.hidden[::-1], out, self.activation, self.layer)
+        hidden = self.conv_hidden[::-1]
         return networks.ConvDecoder(
-            self.channels, out, self.conv_impl, self.decoder_kernels, self.conv_hidden[::-1]
+            self.channels, out, self.conv_impl, self.decoder_kernels, hidden, self.conv_init
         )
 
     def with_likelihood(self, params: dict, key: jax.Array) -> dict:
