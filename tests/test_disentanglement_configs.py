@@ -35,7 +35,7 @@ def test_config_has_the_shared_setting(name):
     assert tuple(config.model.kernels) == (4, 4, 2, 2)
     assert tuple(config.model.decoder_kernels) == (4, 4, 4, 4)
     assert tuple(config.model.conv_hidden) == (256,)
-    assert config.model.conv_init == "glorot_uniform"
+    assert config.model.weight_init == "glorot_uniform"
     assert config.train.optimizer == "adam" and config.train.learning_rate == 1e-4
     assert config.train.adam_eps == 1e-8 and config.train.lr_schedule == "constant"
     assert config.train.batch_size == 64
@@ -65,6 +65,13 @@ def test_factorvae_optimizers_follow_disentanglement_lib():
     params = jax.eval_shape(lambda: exp.model.init(jax.random.key(0))[0])
     opt_state = jax.eval_shape(exp.tx.init, params)
     assert set(opt_state.inner_states) == {"model", "discriminator"}
+    # The discriminator's weights are drawn as the networks' are (Glorot uniform, as TensorFlow).
+    assert model.weight_init == "glorot_uniform"
+    disc = model.discriminator().init(jax.random.key(1), jax.numpy.zeros((1, 10)))["params"]
+    w = disc["Dense_1"]["kernel"]
+    limit = np.sqrt(6.0 / 2000)
+    assert np.abs(w).max() <= limit
+    np.testing.assert_allclose(np.std(w), limit / np.sqrt(3.0), rtol=0.02)
 
 
 class _ReferenceEncoder(nn.Module):

@@ -15,7 +15,7 @@ parameters): four 'SAME' stride-2 convolutions of 32, 32, 64, 64 channels with k
 (``model.kernels``), a 256-unit dense layer (``model.conv_hidden``), the means and log-variances;
 the decoder a 256-unit and a 1024-unit dense layer (to 4x4x64), then 4x4 stride-2 transposed
 convolutions (``model.decoder_kernels``) of 64, 32, 32 and 1 channels. Weights are drawn Glorot uniform
-as TensorFlow's layers draw them (``model.conv_init``; biases zero). What remains different: in
+as TensorFlow's layers draw them (``model.weight_init``; biases zero). What remains different: in
 the transposed convolutions the kernel's orientation (a flip of each kernel, the same family of
 functions and the same initial distribution). Without the three keys the conv backbone is
 jaxvae's default, 3x3 throughout and no 256-unit layers (161,685 parameters), about twice as fast.
@@ -37,7 +37,7 @@ def get_config():
     config.model.kernels = (4, 4, 2, 2)
     config.model.decoder_kernels = (4, 4, 4, 4)
     config.model.conv_hidden = (256,)
-    config.model.conv_init = "glorot_uniform"
+    config.model.weight_init = "glorot_uniform"
     config.model.latent_dim = 10
     config.model.likelihood = "bernoulli"
     config.train.optimizer = "adam"

@@ -88,7 +88,7 @@ def base_config(imports: Sequence[str] = ()) -> ml_collections.ConfigDict:
     c.model.kernels = ()  # conv encoder kernel sizes, one per layer (empty: 3x3)
     c.model.decoder_kernels = ()  # conv decoder kernel sizes, one per layer (empty: 3x3)
     c.model.conv_hidden = ()  # dense widths between the conv map and the latent layer
-    c.model.conv_init = "lecun_normal"  # conv backbone weights: lecun_normal | glorot_uniform
+    c.model.weight_init = "lecun_normal"  # the networks' weights: lecun_normal | glorot_uniform
     c.model.activation = "relu"  # MLP hidden layers: relu | tanh
     c.model.layer = "dense"  # MLP hidden layers: dense | gated
     c.model.likelihood = "bernoulli"  # bernoulli | gaussian | gaussian_learned | logistic_mixture
@@ -319,7 +319,9 @@ def make_model(
     the shared backbone keys of ``model`` and the family's own section ``model.<kind>``."""
     m = config.model
     image_shape = tuple(int(v) for v in info.image_shape)
-    options = {k: m[k] for k in ("latent_dim", "architecture", "activation", "layer", "conv_init")}
+    options = {
+        k: m[k] for k in ("latent_dim", "architecture", "activation", "layer", "weight_init")
+    }
     options |= {k: tuple(m[k]) for k in ("hidden", "channels", "kernels", "decoder_kernels")}
     options["conv_hidden"] = tuple(m.conv_hidden)
     options |= {"conv_impl": resolve_conv_impl(m.conv_impl, backend), "image_shape": image_shape}

@@ -43,8 +43,8 @@ class ConvTranspose(Conv):
 
 
 ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}
-# Weight initialisations of the conv backbone (biases start at zero): Flax's default, and the one
-# of TensorFlow's layers (the same distribution for every layer shape, fans from HWIO kernels).
+# Weight initialisations of the networks (biases start at zero): Flax's default, and the one of
+# TensorFlow's layers (the same distribution for every layer shape, fans from HWIO kernels).
 INITIALIZERS = {
     "lecun_normal": nn.initializers.lecun_normal(),
     "glorot_uniform": nn.initializers.glorot_uniform(),
@@ -57,16 +57,18 @@ class GatedDense(nn.Module):
     (Tomczak and Welling 2018), used without a further activation."""
 
     features: int
+    weight_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return nn.Dense(self.features)(x) * jax.nn.sigmoid(nn.Dense(self.features)(x))
+        dense = lambda: nn.Dense(self.features, kernel_init=INITIALIZERS[self.weight_init])
+        return dense()(x) * jax.nn.sigmoid(dense()(x))
 
 
-def _hidden_layer(width: int, layer: str, activation: str):
+def _hidden_layer(width: int, layer: str, activation: str, weight_init: str):
     if layer == "gated":
-        return GatedDense(width)
-    dense = nn.Dense(width)
+        return GatedDense(width, weight_init)
+    dense = nn.Dense(width, kernel_init=INITIALIZERS[weight_init])
     return lambda h: ACTIVATIONS[activation](dense(h))
 
 
@@ -77,12 +79,13 @@ class MLP(nn.Module):
     out_dim: int
     activation: str = "relu"
     layer: str = "dense"
+    weight_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
         for width in self.hidden:
-            h = _hidden_layer(width, self.layer, self.activation)(h)
-        return nn.Dense(self.out_dim)(h)
+            h = _hidden_layer(width, self.layer, self.activation, self.weight_init)(h)
+        return nn.Dense(self.out_dim, kernel_init=INITIALIZERS[self.weight_init])(h)
 
 
 class MLPEncoder(nn.Module):
@@ -93,13 +96,14 @@ class MLPEncoder(nn.Module):
     out_dim: int
     activation: str = "relu"
     layer: str = "dense"
+    weight_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x: jax.Array, cond: jax.Array | None = None) -> jax.Array:
         h = x.reshape(x.shape[0], -1)
         if cond is not None:
             h = jnp.concatenate([h, cond], axis=-1)
-        return MLP(self.hidden, self.out_dim, self.activation, self.layer)(h)
+        return MLP(self.hidden, self.out_dim, self.activation, self.layer, self.weight_init)(h)
 
 
 class MLPDecoder(nn.Module):
@@ -110,11 +114,12 @@ class MLPDecoder(nn.Module):
     image_shape: tuple[int, int, int]
     activation: str = "relu"
     layer: str = "dense"
+    weight_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
         size = self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
-        out = MLP(self.hidden, size, self.activation, self.layer)(z)
+        out = MLP(self.hidden, size, self.activation, self.layer, self.weight_init)(z)
         return out.reshape(z.shape[0], *self.image_shape)
 
 

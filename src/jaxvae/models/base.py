@@ -108,8 +108,8 @@ class Model(abc.ABC):
       decoder_kernels: the conv decoder's kernel size per transposed convolution (empty: 3x3).
       conv_hidden: dense widths between the conv encoder's map and its output layer (ReLU);
         the decoder mirrors them before its dense layer to the map (empty: none).
-      conv_init: the conv backbone's weight initialisation, one of
-        ``jaxvae.networks.INITIALIZERS`` (biases start at zero).
+      weight_init: the weight initialisation of the backbone networks (and of FactorVAE's
+        discriminator), one of ``jaxvae.networks.INITIALIZERS`` (biases start at zero).
       activation: MLP hidden activation, ``"relu"`` or ``"tanh"``.
       layer: MLP hidden layer, ``"dense"`` or ``"gated"`` (gated dense, no activation).
       conv_impl: convolution formulation, one of ``jaxvae.convs.IMPLS`` (``auto`` resolved).
@@ -126,7 +126,7 @@ class Model(abc.ABC):
     kernels: tuple[int, ...] = ()
     decoder_kernels: tuple[int, ...] = ()
     conv_hidden: tuple[int, ...] = ()
-    conv_init: str = "lecun_normal"
+    weight_init: str = "lecun_normal"
     activation: str = "relu"
     layer: str = "dense"
     conv_impl: str = "fast"
@@ -141,7 +141,7 @@ class Model(abc.ABC):
         set_ = lambda k, v: object.__setattr__(self, k, v)
         check_choice("model architecture", self.architecture, ARCHITECTURES)
         check_choice("conv_impl", self.conv_impl, convs.IMPLS)
-        check_choice("conv_init", self.conv_init, tuple(networks.INITIALIZERS))
+        check_choice("weight_init", self.weight_init, tuple(networks.INITIALIZERS))
         check_choice("model activation", self.activation, tuple(networks.ACTIVATIONS))
         check_choice("model layer", self.layer, networks.LAYERS)
         set_("image_shape", _positive_ints("image_shape", self.image_shape))
@@ -182,19 +182,21 @@ class Model(abc.ABC):
     def encoder_net(self, out_dim: int):
         """The backbone encoder ``(x, cond) -> [N, out_dim]``."""
         if self.architecture == "mlp":
-            return networks.MLPEncoder(self.hidden, out_dim, self.activation, self.layer)
+            mlp = (self.hidden, out_dim, self.activation, self.layer, self.weight_init)
+            return networks.MLPEncoder(*mlp)
         return networks.ConvEncoder(
-            self.channels, out_dim, self.conv_impl, self.kernels, self.conv_hidden, self.conv_init
+            self.channels, out_dim, self.conv_impl, self.kernels, self.conv_hidden, self.weight_init
         )
 
     def decoder_net(self, out: tuple[int, int, int] | None = None):
         """The backbone decoder ``z -> [N, *out]`` (default: ``likelihood.output_shape``)."""
         out = out or self.likelihood.output_shape
         if self.architecture == "mlp":
-            return networks.MLPDecoder(self.hidden[::-1], out, self.activation, self.layer)
+            mlp = (self.hidden[::-1], out, self.activation, self.layer, self.weight_init)
+            return networks.MLPDecoder(*mlp)
         hidden = self.conv_hidden[::-1]
         return networks.ConvDecoder(
-            self.channels, out, self.conv_impl, self.decoder_kernels, hidden, self.conv_init
+            self.channels, out, self.conv_impl, self.decoder_kernels, hidden, self.weight_init
         )
 
     def with_likelihood(self, params: dict, key: jax.Array) -> dict:

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxvae import distributions as dist
+from jaxvae import networks
 from jaxvae.models import register
 from jaxvae.models.base import Presentation, _positive_ints, set_numbers
 from jaxvae.models.vae import VAE, kl_weighted_loss
@@ -55,13 +56,14 @@ class Discriminator(nn.Module):
     """Dense layers with leaky ReLU, then two logits: ``z [N, D] -> [N, 2]``."""
 
     hidden: Sequence[int]
+    weight_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
-        h = z
+        h, init = z, networks.INITIALIZERS[self.weight_init]
         for width in self.hidden:
-            h = nn.leaky_relu(nn.Dense(width)(h), negative_slope=LEAKY_SLOPE)
-        return nn.Dense(2)(h)
+            h = nn.leaky_relu(nn.Dense(width, kernel_init=init)(h), negative_slope=LEAKY_SLOPE)
+        return nn.Dense(2, kernel_init=init)(h)
 
 
 def permute_dims(key: jax.Array, z: jax.Array) -> jax.Array:
@@ -125,7 +127,7 @@ class FactorVAE(VAE):
     # ---- the discriminator ----------------------------------------------------------------
 
     def discriminator(self) -> Discriminator:
-        return Discriminator(self.disc_hidden)
+        return Discriminator(self.disc_hidden, self.weight_init)
 
     def init(self, key):
         k_vae, k_disc = jax.random.split(key)
