@@ -81,39 +81,34 @@ class Axis:
 
     def __post_init__(self, levels):
         _check_name("axis name", self.name)
+        what = f"axis {self.name!r}"
         if (self.key is None) == (levels is None):
-            raise ValueError(f"axis {self.name!r}: give either key= and values=, or levels=")
+            raise ValueError(f"{what}: give either key= and values=, or levels=")
         if levels is not None:
             if self.values:
-                raise ValueError(f"axis {self.name!r}: values= goes with key=, not with levels=")
+                raise ValueError(f"{what}: values= goes with key=, not with levels=")
             if not isinstance(levels, Mapping) or not levels:
-                raise ValueError(
-                    f"axis {self.name!r}: levels must be a non-empty mapping, got {levels!r}"
-                )
+                raise ValueError(f"{what}: levels must be a non-empty mapping, got {levels!r}")
             values = labels = tuple(levels)
             for label in labels:
-                _check_name(f"axis {self.name!r}: level label", label, _LABEL)
-            overrides = tuple(
-                _check_overrides(f"axis {self.name!r}, level {k!r}", levels[k]) for k in labels
-            )
+                _check_name(f"{what}: level label", label, _LABEL)
+            overrides = tuple(_check_overrides(f"{what}, level {k!r}", levels[k]) for k in labels)
         else:
             if isinstance(self.values, str | bytes) or not isinstance(self.values, Sequence):
-                raise ValueError(
-                    f"axis {self.name!r}: values must be a sequence, got {self.values!r}"
-                )
+                raise ValueError(f"{what}: values must be a sequence, got {self.values!r}")
             if not self.values:
-                raise ValueError(f"axis {self.name!r}: values is empty")
-            _check_overrides(f"axis {self.name!r}", {self.key: None})
+                raise ValueError(f"{what}: values is empty")
+            _check_overrides(what, {self.key: None})
             values = tuple(tuple(v) if isinstance(v, list) else v for v in self.values)
             labels = tuple(format_value(v) for v in values)
             for label, value in zip(labels, values, strict=True):
                 if not _LABEL.match(label):
                     raise ValueError(
-                        f"axis {self.name!r}: value {value!r} makes the label {label!r}, not a "
+                        f"{what}: value {value!r} makes the label {label!r}, not a "
                         "usable directory name; use levels= with your own labels"
                     )
             overrides = tuple({self.key: v} for v in values)
-        _unique(f"axis {self.name!r}", "level", labels)
+        _unique(what, "level", labels)
         for name, value in (("values", values), ("labels", labels), ("overrides", overrides)):
             object.__setattr__(self, name, value)
 
