@@ -14,7 +14,7 @@ import tarfile
 
 import pytest
 
-from jaxvae.studies import report
+from jaxvae.studies import progress
 from tests.conftest import REPO
 
 
@@ -64,7 +64,7 @@ def test_the_gpu_script_rehearses_on_cpu(tmp_path):
         "objective.warmup_steps": "4",
         "train.epochs": "2",
     }
-    assert [s.state for s in report.status(workdir)] == ["done", "pending", "pending"] * 2
+    assert [s.state for s in progress.progress(workdir)] == ["done", "pending", "pending"] * 2
     # The report of what has finished, and where the study stands: the other variants' runs
     # planned from the finished ones' training images (2 epochs of 300 // 100 steps).
     assert "report (exit code at its end)" in summary and summary.count("\nexit 0\n") == 1

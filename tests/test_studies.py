@@ -24,6 +24,7 @@ from jaxvae.studies import (
     Variant,
     expand,
     load_study,
+    progress,
     report,
     shard,
     state,
@@ -513,8 +514,8 @@ def test_a_failed_run_is_recorded_and_the_others_go_on(tiny, tmp_path, capsys):
 def test_a_stop_request_stops_the_study_and_is_no_failure(tmp_path, monkeypatch, capsys):
     """A preempted run (its checkpoint written) ends `study run` with exit code 75, unrecorded
     as a failure, its lock released, the later runs not started."""
+    import jaxvae
     from jaxvae import preemption
-    from jaxvae.studies import execute
 
     study_file = write_study(tmp_path / "tiny.py")
     workdir = str(tmp_path / "study")
@@ -524,7 +525,7 @@ def test_a_stop_request_stops_the_study_and_is_no_failure(tmp_path, monkeypatch,
         started.append(os.path.basename(run_dir))
         raise preemption.Preempted(3, "SIGTERM")
 
-    monkeypatch.setattr(execute, "_default_train", preempted)
+    monkeypatch.setattr(jaxvae, "train", preempted)
     assert (
         cli.main(["study", "run", study_file, "--workdir", workdir, "--seeds-at-once", "1"]) == 75
     )
@@ -628,27 +629,27 @@ def test_locks_tell_running_from_a_killed_process(tmp_path):
     lock = state.RunLock(path)
     assert lock.acquire()
     assert not state.RunLock(path).acquire()  # held by a live process
-    states = report.status(workdir)
+    states = progress.progress(workdir)
     assert [s.state for s in states] == ["running", "pending"]
     assert states[0].detail.startswith(f"{os.uname().nodename} pid {os.getpid()}")
     lock.release()
-    assert [s.state for s in report.status(workdir)] == ["pending", "pending"]
+    assert [s.state for s in progress.progress(workdir)] == ["pending", "pending"]
     # A lock left by a process that is gone is stale: pending, and taken over.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     with open(path, "w") as f:
         json.dump({"host": os.uname().nodename, "pid": dead.pid, "process_start": 0.0}, f)
-    assert [s.state for s in report.status(workdir)] == ["pending", "pending"]
+    assert [s.state for s in progress.progress(workdir)] == ["pending", "pending"]
     again = state.RunLock(path)
     assert again.acquire()
     again.release()
     # Another host's lock counts while its heartbeat is fresh.
     with open(path, "w") as f:
         json.dump({"host": "elsewhere", "pid": 1}, f)
-    assert report.status(workdir)[0].state == "running"
+    assert progress.progress(workdir)[0].state == "running"
     old = time.time() - state.STALE_S - 1
     os.utime(path, (old, old))
-    assert report.status(workdir)[0].state == "pending"
+    assert progress.progress(workdir)[0].state == "pending"
 
 
 def test_mean_std_is_numpys(tmp_path):

@@ -52,23 +52,17 @@ def _decode_mean(model: Model, params, state, z, labels):
 
 def reconstructions(model: Model, params, state, batch, ncols: int = NCOLS) -> jax.Array:
     """Rows of ``ncols`` inputs, each followed by a row of their reconstructions."""
-    x = batch["image"]
-    out = _reconstruct(model, params, state, batch)
-    rows = []
-    for start in range(0, x.shape[0], ncols):
-        rows += [x[start : start + ncols], out[start : start + ncols]]
-    return jnp.concatenate(rows)
+    x, out = batch["image"], _reconstruct(model, params, state, batch)
+    return jnp.concatenate([a[i : i + ncols] for i in range(0, len(x), ncols) for a in (x, out)])
 
 
 def interpolations(model: Model, params, state, batch_from, batch_to, steps: int) -> jax.Array:
     """For each pair, ``steps`` images decoded along the line between the two encodings (with the
     first image's label for conditional families)."""
-    z0 = _encode(model, params, state, batch_from)
-    z1 = _encode(model, params, state, batch_to)
+    z0, z1 = (_encode(model, params, state, b) for b in (batch_from, batch_to))
     t = jnp.linspace(0.0, 1.0, steps)[None, :, None]
     z = ((1 - t) * z0[:, None, :] + t * z1[:, None, :]).reshape(-1, z0.shape[-1])
-    labels = jnp.repeat(batch_from["label"], steps)
-    return _decode_mean(model, params, state, z, labels)
+    return _decode_mean(model, params, state, z, jnp.repeat(batch_from["label"], steps))
 
 
 def latent_map(model: Model, params, state, size: int = 20, extent: float = 2.5) -> jax.Array:
@@ -149,13 +143,12 @@ def latent_space(
     return LatentSpace(points, np.asarray(data["label"][:n]), ratios, codes.shape[-1])
 
 
-def prior_samples(model: Model, params, state, key, num: int, batch=None):
+def prior_samples(model: Model, params, state, key, num: int):
     """``num`` images from the family's prior (``None`` for a family without one)."""
     if not caps.has(model, caps.Prior):
         return None
-    if batch is None:
-        shape = (num, *model.image_shape)
-        batch = {"image": jnp.zeros(shape, jnp.float32), "label": jnp.zeros((num,), jnp.int32)}
+    shape = (num, *model.image_shape)
+    batch = {"image": jnp.zeros(shape, jnp.float32), "label": jnp.zeros((num,), jnp.int32)}
     return _samples(model, params, state, num, key, batch)
 
 
@@ -196,24 +189,22 @@ def write_pictures(
     rows = (["input", "reconstruction"] * n)[: -(-recons.shape[0] // NCOLS)]
     title = "test images and their reconstructions"
     save(layout.RECONSTRUCTIONS, recons, NCOLS, title=title, row_labels=rows)
-    steps = INTERPOLATION_STEPS
     half = min(8, len(batch["image"]) // 2)  # up to 8 pairs: images 0..7 with 8..15
     if half:
         pair = first(batch, slice(0, half)), first(batch, slice(half, 2 * half))
         title = "decoded between the encodings of two test images (left, right)"
-        images = interpolations(model, params, state, *pair, steps)
-        save(layout.INTERPOLATIONS, images, steps, title=title)
+        images = interpolations(model, params, state, *pair, INTERPOLATION_STEPS)
+        save(layout.INTERPOLATIONS, images, INTERPOLATION_STEPS, title=title)
     r = model.presentation.traversal_range
     if r is not None:
         t = traversals(model, params, state, batch, kl_per_dim)
         prior = caps.has(model, caps.Prior)
         over = f"[-{r:g}, {r:g}]" if prior else f"its codes' mean +- {r:g} sd"
-        order = "KL" if kl_per_dim is not None else "variance"
         rows = [f"z{d}" for d in t.dims]
         if not prior:
             rows = [f"{z} [{a:.2g}, {b:.2g}]" for z, a, b in zip(rows, t.low, t.high, strict=True)]
         title = f"traversals of a test image's code: each row sweeps one latent over {over}"
-        title += f" (rows by decreasing {order})"
+        title += f" (rows by decreasing {'KL' if kl_per_dim is not None else 'variance'})"
         save(layout.TRAVERSALS, t.images, TRAVERSAL_STEPS, title=title, row_labels=rows)
     if model.latent_dim == 2:
         title = "decoded on a grid over [-2.5, 2.5]^2 (z0 left to right, z1 bottom to top)"
@@ -225,7 +216,6 @@ def write_pictures(
     options = {"title": title, "axis_labels": axes, "class_names": class_names}
     plots.save_scatter(path, space.points, space.labels, **options)
     written.append(path)
-    extra = model.extra_pictures(params, state, batch, k_extra)
-    for name, (images, cols) in extra.items():
+    for name, (images, cols) in model.extra_pictures(params, state, batch, k_extra).items():
         save(name, images, cols)
     return written

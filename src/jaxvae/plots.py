@@ -27,7 +27,7 @@ from PIL.PngImagePlugin import PngInfo
 from jaxvae import io, storage
 
 PAD, SCALE = 2, 2  # white pixels around each tile; each pixel drawn SCALE x SCALE
-# A labelled grid PNG records where its grid lies ("left top width height" in pixels) in this
+# A grid PNG records where its grid lies ("left top width height" in pixels) in this
 # text chunk, so that :func:`read_grid` gives back exactly the pixels of :func:`grid`.
 GRID_BOX = "jaxvae_grid_box"
 FONT_SIZE = 12
@@ -63,9 +63,6 @@ def save_grid(
     images = np.asarray(images)
     pic = grid(images, ncols)
     pic = pic[..., 0] if pic.shape[-1] == 1 else pic
-    if not (title or len(row_labels)):
-        _write_png(path, Image.fromarray(pic))
-        return
     nrows = -(-images.shape[0] // ncols)
     if len(row_labels) and len(row_labels) != nrows:
         raise ValueError(
@@ -75,7 +72,7 @@ def save_grid(
     height, width = pic.shape[:2]
     left = int(max(font.getlength(t) for t in row_labels)) + 2 * MARGIN if len(row_labels) else 0
     top = FONT_SIZE + 2 * MARGIN if title else 0
-    total_w = max(left + width, int(font.getlength(title)) + 2 * MARGIN)
+    total_w = max(left + width, int(font.getlength(title)) + 2 * MARGIN if title else 0)
     white, ink = (255, 0) if pic.ndim == 2 else ((255, 255, 255), (0, 0, 0))
     canvas = Image.new("L" if pic.ndim == 2 else "RGB", (total_w, top + height), white)
     canvas.paste(Image.fromarray(pic), (left, top))
@@ -88,14 +85,9 @@ def save_grid(
         draw.text((MARGIN, y), text, fill=ink, font=font, anchor="lm")
     info = PngInfo()
     info.add_text(GRID_BOX, f"{left} {top} {width} {height}")
-    _write_png(path, canvas, pnginfo=info)
-
-
-def _write_png(path: str, image: Image.Image, **options) -> None:
-    """Writes ``image`` as a PNG (atomically; ``path`` may be a URL: :mod:`jaxvae.storage`)."""
     out = io_lib.BytesIO()
-    image.save(out, format="PNG", **options)
-    io.write_atomic(path, out.getvalue())
+    canvas.save(out, format="PNG", pnginfo=info)
+    io.write_atomic(path, out.getvalue())  # path may be a URL: jaxvae.storage
 
 
 def read_grid(path: str) -> np.ndarray:
@@ -142,12 +134,8 @@ def traversal_grid(
         )
     if dims.min() < 0 or dims.max() >= d:
         raise ValueError(f"dims must lie in [0, {d}) for a {d}-D code, got {dims.tolist()}")
-    rows, cols = len(dims), values.shape[0]
-    z = jnp.broadcast_to(z_base, (rows, cols, d))
-    r, c = jnp.meshgrid(jnp.arange(rows), jnp.arange(cols), indexing="ij")
-    where = (r, c, jnp.broadcast_to(dims[:, None], (rows, cols)))
-    z = z.at[where].set(jnp.broadcast_to(values, (rows, cols)))
-    return decode_mean(z.reshape(rows * cols, d))
+    swept = jnp.arange(d) == dims[:, None, None]  # [rows, 1, D]: each row's coordinate
+    return decode_mean(jnp.where(swept, values[None, :, None], z_base).reshape(-1, d))
 
 
 def pca(codes: np.ndarray, num: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -208,8 +196,9 @@ def save_scatter(
     if len(classes) <= 10:
         for i, c in enumerate(classes):
             name = class_names[c] if 0 <= c < len(class_names) else str(c)
-            at = labels == c
-            ax.scatter(*points[at].T, s=6, color=f"C{i}", label=name, alpha=0.7, linewidths=0)
+            ax.scatter(
+                *points[labels == c].T, s=6, color=f"C{i}", label=name, alpha=0.7, linewidths=0
+            )
         legend = ax.legend(
             title="label", fontsize=8, markerscale=2, loc="upper left", bbox_to_anchor=(1.01, 1)
         )
@@ -218,8 +207,7 @@ def save_scatter(
     else:
         drawn = ax.scatter(*points.T, s=6, c=labels, cmap="viridis", alpha=0.7, linewidths=0)
         fig.colorbar(drawn, ax=ax, label="label")
-    ax.set_xlabel(axis_labels[0])
-    ax.set_ylabel(axis_labels[1])
+    ax.set(xlabel=axis_labels[0], ylabel=axis_labels[1])
     ax.set_title(title, fontsize=10)
     io.write_figure(path, fig)
 
@@ -253,48 +241,35 @@ def _series(pairs: Iterable[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]
 def extract_curves(records: Iterable[Mapping[str, Any]]) -> Curves:
     """Training loss and the test metric (:data:`TEST_METRICS`, the first present) by step."""
     records = [r for r in records if "step" in r]
-    train_steps, train_loss = _series(
-        (int(r["step"]), float(r["loss"])) for r in records if "loss" in r
-    )
-    evals = [r for r in records if any(k.startswith("test_") for k in r)]
-    test_name = next((k for k, _ in TEST_METRICS if any(k in r for r in evals)), None)
-    test_steps, test_values = _series(
-        (int(r["step"]), float(r[test_name])) for r in evals if test_name in r
-    )
+    train = _series((int(r["step"]), float(r["loss"])) for r in records if "loss" in r)
+    test_name = next((k for k, _ in TEST_METRICS if any(k in r for r in records)), None)
+    test = _series((int(r["step"]), float(r[test_name])) for r in records if test_name in r)
     ratios = [r["step"] / r["epoch"] for r in records if r.get("epoch")]
-    train = (train_steps, train_loss)
-    return Curves(*train, test_name, test_steps, test_values, ratios[-1] if ratios else None)
+    return Curves(*train, test_name, *test, ratios[-1] if ratios else None)
 
 
-def _label(test_name: str) -> str:
-    return dict(TEST_METRICS)[test_name]
-
-
-def plot_curves(metrics_path: str, out_path: str, *, title: str | None = None) -> str:
+def plot_curves(metrics_path: str, out_path: str) -> str:
     """Draws ``curves.png`` (800 x 500 pixels) from a run's ``metrics.jsonl``; returns ``out_path``.
 
     Args:
       metrics_path: the run's ``metrics.jsonl``.
-      out_path: the PNG to write (atomically: :func:`jaxvae.io.write_atomic`).
-      title: the title; by default the name of the run directory.
+      out_path: the PNG to write (atomically: :func:`jaxvae.io.write_atomic`); its title is
+        the name of the run directory.
     """
     curves = extract_curves(io.read_jsonl(metrics_path))
-    if title is None:
-        title = os.path.basename(os.path.dirname(storage.abspath(metrics_path))) or "run"
+    title = os.path.basename(os.path.dirname(storage.abspath(metrics_path))) or "run"
     from matplotlib import ticker
 
     fig = figure(8, 5, dpi=100, layout="constrained")
     ax = fig.add_subplot()
+    label = dict(TEST_METRICS).get(curves.test_name)
     few = max(len(curves.train_steps), len(curves.test_steps)) <= _MARKERS_UP_TO
     if len(curves.train_steps):
         style = {"marker": "o" if few else None, "markersize": 4, "color": "tab:blue"}
-        ax.plot(
-            curves.train_steps, curves.train_loss, linewidth=1.5, label="training loss", **style
-        )
+        ax.plot(curves.train_steps, curves.train_loss, lw=1.5, label="training loss", **style)
     if curves.test_name is not None:
         style = {"marker": "s", "markersize": 5, "color": "tab:orange"}
-        label = _label(curves.test_name)
-        ax.plot(curves.test_steps, curves.test_values, linewidth=1.5, label=label, **style)
+        ax.plot(curves.test_steps, curves.test_values, lw=1.5, label=label, **style)
     if not (len(curves.train_steps) or len(curves.test_steps)):
         ax.text(0.5, 0.5, "nothing logged yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("step")
@@ -304,8 +279,7 @@ def plot_curves(metrics_path: str, out_path: str, *, title: str | None = None) -
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper right")
-    if curves.steps_per_epoch:
-        per = curves.steps_per_epoch
+    if per := curves.steps_per_epoch:
         top = ax.secondary_xaxis("top", functions=(lambda s: s / per, lambda e: e * per))
         top.set_xlabel("epoch")
         top.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
@@ -313,7 +287,7 @@ def plot_curves(metrics_path: str, out_path: str, *, title: str | None = None) -
     if len(curves.train_loss):
         subtitle.append(f"training loss {curves.train_loss[-1]:.4g}")
     if len(curves.test_values):
-        subtitle.append(f"{_label(curves.test_name)} {curves.test_values[-1]:.4g}")
+        subtitle.append(f"{label} {curves.test_values[-1]:.4g}")
     heading = f"{title}: step {last}" + (f" ({', '.join(subtitle)})" if subtitle else "")
     ax.set_title(heading, fontsize=11, pad=10)
     io.write_figure(out_path, fig)

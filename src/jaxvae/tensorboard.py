@@ -71,17 +71,8 @@ def _rewrite(path: str, keep: Callable[[Event], bool]) -> None:
 
 def _hparam(value: Any) -> bool | int | float | str:
     """A config value as an hparam: bools and numbers stay, anything else becomes its JSON text."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bool | int | float | str):
-        return value
-    return json.dumps(value, default=str)
-
-
-def config_text(config: Mapping[str, Any]) -> str:
-    """The config as indented JSON: a Markdown code block in TensorBoard's Text tab."""
-    body = json.dumps(config, indent=2, sort_keys=True, default=str)
-    return "\n".join("    " + line for line in body.splitlines())
+    value = value.item() if isinstance(value, np.generic) else value
+    return value if isinstance(value, bool | int | float | str) else json.dumps(value, default=str)
 
 
 def _record(data: bytes) -> bytes:
@@ -89,28 +80,6 @@ def _record(data: bytes) -> bytes:
     header = struct.pack("<Q", len(data))
     crc = lambda b: struct.pack("<I", masked_crc32c(b))
     return header + crc(header) + data + crc(data)
-
-
-class _EventFile:
-    """``events.out.tfevents.<seconds>.<host><suffix>`` in ``logdir``, byte for byte as
-    tensorboardX's ``EventsWriter`` writes it: a first event with the file version, then each
-    event as a TFRecord."""
-
-    def __init__(self, logdir: str, suffix: str):
-        stamp, host = str(time.time())[:10], socket.gethostname()
-        self.path = os.path.join(logdir, f"events.out.tfevents.{stamp}.{host}{suffix}")
-        self._out = storage.Appender(self.path, fresh=True)
-        self.write_event(Event(wall_time=time.time(), file_version="brain.Event:2"))
-
-    def write_event(self, event: Event) -> None:
-        self._out.write(_record(event.SerializeToString()))
-
-    def flush(self) -> None:
-        self._out.flush(sync=True)
-
-    def close(self) -> None:
-        self.flush()
-        self._out.close()
 
 
 class EventLog:
@@ -138,8 +107,8 @@ class EventLog:
         enabled: bool = True,
         flush_secs: float = 30.0,
     ):
-        self.resume_step, self.flush_secs = resume_step, flush_secs
-        self._writer, self._earlier = None, []
+        self.flush_secs = flush_secs
+        self._out, self._earlier = None, []
         if not enabled:
             return
         if resume_step is not None and resume_step < 0:
@@ -154,10 +123,14 @@ class EventLog:
             _rewrite(path, lambda e: e.step <= resume_step or e.HasField("file_version"))
         # Event files are named events.out.tfevents.<seconds>.<host><suffix> and read in name order.
         # Two attempts in the same second would share a name (and the second would truncate the
-        # first): the suffix numbers the files, keeping the order.
-        suffix = f".{len(self._earlier):03d}"
-        self._writer = _EventFile(logdir, suffix)
+        # first): the suffix numbers the files, keeping the order. The file is byte for byte what
+        # tensorboardX's ``EventsWriter`` writes: a first event with the file version, then each
+        # event as a TFRecord.
+        name = f"events.out.tfevents.{str(time.time())[:10]}.{socket.gethostname()}"
+        path = os.path.join(logdir, f"{name}.{len(self._earlier):03d}")
+        self._out = storage.Appender(path, fresh=True)
         self._last_flush = time.monotonic()
+        self._write(Event(file_version="brain.Event:2"))
         # A session start, as tensorboardX's SummaryWriter(purge_step=...) writes it: TensorBoard's
         # Python loader drops what it holds at steps >= this one when a run's second start comes.
         # A fresh run writes one at step 0, so that the resumed run's start counts as the second.
@@ -169,7 +142,7 @@ class EventLog:
 
     def _write(self, event: Event) -> None:
         event.wall_time = time.time()
-        self._writer.write_event(event)
+        self._out.write(_record(event.SerializeToString()))
         if time.monotonic() - self._last_flush >= self.flush_secs:
             self.flush()
 
@@ -178,7 +151,7 @@ class EventLog:
 
     def scalars(self, step: int, values: Mapping[str, Any], *, prefix: str = "") -> None:
         """Writes each ``prefix + name: value`` (a real number; stored as float32) at ``step``."""
-        if self._writer is None:
+        if self._out is None:
             return
         for name, value in values.items():
             arr = np.asarray(value)
@@ -199,7 +172,7 @@ class EventLog:
 
     def images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
         """Writes each picture (uint8 ``[H, W]`` or ``[H, W, C]``, C in 1, 3, 4) at ``step`` as PNG."""
-        if self._writer is None:
+        if self._out is None:
             return
         for name, image in images.items():
             image = np.asarray(image)
@@ -217,13 +190,14 @@ class EventLog:
         On a resumed run this replaces the config that earlier attempts wrote, so TensorBoard shows
         one config per run: the one it continued with (``train.epochs`` may have grown).
         """
-        if self._writer is None:
+        if self._out is None:
             return
-        if self.resume_step is not None:
-            for path in self._earlier:
-                _rewrite(path, lambda e: not any(v.tag in _CONFIG_TAGS for v in e.summary.value))
+        for path in self._earlier:  # (none for a new run)
+            _rewrite(path, lambda e: not any(v.tag in _CONFIG_TAGS for v in e.summary.value))
         config = dict(config)
-        self._summary(0, tbx_summary.text(CONFIG_TAG, config_text(config)))
+        # The config as indented JSON: a Markdown code block in TensorBoard's Text tab.
+        body = json.dumps(config, indent=2, sort_keys=True, default=str).splitlines()
+        self._summary(0, tbx_summary.text(CONFIG_TAG, "\n".join("    " + s for s in body)))
         flat = {k: _hparam(v) for k, v in io.flatten(config).items() if v is not None}
         # Only the session's start info: TensorBoard then builds the HParams table from every run's
         # values and scalar tags (with an experiment summary in each run it would pick one of them).
@@ -232,14 +206,15 @@ class EventLog:
 
     def flush(self) -> None:
         """Writes what is buffered to the event file."""
-        if self._writer is not None:
-            self._writer.flush()
+        if self._out is not None:
+            self._out.flush(sync=True)
             self._last_flush = time.monotonic()
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._out is not None:
+            self.flush()
+            self._out.close()
+            self._out = None
 
     def __enter__(self) -> EventLog:
         return self

@@ -8,24 +8,6 @@ A study file ``experiments/studies/<name>.py`` defines ``get_study()`` returning
 
 from jaxvae.studies import metric_figures  # noqa: F401 (registers its figure kinds)
 from jaxvae.studies.definition import Axis, Figure, Reference, Study, Variant, load_study
-from jaxvae.studies.execute import Outcome, run_study
-from jaxvae.studies.report import collect, mean_std, status, write_report
-from jaxvae.studies.runs import RunSpec, expand, shard
+from jaxvae.studies.runs import expand, shard
 
-__all__ = [
-    "Axis",
-    "Figure",
-    "Outcome",
-    "Reference",
-    "RunSpec",
-    "Study",
-    "Variant",
-    "collect",
-    "expand",
-    "load_study",
-    "mean_std",
-    "run_study",
-    "shard",
-    "status",
-    "write_report",
-]
+__all__ = ["Axis", "Figure", "Reference", "Study", "Variant", "expand", "load_study", "shard"]

@@ -36,64 +36,44 @@ def add_parser(sub) -> None:
         metavar="I/N",
         help="I/N: take the runs whose index is I mod N (e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)",
     )
-    run.add_argument(
-        "--seeds", type=int, default=None, metavar="N", help="keep the study's first N seeds"
-    )
+    run.add_argument("--seeds", type=int, metavar="N", help="keep the study's first N seeds")
     run.add_argument(
         "--seeds-at-once",
         type=int,
-        default=None,
         metavar="S",
         help=(
             "train up to S seeds of a variant in one vectorized program (vmap); 1: one run at "
             "a time; default: the backend's measured choice (1 on CPU)"
         ),
     )
-    status = cmds.add_parser(
-        "status",
-        help="per run: done / running / failed / pending, steps done of planned, time left",
-    )
-    status.add_argument("dir", metavar="DIR", help="the study directory")
-    report = cmds.add_parser(
-        "report", help="write DIR/report/ (report.md, results.csv, figures); print where it stands"
-    )
-    report.add_argument("dir", metavar="DIR", help="the study directory")
+    helps = {
+        "status": "per run: done / running / failed / pending, steps done of planned, time left",
+        "report": "write DIR/report/ (report.md, results.csv, figures); print where it stands",
+    }
+    for name, text in helps.items():
+        command = cmds.add_parser(name, help=text)
+        command.add_argument("dir", metavar="DIR", help="the study directory")
 
 
 def main(args: argparse.Namespace, overrides: list[str]) -> int:
     """Runs ``jaxvae study ...``; ``ValueError`` for user mistakes (the caller prints one line)."""
-    if overrides and args.study_command != "run":
-        raise ValueError(f"--config.{overrides[0]}: config overrides apply to `study run` only")
+    from jaxvae.studies import definition, execute, progress, report, runs
+
     if args.study_command == "run":
-        return _run(args, overrides)
-    if args.study_command == "status":
-        from jaxvae.studies import progress
-
-        print(progress.format_status(progress.progress(args.dir)))
+        shard = runs.parse_shard(args.shard)
+        study = definition.load_study(args.file)
+        options = {"seeds": args.seeds, "overrides": overrides, "seeds_at_once": args.seeds_at_once}
+        outcome = execute.run_study(study, args.workdir, shard=shard, **options)
+        if outcome.failed:
+            failed = f"{len(outcome.failed)} run(s) failed"
+            print(f"{failed}; see `jaxvae study status {args.workdir}`", file=sys.stderr)
+            return FAILED_RUNS
+        print(f"next: jaxvae study report {args.workdir}", file=sys.stderr)
         return 0
-    return _report(args)
-
-
-def _run(args, overrides) -> int:
-    from jaxvae.studies import definition, execute
-    from jaxvae.studies import runs as runs_lib
-
-    shard = runs_lib.parse_shard(args.shard)
-    study = definition.load_study(args.file)
-    options = {"seeds": args.seeds, "overrides": overrides, "seeds_at_once": args.seeds_at_once}
-    outcome = execute.run_study(study, args.workdir, shard=shard, **options)
-    if outcome.failed:
-        failed = f"{len(outcome.failed)} run(s) failed"
-        print(f"{failed}; see `jaxvae study status {args.workdir}`", file=sys.stderr)
-        return FAILED_RUNS
-    print(f"next: jaxvae study report {args.workdir}", file=sys.stderr)
-    return 0
-
-
-def _report(args) -> int:
-    from jaxvae.studies import progress, report
-
-    paths = report.write_report(args.dir)
-    print("\n".join([*report.results_table(report.collect(args.dir)), *paths.values()]))
+    if overrides:
+        raise ValueError(f"--config.{overrides[0]}: config overrides apply to `study run` only")
+    if args.study_command == "report":
+        paths = report.write_report(args.dir)
+        print("\n".join([*report.results_table(report.collect(args.dir)), *paths.values()]))
     print(progress.format_status(progress.progress(args.dir)))
     return 0

@@ -18,6 +18,7 @@ from typing import Any
 import ml_collections
 
 from jaxvae import io, shipped
+from jaxvae.studies import figures
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # study, axis and figure names
 _LABEL = re.compile(r"^[A-Za-z0-9_.+-]+$")  # level labels
@@ -80,40 +81,34 @@ class Axis:
 
     def __post_init__(self, levels):
         _check_name("axis name", self.name)
+        what = f"axis {self.name!r}"
         if (self.key is None) == (levels is None):
-            raise ValueError(f"axis {self.name!r}: give either key= and values=, or levels=")
+            raise ValueError(f"{what}: give either key= and values=, or levels=")
         if levels is not None:
             if self.values:
-                raise ValueError(f"axis {self.name!r}: values= goes with key=, not with levels=")
+                raise ValueError(f"{what}: values= goes with key=, not with levels=")
             if not isinstance(levels, Mapping) or not levels:
-                raise ValueError(
-                    f"axis {self.name!r}: levels must be a non-empty mapping, got {levels!r}"
-                )
-            labels = tuple(levels)
+                raise ValueError(f"{what}: levels must be a non-empty mapping, got {levels!r}")
+            values = labels = tuple(levels)
             for label in labels:
-                _check_name(f"axis {self.name!r}: level label", label, _LABEL)
-            overrides = tuple(
-                _check_overrides(f"axis {self.name!r}, level {k!r}", levels[k]) for k in labels
-            )
-            values = labels
+                _check_name(f"{what}: level label", label, _LABEL)
+            overrides = tuple(_check_overrides(f"{what}, level {k!r}", levels[k]) for k in labels)
         else:
             if isinstance(self.values, str | bytes) or not isinstance(self.values, Sequence):
-                raise ValueError(
-                    f"axis {self.name!r}: values must be a sequence, got {self.values!r}"
-                )
+                raise ValueError(f"{what}: values must be a sequence, got {self.values!r}")
             if not self.values:
-                raise ValueError(f"axis {self.name!r}: values is empty")
-            _check_overrides(f"axis {self.name!r}", {self.key: None})
+                raise ValueError(f"{what}: values is empty")
+            _check_overrides(what, {self.key: None})
             values = tuple(tuple(v) if isinstance(v, list) else v for v in self.values)
             labels = tuple(format_value(v) for v in values)
             for label, value in zip(labels, values, strict=True):
                 if not _LABEL.match(label):
                     raise ValueError(
-                        f"axis {self.name!r}: value {value!r} makes the label {label!r}, not a "
+                        f"{what}: value {value!r} makes the label {label!r}, not a "
                         "usable directory name; use levels= with your own labels"
                     )
             overrides = tuple({self.key: v} for v in values)
-        _unique(f"axis {self.name!r}", "level", labels)
+        _unique(what, "level", labels)
         for name, value in (("values", values), ("labels", labels), ("overrides", overrides)):
             object.__setattr__(self, name, value)
 
@@ -160,9 +155,9 @@ class Reference:
 
     def __post_init__(self):
         what = f"reference for {self.variant!r}/{self.metric!r}"
-        if not _finite(self.value):
+        if not math.isfinite(figures.number(self.value)):
             raise ValueError(f"{what}: value={self.value!r} must be a finite number")
-        if self.std is not None and (not _finite(self.std) or self.std < 0):
+        if self.std is not None and not 0 <= figures.number(self.std) < math.inf:
             raise ValueError(f"{what}: std={self.std!r} must be a finite number >= 0 or None")
         if not isinstance(self.source, str) or not self.source.strip():
             raise ValueError(f"{what}: source must say where the value comes from")
@@ -196,13 +191,12 @@ class Figure:
     ylim: tuple[float, float] | None = None
 
     def __post_init__(self):
-        from jaxvae.studies import figures
-
         if self.ylim is not None:
             ok = isinstance(self.ylim, tuple | list) and len(self.ylim) == 2
-            if not (ok and all(_finite(v) for v in self.ylim) and self.ylim[0] < self.ylim[1]):
+            low, high = map(figures.number, self.ylim) if ok else (math.nan, math.nan)
+            if not -math.inf < low < high < math.inf:
                 raise ValueError(f"figure {self.name!r}: ylim={self.ylim!r}, expected (low, high)")
-            object.__setattr__(self, "ylim", tuple(float(v) for v in self.ylim))
+            object.__setattr__(self, "ylim", (low, high))
 
         _check_name("figure name", self.name)
         if self.name in figures.STANDARD:
@@ -211,6 +205,9 @@ class Figure:
             raise ValueError(
                 f"figure {self.name!r}: kind {self.kind!r}, expected one of {sorted(figures.KINDS)}"
             )
+
+
+_PARTS = {"axes": Axis, "variants": Variant, "references": Reference, "figures": Figure}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,35 +254,29 @@ class Study:
             object.__setattr__(self, field, tuple(value))
         variants, seeds = self.variants, self.seeds
         if isinstance(variants, Mapping):
-            variants = tuple(Variant(k, v) for k, v in variants.items())
-        if isinstance(seeds, int) and not isinstance(seeds, bool):
-            seeds = tuple(range(seeds))
+            variants = [Variant(k, v) for k, v in variants.items()]
         object.__setattr__(self, "variants", tuple(variants))
-        object.__setattr__(self, "seeds", tuple(seeds))
-        self._validate()
-
-    def _validate(self) -> None:
+        object.__setattr__(self, "seeds", tuple(range(seeds) if type(seeds) is int else seeds))
         what = f"study {self.name!r}"
         if self.axes and self.variants:
             raise ValueError(f"{what}: give axes or variants, not both")
-        _instances(what, "axes", self.axes, Axis)
-        _instances(what, "variants", self.variants, Variant)
+        for field, cls in _PARTS.items():
+            if bad := [x for x in getattr(self, field) if not isinstance(x, cls)]:
+                raise ValueError(f"{what}: {field} must be {cls.__name__} objects, got {bad[0]!r}")
         _unique(what, "axis", [a.name for a in self.axes])
         _unique(what, "variant", [v.name for v in self.variants])
-        if not self.seeds:
-            raise ValueError(f"{what}: seeds is empty")
+        for field in ("seeds", "metrics"):
+            if not getattr(self, field):
+                raise ValueError(f"{what}: {field} is empty")
         for s in self.seeds:
             if not isinstance(s, int) or isinstance(s, bool) or s < 0:
                 raise ValueError(f"{what}: seed {s!r} must be an integer >= 0")
-        _unique(what, "seed", list(self.seeds))
-        if not self.metrics:
-            raise ValueError(f"{what}: metrics is empty")
+        _unique(what, "seed", self.seeds)
         for m in (*self.metrics, *self.curves):
             if not isinstance(m, str) or not m:
                 raise ValueError(f"{what}: metric {m!r} must be a non-empty string")
-        _unique(what, "metric", list(self.metrics))
+        _unique(what, "metric", self.metrics)
         names = [v.name for v in self.grid()]
-        _instances(what, "references", self.references, Reference)
         for r in self.references:
             if r.variant not in names:
                 raise ValueError(
@@ -296,9 +287,6 @@ class Study:
                     f"{what}: reference for {r.metric!r}, which is not in metrics {self.metrics}"
                 )
         _unique(what, "reference", [f"{r.variant}/{r.metric}" for r in self.references])
-        from jaxvae.studies import figures
-
-        _instances(what, "figures", self.figures, Figure)
         for f in self.figures:
             figures.KINDS[f.kind].check(f, self)
         _unique(what, "figure", [f.name for f in self.figures])
@@ -324,22 +312,10 @@ class Study:
         return tuple(out)
 
 
-def _instances(what: str, field: str, items: Sequence, cls: type) -> None:
-    for item in items:
-        if not isinstance(item, cls):
-            raise ValueError(f"{what}: {field} must be {cls.__name__} objects, got {item!r}")
-
-
 def _unique(what: str, kind: str, items: Sequence) -> None:
-    seen = set()
-    for item in items:
-        if item in seen:
-            raise ValueError(f"{what}: {kind} {item!r} appears twice")
-        seen.add(item)
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    twice = [item for i, item in enumerate(items) if item in items[:i]]
+    if twice:
+        raise ValueError(f"{what}: {kind} {twice[0]!r} appears twice")
 
 
 def load_study(path: str) -> Study:

@@ -11,6 +11,7 @@ still pending.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from collections.abc import Callable, Sequence
@@ -40,26 +41,6 @@ class Outcome:
         return text
 
 
-def _default_train(config, workdir: str) -> dict[str, Any]:
-    import jaxvae
-
-    return jaxvae.train(config, workdir)
-
-
-def _default_train_seeds(configs, workdirs) -> list[dict[str, Any]]:
-    from jaxvae import seeds
-
-    return seeds.train_seeds(configs, workdirs)
-
-
-def _groups(configs, size: int) -> list[list[int]]:
-    if size <= 1:
-        return [[i] for i in range(len(configs))]
-    from jaxvae import seeds
-
-    return seeds.groups(configs, size)
-
-
 def run_study(
     study: definition.Study,
     workdir: str,
@@ -69,7 +50,6 @@ def run_study(
     overrides: Sequence[str] = (),
     seeds_at_once: int | None = None,
     train: Callable[[Any, str], dict[str, Any]] | None = None,
-    train_seeds: Callable[[list, list], list[dict[str, Any]]] | None = None,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
 ) -> Outcome:
     """Trains the pending runs of ``study``'s shard ``shard`` in ``workdir``.
@@ -83,28 +63,24 @@ def run_study(
         (:func:`jaxvae.seeds.default_group_size`); 1: one run at a time. Not part of the study:
         the runs are the same either way.
       train: ``(config, run_dir) -> summary``; default: :func:`jaxvae.train`.
-      train_seeds: ``(configs, run_dirs) -> summaries``; default:
-        :func:`jaxvae.seeds.train_seeds`.
 
     Raises:
       ValueError: a bad study, shard, seed count, override or ``seeds_at_once``, or a directory
         that holds another study (before anything is written). A run that fails does not raise:
         see :attr:`Outcome.failed`.
     """
+    import jaxvae
+    from jaxvae import seeds as seeds_lib
     from jaxvae.preemption import Preempted
 
-    train = train or _default_train
-    train_seeds = train_seeds or _default_train_seeds
+    train = train or jaxvae.train
     if seeds_at_once is not None and seeds_at_once < 1:
         raise ValueError(f"--seeds-at-once must be >= 1, got {seeds_at_once}")
     runs = runs_lib.expand(study, seeds=seeds, overrides=overrides)
     mine = runs_lib.shard(runs, *shard)
     study_json = runs_lib.canonical(study, runs, overrides=overrides)
     state.init_study_dir(workdir, study_json)
-    if seeds_at_once is None:
-        from jaxvae import seeds as seeds_lib
-
-        seeds_at_once = seeds_lib.default_group_size()
+    seeds_at_once = seeds_at_once or seeds_lib.default_group_size()
     configs = {r["name"]: r["config"] for r in study_json["identity"]["runs"]}
     outcome = Outcome(runs=len(mine))
     where = f" (shard {shard[0]}/{shard[1]})" if shard[1] > 1 else ""
@@ -123,7 +99,7 @@ def run_study(
             if len(todo) == 1:
                 summaries = [train(todo[0].config, dirs[0])]
             else:
-                summaries = train_seeds([run.config for run in todo], dirs)
+                summaries = seeds_lib.train_seeds([run.config for run in todo], dirs)
         except Preempted:  # checkpoints written: the study stops (exit 75) and resumes later
             raise
         except Exception as e:  # noqa: BLE001 -- recorded; the other runs go on
@@ -131,9 +107,8 @@ def run_study(
                 if done(run):  # a seed that stopped early finished before the group failed
                     outcome.trained.append(run.name)
                     continue
-                record = state.record_failure(workdir, run.name, e)
-                outcome.failed[run.name] = record["error"]
-                log(f"{tag(run)}: FAILED: {record['error']}")
+                outcome.failed[run.name] = state.record_failure(workdir, run.name, e)["error"]
+                log(f"{tag(run)}: FAILED: {outcome.failed[run.name]}")
             return
         for run, summary in zip(todo, summaries, strict=True):
             outcome.trained.append(run.name)
@@ -143,16 +118,16 @@ def run_study(
     number = {run.name: k for k, run in enumerate(mine, 1)}
     pending = [run for run in mine if not done(run)]
     outcome.done_before += [run.name for run in mine if run not in pending]
-    for group in _groups([r.config for r in pending], seeds_at_once):
-        locks, todo = [], []
-        try:
+    for group in seeds_lib.groups([r.config for r in pending], seeds_at_once):
+        with contextlib.ExitStack() as held:  # the locks, released however the group ends
+            todo = []
             for run in (pending[i] for i in group):
                 lock = state.RunLock(state.lock_path(workdir, run.name))
                 if not lock.acquire():
                     log(f"{tag(run)}: running in another process; left to it")
                     outcome.elsewhere.append(run.name)
                     continue
-                locks.append(lock)
+                held.callback(lock.release)
                 if done(run):  # it may have finished between the first look and the lock
                     outcome.done_before.append(run.name)
                     continue
@@ -161,8 +136,5 @@ def run_study(
                 todo.append(run)
             if todo:
                 train_some(todo)
-        finally:
-            for lock in locks:
-                lock.release()
     log(f"study {study.name}{where}: {outcome.line()}")
     return outcome

@@ -13,43 +13,35 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import matplotlib
 import numpy as np
 
-from jaxvae import io
+from jaxvae import io, plots
 
 REFERENCE_STYLE = {"marker": "D", "color": "#d62728", "markersize": 7, "zorder": 5}
 REFERENCE_BAR = {"fmt": "D", "color": "#d62728", "capsize": 3, "ms": 6, "zorder": 5}
 SEED_STYLE = {"marker": ".", "color": "0.4", "s": 22, "zorder": 4, "linewidths": 0}
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _colors(data, n: int) -> list:
     """A sequential palette for a grid on one numeric axis (the order means something), else
     categorical colours."""
-    plt = _pyplot()
-    numeric = len(data.axes) == 1 and all(_is_number(v) for v in data.axes[0]["values"])
+    numeric = len(data.axes) == 1 and all(not math.isnan(number(v)) for v in data.axes[0]["values"])
     if numeric:
-        return [plt.get_cmap("viridis")(x) for x in np.linspace(0.0, 0.85, max(n, 2))][:n]
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+        return [matplotlib.colormaps["viridis"](x) for x in np.linspace(0.0, 0.85, max(n, 2))][:n]
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
+def number(x: Any) -> float:
+    """``x`` as a float; NaN when it is not a real number (a bool, ``None``, text)."""
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else math.nan
 
 
 def _save(fig, path: str) -> None:
-    """Writes ``fig`` as a PNG (atomically; ``path`` may be a URL)."""
+    """Lays ``fig`` out and writes it as a PNG (atomically; ``path`` may be a URL)."""
+    fig.tight_layout()
     io.write_figure(path, fig, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
 
 
 def panels(n: int, cols: int, width: float, height: float, **options: Any):
@@ -57,8 +49,8 @@ def panels(n: int, cols: int, width: float, height: float, **options: Any):
     figure and its axes in a flat list (those past ``n`` hidden)."""
     cols = min(cols, n)
     rows = math.ceil(n / cols)
-    size = (width * cols, height * rows)
-    fig, axes = _pyplot().subplots(rows, cols, figsize=size, squeeze=False, **options)
+    fig = plots.figure(width * cols, height * rows)
+    axes = fig.subplots(rows, cols, squeeze=False, **options)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat)
@@ -78,16 +70,13 @@ def _seed_note(data) -> str:
 
 def _mean_curve(runs: list[list[tuple[int, float, float]]]):
     """Mean and std over runs at the steps every run logged: ``(epochs, mean, std)``."""
-    runs = [r for r in runs if r]
-    if not runs:
-        return None
-    by_step = [{s: (e, v) for s, e, v in r} for r in runs]
-    steps = sorted(set.intersection(*(set(d) for d in by_step)))
+    by_step = [{s: (e, v) for s, e, v in r} for r in runs if r]
+    steps = sorted(set.intersection(*map(set, by_step))) if by_step else []
     if not steps:
         return None
     epochs = np.asarray([by_step[0][s][0] for s in steps])
     vals = np.asarray([[d[s][1] for s in steps] for d in by_step])
-    std = vals.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(len(steps))
+    std = vals.std(axis=0, ddof=1) if len(vals) > 1 else np.zeros(len(steps))
     return epochs, vals.mean(axis=0), std
 
 
@@ -107,9 +96,7 @@ def learning_curves(data, path: str) -> bool:
             few = len(epochs) <= 3
             ax.plot(epochs, mean, color=color, label=v["name"], marker="o" if few else None, ms=4)
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
-        what = "test" if key.startswith("test_") else "train"
-        ax.set_title(f"{key} ({what})" if what == "train" else key)
-        ax.set_xlabel("epoch")
+        ax.set(title=key if key.startswith("test_") else f"{key} (train)", xlabel="epoch")
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
@@ -117,7 +104,6 @@ def learning_curves(data, path: str) -> bool:
         f"{data.name}: learning curves; lines: mean over seeds (n = {_seed_count(data)}), "
         "bands: ±1 std; train terms at the middle of each logged window"
     )
-    fig.tight_layout()
     _save(fig, path)
     return True
 
@@ -131,13 +117,10 @@ def comparison(data, path: str) -> bool:
     colors = _colors(data, len(data.variants))
     names = [v["name"] for v in data.variants]
     x = np.arange(len(names))
-    any_reference = False
     for ax, metric in zip(axes, data.metrics, strict=False):
         for i, (name, color) in enumerate(zip(names, colors, strict=True)):
             _mean_and_seeds(ax, data, name, metric, i, color, jitter=True)
-            ref = data.references.get((name, metric))
-            if ref:
-                any_reference = True
+            if ref := data.references.get((name, metric)):
                 ax.errorbar(i + 0.25, ref["value"], yerr=ref["std"] or 0, **REFERENCE_BAR)
         ax.set_title(metric)
         ax.set_xlim(-0.5, len(names) - 0.5)
@@ -146,10 +129,9 @@ def comparison(data, path: str) -> bool:
         ax.set_xticks(x, names, rotation=30 if long else 0, ha="right" if long else "center")
         ax.grid(axis="y", alpha=0.3)
     note = _seed_note(data) + "; grey dots: single seeds"
-    if any_reference:
+    if data.references:  # (each is of a variant and a metric of the study)
         note += "; red diamonds: references"
     fig.suptitle(f"{data.name}: {note}")
-    fig.tight_layout()
     _save(fig, path)
     return True
 
@@ -163,11 +145,6 @@ def _integer_ticks(ax, values) -> None:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _err(std: float) -> float:
-    """An error bar's length: the std over seeds, 0 for a single seed."""
-    return 0 if math.isnan(std) else std
-
-
 def _mean_and_seeds(ax, data, name, metric, x, color, *, jitter: bool = False) -> float | None:
     """``name``'s seeds of ``metric`` as grey dots at ``x`` (spread out a little with
     ``jitter``) and their mean with ±1 std error bars; the mean, ``None`` without a finite seed."""
@@ -177,7 +154,7 @@ def _mean_and_seeds(ax, data, name, metric, x, color, *, jitter: bool = False) -
         return None
     spread = (np.linspace(-0.12, 0.12, n) if n > 1 else np.zeros(n)) if jitter else 0
     ax.scatter(np.full(len(vals), x) + spread, vals, **SEED_STYLE)
-    ax.errorbar(x, mean, yerr=_err(std), fmt="o", color=color, capsize=4, ms=6, zorder=3)
+    ax.errorbar(x, mean, yerr=np.nan_to_num(std), fmt="o", color=color, capsize=4, ms=6, zorder=3)
     return mean
 
 
@@ -185,11 +162,9 @@ def _finish(fig, ax, data, spec: dict[str, Any], path: str, note: str) -> None:
     """A figure kind's y limits, axis labels, title (with ``note``) and grid; then saved."""
     if spec.get("ylim"):
         ax.set_ylim(*spec["ylim"])
-    ax.set_xlabel(spec["xlabel"] or spec["x"])
-    ax.set_ylabel(spec["ylabel"] or spec["y"])
+    ax.set(xlabel=spec["xlabel"] or spec["x"], ylabel=spec["ylabel"] or spec["y"])
     ax.set_title(f"{data.name}: {spec['title'] or default_title(spec)}\n{note}", fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     _save(fig, path)
 
 
@@ -213,39 +188,32 @@ def default_title(spec: dict[str, Any]) -> str:
     return f"{spec['y']} against {spec['x']}"
 
 
-def _check_metric(figure, study, axis_name: str) -> None:
-    m = getattr(figure, axis_name)
-    if m not in study.metrics:
-        raise ValueError(
-            f"figure {figure.name!r}: {axis_name}={m!r} is not one of the study's metrics {study.metrics}"
-        )
-
-
-def _check_metrics(figure, study) -> None:
-    _check_metric(figure, study, "x")
-    _check_metric(figure, study, "y")
+def _check_metrics(figure, study, *axis_names: str) -> None:
+    for axis_name in axis_names:
+        if (m := getattr(figure, axis_name)) not in study.metrics:
+            raise ValueError(
+                f"figure {figure.name!r}: {axis_name}={m!r} is not one of the study's metrics {study.metrics}"
+            )
 
 
 def _draw_metrics(data, spec: dict[str, Any], path: str) -> None:
     """Metric ``y`` against metric ``x``: a point per variant, error bars over seeds both ways."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, (ax,) = panels(1, 1, 6.4, 4.6)
     colors = _colors(data, len(data.variants))
-    xs, ys = [], []
+    means = []
     for v, color in zip(data.variants, colors, strict=True):
         mx, sx, nx = data.stats(v["name"], spec["x"])
         my, sy, ny = data.stats(v["name"], spec["y"])
         if not (nx and ny):
             continue
         style = {"fmt": "o", "color": color, "capsize": 4, "ms": 7, "label": v["name"], "zorder": 3}
-        ax.errorbar(mx, my, xerr=_err(sx), yerr=_err(sy), **style)
+        ax.errorbar(mx, my, xerr=np.nan_to_num(sx), yerr=np.nan_to_num(sy), **style)
         ax.annotate(v["name"], (mx, my), textcoords="offset points", xytext=(7, 5), fontsize=8)
-        xs.append(mx)
-        ys.append(my)
+        means.append((mx, my))
         rx, ry = (data.references.get((v["name"], spec[a])) for a in ("x", "y"))
         if rx and ry:
             ax.plot(rx["value"], ry["value"], linestyle="none", **REFERENCE_STYLE)
-    ax.plot(xs, ys, color="0.6", linestyle=":", zorder=1)
+    ax.plot(*np.reshape(means, (-1, 2)).T, color="0.6", linestyle=":", zorder=1)
     if spec["log_x"]:
         ax.set_xscale("log", base=2)
     _finish(fig, ax, data, spec, path, _seed_note(data))
@@ -257,9 +225,9 @@ def _check_axis(figure, study) -> None:
         raise ValueError(
             f"figure {figure.name!r}: x={figure.x!r} is not an axis of the study {names}"
         )
-    _check_metric(figure, study, "y")
+    _check_metrics(figure, study, "y")
     axis = study.axes[names.index(figure.x)]
-    if figure.log_x and not all(_is_number(v) and v > 0 for v in axis.values):
+    if figure.log_x and not all(number(v) > 0 for v in axis.values):
         raise ValueError(
             f"figure {figure.name!r}: log_x needs positive numbers on axis {figure.x!r}, got {axis.values}"
         )
@@ -267,10 +235,9 @@ def _check_axis(figure, study) -> None:
 
 def _draw_axis(data, spec: dict[str, Any], path: str) -> None:
     """Metric ``y`` against grid axis ``x``; a line per combination of the other axes' levels."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, (ax,) = panels(1, 1, 6.4, 4.4)
     axis = next(a for a in data.axes if a["name"] == spec["x"])
-    numeric = all(_is_number(v) for v in axis["values"])
+    numeric = all(not math.isnan(number(v)) for v in axis["values"])
     position = {repr(v): (v if numeric else i) for i, v in enumerate(axis["values"])}
     groups: dict[str, list] = {}
     for v in data.variants:
@@ -284,8 +251,7 @@ def _draw_axis(data, spec: dict[str, Any], path: str) -> None:
             mean = _mean_and_seeds(ax, data, v["name"], spec["y"], x, color)
             if mean is None:
                 continue
-            ref = data.references.get((v["name"], spec["y"]))
-            if ref:
+            if ref := data.references.get((v["name"], spec["y"])):
                 ax.plot(x, ref["value"], linestyle="none", **REFERENCE_STYLE)
             xs.append(x)
             means.append(mean)
@@ -304,6 +270,6 @@ def _draw_axis(data, spec: dict[str, Any], path: str) -> None:
 
 
 KINDS: dict[str, Kind] = {
-    "metrics": Kind(_check_metrics, _draw_metrics),
+    "metrics": Kind(lambda f, s: _check_metrics(f, s, "x", "y"), _draw_metrics),
     "axis": Kind(_check_axis, _draw_axis),
 }

@@ -23,8 +23,9 @@ import math
 from typing import Any
 
 import numpy as np
+from matplotlib.patches import Rectangle
 
-from jaxvae.studies import figures, state
+from jaxvae.studies import figures, report, state
 
 TC_SAMPLED = "gaussian_total_correlation_sampled"
 TC_MEAN = "gaussian_total_correlation_mean"
@@ -63,14 +64,9 @@ def spearman_matrix(values: np.ndarray) -> np.ndarray:
 
 def run_values(data, metrics) -> np.ndarray:
     """``[finished runs, len(metrics)]`` of the runs' values (NaN where missing)."""
-    rows = [
-        [_float(r["values"].get(m)) for m in metrics] for r in data.runs if r["state"] == state.DONE
-    ]
+    done = [r["values"] for r in data.runs if r["state"] == state.DONE]
+    rows = [[figures.number(values.get(m)) for m in metrics] for values in done]
     return np.asarray(rows, np.float64).reshape(len(rows), len(metrics))
-
-
-def _float(x: Any) -> float:
-    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else math.nan
 
 
 def variance_split(data, metric: str, group: str) -> dict[str, float]:
@@ -106,7 +102,6 @@ def _coords_check(figure, study, *names) -> None:
 
 
 def _draw_distributions(data, spec: dict[str, Any], path: str) -> None:
-    plt = figures._pyplot()
     groups = list(dict.fromkeys(v["coords"][spec["x"]] for v in data.variants))
     palette = figures._colors(data, len(groups))
     width = max(5.0, 0.22 * len(data.variants) + 1.5)
@@ -128,14 +123,13 @@ def _draw_distributions(data, spec: dict[str, Any], path: str) -> None:
         ax.set_xlim(-0.7, len(data.variants) - 0.3)
         ax.set_title(metric, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.5) for c in palette]
+    handles = [Rectangle((0, 0), 1, 1, color=c, alpha=0.5) for c in palette]
     fig.legend(handles, groups, loc="upper center", ncol=len(groups), frameon=False)
     fig.suptitle(
         f"{data.name}: {spec['title'] or 'distributions'} (x: {spec['y']}; n seeds "
         f"{figures._seed_count(data)})",
         y=1.02,
     )
-    fig.tight_layout()
     figures._save(fig, path)
 
 
@@ -148,13 +142,12 @@ def _check_rank_correlation(figure, study) -> None:
 
 
 def _draw_rank_correlation(data, spec: dict[str, Any], path: str) -> None:
-    plt = figures._pyplot()
     values = run_values(data, data.metrics)
     rho, m, n = spearman_matrix(values), len(data.metrics), values.shape[0]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * m, 0.8 + 0.5 * m))
+    fig, (ax,) = figures.panels(1, 1, 1.2 + 0.55 * m, 0.8 + 0.5 * m)
     im = ax.imshow(rho, cmap="RdBu_r", vmin=-1, vmax=1)
     for (i, j), r in np.ndenumerate(rho):
-        ax.text(j, i, "–" if math.isnan(r) else f"{r:.2f}", ha="center", va="center", fontsize=6)
+        ax.text(j, i, _cell(r), ha="center", va="center", fontsize=6)
     ax.set_xticks(range(m), data.metrics, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(m), data.metrics, fontsize=7)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
@@ -163,19 +156,15 @@ def _draw_rank_correlation(data, spec: dict[str, Any], path: str) -> None:
 
 
 def _rank_correlation_text(data, spec: dict[str, Any]) -> list[str]:
-    rho = spearman_matrix(run_values(data, data.metrics))
-    short = [f"({i + 1})" for i in range(len(data.metrics))]
-    lines = ["| metric | " + " | ".join(short) + " |", "| --- |" + " ---: |" * len(short)]
-    for i, metric in enumerate(data.metrics):
-        cells = ["–" if math.isnan(r) else f"{r:.2f}" for r in rho[i]]
-        lines.append(f"| ({i + 1}) {metric} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
+    rho, m = spearman_matrix(run_values(data, data.metrics)), len(data.metrics)
+    header = ["metric", *(f"({i + 1})" for i in range(m))]
+    body = [[f"({i + 1}) {name}", *map(_cell, rho[i])] for i, name in enumerate(data.metrics)]
+    return [*report.markdown_table(header, body, set(range(1, m + 1))), ""]
 
 
 def _check_findings(figure, study) -> None:
     _coords_check(figure, study, "x", "y")
-    missing = [m for m in (TC_SAMPLED, TC_MEAN) if m not in study.metrics]
-    if missing:
+    if missing := [m for m in (TC_SAMPLED, TC_MEAN) if m not in study.metrics]:
         raise ValueError(f"figure {figure.name!r}: needs the metrics {missing} in the study")
 
 
@@ -191,30 +180,29 @@ def _points(data, spec, metric):
 
 
 def _draw_findings(data, spec: dict[str, Any], path: str) -> None:
-    plt = figures._pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
-    for ax, metric in zip(axes[0], (TC_SAMPLED, TC_MEAN), strict=True):
+    fig, axes = figures.panels(2, 2, 5.5, 4)
+    for ax, metric in zip(axes, (TC_SAMPLED, TC_MEAN), strict=True):
         by = _points(data, spec, metric)
-        for (group, (xs, ys)), color in zip(
-            by.items(), figures._colors(data, len(by)), strict=True
-        ):
+        colors = figures._colors(data, len(by))
+        for (group, (xs, ys)), color in zip(by.items(), colors, strict=True):
             levels = sorted(set(xs))  # each model's levels at ranks 0..5 (their scales differ)
             pos = [levels.index(x) for x in xs]
             ax.scatter(pos, ys, color=color, s=14)
             med = [np.nanmedian(np.asarray(ys)[np.asarray(pos) == i]) for i in range(len(levels))]
             ax.plot(range(len(levels)), med, color=color, label=str(group))
-        ax.set_xlabel(f"{spec['x']} (rank of the level, weak to strong)")
-        ax.set_ylabel(metric)
+        ax.set(xlabel=f"{spec['x']} (rank of the level, weak to strong)", ylabel=metric)
         ax.set_yscale("symlog", linthresh=0.1)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(frameon=False, fontsize=7)
+    axes[0].legend(frameon=False, fontsize=7)
     fig.suptitle(f"{data.name}: {spec['title'] or 'findings'} (lines: medians over seeds)")
-    fig.tight_layout()
     figures._save(fig, path)
 
 
+def _cell(x: float, spec: str = ".2f") -> str:
+    return format(x, spec) if math.isfinite(x) else "–"
+
+
 def _findings_text(data, spec: dict[str, Any]) -> list[str]:
-    fmt = lambda r: "–" if math.isnan(r) else f"{r:+.2f}"
     sampled, mean = _points(data, spec, TC_SAMPLED), _points(data, spec, TC_MEAN)
     lines = [
         "Finding 1 (the paper's Figure 1): the total correlation of the sampled representation "
@@ -228,7 +216,7 @@ def _findings_text(data, spec: dict[str, Any]) -> list[str]:
         rs, n = spearman(*sampled[group])
         rm, _ = spearman(*mean[group])
         verdict = "–" if math.isnan(rs) or math.isnan(rm) else "yes" if rs < 0 <= rm else "no"
-        lines.append(f"| {group} | {n} | {fmt(rs)} | {fmt(rm)} | {verdict} |")
+        lines.append(f"| {group} | {n} | {_cell(rs, '+.2f')} | {_cell(rm, '+.2f')} | {verdict} |")
     lines += [
         "",
         "Finding 2 (the paper's Figures 6 and 7: the seed and the hyperparameters matter as much "
@@ -241,7 +229,7 @@ def _findings_text(data, spec: dict[str, Any]) -> list[str]:
     ]
     for metric in data.metrics:
         s = variance_split(data, metric, spec["y"])
-        cells = [f"{s[k]:.3g}" if math.isfinite(s[k]) else "–" for k in s]
+        cells = [_cell(v, ".3g") for v in s.values()]
         ok = math.isfinite(s["seed"]) and math.isfinite(s["model"])
         verdict = ("yes" if s["seed"] >= s["model"] else "no") if ok else "–"
         lines.append(f"| {metric} | " + " | ".join(cells) + f" | {verdict} |")

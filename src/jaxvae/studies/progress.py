@@ -66,38 +66,25 @@ class RunProgress:
         return None if self.left is None or not self.rate else self.left / self.rate
 
 
-def _read(path: str) -> Any:
-    try:
-        return io.read_json(path)
-    except (OSError, ValueError):
-        return None
-
-
-def _training_lines(directory: str) -> list[dict[str, Any]]:
-    try:
-        records = io.read_jsonl(layout.path(directory, layout.METRICS))
-    except (OSError, ValueError):
-        return []
-    return [r for r in records if "images_per_sec" in r and "step" in r]
-
-
 def _measure(workdir: str, run: dict[str, Any], st: state.RunState) -> dict[str, Any]:
     """What one run's directory says: steps done, its training images, its own rate."""
     directory = state.run_dir(workdir, run["name"])
     batch = run["config"]["train"]["batch_size"]
-    info = _read(layout.path(directory, layout.RUN_INFO)) or {}
-    lines = _training_lines(directory)
-    rate = lines[-1]["images_per_sec"] / batch if lines else None
-    if rate is not None and not (math.isfinite(rate) and rate > 0):
-        rate = None
+    try:
+        info = io.read_json(layout.path(directory, layout.RUN_INFO))
+    except (OSError, ValueError):
+        info = {}
+    records = report.read_lines(layout.path(directory, layout.METRICS))
+    lines = [r for r in records if "images_per_sec" in r and "step" in r]  # training lines
+    rate = lines[-1]["images_per_sec"] / batch if lines else math.nan
     if st.state == state.DONE:
-        summary = _read(layout.path(directory, layout.SUMMARY)) or {}
-        done = int(summary.get("trained_steps", summary.get("steps", 0)))
+        done = int(st.summary.get("trained_steps", st.summary.get("steps", 0)))
     else:
         done = max(state.checkpoint_steps(directory), default=0)
         if st.state == state.RUNNING and lines:
             done = max(done, int(lines[-1]["step"]))
-    return {"done": done, "num_train": info.get("num_train"), "rate": rate}
+    num_train = n if isinstance(n := info.get("num_train"), int) else None
+    return {"done": done, "num_train": num_train, "rate": rate if 0 < rate < math.inf else None}
 
 
 def _data_key(run: dict[str, Any]) -> str:
@@ -112,24 +99,20 @@ def progress(workdir: str) -> list[RunProgress]:
     num_train: dict[str, int] = {}  # data settings -> training images, from started runs
     rates: dict[str, list[float]] = {}  # variant -> its measured runs' rates
     for run, m in zip(runs, measured, strict=True):
-        if isinstance(m["num_train"], int):
+        if m["num_train"] is not None:
             num_train.setdefault(_data_key(run), m["num_train"])
         if m["rate"] is not None:
             rates.setdefault(run["variant"], []).append(m["rate"])
     out = []
     for run, st, m in zip(runs, states, measured, strict=True):
         train = run["config"]["train"]
-        images = m["num_train"] if isinstance(m["num_train"], int) else None
-        images = images if images is not None else num_train.get(_data_key(run))
-        per_epoch = images // train["batch_size"] if images is not None else 0
-        planned = train["epochs"] * per_epoch if per_epoch >= 1 else None
-        if st.state == state.DONE:
-            planned = m["done"]
-        own = m["rate"]
+        images = m["num_train"] or num_train.get(_data_key(run)) or 0
+        planned = train["epochs"] * (images // train["batch_size"]) or None
+        planned = m["done"] if st.state == state.DONE else planned
         mean = rates.get(run["variant"])
-        rate = own if own is not None else (sum(mean) / len(mean) if mean else None)
+        rate = m["rate"] or (sum(mean) / len(mean) if mean else None)
         where = (run["name"], run["variant"], st.state, st.detail)
-        out.append(RunProgress(*where, m["done"], planned, rate, measured=own is not None))
+        out.append(RunProgress(*where, m["done"], planned, rate, measured=bool(m["rate"])))
     return out
 
 
@@ -195,4 +178,4 @@ def format_status(runs: list[RunProgress]) -> str:
     lines.append(total_line(runs))
     if any(r.rate and not r.measured and r.state != state.DONE for r in runs):
         lines.append("* the mean rate of the variant's measured runs")
-    return "\n".join([*lines, report.counts_line(runs)])
+    return "\n".join([*lines, report.counts_line([r.state for r in runs])])

@@ -21,28 +21,21 @@ from typing import Any
 import numpy as np
 
 from jaxvae import io, layout, storage
-from jaxvae.studies import state
+from jaxvae.studies import figures, state
 
 STATES = (state.DONE, state.RUNNING, state.FAILED, state.PENDING)
 
 
-def status(workdir: str) -> list[state.RunState]:
-    """The state of every run of the study in ``workdir``, in the canonical order."""
-    study_json = state.read_study(workdir)
-    return [state.run_state(workdir, run) for run in study_json["identity"]["runs"]]
-
-
-def counts_line(states) -> str:
-    """``N runs: a done, b running, c failed, d pending`` of anything with a ``state``."""
-    c = Counter(s.state for s in states)
-    return f"{len(states)} runs: " + ", ".join(f"{c[k]} {k}" for k in STATES)
+def counts_line(states: list[str], grid: str = "") -> str:
+    """``N runs<grid>: a done, b running, c failed, d pending`` of the runs' ``states``."""
+    c = Counter(states)
+    return f"{len(states)} runs{grid}: " + ", ".join(f"{c[k]} {k}" for k in STATES)
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int]:
     """``(mean, sample std with ddof=1, n)`` of the finite ``values``; NaN where undefined."""
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], np.float64)
-    n = int(x.size)
-    if n == 0:
+    if (n := int(x.size)) == 0:
         return math.nan, math.nan, 0
     return float(x.mean()), float(x.std(ddof=1)) if n > 1 else math.nan, n
 
@@ -81,10 +74,13 @@ class ReportData:
         return mean_std(self.values[variant][metric])
 
 
-def _number(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        return None
-    return float(x)
+def read_lines(path: str) -> list[dict[str, Any]]:
+    """The lines of a run's ``metrics.jsonl`` (a last line torn by a kill left out); none when
+    the file cannot be read or is damaged elsewhere."""
+    try:
+        return io.read_jsonl(path)
+    except (OSError, ValueError):
+        return []
 
 
 def _read_curves(path: str, keys: list[str]) -> dict[str, list[tuple[int, float, float]]]:
@@ -96,18 +92,11 @@ def _read_curves(path: str, keys: list[str]) -> dict[str, list[tuple[int, float,
     a kill is left out; a file that cannot be read, or is damaged elsewhere, gives no curves.
     """
     out: dict[str, list[tuple[int, float, float]]] = {k: [] for k in keys}
-    try:
-        records = io.read_jsonl(path)
-    except (OSError, ValueError):
-        return out
     previous = {k: (0, 0.0) for k in keys}
-    for r in records:
-        if "step" not in r:
-            continue
+    for r in filter(lambda r: "step" in r, read_lines(path)):
         step, epoch = int(r["step"]), float(r.get("epoch", r["step"]))
         for k in keys:
-            v = _number(r.get(k))
-            if v is None or not math.isfinite(v):
+            if not math.isfinite(v := figures.number(r.get(k))):
                 continue
             at = epoch if k.startswith("test_") else (previous[k][1] + epoch) / 2
             out[k].append((step, at, v))
@@ -126,8 +115,7 @@ def collect(workdir: str) -> ReportData:
     runs = []
     for run in identity["runs"]:
         st = state.run_state(workdir, run)
-        done = st.state == state.DONE
-        summary = state.summary_of(workdir, run["name"], run["config"]) if done else None
+        summary = st.summary
         row = {k: run[k] for k in ("name", "variant", "seed")} | {"state": st.state}
         runs.append(
             row | {"detail": st.detail, "values": {m: (summary or {}).get(m) for m in metrics}}
@@ -135,8 +123,7 @@ def collect(workdir: str) -> ReportData:
         if summary is None:
             continue
         for m in metrics:
-            v = _number(summary.get(m))
-            values[run["variant"]][m].append(math.nan if v is None else v)
+            values[run["variant"]][m].append(figures.number(summary.get(m)))
         metrics_path = layout.path(state.run_dir(workdir, run["name"]), layout.METRICS)
         for k, points in _read_curves(metrics_path, settings["curves"]).items():
             curves[k][run["variant"]].append(points)
@@ -196,7 +183,7 @@ def _json_float(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _markdown_table(header: list[str], body: list[list[str]], right: set[int]) -> list[str]:
+def markdown_table(header: list[str], body: list[list[str]], right: set[int]) -> list[str]:
     align = ["---:" if i in right else "---" for i in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
@@ -207,11 +194,10 @@ def results_table(data: ReportData) -> list[str]:
     """The markdown table of mean ± std per variant (rows) and metric (columns)."""
     body = []
     for v in data.variants:
-        n = max((data.stats(v["name"], m)[2] for m in data.metrics), default=0)
-        cells = [v["name"], str(n)]
-        cells += [fmt_mean_std(*data.stats(v["name"], m)[:2]) for m in data.metrics]
-        body.append(cells)
-    return _markdown_table(
+        stats = [data.stats(v["name"], m) for m in data.metrics]
+        n = max((s[2] for s in stats), default=0)
+        body.append([v["name"], str(n), *(fmt_mean_std(mean, std) for mean, std, _ in stats)])
+    return markdown_table(
         ["variant", "n", *data.metrics], body, set(range(1, 2 + len(data.metrics)))
     )
 
@@ -228,7 +214,7 @@ def reference_table(data: ReportData) -> list[str]:
             [variant, metric, fmt_mean_std(mean, std), str(n), ref_text, diff, ref["source"]]
         )
     header = ["variant", "metric", "this study", "n", "reference", "difference", "source"]
-    return _markdown_table(header, body, {2, 3, 4, 5})
+    return markdown_table(header, body, {2, 3, 4, 5})
 
 
 def _markdown(data: ReportData, figure_files: list[tuple[str, str, list[str]]]) -> str:
@@ -236,12 +222,9 @@ def _markdown(data: ReportData, figure_files: list[tuple[str, str, list[str]]]) 
     lines = [f"# Study `{data.name}`", ""]
     if data.description:
         lines += [data.description.strip(), ""]
-    c = Counter(r["state"] for r in data.runs)
-    grid = f"{len(data.variants)} variants x {len(seeds)} seeds {seeds}"
-    lines.append(
-        f"{len(data.runs)} runs ({grid}): " + ", ".join(f"{c[k]} {k}" for k in STATES) + "."
-    )
-    if c[state.DONE] < len(data.runs):
+    grid = f" ({len(data.variants)} variants x {len(seeds)} seeds {seeds})"
+    lines.append(counts_line([r["state"] for r in data.runs], grid) + ".")
+    if any(r["state"] != state.DONE for r in data.runs):
         lines.append("**Incomplete**: the figures below are over the finished runs only.")
     if data.overrides:
         shown = ", ".join(f"`{k}={v}`" for k, v in data.overrides.items())
@@ -259,24 +242,14 @@ def _markdown(data: ReportData, figure_files: list[tuple[str, str, list[str]]]) 
         "",
     ]
     if data.references:
-        lines += [
-            *reference_table(data),
-            "",
-            "difference: this study's mean minus the reference.",
-            "",
-        ]
+        lines += [*reference_table(data), "", "difference: this study's mean minus the reference."]
     else:
-        lines += ["This study has no reference values.", ""]
-    lines += ["## Figures", ""]
+        lines.append("This study has no reference values.")
+    lines += ["", "## Figures", ""]
     for title, file, text in figure_files:
         lines += [f"### {title}", "", f"![{title}]({file})", "", *text]
-    failed = [r for r in data.runs if r["state"] == state.FAILED]
-    if failed:
-        lines += ["## Failed runs", ""]
-        lines += _markdown_table(
-            ["run", "error"], [[r["name"], r["detail"]] for r in failed], set()
-        )
-        lines.append("")
+    if failed := [[r["name"], r["detail"]] for r in data.runs if r["state"] == state.FAILED]:
+        lines += ["## Failed runs", "", *markdown_table(["run", "error"], failed, set()), ""]
     return "\n".join(lines)
 
 
@@ -301,18 +274,15 @@ def write_results_csv(path: str, data: ReportData) -> None:
 
 def write_report(workdir: str) -> dict[str, str]:
     """Writes ``DIR/report/`` and returns the paths it wrote, by name."""
-    from jaxvae.studies import figures
-
     data = collect(workdir)
-    out = state.report_dir(workdir)
+    out = os.path.join(workdir, state.REPORT)
     storage.makedirs(out)
     paths = {name: os.path.join(out, name) for name in ("report.md", "results.csv", "results.json")}
     write_results_csv(paths["results.csv"], data)
-    c = Counter(r["state"] for r in data.runs)
     results = {
         "study": data.name,
         "overrides": data.overrides,
-        "counts": {k: c[k] for k in STATES},
+        "counts": {k: sum(r["state"] == k for r in data.runs) for k in STATES},
         "metrics": data.metrics,
         "runs": [dict(r, values={m: r["values"][m] for m in data.metrics}) for r in data.runs],
         "rows": rows(data),
@@ -321,14 +291,14 @@ def write_report(workdir: str) -> dict[str, str]:
     figure_files = []
     for name, (title, draw) in figures.STANDARD.items():
         file = f"{name}.png"
-        if draw(data, os.path.join(out, file)):
-            paths[file] = os.path.join(out, file)
+        if draw(data, path := os.path.join(out, file)):
+            paths[file] = path
             figure_files.append((title, file, []))
     for spec in data.figures:
         file = f"{spec['name']}.png"
         kind = figures.KINDS[spec["kind"]]
-        kind.draw(data, spec, os.path.join(out, file))
         paths[file] = os.path.join(out, file)
+        kind.draw(data, spec, paths[file])
         text = kind.text(data, spec) if kind.text else []
         figure_files.append((spec["title"] or figures.default_title(spec), file, text))
     io.write_atomic(paths["report.md"], _markdown(data, figure_files))

@@ -53,18 +53,13 @@ def expand(
     """
     from jaxvae import config as config_lib
 
-    chosen = study.seeds
-    if seeds is not None:
-        count = isinstance(seeds, int) and not isinstance(seeds, bool)
-        if not (count and 1 <= seeds <= len(study.seeds)):
-            raise ValueError(
-                f"--seeds {seeds!r}: expected 1..{len(study.seeds)} (the study has {len(study.seeds)} seeds)"
-            )
-        chosen = study.seeds[:seeds]
+    if seeds is not None and not (type(seeds) is int and 1 <= seeds <= len(study.seeds)):
+        raise ValueError(
+            f"--seeds {seeds!r}: expected 1..{len(study.seeds)} (the study has {len(study.seeds)} seeds)"
+        )
     variants = study.grid()
     varied = {k for v in variants for k in v.overrides}
-    for item in overrides:
-        key = item.split("=", 1)[0]
+    for key in (item.split("=", 1)[0] for item in overrides):
         if key == "seed":
             raise ValueError("--config.seed: a study sets each run's seed; use --seeds N")
         if key in varied:
@@ -80,7 +75,7 @@ def expand(
         config_lib.apply_overrides(config, list(overrides))
         configs[v.name] = config
     runs = []
-    for seed in chosen:
+    for seed in study.seeds[:seeds]:
         for v in variants:
             config = copy.deepcopy(configs[v.name])
             config.seed = seed
@@ -95,16 +90,14 @@ def expand(
 def shard(runs: Sequence[RunSpec], index: int, count: int) -> list[RunSpec]:
     """The runs of shard ``index`` of ``count``: those whose canonical index is ``index`` mod
     ``count``. The shards are disjoint, together hold every run, and depend only on the study."""
-    ints = isinstance(count, int) and isinstance(index, int)
-    if not (ints and count >= 1 and 0 <= index < count):
+    if not (type(index) is type(count) is int and 0 <= index < count):
         raise ValueError(f"shard {index!r}/{count!r}: expected I/N with 0 <= I < N")
     return [r for r in runs if r.index % count == index]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
     """``"I/N"`` -> ``(I, N)``."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
-    if not match:
+    if not (match := re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")):
         raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/4")
     index, count = int(match[1]), int(match[2])
     if count < 1 or index >= count:
@@ -128,7 +121,6 @@ def canonical(
     """
     from jaxvae import config as config_lib
 
-    grid = study.grid()
     given = dict(item.partition("=")[::2] for item in overrides)  # KEY=VALUE -> {KEY: VALUE}
     identity = {
         "name": study.name,
@@ -137,7 +129,7 @@ def canonical(
         "axes": [{"name": a.name, "values": _jsonable(list(a.values))} for a in study.axes],
         "variants": [
             {"name": v.name, "overrides": _jsonable(v.overrides), "coords": _jsonable(v.coords)}
-            for v in grid
+            for v in study.grid()
         ],
         "runs": [
             dict(index=r.index, name=r.name, variant=r.variant.name, seed=r.seed)

@@ -58,10 +58,6 @@ def failed_path(workdir: str, name: str) -> str:
     return os.path.join(workdir, STATE, f"{name}.failed.json")
 
 
-def report_dir(workdir: str) -> str:
-    return os.path.join(workdir, REPORT)
-
-
 def read_study(workdir: str) -> dict[str, Any]:
     path = os.path.join(workdir, STUDY)
     if not storage.isdir(workdir):
@@ -74,40 +70,30 @@ def read_study(workdir: str) -> dict[str, Any]:
 def _difference(saved: dict[str, Any], new: dict[str, Any]) -> str:
     """What makes two study identities two studies, in a few words; ``""`` when they are one
     study: equal, but that a config key added since the directory was made may appear at its
-    default."""
+    default (:func:`jaxvae.config.config_differences`)."""
+    from jaxvae import config as config_lib
+
     for key in ("name", "overrides", "seeds"):
         if saved.get(key) != new.get(key):
             return f"{key}: {saved.get(key)!r} there, {new.get(key)!r} here"
     old_runs = {r["name"]: r for r in saved.get("runs", [])}
     new_runs = {r["name"]: r for r in new.get("runs", [])}
-    if set(old_runs) != set(new_runs):
-        added = sorted(set(new_runs) - set(old_runs))
-        removed = sorted(set(old_runs) - set(new_runs))
-        parts = [
-            f"new runs {added[:3]}" if added else "",
-            f"no runs {removed[:3]}" if removed else "",
-        ]
-        return "; ".join(p for p in parts if p)
+    added, removed = sorted(new_runs.keys() - old_runs), sorted(old_runs.keys() - new_runs)
+    if added or removed:
+        changed = {"new runs": added, "no runs": removed}
+        return "; ".join(f"{what} {names[:3]}" for what, names in changed.items() if names)
     for name, run in new_runs.items():
-        keys = _run_differences(old_runs[name], run)
+        old = old_runs[name]
+        keys = [k for k in set(old) | set(run) if k != "config" and old.get(k) != run.get(k)]
+        keys += [f"config.{k}" for k in config_lib.config_differences(old["config"], run["config"])]
         if keys:
-            old, cur = io.flatten(old_runs[name]), io.flatten(run)
-            k = keys[0]
-            return f"run {name}: {k} is {old.get(k, '(none)')!r} there, {cur.get(k)!r} here"
+            k = min(keys)
+            was, now = io.flatten(old).get(k, "(none)"), io.flatten(run).get(k)
+            return f"run {name}: {k} is {was!r} there, {now!r} here"
     rest = lambda identity: {k: v for k, v in identity.items() if k != "runs"}
     if rest(saved) != rest(new) or list(old_runs) != list(new_runs):
         return "the variants differ"
     return ""
-
-
-def _run_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Where two runs of ``study.json`` differ; the configs as
-    :func:`jaxvae.config.config_differences` (a key added since, at its default, is none)."""
-    from jaxvae import config as config_lib
-
-    keys = [k for k in set(saved) | set(new) if k != "config" and saved.get(k) != new.get(k)]
-    keys += [f"config.{k}" for k in config_lib.config_differences(saved["config"], new["config"])]
-    return sorted(keys)
 
 
 def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
@@ -128,8 +114,7 @@ def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
     study_json = json.loads(json.dumps(study_json))
     path = os.path.join(workdir, STUDY)
     if storage.isdir(workdir) and not storage.exists(path):
-        names = storage.listdir(workdir)
-        stray = [n for n in names if n != STUDY and not n.startswith(f"{STUDY}.")]
+        stray = [n for n in storage.listdir(workdir) if not n.startswith(STUDY)]
         if stray and not storage.exists(path):  # (another shard may have just made it)
             raise ValueError(f"{workdir!r} is not empty and holds no {STUDY}; use a new --workdir")
     try:
@@ -140,8 +125,7 @@ def init_study_dir(workdir: str, study_json: dict[str, Any]) -> bool:
     if not storage.exists(path):  # of several shards starting at once, one creates it
         existed = not io.write_atomic(path, io.dumps(study_json), exclusive=True)
     saved = read_study(workdir)
-    why = _difference(saved.get("identity", {}), study_json["identity"])
-    if why:
+    if why := _difference(saved.get("identity", {}), study_json["identity"]):
         raise ValueError(f"{workdir!r} holds a different study ({why}); use a new --workdir")
     if saved.get("report") != study_json["report"]:
         io.write_json(path, study_json)
@@ -259,11 +243,13 @@ def clear_failure(workdir: str, name: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class RunState:
-    """Where one run stands: ``state`` is done, running, failed or pending; ``detail`` says more."""
+    """Where one run stands: ``state`` is done, running, failed or pending; ``detail`` says more;
+    a done run's ``summary``."""
 
     name: str
     state: str
     detail: str = ""
+    summary: dict[str, Any] | None = None
 
 
 def summary_of(workdir: str, name: str, config_dict: dict[str, Any]) -> dict[str, Any] | None:
@@ -284,14 +270,12 @@ def summary_of(workdir: str, name: str, config_dict: dict[str, Any]) -> dict[str
 def run_state(workdir: str, run: dict[str, Any]) -> RunState:
     """The state of ``run`` (an entry of ``study.json``'s runs)."""
     name = run["name"]
-    if summary_of(workdir, name, run["config"]) is not None:
-        return RunState(name, DONE)
-    holder = lock_holder(lock_path(workdir, name))
-    if holder is not None:
+    if (summary := summary_of(workdir, name, run["config"])) is not None:
+        return RunState(name, DONE, summary=summary)
+    if (holder := lock_holder(lock_path(workdir, name))) is not None:
         who = f"{holder.get('host')} pid {holder.get('pid')}"
         return RunState(name, RUNNING, f"{who} since {holder.get('started', '?')}")
-    failure = read_failure(workdir, name)
-    if failure is not None:
+    if (failure := read_failure(workdir, name)) is not None:
         return RunState(name, FAILED, failure.get("error", ""))
     steps = checkpoint_steps(run_dir(workdir, name))
     return RunState(name, PENDING, f"resumes from step {steps[-1]}" if steps else "")
@@ -301,8 +285,6 @@ def checkpoint_steps(directory: str) -> list[int]:
     """The steps of the run directory's checkpoints, oldest first (none when damaged)."""
     from jaxvae import checkpoint
 
-    if not storage.isdir(checkpoint.checkpoint_dir(directory)):
-        return []
     try:
         return checkpoint.steps(directory)
     except Exception:  # noqa: BLE001 -- a damaged checkpoint directory is still pending
