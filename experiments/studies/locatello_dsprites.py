@@ -7,8 +7,8 @@ capacity reached at step 100k); FactorVAE gamma in {10, 20, 30, 40, 50, 100}; DI
 in {1, 2, 5, 10, 20, 50} (lambda_d = 10 lambda_od); DIP-VAE-II lambda_od in {1, 2, 5, 10, 20, 50}
 (lambda_d = lambda_od); beta-TCVAE beta in {1, 2, 4, 6, 8, 10}. Every run starts from
 `experiments/configs/dsprites.py` (the shared setting: 10 latents, Bernoulli decoder, batch 64,
-Adam 1e-4, 29 epochs = 300,672 steps on the procedural dSprites; see that file for where the
-network differs from disentanglement_lib's) and is scored at the end of training by every
+Adam 1e-4, 29 epochs = 300,672 steps on the procedural dSprites, disentanglement_lib's
+conv_encoder and deconv_decoder with Glorot uniform weights) and is scored at the end of training by every
 metric with the study's protocol (`eval.disentanglement`, seed 0). The paper trains 50 seeds per
 variant (12,600 models over 7 datasets); this file has 50 and `--seeds N` keeps the first N.
 
