@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 
-from jaxvae import __version__, shipped
+from jaxvae import __version__, shipped, storage
 from jaxvae.studies import cli as studies_cli
 
 USAGE_ERROR = 2
@@ -141,11 +141,25 @@ def _load_config(path: str, overrides: list[str]):
     return config
 
 
-def _cmd_train(args, overrides) -> int:
+def _check_flags(args, **least: int) -> None:
+    """Refuses an integer flag below its least value."""
+    for name, low in least.items():
+        if getattr(args, name) < low:
+            flag = name.replace("_", "-")
+            raise ValueError(f"--{flag} must be an integer >= {low}, got {getattr(args, name)}")
+
+
+def _check_out(out: str) -> None:
+    """Refuses an output file whose local directory does not exist."""
+    parent = os.path.dirname(storage.abspath(out))
+    if not (storage.is_remote(out) or os.path.isdir(parent)):
+        raise ValueError(f"--out {out!r}: directory {parent!r} does not exist")
+
+
+def _cmd_train(args, overrides) -> None:
     from jaxvae import api, sharding
 
-    if args.num_processes < 0:
-        raise ValueError(f"--num-processes must be >= 0, got {args.num_processes}")
+    _check_flags(args, num_processes=0)
     config = _load_config(args.config, overrides)
     workdir = args.workdir or os.path.join(
         "runs", os.path.splitext(os.path.basename(args.config))[0]
@@ -161,7 +175,6 @@ def _cmd_train(args, overrides) -> int:
         shown.pop("test_kl_per_dim", None)
         keys = ("steps", "wall_s", "train_images_per_sec")
         print(json.dumps(shown | {k: summary[k] for k in keys if k in summary}))
-    return 0
 
 
 def _say(message: str) -> None:
@@ -190,7 +203,7 @@ def _report(args, run, **what) -> None:
     trackers.report(args.workdir, run.experiment.logging, **what)
 
 
-def _cmd_eval(args) -> int:
+def _cmd_eval(args) -> None:
     import jax
     import numpy as np
 
@@ -209,12 +222,8 @@ def _cmd_eval(args) -> int:
         drawn = (layout.DISENTANGLEMENT_MATRICES, layout.FACTOR_TRAVERSALS)
         _report(args, run, figures=found, pictures=[layout.path(args.workdir, n) for n in drawn])
         print(json.dumps({k: v for k, v in found.items() if k != "disentanglement"}))
-        return 0
-    for flag, value, least in (("iwae-k", args.iwae_k, 1), ("num-examples", args.num_examples, 0)):
-        if value < least:
-            raise ValueError(f"--{flag} must be an integer >= {least}, got {value}")
-    if args.batch_size <= 0:
-        raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
+        return
+    _check_flags(args, iwae_k=1, num_examples=0, batch_size=1)
     run = _load_run(args)
     model = run.model
     dataset = data_lib.load_from_config(run.config.data, run.config.seed, test_only=True)
@@ -253,22 +262,18 @@ def _cmd_eval(args) -> int:
     io.write_json(layout.path(args.workdir, layout.EVAL), result)
     _report(args, run, figures=result)
     print(json.dumps(result))
-    return 0
 
 
-def _cmd_sample(args) -> int:
+def _cmd_sample(args) -> None:
     import jax
     import numpy as np
 
-    from jaxvae import layout, pictures, plots, storage
+    from jaxvae import layout, pictures, plots
 
-    if args.num <= 0:
-        raise ValueError(f"--num must be a positive integer, got {args.num}")
+    _check_flags(args, num=1)
     out = args.out or layout.path(args.workdir, layout.SAMPLES)
-    parent = os.path.dirname(storage.abspath(out))
     run = _load_run(args)
-    if not (storage.is_remote(out) or os.path.isdir(parent)):
-        raise ValueError(f"--out {out!r}: directory {parent!r} does not exist")
+    _check_out(out)
     model = run.model
     params, state = jax.device_put((run.params, run.state))
     key = jax.random.key(args.seed)
@@ -283,10 +288,9 @@ def _cmd_sample(args) -> int:
     _report(args, run, pictures=[out])
     _say_which(args, run)
     print(out)
-    return 0
 
 
-def _cmd_plot(args) -> int:
+def _cmd_plot(args) -> None:
     """Redraws a finished or running run's pictures (from its best or newest checkpoint) and
     curves."""
     import dataclasses
@@ -309,25 +313,42 @@ def _cmd_plot(args) -> int:
     _say_which(args, run)
     for path in paths:
         print(path)
-    return 0
 
 
-def _cmd_bench(args, overrides) -> int:
+def _cmd_encode(args) -> None:
+    """Writes the codes of ``--split`` (:mod:`jaxvae.latents`) and prints what was written as
+    one JSON line."""
+    from jaxvae import latents
+
+    _check_out(args.out)
+    run = _load_run(args)
+    codes = latents.encode_split(run, args.split)
+    latents.write_npz(args.out, codes)
+    _say_which(args, run)
+    n, dim = codes["mean"].shape[:2]
+    written = {"out": args.out, "split": args.split, "num_examples": n, "latent_dim": dim}
+    written |= {"arrays": sorted(codes), "checkpoint": run.checkpoint, "step": run.step}
+    print(json.dumps(written))
+
+
+def _cmd_bench(args, overrides) -> None:
     from jaxvae import bench
 
     options = ("steps", "repeats", "iwae_k", "iwae_num", "iwae_batch")
     config = _load_config(args.config, overrides)
     print(json.dumps(bench.run(config, **{k: getattr(args, k) for k in options})))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     rest, overrides = _split_overrides(argv)
     parser = _build_parser()
+    with_overrides = {"train": _cmd_train, "bench": _cmd_bench, "study": studies_cli.main}
+    commands = {"eval": _cmd_eval, "sample": _cmd_sample, "plot": _cmd_plot, "encode": _cmd_encode}
+    commands["configs"] = lambda args: print(shipped.listing())
     try:
         args = parser.parse_args(rest)
-        if overrides and args.command not in ("train", "bench", "study"):
+        if overrides and args.command not in with_overrides:
             parser.error(
                 f"--config.{overrides[0]}: config overrides apply to train, bench and study run only"
             )
@@ -336,19 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_logs()
     from jaxvae.preemption import EXIT_PREEMPTED, Preempted
 
-    commands = {"train": _cmd_train, "bench": _cmd_bench, "study": studies_cli.main}
-    commands |= {"eval": _cmd_eval, "sample": _cmd_sample, "plot": _cmd_plot}
     try:
-        if args.command in ("train", "bench", "study"):  # the commands that take overrides
-            return commands[args.command](args, overrides)
-        if args.command == "encode":
-            from jaxvae import latents
-
-            return latents.main(args)
-        if args.command == "configs":
-            print(shipped.listing())
-            return 0
-        return commands[args.command](args)
+        if args.command in with_overrides:
+            return with_overrides[args.command](args, overrides) or 0
+        return commands[args.command](args) or 0
     except Preempted as e:
         sys.stderr.write(f"jaxvae {args.command}: {e}\n")
         return EXIT_PREEMPTED
