@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -66,10 +67,6 @@ def family_options(family: type[models.Model]) -> dict[str, Any]:
     }
 
 
-def _section(spec_type: type) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(specs.fields(spec_type))
-
-
 def base_config(imports: Sequence[str] = ()) -> ml_collections.ConfigDict:
     """All configuration keys with their defaults (a conv VAE on Fashion-MNIST), after importing
     ``imports``: modules where families defined outside jaxvae register, kept as the key
@@ -78,7 +75,7 @@ def base_config(imports: Sequence[str] = ()) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.imports = tuple(imports)
-    c.data = _section(DataSpec)
+    c.data = ml_collections.ConfigDict(specs.fields(DataSpec))
     c.model = ml_collections.ConfigDict()
     c.model.kind = "vae"  # a registered family (jaxvae.models.families())
     c.model.architecture = "conv"  # conv | mlp
@@ -95,10 +92,10 @@ def base_config(imports: Sequence[str] = ()) -> ml_collections.ConfigDict:
         options = family_options(family)
         if options:
             c.model[name] = ml_collections.ConfigDict(options)
-    c.objective = _section(ObjectiveSpec)
+    c.objective = ml_collections.ConfigDict(specs.fields(ObjectiveSpec))
     c.train = ml_collections.ConfigDict(specs.fields(TrainSpec) | specs.fields(OptimizerSpec))
-    c.eval = _section(EvalSpec)
-    c.logging = _section(LoggingSpec)
+    c.eval = ml_collections.ConfigDict(specs.fields(EvalSpec))
+    c.logging = ml_collections.ConfigDict(specs.fields(LoggingSpec))
     c.lock()
     return c
 
@@ -124,7 +121,7 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     return config
 
 
-_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def _parse(text: str, kind: type) -> Any:
@@ -133,8 +130,7 @@ def _parse(text: str, kind: type) -> Any:
     text = text.strip()
     try:
         if kind is bool:
-            low = text.lower()
-            return True if low in _TRUE else False if low in _FALSE else text
+            return _BOOLS.get(text.lower(), text)
         if kind in (int, float):
             return kind(text)
         if kind in (tuple, list):
@@ -160,14 +156,10 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any, *, flag: 
     Raises:
       ValueError: ``key`` is not a leaf of ``config``, or ``value`` is not of its type.
     """
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-        if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
-            raise ValueError(f"unknown config key {key!r}")
-        node = node[p]
-    if leaf not in node or isinstance(node[leaf], ml_collections.ConfigDict):
+    if key not in flat(config):
         raise ValueError(f"unknown config key {key!r}")
+    *parents, leaf = key.split(".")
+    node = functools.reduce(lambda section, name: section[name], parents, config)
     kind = type(node[leaf])
     parsed = _parse(value, kind) if isinstance(value, str) and kind is not str else value
     if not _of_type(parsed, kind):
@@ -194,12 +186,10 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
         set_value(config, key, text, flag="--config.")
 
 
-def flat(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict[str, Any]:
+def flat(config: ml_collections.ConfigDict | dict) -> dict[str, Any]:
     """``{"a.b": value}`` for every leaf of ``config`` (lists as tuples): :func:`jaxvae.io.flatten`
     of a ConfigDict."""
-    if isinstance(config, ml_collections.ConfigDict):
-        config = config.to_dict()
-    return io.flatten(config, prefix)
+    return io.flatten(config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config)
 
 
 def changed_keys(path: str) -> dict[str, Any]:
@@ -218,16 +208,10 @@ def config_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     keeps the behaviour from before it, so the run is the same run (it resumes, and a finished
     one stays done). Compared as JSON (tuples and lists alike).
     """
-    a = flat(migrate(saved))
-    b = flat(migrate(new))
+    a, b = flat(migrate(saved)), flat(migrate(new))
     defaults = flat(json.loads(to_json(base_config())))
-    out = []
-    for k in set(a) | set(b):
-        if k not in a and k in defaults and b[k] == defaults[k]:
-            continue
-        if a.get(k, _MISSING) != b.get(k, _MISSING):
-            out.append(k)
-    return sorted(out)
+    differ = {k for k in set(a) | set(b) if a.get(k, _MISSING) != b.get(k, _MISSING)}
+    return sorted(k for k in differ if k in a or k not in defaults or b[k] != defaults[k])
 
 
 _MISSING = object()
@@ -266,7 +250,11 @@ def validate(config: ml_collections.ConfigDict) -> Specs:
     names = likelihoods.names()
     specs.check(m.likelihood in names, "model.likelihood", m.likelihood, f"one of {names}")
     optim = specs.from_section(OptimizerSpec, config.train)
-    evaluation, objective = specs.from_section(EvalSpec, config.eval), _objective(config)
+    evaluation = specs.from_section(EvalSpec, config.eval)
+    try:
+        objective = specs.from_section(ObjectiveSpec, config.objective)
+    except ValueError as e:
+        raise ValueError(f"config objective: {e}") from None
     out = Specs(d, t, optim, evaluation, objective, specs.from_section(LoggingSpec, config.logging))
     channels = config.model.channels
     side = 2 ** len(channels) if isinstance(channels, tuple | list) else 1
@@ -275,13 +263,6 @@ def validate(config: ml_collections.ConfigDict) -> Specs:
     model = make_model(config, models.DataInfo((side, side, 1)), backend="cpu")
     objectives.check_objective(model, out.objective)
     return out
-
-
-def _objective(config: ml_collections.ConfigDict) -> ObjectiveSpec:
-    try:
-        return specs.from_section(ObjectiveSpec, config.objective)
-    except ValueError as e:
-        raise ValueError(f"config objective: {e}") from None
 
 
 def _check_types(schema, config, prefix: str) -> None:
