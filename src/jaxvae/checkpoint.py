@@ -22,6 +22,7 @@ metrics.jsonl and takes the same decisions as one that was never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -91,18 +92,12 @@ def _drain(manager: ocp.CheckpointManager) -> None:
     """Waits for what a failed save left running and discards its errors, so that they do not
     resurface at the next save or at ``close``."""
     inner = getattr(manager, "_checkpointer", None)  # its background commit thread
-    for wait in (manager.wait_until_finished, getattr(inner, "wait_until_finished", None)):
+    waits = (manager.wait_until_finished, getattr(inner, "wait_until_finished", None))
+    for wait in filter(None, (*waits, manager.check_for_errors)):
         for _ in range(3):  # each call raises at most one stored error
-            try:
-                if wait is not None:
-                    wait()
+            with contextlib.suppress(Exception):  # the failure is reported by the caller
+                wait()
                 break
-            except Exception:  # noqa: BLE001 - the failure is reported by the caller
-                continue
-    try:
-        manager.check_for_errors()
-    except Exception:  # noqa: BLE001 - as above
-        pass
 
 
 def _remove_tmp_dirs(directory: str, *, settle_s: float = 0.2, limit_s: float = 10.0) -> None:
@@ -114,16 +109,14 @@ def _remove_tmp_dirs(directory: str, *, settle_s: float = 0.2, limit_s: float = 
     """
     pattern = os.path.join(directory, f"*{ocp.utils.TMP_DIR_SUFFIX}*")
     deadline = time.monotonic() + limit_s
-    while True:
+    while time.monotonic() <= deadline:
         found = storage.glob(pattern)
         for tmp in found:
             storage.rmtree(tmp)
         if not found:
             time.sleep(settle_s)
-            if not storage.glob(pattern) or time.monotonic() > deadline:
+            if not storage.glob(pattern):
                 return
-        elif time.monotonic() > deadline:
-            return
 
 
 def _save_failed(
