@@ -6,6 +6,7 @@ warm-up dispatch, as the median of several repeats.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from typing import Any
@@ -43,10 +44,6 @@ def cpu_flops(fn, *args, static_argnums: tuple[int, ...] = ()) -> float | None:
     return _cost(jitted.lower(*args).compile(), "flops")
 
 
-def _peak_size(n: int | None, cpu: int, accelerator: int) -> int:
-    return n if n is not None else (cpu if jax.default_backend() == "cpu" else accelerator)
-
-
 def _median_seconds(f, x, repeats: int) -> float:
     """Median wall time of ``f(x)`` over ``repeats`` calls, after one warm-up call."""
     jax.block_until_ready(f(x))
@@ -65,7 +62,7 @@ def matmul_peak_gflops(n: int | None = None, repeats: int = 5) -> float:
     (2048 x 2048 on CPU, 8192 x 8192 on an accelerator), at the same default matmul precision the
     training step uses.
     """
-    n = _peak_size(n, 2048, 8192)
+    n = n or (2048 if jax.default_backend() == "cpu" else 8192)
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     reps = 8
     f = jax.jit(lambda a: jax.lax.fori_loop(0, reps, lambda i, x: (x @ a) * (1.0 / n), a))
@@ -78,7 +75,7 @@ def memory_bandwidth_gbs(n: int | None = None, repeats: int = 5) -> float:
     Streams an array of ``n`` float32 (64 MiB on CPU, 1 GiB on an accelerator) through an
     elementwise update several times per dispatch, median of ``repeats``.
     """
-    n = _peak_size(n, 2**24, 2**28)
+    n = n or (2**24 if jax.default_backend() == "cpu" else 2**28)
     reps = 8
     f = jax.jit(lambda x: jax.lax.fori_loop(0, reps, lambda i, y: y * 0.5 + 1.0, x))
     x = jnp.zeros((n,), jnp.float32)
@@ -94,21 +91,16 @@ def _program_memory_mb(compiled) -> dict[str, float] | None:
         return None
     if m is None:
         return None
-    mb = lambda b: b / 2**20
-    out = {
-        "arguments_mb": mb(m.argument_size_in_bytes),
-        "outputs_mb": mb(m.output_size_in_bytes),
-        "aliased_mb": mb(m.alias_size_in_bytes),
-        "temp_mb": mb(m.temp_size_in_bytes),
-    }
+    names = {"arguments": "argument", "outputs": "output", "aliased": "alias", "temp": "temp"}
+    out = {f"{k}_mb": getattr(m, f"{v}_size_in_bytes") / 2**20 for k, v in names.items()}
     out["total_mb"] = out["arguments_mb"] + out["outputs_mb"] - out["aliased_mb"] + out["temp_mb"]
     return out
 
 
-def _device_peak_bytes() -> int | None:
+def _device_peak_mb() -> float | None:
     stats = [d.memory_stats() for d in jax.local_devices()]
     peaks = [s.get("peak_bytes_in_use") for s in stats if s]
-    return int(max(peaks)) if peaks and all(p is not None for p in peaks) else None
+    return int(max(peaks)) / 2**20 if peaks and all(p is not None for p in peaks) else None
 
 
 def run(
@@ -161,7 +153,7 @@ def run(
     for _ in range(repeats):
         state, seconds = dispatch(state, steps)
         rates.append(steps * batch / seconds)
-    train_device_peak = _device_peak_bytes()  # before the measurements below allocate their own
+    train_device_peak_mb = _device_peak_mb()  # before the measurements below allocate their own
     result: dict[str, Any] = {
         "config": {
             "model": f"{model.name}/{model.architecture}",
@@ -203,9 +195,7 @@ def run(
         p, s = state.params, state.model_state
         evaluate.evaluate_iwae(model, p, s, head, keys["eval"], k=iwae_k, batch_size=bs)
         chunk = min(500, iwae_k)
-        log_px = lambda p_, s_, x_, key: evaluate.iwae_log_px(
-            model, p_, s_, x_, key, k=chunk, chunk=chunk
-        )
+        log_px = functools.partial(evaluate.iwae_log_px, model, k=chunk, chunk=chunk)
         one = cpu_flops(log_px, p, s, head, keys["eval"])
         flops_per_sample = (one or 0.0) / (bs * chunk) or None
         t = time.perf_counter()
@@ -229,7 +219,6 @@ def run(
             result["iwae"]["fraction_of_matmul_peak"] = floor / (10_000 * dt / n_x)
     result["train_program_memory"] = _program_memory_mb(feed.compiled)
     result["peak_host_memory_mb"] = summary.peak_rss_mb()
-    peak_mb = train_device_peak / 2**20 if train_device_peak is not None else None
-    result["peak_device_memory_mb"] = peak_mb
+    result["peak_device_memory_mb"] = train_device_peak_mb
     result["train_data_mb"] = float(np.asarray(dataset.train_images).nbytes / 2**20)
     return result
