@@ -45,11 +45,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="join a multi-process run that JAX detects by itself (TPU pod slice, SLURM, MPI)",
     )
 
-    ev = sub.add_parser(
-        "eval", help="evaluate a run (its best checkpoint under early stopping, else the newest)"
+    ev = _run_parser(
+        sub, "eval", "evaluate a run (its best checkpoint under early stopping, else the newest)"
     )
-    ev.add_argument("--workdir", required=True)
-    _checkpoint_flag(ev)
     ev.add_argument("--iwae-k", type=int, default=5000, help="importance samples (default 5000)")
     ev.add_argument("--num-examples", type=int, default=0, help="first N test images (0 = all)")
     ev.add_argument("--batch-size", type=int, default=10, help="images per IWAE batch")
@@ -58,22 +56,13 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--disentanglement-points", type=int, default=0, help="0: the full protocol")
     ev.add_argument("--disentanglement-jobs", type=int, default=1, help="DCI's processes (-1: all)")
 
-    sample = sub.add_parser("sample", help="decode samples from the prior")
-    sample.add_argument("--workdir", required=True)
-    _checkpoint_flag(sample)
+    sample = _run_parser(sub, "sample", "decode samples from the prior")
     sample.add_argument("--num", type=int, default=64)
     sample.add_argument("--out", default="", help="PNG path (default: WORKDIR/samples.png)")
     sample.add_argument("--seed", type=int, default=0)
 
-    plot = sub.add_parser(
-        "plot", help="redraw curves.png, traversals.png and the other pictures of a run"
-    )
-    plot.add_argument("--workdir", required=True)
-    _checkpoint_flag(plot)
-
-    enc = sub.add_parser("encode", help="write the latent codes of a split's images (.npz)")
-    enc.add_argument("--workdir", required=True)
-    _checkpoint_flag(enc)
+    _run_parser(sub, "plot", "redraw curves.png, traversals.png and the other pictures of a run")
+    enc = _run_parser(sub, "encode", "write the latent codes of a split's images (.npz)")
     enc.add_argument("--out", required=True, help="the .npz file to write")
     enc.add_argument("--split", choices=("test", "train", "validation"), default="test")
 
@@ -90,7 +79,10 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _checkpoint_flag(parser: argparse.ArgumentParser) -> None:
+def _run_parser(sub, name: str, description: str) -> argparse.ArgumentParser:
+    """The parser of a command that reads the run in ``--workdir`` (at ``--checkpoint``)."""
+    parser = sub.add_parser(name, help=description)
+    parser.add_argument("--workdir", required=True)
     parser.add_argument(
         "--checkpoint",
         choices=("best", "newest"),
@@ -98,6 +90,7 @@ def _checkpoint_flag(parser: argparse.ArgumentParser) -> None:
         help="the state to use: best (kept under early stopping) or newest "
         "(default: best when the run has one)",
     )
+    return parser
 
 
 def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -120,13 +113,10 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def _quiet_logs() -> None:
     """Keeps library chatter (absl, Orbax) off stderr so errors and progress stay readable."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        from absl import logging as absl_logging
+    from absl import logging as absl_logging  # Orbax's dependency
 
-        absl_logging.set_verbosity(absl_logging.WARNING)
-    except ImportError:
-        pass
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    absl_logging.set_verbosity(absl_logging.WARNING)
     for name in ("absl", "orbax", "jax", "tensorflow_datasets", "urllib3"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module="orbax")
@@ -205,10 +195,9 @@ def _report(args, run, **what) -> None:
 
 def _cmd_eval(args) -> None:
     import jax
-    import numpy as np
 
     from jaxvae import data as data_lib
-    from jaxvae import evaluate, experiment, io, layout, summary
+    from jaxvae import evaluate, io, layout, summary
     from jaxvae.models import capabilities as caps
 
     if args.disentanglement:  # the metrics only (docs/disentanglement.md)
@@ -236,7 +225,7 @@ def _cmd_eval(args) -> None:
     n = int(test["image"].shape[0])
     if protocol:
         protocol["num_test"] = n
-    key = experiment.run_keys(run.config.seed)["eval"]
+    key = run.experiment.keys["eval"]
     params, state = jax.device_put((run.params, run.state))
     # the test figures as the run computed them (the same batches, hence the same keys)
     figures = evaluate.evaluate_model(
@@ -256,7 +245,7 @@ def _cmd_eval(args) -> None:
         result["note"] = f"model kind {model.name!r} has no likelihood: no NLL bound"
     result |= summary.nats_in_bits(model, result)
     result |= {"num_examples": n, "step": run.step, "checkpoint": run.checkpoint}
-    result["params_digest"] = summary.params_digest(jax.tree.map(np.asarray, run.params))
+    result["params_digest"] = summary.params_digest(run.params)
     if protocol:
         result["data_protocol"] = protocol
     io.write_json(layout.path(args.workdir, layout.EVAL), result)
