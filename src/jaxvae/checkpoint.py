@@ -251,8 +251,7 @@ def restore_newest(
     with ocp.CheckpointManager(directory) as manager:
         for step in reversed(available):
             try:
-                state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
-                return state, step
+                return manager.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
             except Exception as e:  # noqa: BLE001 - any unreadable checkpoint falls back
                 reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 errors.append(f"step {step}: {reason}")

@@ -161,10 +161,9 @@ def _cmd_train(args, overrides) -> None:
     import jax
 
     if jax.process_index() == 0:
-        shown = {k: v for k, v in summary.items() if k.startswith("test_")}
-        shown.pop("test_kl_per_dim", None)
         keys = ("steps", "wall_s", "train_images_per_sec")
-        print(json.dumps(shown | {k: summary[k] for k in keys if k in summary}))
+        shown = {k: v for k, v in summary.items() if k.startswith("test_") or k in keys}
+        print(json.dumps({k: v for k, v in shown.items() if k != "test_kl_per_dim"}))
 
 
 def _say(message: str) -> None:
@@ -216,28 +215,23 @@ def _cmd_eval(args) -> None:
     run = _load_run(args)
     model = run.model
     dataset = data_lib.load_from_config(run.config.data, run.config.seed, test_only=True)
-    test = {"image": dataset.test_images, "label": dataset.test_labels}
+    available = len(dataset.test_images)
+    n = min(args.num_examples or available, available)
+    test = {"image": dataset.test_images[:n], "label": dataset.test_labels[:n]}
     protocol = dict(dataset.protocol)
-    if args.num_examples and args.num_examples < test["image"].shape[0]:
-        test = {k: v[: args.num_examples] for k, v in test.items()}
-        if protocol:
-            protocol["test"] += f"; its first {args.num_examples} examples (--num-examples)"
-    n = int(test["image"].shape[0])
-    if protocol:
-        protocol["num_test"] = n
+    if protocol and n < available:
+        protocol["test"] += f"; its first {n} examples (--num-examples)"
     key = run.experiment.keys["eval"]
-    params, state = jax.device_put((run.params, run.state))
+    trained = (model, *jax.device_put((run.params, run.state)))
     # the test figures as the run computed them (the same batches, hence the same keys)
-    figures = evaluate.evaluate_model(
-        model, params, state, test, key, batch_size=run.config.eval.batch_size
-    )
+    figures = evaluate.evaluate_model(*trained, test, key, batch_size=run.config.eval.batch_size)
     result = {f"test_{k}": v for k, v in figures.items() if k != "kl_per_dim"}
     _say_which(args, run)
     if caps.has(model, caps.ImportanceWeighted):
         progress = evaluate.EvalProgress(sys.stderr, f"IWAE bound (k={args.iwae_k})")
         options = {"k": args.iwae_k, "batch_size": args.batch_size, "progress": progress}
         try:
-            iw = evaluate.evaluate_iwae(model, params, state, test, key, **options)
+            iw = evaluate.evaluate_iwae(*trained, test, key, **options)
         finally:
             progress.close()
         result |= {"test_nll": iw["nll"], "test_nll_se": iw["nll_se"], "iwae_k": args.iwae_k}
@@ -247,7 +241,7 @@ def _cmd_eval(args) -> None:
     result |= {"num_examples": n, "step": run.step, "checkpoint": run.checkpoint}
     result["params_digest"] = summary.params_digest(run.params)
     if protocol:
-        result["data_protocol"] = protocol
+        result["data_protocol"] = protocol | {"num_test": n}
     io.write_json(layout.path(args.workdir, layout.EVAL), result)
     _report(args, run, figures=result)
     print(json.dumps(result))
@@ -300,8 +294,7 @@ def _cmd_plot(args) -> None:
     paths = summary.draw(exp, state, args.workdir, kl_per_dim=kl, disentanglement=found)
     _report(args, run, pictures=paths)
     _say_which(args, run)
-    for path in paths:
-        print(path)
+    print("\n".join(paths))
 
 
 def _cmd_encode(args) -> None:
@@ -329,8 +322,7 @@ def _cmd_bench(args, overrides) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    rest, overrides = _split_overrides(argv)
+    rest, overrides = _split_overrides(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
     with_overrides = {"train": _cmd_train, "bench": _cmd_bench, "study": studies_cli.main}
     commands = {"eval": _cmd_eval, "sample": _cmd_sample, "plot": _cmd_plot, "encode": _cmd_encode}

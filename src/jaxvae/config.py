@@ -43,9 +43,7 @@ def migrate(saved: dict[str, Any]) -> dict[str, Any]:
     saved = json.loads(json.dumps(saved))
     objective, model = saved.get("objective", {}), saved.get("model", {})
     kind = model.get("kind", "vae")
-    for key in MOVED_TO_MODEL:
-        if key not in objective:
-            continue
+    for key in [k for k in MOVED_TO_MODEL if k in objective]:
         value = objective.pop(key)
         family = models.families().get(kind)
         if family is not None and key in family_options(family):
@@ -89,8 +87,7 @@ def base_config(imports: Sequence[str] = ()) -> ml_collections.ConfigDict:
     c.model.num_mixtures = 5  # logistic_mixture components
     c.model.conv_impl = "auto"  # auto (fast on CPU and GPU, lax on TPU) | fast | lax
     for name, family in sorted(models.families().items()):
-        options = family_options(family)
-        if options:
+        if options := family_options(family):
             c.model[name] = ml_collections.ConfigDict(options)
     c.objective = ml_collections.ConfigDict(specs.fields(ObjectiveSpec))
     c.train = ml_collections.ConfigDict(specs.fields(TrainSpec) | specs.fields(OptimizerSpec))

@@ -59,12 +59,9 @@ def write_atomic(path: str, data: str | bytes, *, exclusive: bool = False) -> bo
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if not exclusive:
-            os.replace(tmp, path)
-            return True
         try:
-            os.link(tmp, path)
-        except FileExistsError:
+            (os.link if exclusive else os.replace)(tmp, path)
+        except FileExistsError:  # exclusive, and path exists: a link never replaces a file
             return False
         return True
     finally:

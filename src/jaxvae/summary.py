@@ -76,9 +76,7 @@ def final_summary(exp, state) -> dict[str, Any]:
     model = exp.model
     summary: dict[str, Any] = split_metrics(exp, state, "test")
     if exp.eval.iwae_k and caps.has(model, caps.ImportanceWeighted):
-        test = exp.split("test")
-        n_iwae = min(exp.eval.iwae_num_examples, test["image"].shape[0])
-        data = {k: v[:n_iwae] for k, v in test.items()}
+        data = {k: v[: exp.eval.iwae_num_examples] for k, v in exp.split("test").items()}
         args = (model, state.params, state.model_state, data, exp.keys["eval"])
         iw = evaluate.evaluate_iwae(*args, k=exp.eval.iwae_k, mesh=exp.mesh)
         summary |= {"test_nll": iw["nll"], "test_nll_se": iw["nll_se"], "iwae_k": iw["iwae_k"]}

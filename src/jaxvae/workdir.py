@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -39,14 +38,10 @@ def ensure_writable(workdir: str) -> None:
     """Creates ``workdir`` if needed and checks that files can be written in it (for a URL: an
     object is written and removed, which also checks the bucket and the credentials)."""
     try:
-        if storage.is_remote(workdir):
-            probe = layout.path(workdir, f".write-check-{secrets.token_hex(4)}")
-            storage.put(probe, b"")
-            storage.remove(probe)
-            return
-        os.makedirs(workdir, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write-check-"):
-            pass
+        storage.makedirs(workdir)
+        probe = layout.path(workdir, f".write-check-{secrets.token_hex(4)}")
+        io.write_atomic(probe, b"")
+        storage.remove(probe)
     except OSError as e:
         raise ValueError(f"workdir {workdir!r} is not writable: {e.strerror or e}") from None
 
@@ -147,12 +142,10 @@ def finished_summary(workdir: str, config: Any) -> dict[str, Any] | None:
     good, so that their errors come first).
     """
     paths = [layout.path(workdir, name) for name in (SUMMARY, CONFIG, RUN_INFO)]
-    if not all(storage.exists(p) for p in paths):
-        return None
     try:
         summary, saved, info = (io.read_json(p) for p in paths)
         check_format(workdir, info)
-    except (OSError, ValueError):  # json.JSONDecodeError is a ValueError
+    except (OSError, ValueError):  # a missing file, or a damaged one
         return None
     new = _plain(config)
     ignored = (*_PRESENTATION, "train.epochs")
