@@ -32,27 +32,27 @@ def _cost(compiled, name: str) -> float | None:
         return None
 
 
-def cpu_flops(fn, *args, static_argnums: tuple[int, ...] = ()) -> float | None:
+def cpu_flops(fn, *args) -> float | None:
     """FLOPs of ``fn(*args)`` as XLA's CPU compiler counts them, whatever the default device.
 
     The same program is counted on every backend: a GPU's cost analysis leaves out the FLOPs of
     the library calls (cuBLAS, cuDNN) its compiler turns products and convolutions into.
     """
     cpu = jax.devices("cpu")[0]
-    args = [a if i in static_argnums else jax.device_put(a, cpu) for i, a in enumerate(args)]
-    jitted = jax.jit(fn, static_argnums=static_argnums)
-    return _cost(jitted.lower(*args).compile(), "flops")
+    return _cost(jax.jit(fn).lower(*jax.device_put(args, cpu)).compile(), "flops")
 
 
-def _median_seconds(f, x, repeats: int) -> float:
-    """Median wall time of ``f(x)`` over ``repeats`` calls, after one warm-up call."""
+def _steps_per_second(step, x, repeats: int) -> float:
+    """Steps ``y -> step(y, x)`` from ``y = x`` per second, 8 in each compiled dispatch: the
+    median of ``repeats`` dispatches, after a warm-up one."""
+    f = jax.jit(lambda x: jax.lax.fori_loop(0, 8, lambda i, y: step(y, x), x))
     jax.block_until_ready(f(x))
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         jax.block_until_ready(f(x))
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return 8 / statistics.median(times)
 
 
 def matmul_peak_gflops(n: int | None = None, repeats: int = 5) -> float:
@@ -64,9 +64,7 @@ def matmul_peak_gflops(n: int | None = None, repeats: int = 5) -> float:
     """
     n = n or (2048 if jax.default_backend() == "cpu" else 8192)
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    reps = 8
-    f = jax.jit(lambda a: jax.lax.fori_loop(0, reps, lambda i, x: (x @ a) * (1.0 / n), a))
-    return 2.0 * n**3 * reps / _median_seconds(f, a, repeats) / 1e9
+    return 2.0 * n**3 * _steps_per_second(lambda x, a: (x @ a) * (1.0 / n), a, repeats) / 1e9
 
 
 def memory_bandwidth_gbs(n: int | None = None, repeats: int = 5) -> float:
@@ -76,10 +74,8 @@ def memory_bandwidth_gbs(n: int | None = None, repeats: int = 5) -> float:
     elementwise update several times per dispatch, median of ``repeats``.
     """
     n = n or (2**24 if jax.default_backend() == "cpu" else 2**28)
-    reps = 8
-    f = jax.jit(lambda x: jax.lax.fori_loop(0, reps, lambda i, y: y * 0.5 + 1.0, x))
     x = jnp.zeros((n,), jnp.float32)
-    return 2 * 4 * n * reps / _median_seconds(f, x, repeats) / 1e9
+    return 2 * 4 * n * _steps_per_second(lambda y, _: y * 0.5 + 1.0, x, repeats) / 1e9
 
 
 def _program_memory_mb(compiled) -> dict[str, float] | None:

@@ -232,7 +232,7 @@ def validate(config: ml_collections.ConfigDict) -> Specs:
       ValueError: the first bad key, named with its value and what was expected.
     """
     models.load(config.get("imports", ()), kinds=(config.model.kind,))
-    _check_types(base_config(), config, "")
+    _check_types(config)
     d = specs.from_section(DataSpec, config.data)
     specs.check(d.name in data_lib.DATASETS, "data.name", d.name, f"one of {data_lib.DATASETS}")
     t = specs.from_section(TrainSpec, config.train)
@@ -262,18 +262,14 @@ def validate(config: ml_collections.ConfigDict) -> Specs:
     return out
 
 
-def _check_types(schema, config, prefix: str) -> None:
-    for key in config.keys():
-        path = f"{prefix}{key}"
+def _check_types(config: ml_collections.ConfigDict) -> None:
+    """Refuses a key the schema (:func:`base_config`) lacks, or a value not of its key's type."""
+    schema = flat(base_config())
+    for key, got in flat(config).items():
         if key not in schema:
-            raise ValueError(f"unknown config key {path!r}")
-        want, got = schema[key], config[key]
-        if isinstance(want, ml_collections.ConfigDict):
-            if not isinstance(got, ml_collections.ConfigDict):
-                raise ValueError(f"config {path} must be a section, got {got!r}")
-            _check_types(want, got, path + ".")
-        elif not _of_type(got, type(want)):
-            raise ValueError(f"config {path}={got!r}: expected a {type(want).__name__}")
+            raise ValueError(f"unknown config key {key!r}")
+        if not _of_type(got, type(schema[key])):
+            raise ValueError(f"config {key}={got!r}: expected a {type(schema[key]).__name__}")
 
 
 def resolve_conv_impl(name: str, backend: str | None = None) -> str:
