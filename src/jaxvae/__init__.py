@@ -14,7 +14,6 @@ from jaxvae.data import Dataset, load_dataset
 from jaxvae.engine import TrainState, init_state, make_engine, make_train_step
 from jaxvae.evaluate import evaluate_iwae, evaluate_model
 from jaxvae.experiment import Experiment, build
-from jaxvae.models import DataInfo, Model
 from jaxvae.objectives import ObjectiveSpec, make_loss
 
 __version__ = "0.2.0"
@@ -22,10 +21,8 @@ __version__ = "0.2.0"
 xla_cpu.install()  # the CPU lowering of jax.random's hash (see its docstring)
 
 __all__ = [
-    "DataInfo",
     "Dataset",
     "Experiment",
-    "Model",
     "ObjectiveSpec",
     "Run",
     "TrainState",

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import pathlib
 import sys
 import warnings
 
@@ -151,9 +152,7 @@ def _cmd_train(args, overrides) -> None:
 
     _check_flags(args, num_processes=0)
     config = _load_config(args.config, overrides)
-    workdir = args.workdir or os.path.join(
-        "runs", os.path.splitext(os.path.basename(args.config))[0]
-    )
+    workdir = args.workdir or os.path.join("runs", pathlib.Path(args.config).stem)
     sharding.initialize_distributed(
         args.coordinator_address, args.num_processes, args.process_id, auto=args.distributed
     )
@@ -258,9 +257,8 @@ def _cmd_sample(args) -> None:
     run = _load_run(args)
     _check_out(out)
     model = run.model
-    params, state = jax.device_put((run.params, run.state))
-    key = jax.random.key(args.seed)
-    images = pictures.prior_samples(model, params, state, key, args.num)
+    trained = (model, *jax.device_put((run.params, run.state)))
+    images = pictures.prior_samples(*trained, jax.random.key(args.seed), args.num)
     if images is None:
         raise ValueError(
             f"model kind {model.name!r} in {args.workdir!r} has no prior to sample from "

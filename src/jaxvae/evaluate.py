@@ -58,16 +58,15 @@ def run_batched(fn, data, batch_size, mesh, *extra, progress=None):
     mesh = mesh or sharding.make_mesh()
     batch_size = -(-batch_size // mesh.devices.size) * mesh.devices.size
     in_sharding = sharding.batch_sharded(mesh)
-    total, done = data["image"].shape[0], 0
+    total = data["image"].shape[0]
     out: dict[str, list] = {}
     for i, (batch, valid) in enumerate(padded_batches(data, batch_size)):
         batch = {k: sharding.put_global(v, in_sharding) for k, v in batch.items()}
         values = sharding.fetch(fn(batch, jnp.int32(i), *extra))  # host sync: one per batch
         for name, v in values.items():
             out.setdefault(name, []).append(np.asarray(v)[:valid])
-        done += valid
         if progress is not None:
-            progress(done, total)
+            progress(min((i + 1) * batch_size, total), total)
     return {name: np.concatenate(v) for name, v in out.items()}
 
 

@@ -221,8 +221,7 @@ class MetricsLog:
 
     def close(self) -> None:
         if self._out is not None:
-            self._out.close()
-            self._out = None
+            self._out.close()  # a second close does nothing
 
 
 class RunLog:
