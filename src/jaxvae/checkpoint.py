@@ -37,7 +37,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from jaxvae import io, layout, storage
+from jaxvae import io, layout, sharding, storage
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +132,9 @@ def _save_failed(
     if kept:
         previous = f"the previous checkpoints are kept (steps {', '.join(map(str, kept))})"
     what = "checkpoint" if step is None else f"checkpoint at step {step}"
-    hint = " (free some space)" if _reason(error) == os.strerror(errno.ENOSPC) else ""
-    return ValueError(
-        f"{what} could not be written to {directory}: {_reason(error)}{hint}; {previous}"
-    )
+    reason = _reason(error)
+    hint = " (free some space)" if reason == os.strerror(errno.ENOSPC) else ""
+    return ValueError(f"{what} could not be written to {directory}: {reason}{hint}; {previous}")
 
 
 def finish(manager: ocp.CheckpointManager) -> None:
@@ -283,21 +282,13 @@ class Checkpoints:
         self.wait = jax.default_backend() == "cpu"  # see save
         self.closed = False
 
-    def _since_save(self, *, at_epoch_end: bool) -> float | None:
-        if self.last is None:
-            return None
-        from jaxvae import sharding
-
-        since = time.time() - self.last
-        return sharding.from_process_0(since) if at_epoch_end else since
-
     def after(self, step: int, state_fn, *, force: bool = False, before=lambda: None) -> bool:
         """Saves ``state_fn()`` at ``step`` when due (or ``force``), calling ``before()`` first
         (the logs' flush); returns whether it saved."""
-        epoch_end = step % self.per_epoch == 0
-        due = force or save_due(
-            step, **self.policy, seconds_since_save=self._since_save(at_epoch_end=epoch_end)
-        )
+        since = None if self.last is None else time.time() - self.last
+        if since is not None and not force and step % self.per_epoch == 0:
+            since = sharding.from_process_0(since)  # where save_due reads it: alike everywhere
+        due = force or save_due(step, **self.policy, seconds_since_save=since)
         if due:
             before()
             save(self.manager, step, state_fn(), wait=self.wait)
@@ -354,9 +345,8 @@ class EarlyStopping:
         """The stopper as it stood after ``upto_step``, from metrics.jsonl's validation lines."""
         stopper = cls(patience, metric)
         path = layout.path(workdir, layout.METRICS)
-        if not storage.exists(path):
-            return stopper
-        for record in io.read_jsonl(path):  # a last line torn by a kill is left out
+        # a last line torn by a kill is left out
+        for record in io.read_jsonl(path) if storage.exists(path) else []:
             if metric in record and record.get("step", 0) <= upto_step:
                 stopper.update(record["step"], record[metric])
         return stopper

@@ -253,8 +253,7 @@ def validate(config: ml_collections.ConfigDict) -> Specs:
     except ValueError as e:
         raise ValueError(f"config objective: {e}") from None
     out = Specs(d, t, optim, evaluation, objective, specs.from_section(LoggingSpec, config.logging))
-    channels = config.model.channels
-    side = 2 ** len(channels) if isinstance(channels, tuple | list) else 1
+    side = 2 ** len(m.channels)  # a tuple: the types are checked
     # The real image shape is checked once data is loaded. A fixed backend: validation must not
     # start JAX's backend, which jax.distributed.initialize() has to precede.
     model = make_model(config, models.DataInfo((side, side, 1)), backend="cpu")
