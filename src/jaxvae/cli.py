@@ -14,7 +14,9 @@ import pathlib
 import sys
 import warnings
 
-from jaxvae import __version__, shipped, storage
+import jax
+
+from jaxvae import __version__, api, bench, latents, layout, shipped, storage, summary, trackers
 from jaxvae.studies import cli as studies_cli
 
 USAGE_ERROR = 2
@@ -67,13 +69,13 @@ def _build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--out", required=True, help="the .npz file to write")
     enc.add_argument("--split", choices=("test", "train", "validation"), default="test")
 
-    bench = sub.add_parser("bench", help="measure training and evaluation speed (JSON on stdout)")
-    bench.add_argument("--config", required=True, help=_CONFIG_HELP)
-    bench.add_argument("--steps", type=int, default=0, help="timed steps (default: one epoch)")
-    bench.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
-    bench.add_argument("--iwae-k", type=int, default=5000)
-    bench.add_argument("--iwae-num", type=int, default=20, help="test images for the IWAE rate")
-    bench.add_argument("--iwae-batch", type=int, default=10, help="images per IWAE batch")
+    timing = sub.add_parser("bench", help="measure training and evaluation speed (JSON on stdout)")
+    timing.add_argument("--config", required=True, help=_CONFIG_HELP)
+    timing.add_argument("--steps", type=int, default=0, help="timed steps (default: one epoch)")
+    timing.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
+    timing.add_argument("--iwae-k", type=int, default=5000)
+    timing.add_argument("--iwae-num", type=int, default=20, help="test images for the IWAE rate")
+    timing.add_argument("--iwae-batch", type=int, default=10, help="images per IWAE batch")
 
     studies_cli.add_parser(sub)
     sub.add_parser("configs", help="list the shipped configs and studies, by name")
@@ -148,7 +150,7 @@ def _check_out(out: str) -> None:
 
 
 def _cmd_train(args, overrides) -> None:
-    from jaxvae import api, sharding
+    from jaxvae import sharding
 
     _check_flags(args, num_processes=0)
     config = _load_config(args.config, overrides)
@@ -156,12 +158,10 @@ def _cmd_train(args, overrides) -> None:
     sharding.initialize_distributed(
         args.coordinator_address, args.num_processes, args.process_id, auto=args.distributed
     )
-    summary = api.train(config, workdir)
-    import jax
-
+    result = api.train(config, workdir)
     if jax.process_index() == 0:
         keys = ("steps", "wall_s", "train_images_per_sec")
-        shown = {k: v for k, v in summary.items() if k.startswith("test_") or k in keys}
+        shown = {k: v for k, v in result.items() if k.startswith("test_") or k in keys}
         print(json.dumps({k: v for k, v in shown.items() if k != "test_kl_per_dim"}))
 
 
@@ -171,8 +171,6 @@ def _say(message: str) -> None:
 
 def _load_run(args):
     """The run of ``--workdir`` at the checkpoint ``--checkpoint`` asks for."""
-    from jaxvae import api
-
     return api.load_run(
         args.workdir, checkpoint=args.checkpoint, warn=lambda m: _say(f"warning: {m}")
     )
@@ -186,16 +184,12 @@ def _say_which(args, run) -> None:
 
 def _report(args, run, **what) -> None:
     """A command's figures or pictures, to the tracked runs of the run's training, if any."""
-    from jaxvae import trackers
-
     trackers.report(args.workdir, run.experiment.logging, **what)
 
 
 def _cmd_eval(args) -> None:
-    import jax
-
     from jaxvae import data as data_lib
-    from jaxvae import evaluate, io, layout, summary
+    from jaxvae import evaluate, io
     from jaxvae.models import capabilities as caps
 
     if args.disentanglement:  # the metrics only (docs/disentanglement.md)
@@ -247,10 +241,9 @@ def _cmd_eval(args) -> None:
 
 
 def _cmd_sample(args) -> None:
-    import jax
     import numpy as np
 
-    from jaxvae import layout, pictures, plots
+    from jaxvae import pictures, plots
 
     _check_flags(args, num=1)
     out = args.out or layout.path(args.workdir, layout.SAMPLES)
@@ -276,10 +269,7 @@ def _cmd_plot(args) -> None:
     curves."""
     import dataclasses
 
-    import jax
-
     from jaxvae import data as data_lib
-    from jaxvae import summary
 
     run = _load_run(args)
     dataset = data_lib.load_from_config(run.config.data, run.config.seed, test_only=True)
@@ -298,8 +288,6 @@ def _cmd_plot(args) -> None:
 def _cmd_encode(args) -> None:
     """Writes the codes of ``--split`` (:mod:`jaxvae.latents`) and prints what was written as
     one JSON line."""
-    from jaxvae import latents
-
     _check_out(args.out)
     run = _load_run(args)
     codes = latents.encode_split(run, args.split)
@@ -312,8 +300,6 @@ def _cmd_encode(args) -> None:
 
 
 def _cmd_bench(args, overrides) -> None:
-    from jaxvae import bench
-
     options = ("steps", "repeats", "iwae_k", "iwae_num", "iwae_batch")
     config = _load_config(args.config, overrides)
     print(json.dumps(bench.run(config, **{k: getattr(args, k) for k in options})))

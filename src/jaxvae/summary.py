@@ -42,9 +42,8 @@ def headline(model, m: dict[str, Any]) -> str:
     names = [n for n in model.presentation.headline if f"test_{n}" in m]
     if not names:
         return ""
-    first, rest = names[0], names[1:]
-    more = ", ".join(f"{n} {m[f'test_{n}']:.4g}" for n in rest)
-    return f"{first} {m[f'test_{first}']:.2f}" + (f" ({more})" if more else "")
+    more = ", ".join(f"{n} {m[f'test_{n}']:.4g}" for n in names[1:])
+    return f"{names[0]} {m[f'test_{names[0]}']:.2f}" + (f" ({more})" if more else "")
 
 
 def nats_in_bits(model, figures: dict[str, Any]) -> dict[str, float]:
