@@ -16,7 +16,7 @@ from jaxvae import checkpoint as checkpoint_lib
 from jaxvae import experiment as build_lib
 from jaxvae import layout, sharding
 from jaxvae import workdir as workdir_lib
-from jaxvae.evaluate import as_data
+from jaxvae.data.base import to_unit_float
 from jaxvae.models import DataInfo, Model, Params
 from jaxvae.models import capabilities as caps
 
@@ -79,7 +79,9 @@ def posterior(model: Model, params, state, x, labels=None):
     conditional family): a distribution with ``mean``, ``stddev``, ``sample`` and ``log_prob``.
     Raises ``ValueError`` for a family without one (an autoencoder's code is deterministic)."""
     caps.require(model, caps.Posterior, "posterior(x)")
-    return _posterior(model, params, state, as_data(x, labels))
+    x = to_unit_float(jnp.asarray(x))
+    labels = jnp.zeros(x.shape[:1], jnp.int32) if labels is None else jnp.asarray(labels)
+    return _posterior(model, params, state, {"image": x, "label": labels.astype(jnp.int32)})
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -142,13 +144,18 @@ def load_run(
     model = exp.model
     device = jax.device_put((params, model_state))
 
-    _encode = jax.jit(lambda batch: model.encode(*device, batch))
+    _encode = jax.jit(lambda x, labels: model.encode(*device, {"image": x, "label": labels}))
     _decode = jax.jit(lambda z, labels: model.decode(*device, z, labels).mean())
-    encode = lambda x, labels=None: _encode(as_data(x, labels))
+
+    def labels_for(n, labels):
+        return jnp.zeros((n,), jnp.int32) if labels is None else jnp.asarray(labels, jnp.int32)
+
+    def encode(x, labels=None):
+        x = to_unit_float(jnp.asarray(x))
+        return _encode(x, labels_for(x.shape[0], labels))
 
     def decode(z, labels=None):
         z = jnp.asarray(z, jnp.float32)
-        labels = np.zeros(z.shape[:1]) if labels is None else labels
-        return _decode(z, jnp.asarray(labels, jnp.int32))
+        return _decode(z, labels_for(z.shape[0], labels))
 
     return Run(config, model, params, model_state, step, exp, encode, decode, which)
