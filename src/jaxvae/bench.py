@@ -6,6 +6,7 @@ warm-up dispatch, as the median of several repeats.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from typing import Any
@@ -31,31 +32,27 @@ def _cost(compiled, name: str) -> float | None:
         return None
 
 
-def cpu_flops(fn, *args, static_argnums: tuple[int, ...] = ()) -> float | None:
+def cpu_flops(fn, *args) -> float | None:
     """FLOPs of ``fn(*args)`` as XLA's CPU compiler counts them, whatever the default device.
 
     The same program is counted on every backend: a GPU's cost analysis leaves out the FLOPs of
     the library calls (cuBLAS, cuDNN) its compiler turns products and convolutions into.
     """
     cpu = jax.devices("cpu")[0]
-    args = [a if i in static_argnums else jax.device_put(a, cpu) for i, a in enumerate(args)]
-    jitted = jax.jit(fn, static_argnums=static_argnums)
-    return _cost(jitted.lower(*args).compile(), "flops")
+    return _cost(jax.jit(fn).lower(*jax.device_put(args, cpu)).compile(), "flops")
 
 
-def _peak_size(n: int | None, cpu: int, accelerator: int) -> int:
-    return n if n is not None else (cpu if jax.default_backend() == "cpu" else accelerator)
-
-
-def _median_seconds(f, x, repeats: int) -> float:
-    """Median wall time of ``f(x)`` over ``repeats`` calls, after one warm-up call."""
+def _steps_per_second(step, x, repeats: int) -> float:
+    """Steps ``y -> step(y, x)`` from ``y = x`` per second, 8 in each compiled dispatch: the
+    median of ``repeats`` dispatches, after a warm-up one."""
+    f = jax.jit(lambda x: jax.lax.fori_loop(0, 8, lambda i, y: step(y, x), x))
     jax.block_until_ready(f(x))
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         jax.block_until_ready(f(x))
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return 8 / statistics.median(times)
 
 
 def matmul_peak_gflops(n: int | None = None, repeats: int = 5) -> float:
@@ -65,11 +62,9 @@ def matmul_peak_gflops(n: int | None = None, repeats: int = 5) -> float:
     (2048 x 2048 on CPU, 8192 x 8192 on an accelerator), at the same default matmul precision the
     training step uses.
     """
-    n = _peak_size(n, 2048, 8192)
+    n = n or (2048 if jax.default_backend() == "cpu" else 8192)
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    reps = 8
-    f = jax.jit(lambda a: jax.lax.fori_loop(0, reps, lambda i, x: (x @ a) * (1.0 / n), a))
-    return 2.0 * n**3 * reps / _median_seconds(f, a, repeats) / 1e9
+    return 2.0 * n**3 * _steps_per_second(lambda x, a: (x @ a) * (1.0 / n), a, repeats) / 1e9
 
 
 def memory_bandwidth_gbs(n: int | None = None, repeats: int = 5) -> float:
@@ -78,11 +73,9 @@ def memory_bandwidth_gbs(n: int | None = None, repeats: int = 5) -> float:
     Streams an array of ``n`` float32 (64 MiB on CPU, 1 GiB on an accelerator) through an
     elementwise update several times per dispatch, median of ``repeats``.
     """
-    n = _peak_size(n, 2**24, 2**28)
-    reps = 8
-    f = jax.jit(lambda x: jax.lax.fori_loop(0, reps, lambda i, y: y * 0.5 + 1.0, x))
+    n = n or (2**24 if jax.default_backend() == "cpu" else 2**28)
     x = jnp.zeros((n,), jnp.float32)
-    return 2 * 4 * n * reps / _median_seconds(f, x, repeats) / 1e9
+    return 2 * 4 * n * _steps_per_second(lambda y, _: y * 0.5 + 1.0, x, repeats) / 1e9
 
 
 def _program_memory_mb(compiled) -> dict[str, float] | None:
@@ -94,21 +87,16 @@ def _program_memory_mb(compiled) -> dict[str, float] | None:
         return None
     if m is None:
         return None
-    mb = lambda b: b / 2**20
-    out = {
-        "arguments_mb": mb(m.argument_size_in_bytes),
-        "outputs_mb": mb(m.output_size_in_bytes),
-        "aliased_mb": mb(m.alias_size_in_bytes),
-        "temp_mb": mb(m.temp_size_in_bytes),
-    }
+    names = {"arguments": "argument", "outputs": "output", "aliased": "alias", "temp": "temp"}
+    out = {f"{k}_mb": getattr(m, f"{v}_size_in_bytes") / 2**20 for k, v in names.items()}
     out["total_mb"] = out["arguments_mb"] + out["outputs_mb"] - out["aliased_mb"] + out["temp_mb"]
     return out
 
 
-def _device_peak_bytes() -> int | None:
+def _device_peak_mb() -> float | None:
     stats = [d.memory_stats() for d in jax.local_devices()]
     peaks = [s.get("peak_bytes_in_use") for s in stats if s]
-    return int(max(peaks)) if peaks and all(p is not None for p in peaks) else None
+    return int(max(peaks)) / 2**20 if peaks and all(p is not None for p in peaks) else None
 
 
 def run(
@@ -141,11 +129,10 @@ def run(
     state = exp.init_state()
     feed = exp.feed(0, per_epoch)  # the very feed `jaxvae train` runs
     compile_s = feed.compile(state)
-    step_fn = feed.train_step
     one_step = (state, feed.one_batch(), keys["train"])
-    flops_per_image = (cpu_flops(step_fn, *one_step) or 0.0) / batch or None
+    flops_per_image = (cpu_flops(feed.train_step, *one_step) or 0.0) / batch or None
     # Bytes from the program compiled for this device, whose fusions decide what goes through memory.
-    compiled_step = jax.jit(step_fn).lower(*one_step).compile()
+    compiled_step = jax.jit(feed.train_step).lower(*one_step).compile()
     bytes_per_image = (_cost(compiled_step, "bytes accessed") or 0.0) / batch or None
 
     def dispatch(state, count):
@@ -161,7 +148,7 @@ def run(
     for _ in range(repeats):
         state, seconds = dispatch(state, steps)
         rates.append(steps * batch / seconds)
-    train_device_peak = _device_peak_bytes()  # before the measurements below allocate their own
+    train_device_peak_mb = _device_peak_mb()  # before the measurements below allocate their own
     result: dict[str, Any] = {
         "config": {
             "model": f"{model.name}/{model.architecture}",
@@ -200,18 +187,15 @@ def run(
         n_x = x["image"].shape[0]
         bs = min(iwae_batch, n_x)
         head = {k: v[:bs] for k, v in x.items()}
-        p, s = state.params, state.model_state
-        evaluate.evaluate_iwae(model, p, s, head, keys["eval"], k=iwae_k, batch_size=bs)
+        trained = (model, state.params, state.model_state)
+        iwae = functools.partial(evaluate.evaluate_iwae, *trained, k=iwae_k, batch_size=bs)
+        iwae(head, keys["eval"])  # compiled here, outside the timing
         chunk = min(500, iwae_k)
-        log_px = lambda p_, s_, x_, key: evaluate.iwae_log_px(
-            model, p_, s_, x_, key, k=chunk, chunk=chunk
-        )
-        one = cpu_flops(log_px, p, s, head, keys["eval"])
+        log_px = functools.partial(evaluate.iwae_log_px, model, k=chunk, chunk=chunk)
+        one = cpu_flops(log_px, *trained[1:], head, keys["eval"])
         flops_per_sample = (one or 0.0) / (bs * chunk) or None
         t = time.perf_counter()
-        iw = evaluate.evaluate_iwae(
-            model, p, s, x, keys["eval"], k=iwae_k, batch_size=bs, mesh=mesh
-        )
+        iw = iwae(x, keys["eval"], mesh=mesh)
         dt = time.perf_counter() - t
         result["iwae"] = {
             "k": iwae_k,
@@ -229,7 +213,6 @@ def run(
             result["iwae"]["fraction_of_matmul_peak"] = floor / (10_000 * dt / n_x)
     result["train_program_memory"] = _program_memory_mb(feed.compiled)
     result["peak_host_memory_mb"] = summary.peak_rss_mb()
-    peak_mb = train_device_peak / 2**20 if train_device_peak is not None else None
-    result["peak_device_memory_mb"] = peak_mb
+    result["peak_device_memory_mb"] = train_device_peak_mb
     result["train_data_mb"] = float(np.asarray(dataset.train_images).nbytes / 2**20)
     return result

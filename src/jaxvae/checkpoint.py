@@ -22,6 +22,7 @@ metrics.jsonl and takes the same decisions as one that was never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -36,7 +37,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from jaxvae import io, layout, storage
+from jaxvae import io, layout, sharding, storage
 
 log = logging.getLogger(__name__)
 
@@ -91,18 +92,12 @@ def _drain(manager: ocp.CheckpointManager) -> None:
     """Waits for what a failed save left running and discards its errors, so that they do not
     resurface at the next save or at ``close``."""
     inner = getattr(manager, "_checkpointer", None)  # its background commit thread
-    for wait in (manager.wait_until_finished, getattr(inner, "wait_until_finished", None)):
+    waits = (manager.wait_until_finished, getattr(inner, "wait_until_finished", None))
+    for wait in filter(None, (*waits, manager.check_for_errors)):
         for _ in range(3):  # each call raises at most one stored error
-            try:
-                if wait is not None:
-                    wait()
+            with contextlib.suppress(Exception):  # the failure is reported by the caller
+                wait()
                 break
-            except Exception:  # noqa: BLE001 - the failure is reported by the caller
-                continue
-    try:
-        manager.check_for_errors()
-    except Exception:  # noqa: BLE001 - as above
-        pass
 
 
 def _remove_tmp_dirs(directory: str, *, settle_s: float = 0.2, limit_s: float = 10.0) -> None:
@@ -114,16 +109,14 @@ def _remove_tmp_dirs(directory: str, *, settle_s: float = 0.2, limit_s: float = 
     """
     pattern = os.path.join(directory, f"*{ocp.utils.TMP_DIR_SUFFIX}*")
     deadline = time.monotonic() + limit_s
-    while True:
+    while time.monotonic() <= deadline:
         found = storage.glob(pattern)
         for tmp in found:
             storage.rmtree(tmp)
         if not found:
             time.sleep(settle_s)
-            if not storage.glob(pattern) or time.monotonic() > deadline:
+            if not storage.glob(pattern):
                 return
-        elif time.monotonic() > deadline:
-            return
 
 
 def _save_failed(
@@ -139,10 +132,9 @@ def _save_failed(
     if kept:
         previous = f"the previous checkpoints are kept (steps {', '.join(map(str, kept))})"
     what = "checkpoint" if step is None else f"checkpoint at step {step}"
-    hint = " (free some space)" if _reason(error) == os.strerror(errno.ENOSPC) else ""
-    return ValueError(
-        f"{what} could not be written to {directory}: {_reason(error)}{hint}; {previous}"
-    )
+    reason = _reason(error)
+    hint = " (free some space)" if reason == os.strerror(errno.ENOSPC) else ""
+    return ValueError(f"{what} could not be written to {directory}: {reason}{hint}; {previous}")
 
 
 def finish(manager: ocp.CheckpointManager) -> None:
@@ -258,8 +250,7 @@ def restore_newest(
     with ocp.CheckpointManager(directory) as manager:
         for step in reversed(available):
             try:
-                state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
-                return state, step
+                return manager.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
             except Exception as e:  # noqa: BLE001 - any unreadable checkpoint falls back
                 reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 errors.append(f"step {step}: {reason}")
@@ -291,21 +282,13 @@ class Checkpoints:
         self.wait = jax.default_backend() == "cpu"  # see save
         self.closed = False
 
-    def _since_save(self, *, at_epoch_end: bool) -> float | None:
-        if self.last is None:
-            return None
-        from jaxvae import sharding
-
-        since = time.time() - self.last
-        return sharding.from_process_0(since) if at_epoch_end else since
-
     def after(self, step: int, state_fn, *, force: bool = False, before=lambda: None) -> bool:
         """Saves ``state_fn()`` at ``step`` when due (or ``force``), calling ``before()`` first
         (the logs' flush); returns whether it saved."""
-        epoch_end = step % self.per_epoch == 0
-        due = force or save_due(
-            step, **self.policy, seconds_since_save=self._since_save(at_epoch_end=epoch_end)
-        )
+        since = None if self.last is None else time.time() - self.last
+        if since is not None and not force and step % self.per_epoch == 0:
+            since = sharding.from_process_0(since)  # where save_due reads it: alike everywhere
+        due = force or save_due(step, **self.policy, seconds_since_save=since)
         if due:
             before()
             save(self.manager, step, state_fn(), wait=self.wait)
@@ -362,9 +345,8 @@ class EarlyStopping:
         """The stopper as it stood after ``upto_step``, from metrics.jsonl's validation lines."""
         stopper = cls(patience, metric)
         path = layout.path(workdir, layout.METRICS)
-        if not storage.exists(path):
-            return stopper
-        for record in io.read_jsonl(path):  # a last line torn by a kill is left out
+        # a last line torn by a kill is left out
+        for record in io.read_jsonl(path) if storage.exists(path) else []:
             if metric in record and record.get("step", 0) <= upto_step:
                 stopper.update(record["step"], record[metric])
         return stopper

@@ -10,10 +10,13 @@ import argparse
 import json
 import logging
 import os
+import pathlib
 import sys
 import warnings
 
-from jaxvae import __version__, shipped
+import jax
+
+from jaxvae import __version__, api, bench, latents, layout, shipped, storage, summary, trackers
 from jaxvae.studies import cli as studies_cli
 
 USAGE_ERROR = 2
@@ -45,11 +48,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="join a multi-process run that JAX detects by itself (TPU pod slice, SLURM, MPI)",
     )
 
-    ev = sub.add_parser(
-        "eval", help="evaluate a run (its best checkpoint under early stopping, else the newest)"
+    ev = _run_parser(
+        sub, "eval", "evaluate a run (its best checkpoint under early stopping, else the newest)"
     )
-    ev.add_argument("--workdir", required=True)
-    _checkpoint_flag(ev)
     ev.add_argument("--iwae-k", type=int, default=5000, help="importance samples (default 5000)")
     ev.add_argument("--num-examples", type=int, default=0, help="first N test images (0 = all)")
     ev.add_argument("--batch-size", type=int, default=10, help="images per IWAE batch")
@@ -58,39 +59,33 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--disentanglement-points", type=int, default=0, help="0: the full protocol")
     ev.add_argument("--disentanglement-jobs", type=int, default=1, help="DCI's processes (-1: all)")
 
-    sample = sub.add_parser("sample", help="decode samples from the prior")
-    sample.add_argument("--workdir", required=True)
-    _checkpoint_flag(sample)
+    sample = _run_parser(sub, "sample", "decode samples from the prior")
     sample.add_argument("--num", type=int, default=64)
     sample.add_argument("--out", default="", help="PNG path (default: WORKDIR/samples.png)")
     sample.add_argument("--seed", type=int, default=0)
 
-    plot = sub.add_parser(
-        "plot", help="redraw curves.png, traversals.png and the other pictures of a run"
-    )
-    plot.add_argument("--workdir", required=True)
-    _checkpoint_flag(plot)
-
-    enc = sub.add_parser("encode", help="write the latent codes of a split's images (.npz)")
-    enc.add_argument("--workdir", required=True)
-    _checkpoint_flag(enc)
+    _run_parser(sub, "plot", "redraw curves.png, traversals.png and the other pictures of a run")
+    enc = _run_parser(sub, "encode", "write the latent codes of a split's images (.npz)")
     enc.add_argument("--out", required=True, help="the .npz file to write")
     enc.add_argument("--split", choices=("test", "train", "validation"), default="test")
 
-    bench = sub.add_parser("bench", help="measure training and evaluation speed (JSON on stdout)")
-    bench.add_argument("--config", required=True, help=_CONFIG_HELP)
-    bench.add_argument("--steps", type=int, default=0, help="timed steps (default: one epoch)")
-    bench.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
-    bench.add_argument("--iwae-k", type=int, default=5000)
-    bench.add_argument("--iwae-num", type=int, default=20, help="test images for the IWAE rate")
-    bench.add_argument("--iwae-batch", type=int, default=10, help="images per IWAE batch")
+    timing = sub.add_parser("bench", help="measure training and evaluation speed (JSON on stdout)")
+    timing.add_argument("--config", required=True, help=_CONFIG_HELP)
+    timing.add_argument("--steps", type=int, default=0, help="timed steps (default: one epoch)")
+    timing.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
+    timing.add_argument("--iwae-k", type=int, default=5000)
+    timing.add_argument("--iwae-num", type=int, default=20, help="test images for the IWAE rate")
+    timing.add_argument("--iwae-batch", type=int, default=10, help="images per IWAE batch")
 
     studies_cli.add_parser(sub)
     sub.add_parser("configs", help="list the shipped configs and studies, by name")
     return parser
 
 
-def _checkpoint_flag(parser: argparse.ArgumentParser) -> None:
+def _run_parser(sub, name: str, description: str) -> argparse.ArgumentParser:
+    """The parser of a command that reads the run in ``--workdir`` (at ``--checkpoint``)."""
+    parser = sub.add_parser(name, help=description)
+    parser.add_argument("--workdir", required=True)
     parser.add_argument(
         "--checkpoint",
         choices=("best", "newest"),
@@ -98,6 +93,7 @@ def _checkpoint_flag(parser: argparse.ArgumentParser) -> None:
         help="the state to use: best (kept under early stopping) or newest "
         "(default: best when the run has one)",
     )
+    return parser
 
 
 def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -120,13 +116,10 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def _quiet_logs() -> None:
     """Keeps library chatter (absl, Orbax) off stderr so errors and progress stay readable."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        from absl import logging as absl_logging
+    from absl import logging as absl_logging  # Orbax's dependency
 
-        absl_logging.set_verbosity(absl_logging.WARNING)
-    except ImportError:
-        pass
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    absl_logging.set_verbosity(absl_logging.WARNING)
     for name in ("absl", "orbax", "jax", "tensorflow_datasets", "urllib3"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module="orbax")
@@ -141,27 +134,35 @@ def _load_config(path: str, overrides: list[str]):
     return config
 
 
-def _cmd_train(args, overrides) -> int:
-    from jaxvae import api, sharding
+def _check_flags(args, **least: int) -> None:
+    """Refuses an integer flag below its least value."""
+    for name, low in least.items():
+        if getattr(args, name) < low:
+            flag = name.replace("_", "-")
+            raise ValueError(f"--{flag} must be an integer >= {low}, got {getattr(args, name)}")
 
-    if args.num_processes < 0:
-        raise ValueError(f"--num-processes must be >= 0, got {args.num_processes}")
+
+def _check_out(out: str) -> None:
+    """Refuses an output file whose local directory does not exist."""
+    parent = os.path.dirname(storage.abspath(out))
+    if not (storage.is_remote(out) or os.path.isdir(parent)):
+        raise ValueError(f"--out {out!r}: directory {parent!r} does not exist")
+
+
+def _cmd_train(args, overrides) -> None:
+    from jaxvae import sharding
+
+    _check_flags(args, num_processes=0)
     config = _load_config(args.config, overrides)
-    workdir = args.workdir or os.path.join(
-        "runs", os.path.splitext(os.path.basename(args.config))[0]
-    )
+    workdir = args.workdir or os.path.join("runs", pathlib.Path(args.config).stem)
     sharding.initialize_distributed(
         args.coordinator_address, args.num_processes, args.process_id, auto=args.distributed
     )
-    summary = api.train(config, workdir)
-    import jax
-
+    result = api.train(config, workdir)
     if jax.process_index() == 0:
-        shown = {k: v for k, v in summary.items() if k.startswith("test_")}
-        shown.pop("test_kl_per_dim", None)
         keys = ("steps", "wall_s", "train_images_per_sec")
-        print(json.dumps(shown | {k: summary[k] for k in keys if k in summary}))
-    return 0
+        shown = {k: v for k, v in result.items() if k.startswith("test_") or k in keys}
+        print(json.dumps({k: v for k, v in shown.items() if k != "test_kl_per_dim"}))
 
 
 def _say(message: str) -> None:
@@ -170,8 +171,6 @@ def _say(message: str) -> None:
 
 def _load_run(args):
     """The run of ``--workdir`` at the checkpoint ``--checkpoint`` asks for."""
-    from jaxvae import api
-
     return api.load_run(
         args.workdir, checkpoint=args.checkpoint, warn=lambda m: _say(f"warning: {m}")
     )
@@ -185,17 +184,12 @@ def _say_which(args, run) -> None:
 
 def _report(args, run, **what) -> None:
     """A command's figures or pictures, to the tracked runs of the run's training, if any."""
-    from jaxvae import trackers
-
     trackers.report(args.workdir, run.experiment.logging, **what)
 
 
-def _cmd_eval(args) -> int:
-    import jax
-    import numpy as np
-
+def _cmd_eval(args) -> None:
     from jaxvae import data as data_lib
-    from jaxvae import evaluate, experiment, io, layout, summary
+    from jaxvae import evaluate, io
     from jaxvae.models import capabilities as caps
 
     if args.disentanglement:  # the metrics only (docs/disentanglement.md)
@@ -209,37 +203,28 @@ def _cmd_eval(args) -> int:
         drawn = (layout.DISENTANGLEMENT_MATRICES, layout.FACTOR_TRAVERSALS)
         _report(args, run, figures=found, pictures=[layout.path(args.workdir, n) for n in drawn])
         print(json.dumps({k: v for k, v in found.items() if k != "disentanglement"}))
-        return 0
-    for flag, value, least in (("iwae-k", args.iwae_k, 1), ("num-examples", args.num_examples, 0)):
-        if value < least:
-            raise ValueError(f"--{flag} must be an integer >= {least}, got {value}")
-    if args.batch_size <= 0:
-        raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
+        return
+    _check_flags(args, iwae_k=1, num_examples=0, batch_size=1)
     run = _load_run(args)
     model = run.model
     dataset = data_lib.load_from_config(run.config.data, run.config.seed, test_only=True)
-    test = {"image": dataset.test_images, "label": dataset.test_labels}
+    available = len(dataset.test_images)
+    n = min(args.num_examples or available, available)
+    test = {"image": dataset.test_images[:n], "label": dataset.test_labels[:n]}
     protocol = dict(dataset.protocol)
-    if args.num_examples and args.num_examples < test["image"].shape[0]:
-        test = {k: v[: args.num_examples] for k, v in test.items()}
-        if protocol:
-            protocol["test"] += f"; its first {args.num_examples} examples (--num-examples)"
-    n = int(test["image"].shape[0])
-    if protocol:
-        protocol["num_test"] = n
-    key = experiment.run_keys(run.config.seed)["eval"]
-    params, state = jax.device_put((run.params, run.state))
+    if protocol and n < available:
+        protocol["test"] += f"; its first {n} examples (--num-examples)"
+    key = run.experiment.keys["eval"]
+    trained = (model, *jax.device_put((run.params, run.state)))
     # the test figures as the run computed them (the same batches, hence the same keys)
-    figures = evaluate.evaluate_model(
-        model, params, state, test, key, batch_size=run.config.eval.batch_size
-    )
+    figures = evaluate.evaluate_model(*trained, test, key, batch_size=run.config.eval.batch_size)
     result = {f"test_{k}": v for k, v in figures.items() if k != "kl_per_dim"}
     _say_which(args, run)
     if caps.has(model, caps.ImportanceWeighted):
         progress = evaluate.EvalProgress(sys.stderr, f"IWAE bound (k={args.iwae_k})")
         options = {"k": args.iwae_k, "batch_size": args.batch_size, "progress": progress}
         try:
-            iw = evaluate.evaluate_iwae(model, params, state, test, key, **options)
+            iw = evaluate.evaluate_iwae(*trained, test, key, **options)
         finally:
             progress.close()
         result |= {"test_nll": iw["nll"], "test_nll_se": iw["nll_se"], "iwae_k": args.iwae_k}
@@ -247,32 +232,26 @@ def _cmd_eval(args) -> int:
         result["note"] = f"model kind {model.name!r} has no likelihood: no NLL bound"
     result |= summary.nats_in_bits(model, result)
     result |= {"num_examples": n, "step": run.step, "checkpoint": run.checkpoint}
-    result["params_digest"] = summary.params_digest(jax.tree.map(np.asarray, run.params))
+    result["params_digest"] = summary.params_digest(run.params)
     if protocol:
-        result["data_protocol"] = protocol
+        result["data_protocol"] = protocol | {"num_test": n}
     io.write_json(layout.path(args.workdir, layout.EVAL), result)
     _report(args, run, figures=result)
     print(json.dumps(result))
-    return 0
 
 
-def _cmd_sample(args) -> int:
-    import jax
+def _cmd_sample(args) -> None:
     import numpy as np
 
-    from jaxvae import layout, pictures, plots, storage
+    from jaxvae import pictures, plots
 
-    if args.num <= 0:
-        raise ValueError(f"--num must be a positive integer, got {args.num}")
+    _check_flags(args, num=1)
     out = args.out or layout.path(args.workdir, layout.SAMPLES)
-    parent = os.path.dirname(storage.abspath(out))
     run = _load_run(args)
-    if not (storage.is_remote(out) or os.path.isdir(parent)):
-        raise ValueError(f"--out {out!r}: directory {parent!r} does not exist")
+    _check_out(out)
     model = run.model
-    params, state = jax.device_put((run.params, run.state))
-    key = jax.random.key(args.seed)
-    images = pictures.prior_samples(model, params, state, key, args.num)
+    trained = (model, *jax.device_put((run.params, run.state)))
+    images = pictures.prior_samples(*trained, jax.random.key(args.seed), args.num)
     if images is None:
         raise ValueError(
             f"model kind {model.name!r} in {args.workdir!r} has no prior to sample from "
@@ -283,18 +262,14 @@ def _cmd_sample(args) -> int:
     _report(args, run, pictures=[out])
     _say_which(args, run)
     print(out)
-    return 0
 
 
-def _cmd_plot(args) -> int:
+def _cmd_plot(args) -> None:
     """Redraws a finished or running run's pictures (from its best or newest checkpoint) and
     curves."""
     import dataclasses
 
-    import jax
-
     from jaxvae import data as data_lib
-    from jaxvae import summary
 
     run = _load_run(args)
     dataset = data_lib.load_from_config(run.config.data, run.config.seed, test_only=True)
@@ -307,27 +282,38 @@ def _cmd_plot(args) -> int:
     paths = summary.draw(exp, state, args.workdir, kl_per_dim=kl, disentanglement=found)
     _report(args, run, pictures=paths)
     _say_which(args, run)
-    for path in paths:
-        print(path)
-    return 0
+    print("\n".join(paths))
 
 
-def _cmd_bench(args, overrides) -> int:
-    from jaxvae import bench
+def _cmd_encode(args) -> None:
+    """Writes the codes of ``--split`` (:mod:`jaxvae.latents`) and prints what was written as
+    one JSON line."""
+    _check_out(args.out)
+    run = _load_run(args)
+    codes = latents.encode_split(run, args.split)
+    latents.write_npz(args.out, codes)
+    _say_which(args, run)
+    n, dim = codes["mean"].shape[:2]
+    written = {"out": args.out, "split": args.split, "num_examples": n, "latent_dim": dim}
+    written |= {"arrays": sorted(codes), "checkpoint": run.checkpoint, "step": run.step}
+    print(json.dumps(written))
 
+
+def _cmd_bench(args, overrides) -> None:
     options = ("steps", "repeats", "iwae_k", "iwae_num", "iwae_batch")
     config = _load_config(args.config, overrides)
     print(json.dumps(bench.run(config, **{k: getattr(args, k) for k in options})))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    rest, overrides = _split_overrides(argv)
+    rest, overrides = _split_overrides(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
+    with_overrides = {"train": _cmd_train, "bench": _cmd_bench, "study": studies_cli.main}
+    commands = {"eval": _cmd_eval, "sample": _cmd_sample, "plot": _cmd_plot, "encode": _cmd_encode}
+    commands["configs"] = lambda args: print(shipped.listing())
     try:
         args = parser.parse_args(rest)
-        if overrides and args.command not in ("train", "bench", "study"):
+        if overrides and args.command not in with_overrides:
             parser.error(
                 f"--config.{overrides[0]}: config overrides apply to train, bench and study run only"
             )
@@ -336,19 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_logs()
     from jaxvae.preemption import EXIT_PREEMPTED, Preempted
 
-    commands = {"train": _cmd_train, "bench": _cmd_bench, "study": studies_cli.main}
-    commands |= {"eval": _cmd_eval, "sample": _cmd_sample, "plot": _cmd_plot}
     try:
-        if args.command in ("train", "bench", "study"):  # the commands that take overrides
-            return commands[args.command](args, overrides)
-        if args.command == "encode":
-            from jaxvae import latents
-
-            return latents.main(args)
-        if args.command == "configs":
-            print(shipped.listing())
-            return 0
-        return commands[args.command](args)
+        if args.command in with_overrides:
+            return with_overrides[args.command](args, overrides) or 0
+        return commands[args.command](args) or 0
     except Preempted as e:
         sys.stderr.write(f"jaxvae {args.command}: {e}\n")
         return EXIT_PREEMPTED

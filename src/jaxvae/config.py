@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -42,9 +43,7 @@ def migrate(saved: dict[str, Any]) -> dict[str, Any]:
     saved = json.loads(json.dumps(saved))
     objective, model = saved.get("objective", {}), saved.get("model", {})
     kind = model.get("kind", "vae")
-    for key in MOVED_TO_MODEL:
-        if key not in objective:
-            continue
+    for key in [k for k in MOVED_TO_MODEL if k in objective]:
         value = objective.pop(key)
         family = models.families().get(kind)
         if family is not None and key in family_options(family):
@@ -66,10 +65,6 @@ def family_options(family: type[models.Model]) -> dict[str, Any]:
     }
 
 
-def _section(spec_type: type) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(specs.fields(spec_type))
-
-
 def base_config(imports: Sequence[str] = ()) -> ml_collections.ConfigDict:
     """All configuration keys with their defaults (a conv VAE on Fashion-MNIST), after importing
     ``imports``: modules where families defined outside jaxvae register, kept as the key
@@ -78,7 +73,7 @@ def base_config(imports: Sequence[str] = ()) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.imports = tuple(imports)
-    c.data = _section(DataSpec)
+    c.data = ml_collections.ConfigDict(specs.fields(DataSpec))
     c.model = ml_collections.ConfigDict()
     c.model.kind = "vae"  # a registered family (jaxvae.models.families())
     c.model.architecture = "conv"  # conv | mlp
@@ -96,13 +91,12 @@ def base_config(imports: Sequence[str] = ()) -> ml_collections.ConfigDict:
     c.model.num_mixtures = 5  # logistic_mixture components
     c.model.conv_impl = "auto"  # auto (fast on CPU and GPU, lax on TPU) | fast | lax
     for name, family in sorted(models.families().items()):
-        options = family_options(family)
-        if options:
+        if options := family_options(family):
             c.model[name] = ml_collections.ConfigDict(options)
-    c.objective = _section(ObjectiveSpec)
+    c.objective = ml_collections.ConfigDict(specs.fields(ObjectiveSpec))
     c.train = ml_collections.ConfigDict(specs.fields(TrainSpec) | specs.fields(OptimizerSpec))
-    c.eval = _section(EvalSpec)
-    c.logging = _section(LoggingSpec)
+    c.eval = ml_collections.ConfigDict(specs.fields(EvalSpec))
+    c.logging = ml_collections.ConfigDict(specs.fields(LoggingSpec))
     c.lock()
     return c
 
@@ -128,7 +122,7 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     return config
 
 
-_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def _parse(text: str, kind: type) -> Any:
@@ -137,8 +131,7 @@ def _parse(text: str, kind: type) -> Any:
     text = text.strip()
     try:
         if kind is bool:
-            low = text.lower()
-            return True if low in _TRUE else False if low in _FALSE else text
+            return _BOOLS.get(text.lower(), text)
         if kind in (int, float):
             return kind(text)
         if kind in (tuple, list):
@@ -164,14 +157,10 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any, *, flag: 
     Raises:
       ValueError: ``key`` is not a leaf of ``config``, or ``value`` is not of its type.
     """
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-        if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
-            raise ValueError(f"unknown config key {key!r}")
-        node = node[p]
-    if leaf not in node or isinstance(node[leaf], ml_collections.ConfigDict):
+    if key not in flat(config):
         raise ValueError(f"unknown config key {key!r}")
+    *parents, leaf = key.split(".")
+    node = functools.reduce(lambda section, name: section[name], parents, config)
     kind = type(node[leaf])
     parsed = _parse(value, kind) if isinstance(value, str) and kind is not str else value
     if not _of_type(parsed, kind):
@@ -198,12 +187,10 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
         set_value(config, key, text, flag="--config.")
 
 
-def flat(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict[str, Any]:
+def flat(config: ml_collections.ConfigDict | dict) -> dict[str, Any]:
     """``{"a.b": value}`` for every leaf of ``config`` (lists as tuples): :func:`jaxvae.io.flatten`
     of a ConfigDict."""
-    if isinstance(config, ml_collections.ConfigDict):
-        config = config.to_dict()
-    return io.flatten(config, prefix)
+    return io.flatten(config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config)
 
 
 def changed_keys(path: str) -> dict[str, Any]:
@@ -222,16 +209,10 @@ def config_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     keeps the behaviour from before it, so the run is the same run (it resumes, and a finished
     one stays done). Compared as JSON (tuples and lists alike).
     """
-    a = flat(migrate(saved))
-    b = flat(migrate(new))
+    a, b = flat(migrate(saved)), flat(migrate(new))
     defaults = flat(json.loads(to_json(base_config())))
-    out = []
-    for k in set(a) | set(b):
-        if k not in a and k in defaults and b[k] == defaults[k]:
-            continue
-        if a.get(k, _MISSING) != b.get(k, _MISSING):
-            out.append(k)
-    return sorted(out)
+    differ = {k for k in set(a) | set(b) if a.get(k, _MISSING) != b.get(k, _MISSING)}
+    return sorted(k for k in differ if k in a or k not in defaults or b[k] != defaults[k])
 
 
 _MISSING = object()
@@ -255,7 +236,7 @@ def validate(config: ml_collections.ConfigDict) -> Specs:
       ValueError: the first bad key, named with its value and what was expected.
     """
     models.load(config.get("imports", ()), kinds=(config.model.kind,))
-    _check_types(base_config(), config, "")
+    _check_types(config)
     d = specs.from_section(DataSpec, config.data)
     specs.check(d.name in data_lib.DATASETS, "data.name", d.name, f"one of {data_lib.DATASETS}")
     t = specs.from_section(TrainSpec, config.train)
@@ -270,10 +251,13 @@ def validate(config: ml_collections.ConfigDict) -> Specs:
     names = likelihoods.names()
     specs.check(m.likelihood in names, "model.likelihood", m.likelihood, f"one of {names}")
     optim = specs.from_section(OptimizerSpec, config.train)
-    evaluation, objective = specs.from_section(EvalSpec, config.eval), _objective(config)
+    evaluation = specs.from_section(EvalSpec, config.eval)
+    try:
+        objective = specs.from_section(ObjectiveSpec, config.objective)
+    except ValueError as e:
+        raise ValueError(f"config objective: {e}") from None
     out = Specs(d, t, optim, evaluation, objective, specs.from_section(LoggingSpec, config.logging))
-    channels = config.model.channels
-    side = 2 ** len(channels) if isinstance(channels, tuple | list) else 1
+    side = 2 ** len(m.channels)  # a tuple: the types are checked
     # The real image shape is checked once data is loaded. A fixed backend: validation must not
     # start JAX's backend, which jax.distributed.initialize() has to precede.
     model = make_model(config, models.DataInfo((side, side, 1)), backend="cpu")
@@ -281,25 +265,14 @@ def validate(config: ml_collections.ConfigDict) -> Specs:
     return out
 
 
-def _objective(config: ml_collections.ConfigDict) -> ObjectiveSpec:
-    try:
-        return specs.from_section(ObjectiveSpec, config.objective)
-    except ValueError as e:
-        raise ValueError(f"config objective: {e}") from None
-
-
-def _check_types(schema, config, prefix: str) -> None:
-    for key in config.keys():
-        path = f"{prefix}{key}"
+def _check_types(config: ml_collections.ConfigDict) -> None:
+    """Refuses a key the schema (:func:`base_config`) lacks, or a value not of its key's type."""
+    schema = flat(base_config())
+    for key, got in flat(config).items():
         if key not in schema:
-            raise ValueError(f"unknown config key {path!r}")
-        want, got = schema[key], config[key]
-        if isinstance(want, ml_collections.ConfigDict):
-            if not isinstance(got, ml_collections.ConfigDict):
-                raise ValueError(f"config {path} must be a section, got {got!r}")
-            _check_types(want, got, path + ".")
-        elif not _of_type(got, type(want)):
-            raise ValueError(f"config {path}={got!r}: expected a {type(want).__name__}")
+            raise ValueError(f"unknown config key {key!r}")
+        if not _of_type(got, type(schema[key])):
+            raise ValueError(f"config {key}={got!r}: expected a {type(schema[key]).__name__}")
 
 
 def resolve_conv_impl(name: str, backend: str | None = None) -> str:

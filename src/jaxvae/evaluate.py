@@ -52,22 +52,21 @@ def padded_batches(data: dict[str, np.ndarray], batch_size: int):
         yield batch, valid
 
 
-def _run_batched(fn, data, batch_size, mesh, *extra, progress=None):
+def run_batched(fn, data, batch_size, mesh, *extra, progress=None):
     """Applies ``fn(batch, index, *extra) -> dict of [batch, ...]`` over ``data``; concatenates.
     ``progress(done, total)`` is called with the images done after each batch."""
     mesh = mesh or sharding.make_mesh()
     batch_size = -(-batch_size // mesh.devices.size) * mesh.devices.size
     in_sharding = sharding.batch_sharded(mesh)
-    total, done = data["image"].shape[0], 0
+    total = data["image"].shape[0]
     out: dict[str, list] = {}
     for i, (batch, valid) in enumerate(padded_batches(data, batch_size)):
         batch = {k: sharding.put_global(v, in_sharding) for k, v in batch.items()}
         values = sharding.fetch(fn(batch, jnp.int32(i), *extra))  # host sync: one per batch
         for name, v in values.items():
             out.setdefault(name, []).append(np.asarray(v)[:valid])
-        done += valid
         if progress is not None:
-            progress(done, total)
+            progress(min((i + 1) * batch_size, total), total)
     return {name: np.concatenate(v) for name, v in out.items()}
 
 
@@ -142,7 +141,7 @@ def evaluate_model(
     """
     data = _check(model, data, split)
     fn = lambda b, i, p, s, k: _eval_terms(model, p, s, b, i, k)
-    out = _run_batched(fn, data, batch_size, mesh, params, state, key)
+    out = run_batched(fn, data, batch_size, mesh, params, state, key)
     result: dict[str, Any] = {}
     for name, values in out.items():
         if name == "posterior_mean":
@@ -154,9 +153,11 @@ def evaluate_model(
     return result
 
 
-def _iwae_log_px(model: Model, params, state, batch, key, k: int, chunk: int):
-    """``log (1/k) sum_i w_i`` per image with ``w_i`` from ``model.log_weights``, drawn in chunks of
-    ``chunk`` samples; a running log-sum-exp keeps memory at ``batch * chunk`` decoder outputs."""
+def iwae_log_px(model: Model, params, state, batch, key: jax.Array, *, k: int, chunk: int):
+    """The IWAE estimate of ``log p(x)`` per image of one batch, ``log (1/k) sum_i w_i`` with
+    ``w_i`` from ``model.log_weights``, drawn in chunks of ``chunk`` samples; a running
+    log-sum-exp keeps memory at ``batch * chunk`` decoder outputs (unjitted: ``jaxvae bench``
+    counts its FLOPs)."""
     b = batch["image"].shape[0]
     num_chunks = -(-k // chunk)
 
@@ -177,13 +178,7 @@ def _iwae_log_px(model: Model, params, state, batch, key, k: int, chunk: int):
 @functools.partial(jax.jit, static_argnums=(0, 5, 6))
 def _iwae_batch(model, params, state, batch, index, k, chunk, key):
     key = jax.random.fold_in(key, index)
-    return {"log_px": _iwae_log_px(model, params, state, batch, key, k, chunk)}
-
-
-def iwae_log_px(model: Model, params, state, batch, key: jax.Array, *, k: int, chunk: int):
-    """The IWAE estimate of ``log p(x)`` per image of one batch (unjitted, for tools that compile
-    it themselves: ``jaxvae bench`` counts its FLOPs)."""
-    return _iwae_log_px(model, params, state, batch, key, k, chunk)
+    return {"log_px": iwae_log_px(model, params, state, batch, key, k=k, chunk=chunk)}
 
 
 def evaluate_iwae(
@@ -225,7 +220,7 @@ def evaluate_iwae(
     data = _check(model, data, split)
     chunk = min(chunk, k)
     fn = lambda b, i, p, s, key_: _iwae_batch(model, p, s, b, i, k, chunk, key_)
-    out = _run_batched(fn, data, batch_size, mesh, params, state, key, progress=progress)
+    out = run_batched(fn, data, batch_size, mesh, params, state, key, progress=progress)
     log_px = out["log_px"].astype(np.float64)
     n = log_px.shape[0]
     se = float(np.std(log_px, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import secrets
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,12 +60,9 @@ def write_atomic(path: str, data: str | bytes, *, exclusive: bool = False) -> bo
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if not exclusive:
-            os.replace(tmp, path)
-            return True
         try:
-            os.link(tmp, path)
-        except FileExistsError:
+            (os.link if exclusive else os.replace)(tmp, path)
+        except FileExistsError:  # exclusive, and path exists: a link never replaces a file
             return False
         return True
     finally:
@@ -151,11 +149,9 @@ def error_line(error: BaseException, path: str) -> str:
     where it was raised (when it was raised there). A ``ValueError`` (jaxvae's way of naming a
     bad value) is its message alone."""
     line = getattr(error, "lineno", None) if isinstance(error, SyntaxError) else None
-    tb = error.__traceback__
-    while tb is not None:
-        if os.path.abspath(tb.tb_frame.f_code.co_filename) == os.path.abspath(path):
-            line = tb.tb_lineno
-        tb = tb.tb_next
+    for frame, number in traceback.walk_tb(error.__traceback__):
+        if os.path.abspath(frame.f_code.co_filename) == os.path.abspath(path):
+            line = number
     message = str(error).splitlines()[0] if str(error) else ""
     where = f" (line {line})" if line else ""
     if isinstance(error, ValueError) and message:

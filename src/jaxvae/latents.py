@@ -22,16 +22,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io as bytes_io
-import json
-import os
-import sys
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import api, evaluate, io, storage
+from jaxvae import api, evaluate, io
 from jaxvae import data as data_lib
 from jaxvae.models import Model
 from jaxvae.models import capabilities as caps
@@ -55,17 +51,11 @@ def encode_images(run: api.Run, images, labels, *, batch_size: int) -> dict[str,
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    images = data_lib.to_unit_float(np.asarray(images))  # uint8 training images: v / 255
-    labels = np.asarray(labels, np.int32)
-    run.model.check_images(images)
+    data = evaluate.as_data(images, labels)  # uint8 training images: v / 255
+    run.model.check_images(data["image"])
     params, state = jax.device_put((run.params, run.state))
-    parts: dict[str, list[np.ndarray]] = {}
-    data = {"image": images, "label": labels}
-    for batch, valid in evaluate.padded_batches(data, batch_size):
-        batch = {k: jnp.asarray(v) for k, v in batch.items()}
-        for name, value in _codes(run.model, params, state, batch).items():
-            parts.setdefault(name, []).append(np.asarray(value)[:valid])
-    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+    fn = lambda batch, _, p, s: _codes(run.model, p, s, batch)
+    return evaluate.run_batched(fn, data, batch_size, run.experiment.mesh, params, state)
 
 
 def encode_split(run: api.Run, split: str = "test") -> dict[str, np.ndarray]:
@@ -97,23 +87,3 @@ def write_npz(path: str, arrays: dict[str, Any]) -> None:
     buffer = bytes_io.BytesIO()
     np.savez(buffer, **arrays)
     io.write_atomic(path, buffer.getvalue())
-
-
-def main(args) -> int:
-    """``jaxvae encode --workdir W --out codes.npz [--split S] [--checkpoint C]``: writes the
-    codes and prints what was written as one JSON line."""
-    parent = os.path.dirname(storage.abspath(args.out))
-    if not (storage.is_remote(args.out) or os.path.isdir(parent)):
-        raise ValueError(f"--out {args.out!r}: directory {parent!r} does not exist")
-    say = lambda message: print(message, file=sys.stderr, flush=True)
-    run = api.load_run(
-        args.workdir, checkpoint=args.checkpoint, warn=lambda m: say(f"warning: {m}")
-    )
-    codes = encode_split(run, args.split)
-    write_npz(args.out, codes)
-    say(f"{args.workdir}: the {run.checkpoint} checkpoint (step {run.step})")
-    n, dim = codes["mean"].shape[:2]
-    written = {"out": args.out, "split": args.split, "num_examples": n, "latent_dim": dim}
-    written |= {"arrays": sorted(codes), "checkpoint": run.checkpoint, "step": run.step}
-    print(json.dumps(written))
-    return 0

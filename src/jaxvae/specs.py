@@ -2,12 +2,14 @@
 
 The core (engine, runner, evaluation, models) reads these, never a ConfigDict. Each spec's fields
 are the keys of its config section, with their defaults: :func:`jaxvae.config.base_config` is built
-from them, so a default is written once. Each spec checks its own values and names the bad key.
+from them, so a default is written once. Each field carries the rule its value must follow
+(:func:`_field`); a spec checks them when it is made and names the bad key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -23,10 +25,14 @@ def check(cond: bool, key: str, value: Any, expected: str) -> None:
         raise ValueError(f"config {key}={value!r}: expected {expected}")
 
 
-def _check_ranges(spec: Any, section: str, rules: dict[str, tuple[Any, str]]) -> None:
-    for name, (ok, expected) in rules.items():
-        value = getattr(spec, name)
-        check(ok(value), f"{section}.{name}", value, expected)
+def _field(default: Any, rule: tuple[Callable[[Any], bool], str]) -> Any:
+    """A spec field: its default, and ``(ok, expected)``: whether a value is allowed, and what
+    the message says is expected."""
+    return dataclasses.field(default=default, metadata={"rule": rule})
+
+
+def _one_of(options: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in options, f"one of {options}")
 
 
 positive = (lambda v: v > 0, "a positive number")
@@ -35,8 +41,21 @@ at_least_0 = (lambda v: v >= 0, ">= 0")
 int_at_least_0 = (lambda v: v >= 0, "an integer >= 0")
 
 
+class _Checked:
+    """A spec whose fields' rules are checked when it is made, named ``{section}.{field}``."""
+
+    section = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if "rule" in f.metadata:
+                ok, expected = f.metadata["rule"]
+                value = getattr(self, f.name)
+                check(ok(value), f"{self.section}.{f.name}", value, expected)
+
+
 @dataclasses.dataclass(frozen=True)
-class TrainSpec:
+class TrainSpec(_Checked):
     """How training runs (section ``train``, with :class:`OptimizerSpec`).
 
     Attributes:
@@ -58,28 +77,22 @@ class TrainSpec:
       progress: a progress bar on a terminal.
     """
 
-    batch_size: int = 128
-    epochs: int = 10
-    steps_per_dispatch: int = 0
-    max_dispatch_s: float = 2.0
-    log_every_steps: int = 0
-    checkpoint_every_steps: int = 0
-    checkpoint_min_interval_s: float = 30.0
-    keep_checkpoints: int = 3
-    early_stopping_patience: int = 0
-    eval_every_epochs: int = 1
+    section = "train"
+    batch_size: int = _field(128, positive_int)
+    epochs: int = _field(10, positive_int)
+    steps_per_dispatch: int = _field(0, int_at_least_0)
+    max_dispatch_s: float = _field(2.0, at_least_0)
+    log_every_steps: int = _field(0, int_at_least_0)
+    checkpoint_every_steps: int = _field(0, int_at_least_0)
+    checkpoint_min_interval_s: float = _field(30.0, at_least_0)
+    keep_checkpoints: int = _field(3, positive_int)
+    early_stopping_patience: int = _field(0, int_at_least_0)
+    eval_every_epochs: int = _field(1, at_least_0)
     progress: bool = True
-
-    def __post_init__(self) -> None:
-        rules = dict.fromkeys(("batch_size", "epochs", "keep_checkpoints"), positive_int)
-        counts = ("steps_per_dispatch", "log_every_steps", "checkpoint_every_steps")
-        rules |= dict.fromkeys((*counts, "early_stopping_patience"), int_at_least_0)
-        times = ("eval_every_epochs", "max_dispatch_s", "checkpoint_min_interval_s")
-        _check_ranges(self, "train", rules | dict.fromkeys(times, at_least_0))
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimizerSpec:
+class OptimizerSpec(_Checked):
     """The optax transform (keys of section ``train``).
 
     Attributes:
@@ -93,25 +106,17 @@ class OptimizerSpec:
       grad_clip: global-norm clip (0 = off).
     """
 
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    lr_schedule: str = "constant"
-    lr_decay: float = 0.99
-    adam_eps: float = 1e-8
-    weight_decay: float = 0.0
-    grad_clip: float = 0.0
+    section = "train"
+    optimizer: str = _field("adam", _one_of(OPTIMIZERS))
+    learning_rate: float = _field(1e-3, positive)
+    lr_schedule: str = _field("constant", _one_of(LR_SCHEDULES))
+    lr_decay: float = _field(0.99, (lambda v: 0 < v <= 1, "a number in (0, 1]"))
+    adam_eps: float = _field(1e-8, positive)
+    weight_decay: float = _field(0.0, at_least_0)
+    grad_clip: float = _field(0.0, at_least_0)
 
     def __post_init__(self) -> None:
-        rules = {
-            "learning_rate": positive,
-            "optimizer": (lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-            "lr_schedule": (lambda v: v in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
-            "lr_decay": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
-            "adam_eps": positive,
-        }
-        _check_ranges(
-            self, "train", rules | dict.fromkeys(("weight_decay", "grad_clip"), at_least_0)
-        )
+        super().__post_init__()
         if self.weight_decay > 0 and self.optimizer != "adamw":
             raise ValueError(
                 f"config train.weight_decay={self.weight_decay!r} needs train.optimizer='adamw', "
@@ -121,7 +126,7 @@ class OptimizerSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalSpec:
+class EvalSpec(_Checked):
     """Evaluation during and at the end of training (section ``eval``).
 
     Attributes:
@@ -140,26 +145,15 @@ class EvalSpec:
         core); the same numbers.
     """
 
-    batch_size: int = 1000
-    iwae_k: int = 0
-    iwae_num_examples: int = 1000
-    num_pictures: int = 64
+    section = "eval"
+    batch_size: int = _field(1000, positive_int)
+    iwae_k: int = _field(0, (lambda v: 0 <= v <= 100_000, "an integer in [0, 100000]"))
+    iwae_num_examples: int = _field(1000, (lambda v: v > 0, "> 0"))
+    num_pictures: int = _field(64, positive_int)
     disentanglement: bool = False
-    disentanglement_seed: int = 0
-    disentanglement_points: int = 0
-    disentanglement_jobs: int = 1
-
-    def __post_init__(self) -> None:
-        rules = {
-            "batch_size": positive_int,
-            "iwae_k": (lambda v: 0 <= v <= 100_000, "an integer in [0, 100000]"),
-            "iwae_num_examples": (lambda v: v > 0, "> 0"),
-            "num_pictures": positive_int,
-            "disentanglement_seed": int_at_least_0,
-            "disentanglement_points": (lambda v: v == 0 or v >= 4, "0 or an integer >= 4"),
-            "disentanglement_jobs": (lambda v: v == -1 or v >= 1, "-1 or an integer >= 1"),
-        }
-        _check_ranges(self, "eval", rules)
+    disentanglement_seed: int = _field(0, int_at_least_0)
+    disentanglement_points: int = _field(0, (lambda v: v == 0 or v >= 4, "0 or an integer >= 4"))
+    disentanglement_jobs: int = _field(1, (lambda v: v == -1 or v >= 1, "-1 or an integer >= 1"))
 
 
 def fields(spec_type: type) -> dict[str, Any]:
@@ -173,11 +167,10 @@ def from_section(spec_type: type, section: Any) -> Any:
 
 
 BINARIZE = ("none", "static", "dynamic")
-STREAM_MODES = ("auto", "always", "never")
 
 
 @dataclasses.dataclass(frozen=True)
-class DataSpec:
+class DataSpec(_Checked):
     """The data of a run (section ``data``).
 
     Attributes:
@@ -203,35 +196,26 @@ class DataSpec:
       download: let TFDS download and prepare a TFDS dataset that is not prepared.
     """
 
+    section = "data"
     name: str = "fashion_mnist"
     data_dir: str = ""
     tfds_data_dir: str = ""
     source: str = "auto"
-    binarize: str = "none"
-    limit_train: int = 0
-    limit_test: int = 0
-    validation_size: int = 0
-    stream: str = "auto"
-    stream_threshold_mb: float = 2048.0
-    stream_workers: int = 0
-    image_size: int = 0
-    channels: int = 0
+    binarize: str = _field("none", _one_of(BINARIZE))
+    limit_train: int = _field(0, at_least_0)
+    limit_test: int = _field(0, at_least_0)
+    validation_size: int = _field(0, at_least_0)
+    stream: str = _field("auto", _one_of(("auto", "always", "never")))
+    stream_threshold_mb: float = _field(2048.0, at_least_0)
+    stream_workers: int = _field(0, int_at_least_0)
+    image_size: int = _field(0, (lambda v: v >= 0, "an integer >= 0 (0 = 64)"))
+    channels: int = _field(0, (lambda v: v in (0, 1, 3), "0 (the majority), 1 or 3"))
     cache_dir: str = ""
-    test_fraction: float = 0.1
+    test_fraction: float = _field(0.1, (lambda v: 0 < v < 1, "a fraction in (0, 1)"))
     download: bool = False
 
     def __post_init__(self) -> None:
-        rules = {"binarize": (lambda v: v in BINARIZE, f"one of {BINARIZE}")}
-        rules |= dict.fromkeys(("limit_train", "limit_test", "validation_size"), at_least_0)
-        rules |= {
-            "stream": (lambda v: v in STREAM_MODES, f"one of {STREAM_MODES}"),
-            "stream_threshold_mb": at_least_0,
-            "stream_workers": int_at_least_0,
-            "image_size": (lambda v: v >= 0, "an integer >= 0 (0 = 64)"),
-            "channels": (lambda v: v in (0, 1, 3), "0 (the majority), 1 or 3"),
-            "test_fraction": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
-        }
-        _check_ranges(self, "data", rules)
+        super().__post_init__()
         memory_only = self.name == "npz" or (self.name == "fashion_mnist" and self.source != "tfds")
         if self.stream == "always" and memory_only:
             raise ValueError(
@@ -266,11 +250,8 @@ class LoggingSpec:
     run_name: str = ""
 
     def __post_init__(self) -> None:
-        rules = {
-            "wandb_project": (lambda v: not self.wandb or v != "", "a W&B project name"),
-            "mlflow_experiment": (
-                lambda v: not self.mlflow or v != "",
-                "an MLflow experiment name",
-            ),
-        }
-        _check_ranges(self, "logging", rules)
+        needed = {"wandb_project": (self.wandb, "a W&B project name")}
+        needed["mlflow_experiment"] = (self.mlflow, "an MLflow experiment name")
+        for name, (used, expected) in needed.items():
+            value = getattr(self, name)
+            check(not used or value != "", f"logging.{name}", value, expected)

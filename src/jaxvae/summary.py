@@ -42,22 +42,17 @@ def headline(model, m: dict[str, Any]) -> str:
     names = [n for n in model.presentation.headline if f"test_{n}" in m]
     if not names:
         return ""
-    first, rest = names[0], names[1:]
-    more = ", ".join(f"{n} {m[f'test_{n}']:.4g}" for n in rest)
-    return f"{first} {m[f'test_{first}']:.2f}" + (f" ({more})" if more else "")
+    more = ", ".join(f"{n} {m[f'test_{n}']:.4g}" for n in names[1:])
+    return f"{names[0]} {m[f'test_{names[0]}']:.2f}" + (f" ({more})" if more else "")
 
 
 def nats_in_bits(model, figures: dict[str, Any]) -> dict[str, float]:
     """Bits per dimension of the negative ELBO and NLL, for likelihoods over 8-bit values."""
     if not model.likelihood.discrete_8bit:
         return {}
-    return {
-        name.replace("test_", "test_bpd_"): likelihoods.bits_per_dim(
-            figures[name], model.image_shape
-        )
-        for name in ("test_nelbo", "test_nll")
-        if name in figures
-    }
+    bits = lambda name: likelihoods.bits_per_dim(figures[name], model.image_shape)
+    found = [name for name in ("test_nelbo", "test_nll") if name in figures]
+    return {name.replace("test_", "test_bpd_"): bits(name) for name in found}
 
 
 def peak_rss_mb() -> float:
@@ -76,9 +71,7 @@ def final_summary(exp, state) -> dict[str, Any]:
     model = exp.model
     summary: dict[str, Any] = split_metrics(exp, state, "test")
     if exp.eval.iwae_k and caps.has(model, caps.ImportanceWeighted):
-        test = exp.split("test")
-        n_iwae = min(exp.eval.iwae_num_examples, test["image"].shape[0])
-        data = {k: v[:n_iwae] for k, v in test.items()}
+        data = {k: v[: exp.eval.iwae_num_examples] for k, v in exp.split("test").items()}
         args = (model, state.params, state.model_state, data, exp.keys["eval"])
         iw = evaluate.evaluate_iwae(*args, k=exp.eval.iwae_k, mesh=exp.mesh)
         summary |= {"test_nll": iw["nll"], "test_nll_se": iw["nll_se"], "iwae_k": iw["iwae_k"]}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -26,27 +25,23 @@ from jaxvae import config as config_lib
 from jaxvae import io, layout, specs, storage, summary, tensorboard, trackers
 from jaxvae.layout import CONFIG, METRICS, RUN_INFO, SUMMARY  # noqa: F401 (re-exported)
 
-# The experiment trackers a run reports to (section ``logging``): a run may be continued or left
-# finished with other ones.
-_TRACKER_KEYS = tuple(f"logging.{name}" for name in specs.fields(specs.LoggingSpec))
-
+# Keys that change neither what a run computes nor the files it writes, the experiment trackers
+# (section ``logging``) among them: a finished run differing only in them is left alone (a tracker
+# turned on after the end is sent nothing).
+_PRESENTATION = ("train.progress", "train.max_dispatch_s")
+_PRESENTATION += tuple(f"logging.{name}" for name in specs.fields(specs.LoggingSpec))
 # Keys that may differ when a run is continued: how long it trains and how it reports.
-RESUMABLE_CHANGES = ("train.epochs", "train.progress", "train.max_dispatch_s", "eval.iwae_k")
-RESUMABLE_CHANGES += ("eval.iwae_num_examples", *_TRACKER_KEYS)
+RESUMABLE_CHANGES = (*_PRESENTATION, "train.epochs", "eval.iwae_k", "eval.iwae_num_examples")
 
 
 def ensure_writable(workdir: str) -> None:
     """Creates ``workdir`` if needed and checks that files can be written in it (for a URL: an
     object is written and removed, which also checks the bucket and the credentials)."""
     try:
-        if storage.is_remote(workdir):
-            probe = layout.path(workdir, f".write-check-{secrets.token_hex(4)}")
-            storage.put(probe, b"")
-            storage.remove(probe)
-            return
-        os.makedirs(workdir, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write-check-"):
-            pass
+        storage.makedirs(workdir)
+        probe = layout.path(workdir, f".write-check-{secrets.token_hex(4)}")
+        io.write_atomic(probe, b"")
+        storage.remove(probe)
     except OSError as e:
         raise ValueError(f"workdir {workdir!r} is not writable: {e.strerror or e}") from None
 
@@ -61,14 +56,8 @@ def check_compatible(workdir: str, config: Any) -> bool:
     path = layout.path(workdir, CONFIG)
     if not storage.exists(path):
         return False
-    info_path = layout.path(workdir, RUN_INFO)
-    if storage.exists(info_path):
-        read_run_info(workdir)
-    try:
-        saved_dict = io.read_json(path)
-    except ValueError as e:  # damaged: named with its path
-        raise ValueError(f"{e}; use another --workdir") from None
-    new_dict = _plain(config)
+    info = read_run_info(workdir) if storage.exists(layout.path(workdir, RUN_INFO)) else {}
+    saved_dict, new_dict = _read(path), _plain(config)
     saved, new = io.flatten(saved_dict), io.flatten(new_dict)
     differ = config_lib.config_differences(saved_dict, new_dict)
     differ = [k for k in differ if k not in RESUMABLE_CHANGES]
@@ -79,9 +68,18 @@ def check_compatible(workdir: str, config: Any) -> bool:
             f"workdir {workdir!r} holds a run with a different config ({shown}{more}); "
             "use a new --workdir"
         )
-    check_epochs(workdir, new_dict)
+    check_epochs(workdir, new_dict["train"], info)
     check_schedule(saved_dict, new_dict)
     return True
+
+
+def _read(path: str) -> Any:
+    """A JSON file of the run; a damaged one is named with its path, and another workdir asked
+    for."""
+    try:
+        return io.read_json(path)
+    except ValueError as e:
+        raise ValueError(f"{e}; use another --workdir") from None
 
 
 def _plain(config: Any) -> dict[str, Any]:
@@ -107,11 +105,6 @@ def check_schedule(saved: dict[str, Any], new: dict[str, Any]) -> None:
         )
 
 
-# Keys that change neither what a run computes nor the files it writes: a finished run differing
-# only in them is left alone (a tracker turned on after the end is sent nothing).
-_PRESENTATION = ("train.progress", "train.max_dispatch_s", *_TRACKER_KEYS)
-
-
 def trained_steps(workdir: str) -> int:
     """The step of the newest checkpoint in ``workdir`` (0 without one)."""
     from jaxvae import checkpoint  # Orbax: imported only when a run directory is examined
@@ -119,21 +112,18 @@ def trained_steps(workdir: str) -> int:
     return max(checkpoint.steps(workdir), default=0)
 
 
-def check_epochs(workdir: str, config: Any) -> None:
-    """Refuses to continue the run in ``workdir`` with fewer epochs than it has trained.
+def check_epochs(workdir: str, train: dict[str, Any], info: dict[str, Any]) -> None:
+    """Refuses to continue the run in ``workdir`` (whose run.json is ``info``) with fewer epochs
+    than it has trained.
 
     More epochs than before continue the run; as many as it has trained finish it.
 
     Raises:
-      ValueError: ``config.train.epochs`` is fewer than the epochs of the newest checkpoint.
+      ValueError: ``train["epochs"]`` is fewer than the epochs of the newest checkpoint.
     """
-    train = _plain(config)["train"]
     steps = trained_steps(workdir)
-    info_path = layout.path(workdir, RUN_INFO)
-    if not steps or not storage.exists(info_path):
-        return
-    per_epoch = int(read_run_info(workdir).get("num_train", 0)) // train["batch_size"]
-    if per_epoch < 1 or train["epochs"] * per_epoch >= steps:
+    per_epoch = int(info.get("num_train", 0)) // train["batch_size"]
+    if not steps or per_epoch < 1 or train["epochs"] * per_epoch >= steps:
         return
     epochs = -(-steps // per_epoch)
     raise ValueError(
@@ -152,12 +142,10 @@ def finished_summary(workdir: str, config: Any) -> dict[str, Any] | None:
     good, so that their errors come first).
     """
     paths = [layout.path(workdir, name) for name in (SUMMARY, CONFIG, RUN_INFO)]
-    if not all(storage.exists(p) for p in paths):
-        return None
     try:
         summary, saved, info = (io.read_json(p) for p in paths)
         check_format(workdir, info)
-    except (OSError, ValueError):  # json.JSONDecodeError is a ValueError
+    except (OSError, ValueError):  # a missing file, or a damaged one
         return None
     new = _plain(config)
     ignored = (*_PRESENTATION, "train.epochs")
@@ -179,10 +167,7 @@ def read_run_info(workdir: str) -> dict[str, Any]:
     path = layout.path(workdir, RUN_INFO)
     if not storage.exists(path):
         raise ValueError(f"workdir {workdir!r} holds no run ({RUN_INFO} is missing)")
-    try:
-        info = io.read_json(path)
-    except ValueError as e:  # damaged: named with its path
-        raise ValueError(f"{e}; use another --workdir") from None
+    info = _read(path)
     check_format(workdir, info)
     return info
 
@@ -236,8 +221,7 @@ class MetricsLog:
 
     def close(self) -> None:
         if self._out is not None:
-            self._out.close()
-            self._out = None
+            self._out.close()  # a second close does nothing
 
 
 class RunLog:

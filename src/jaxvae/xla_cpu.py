@@ -20,30 +20,20 @@ the same: it changes the order of independent operations, not what they compute)
 
 from __future__ import annotations
 
-_installed = False
-
-CPU_OPTIONS = {"xla_cpu_enable_concurrency_optimized_scheduler": False}
-
 
 def compiler_options(devices) -> dict:
     """The engine's XLA compile options for a program on ``devices`` (an iterable of devices)."""
-    return dict(CPU_OPTIONS) if all(d.platform == "cpu" for d in devices) else {}
+    cpu = all(d.platform == "cpu" for d in devices)
+    return {"xla_cpu_enable_concurrency_optimized_scheduler": False} if cpu else {}
 
 
 def install() -> bool:
-    """Registers the straight-line Threefry lowering for the CPU; returns whether it is active."""
-    global _installed
-    if _installed:
-        return True
+    """Registers the straight-line Threefry lowering for the CPU (again: the same registration);
+    returns whether it is active."""
     try:
         from jax._src.interpreters import mlir
-        from jax._src.random import threefry2x32
+        from jax._src.random.threefry2x32 import _threefry2x32_lowering_rule, threefry2x32_p
     except ImportError:  # a JAX whose internals moved: keep its default lowering
         return False
-    rule = getattr(threefry2x32, "_threefry2x32_lowering_rule", None)
-    primitive = getattr(threefry2x32, "threefry2x32_p", None)
-    if rule is None or primitive is None:
-        return False
-    mlir.register_lowering(primitive, rule, platform="cpu")
-    _installed = True
+    mlir.register_lowering(threefry2x32_p, _threefry2x32_lowering_rule, platform="cpu")
     return True
