@@ -47,8 +47,6 @@ from jaxvae.data.base import (
     SOURCES_BY_NAME,
     Dataset,
     SourceRequest,
-    default_tfds_data_dir,
-    register,
     source_request,
     to_unit_float,
 )
@@ -73,24 +71,19 @@ from jaxvae.data.ground_truth import (
 from jaxvae.data.idx import (
     DEFAULT_FASHION_MNIST_DIR,
     FASHION_MNIST_ENV,
-    load_fashion_mnist_idx,
     parse_idx,
-    read_fashion_mnist_split,
-    resolve_fashion_mnist_dir,
 )
 from jaxvae.data.synthetic import synthetic_dataset
 from jaxvae.data.tfds import (
     TFDS_DATASETS,
     load_tfds_dataset,
     prepared_builder,
-    read_data_source,
 )
 from jaxvae.data.tfds_ground_truth import ground_truth_from_tfds
 
 __all__ = [
     "SOURCES_BY_NAME",
     "SourceRequest",
-    "register",
     "source_request",
     "DATASETS",
     "DEFAULT_FASHION_MNIST_DIR",
@@ -103,22 +96,17 @@ __all__ = [
     "GroundTruthData",
     "ProceduralDSprites",
     "add_noise",
-    "default_tfds_data_dir",
     "dynamic_binarize",
     "distinct_combinations",
     "factors_to_index",
     "ground_truth_from_tfds",
     "index_to_factors",
     "load_dataset",
-    "load_fashion_mnist_idx",
     "load_from_config",
     "load_tfds_dataset",
     "parse_idx",
     "prepared_builder",
-    "read_data_source",
-    "read_fashion_mnist_split",
     "render_dsprites",
-    "resolve_fashion_mnist_dir",
     "split_indices",
     "split_validation",
     "synthetic_dataset",

@@ -21,12 +21,12 @@ Binarization protocols (``binarize=``), each ``x_bin = u < x`` for uniforms
 * ``"none"``: every split keeps its continuous pixels in ``[0, 1]``.
 * ``"static"``: every split is binarized once, with the streams
   ``np.random.default_rng(seed).spawn(3)`` (train, test, validation), ``seed`` being the run's
-  seed (:func:`static_binarize`).
+  seed.
 * ``"dynamic"``: the training images stay continuous (the training loop resamples each batch
   with :func:`~jaxvae.corruptions.dynamic_binarize`), and the test and validation images are
   binarized once with the streams ``np.random.default_rng(EVAL_BINARIZATION_SEED).spawn(2)``
   (test, validation), independent of the run's seed, so that every run of a study is evaluated
-  on the same binary images (:func:`binarize_for_evaluation`). That is the protocol of the
+  on the same binary images (:func:`~jaxvae.data.binarization.binarize_once`). That is the protocol of the
   papers that report the test negative ELBO and NLL of dynamically binarized (Fashion-)MNIST;
   the continuous test pixels would give figures not comparable with theirs.
 
@@ -52,11 +52,7 @@ from jaxvae.data.base import (
     take_first,
     to_unit_float,
 )
-from jaxvae.data.binarization import (
-    binarize_for_evaluation,
-    protocol_of_splits,
-    static_binarize,
-)
+from jaxvae.data.binarization import binarize_once, protocol_of_splits
 from jaxvae.data.dsprites import load_dsprites_procedural
 from jaxvae.data.idx import load_fashion_mnist_idx
 from jaxvae.data.npz import load_npz
@@ -113,10 +109,10 @@ def load_dataset(
         Other datasets accept ``"auto"`` and their only source (``"tfds"`` for TFDS datasets).
       binarize: ``"none"``; ``"static"`` samples every pixel once from a Bernoulli with the pixel
         intensity as probability (seeded by ``seed``), giving exact 0/1 values in every split
-        (:func:`static_binarize`); ``"dynamic"`` keeps the training images continuous (the
+        (:func:`~jaxvae.data.binarization.binarize_once`); ``"dynamic"`` keeps the training images continuous (the
         training loop resamples each batch with :func:`~jaxvae.corruptions.dynamic_binarize`)
         and binarizes the test and validation images once with :data:`EVAL_BINARIZATION_SEED`,
-        whatever ``seed`` is (:func:`binarize_for_evaluation`).
+        whatever ``seed`` is.
       seed: The run's seed: seed of the static binarization; unused otherwise.
       limit_train: If positive, keep only the first ``limit_train`` training examples (those
         left after the validation split).
@@ -242,10 +238,7 @@ def load_dataset(
             train_images=take_first(dataset.train_images, limit_train),
             train_labels=take_first(dataset.train_labels, limit_train),
         )
-    if binarize == "static":
-        dataset = static_binarize(dataset, seed)
-    elif binarize == "dynamic":
-        dataset = binarize_for_evaluation(dataset)
+    dataset = binarize_once(dataset, binarize, seed)
     own = {"source": dataset.protocol["source"]} if "source" in dataset.protocol else {}
     protocol = {**own, **protocol_of_splits(dataset, binarize, seed, validation_size), **split}
     if test_only:

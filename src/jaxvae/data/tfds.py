@@ -193,14 +193,14 @@ def load_fashion_mnist_tfds(
 
     Args:
       data_dir: Directory of the IDX files, read only if the data source is not prepared yet
-        (see :func:`jaxvae.data.resolve_fashion_mnist_dir`).
+        (see :func:`jaxvae.data.idx.resolve_fashion_mnist_dir`).
       tfds_data_dir: TFDS data directory (default: :func:`default_tfds_data_dir`).
       limit_train: If positive, read only the first ``limit_train`` training records.
       limit_test: If positive, read only the first ``limit_test`` test records.
       with_train: Whether to read the training split (else it is empty).
 
     Returns:
-      The :class:`Dataset`, equal to :func:`jaxvae.data.load_fashion_mnist_idx`'s.
+      The :class:`Dataset`, equal to :func:`jaxvae.data.idx.load_fashion_mnist_idx`'s.
 
     Raises:
       ValueError: As :func:`jaxvae.data.tfds_fashion_mnist.prepare`.
