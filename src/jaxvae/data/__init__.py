@@ -68,17 +68,9 @@ from jaxvae.data.ground_truth import (
     index_to_factors,
     split_indices,
 )
-from jaxvae.data.idx import (
-    DEFAULT_FASHION_MNIST_DIR,
-    FASHION_MNIST_ENV,
-    parse_idx,
-)
+from jaxvae.data.idx import DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_ENV, parse_idx
 from jaxvae.data.synthetic import synthetic_dataset
-from jaxvae.data.tfds import (
-    TFDS_DATASETS,
-    load_tfds_dataset,
-    prepared_builder,
-)
+from jaxvae.data.tfds import prepared_builder
 from jaxvae.data.tfds_ground_truth import ground_truth_from_tfds
 
 __all__ = [
@@ -90,7 +82,6 @@ __all__ = [
     "EVAL_BINARIZATION_SEED",
     "FASHION_MNIST_ENV",
     "GROUND_TRUTH_DATASETS",
-    "TFDS_DATASETS",
     "ArrayGroundTruthData",
     "Dataset",
     "GroundTruthData",
@@ -103,7 +94,6 @@ __all__ = [
     "index_to_factors",
     "load_dataset",
     "load_from_config",
-    "load_tfds_dataset",
     "parse_idx",
     "prepared_builder",
     "render_dsprites",

@@ -1,7 +1,9 @@
 """Loading a dataset by name: the dispatch to each source and the evaluation protocol.
 
-:func:`load_dataset` picks the loader (:mod:`~jaxvae.data.idx`, :mod:`~jaxvae.data.tfds`,
-:mod:`~jaxvae.data.npz`), then applies what is the same for every source, in this order:
+:func:`load_dataset` asks the source registered under the dataset's name
+(:func:`~jaxvae.data.base.register`: :mod:`~jaxvae.data.idx`, :mod:`~jaxvae.data.tfds`,
+:mod:`~jaxvae.data.npz`, ...) for the data, then applies what is the same for every source, in
+this order:
 
 1. the validation split: the last ``validation_size`` examples of the full training split
    (:func:`split_validation`; the VampPrior and Exemplar-VAE protocol: Fashion-MNIST's or MNIST's
@@ -16,7 +18,7 @@ the arguments from a config's ``data`` section.
 
 Binarization protocols (``binarize=``), each ``x_bin = u < x`` for uniforms
 ``u = rng.random(images.shape, dtype=np.float32)`` drawn per split
-(:func:`~jaxvae.corruptions.binarize_images`):
+(:func:`~jaxvae.corruptions.binarize_images`, :func:`~jaxvae.data.binarization.binarize_once`):
 
 * ``"none"``: every split keeps its continuous pixels in ``[0, 1]``.
 * ``"static"``: every split is binarized once, with the streams
@@ -26,9 +28,9 @@ Binarization protocols (``binarize=``), each ``x_bin = u < x`` for uniforms
   with :func:`~jaxvae.corruptions.dynamic_binarize`), and the test and validation images are
   binarized once with the streams ``np.random.default_rng(EVAL_BINARIZATION_SEED).spawn(2)``
   (test, validation), independent of the run's seed, so that every run of a study is evaluated
-  on the same binary images (:func:`~jaxvae.data.binarization.binarize_once`). That is the protocol of the
-  papers that report the test negative ELBO and NLL of dynamically binarized (Fashion-)MNIST;
-  the continuous test pixels would give figures not comparable with theirs.
+  on the same binary images. That is the protocol of the papers that report the test negative
+  ELBO and NLL of dynamically binarized (Fashion-)MNIST; the continuous test pixels would give
+  figures not comparable with theirs.
 
 The uniforms are drawn in file order, so the first ``n`` examples of a split are binarized the
 same whatever the limits; the validation images' depend only on ``validation_size``.
@@ -41,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxvae.data import folder, tfds_celeb_a  # noqa: F401  (they register themselves)
+# the sources register themselves (jaxvae.data.base.register) when their modules are imported
+from jaxvae.data import dsprites, folder, idx, npz, tfds_celeb_a, tfds_ground_truth  # noqa: F401
 from jaxvae.data.base import (
     SOURCES_BY_NAME,
     Dataset,
@@ -53,27 +56,11 @@ from jaxvae.data.base import (
     to_unit_float,
 )
 from jaxvae.data.binarization import binarize_once, protocol_of_splits
-from jaxvae.data.dsprites import load_dsprites_procedural
-from jaxvae.data.idx import load_fashion_mnist_idx
-from jaxvae.data.npz import load_npz
-from jaxvae.data.tfds import TFDS_DATASETS, load_fashion_mnist_tfds, load_tfds_dataset
-from jaxvae.data.tfds_ground_truth import GROUND_TRUTH_TFDS, load_ground_truth_tfds
 from jaxvae.specs import BINARIZE
 
-DATASETS = (
-    "fashion_mnist",
-    "mnist",
-    "binarized_mnist",
-    "cifar10",
-    "npz",
-    "dsprites_procedural",
-    "dsprites",
-    "shapes3d",
-    *SOURCES_BY_NAME,  # registered by their modules: folder, celeb_a
-)
+DATASETS = tuple(sorted(SOURCES_BY_NAME))
 # Datasets with ground-truth factors; their loaders make the train/validation/test splits.
-GROUND_TRUTH_DATASETS = ("dsprites_procedural", *GROUND_TRUTH_TFDS)
-SOURCES = ("auto", "idx", "tfds")
+GROUND_TRUTH_DATASETS = tuple(name for name, source in SOURCES_BY_NAME.items() if source.split)
 
 
 def load_dataset(
@@ -108,11 +95,11 @@ def load_dataset(
         through a TFDS data source prepared from the same files, ``"auto"`` means ``"idx"``.
         Other datasets accept ``"auto"`` and their only source (``"tfds"`` for TFDS datasets).
       binarize: ``"none"``; ``"static"`` samples every pixel once from a Bernoulli with the pixel
-        intensity as probability (seeded by ``seed``), giving exact 0/1 values in every split
-        (:func:`~jaxvae.data.binarization.binarize_once`); ``"dynamic"`` keeps the training images continuous (the
-        training loop resamples each batch with :func:`~jaxvae.corruptions.dynamic_binarize`)
-        and binarizes the test and validation images once with :data:`EVAL_BINARIZATION_SEED`,
-        whatever ``seed`` is.
+        intensity as probability (seeded by ``seed``), giving exact 0/1 values in every split;
+        ``"dynamic"`` keeps the training images continuous (the training loop resamples each
+        batch with :func:`~jaxvae.corruptions.dynamic_binarize`) and binarizes the test and
+        validation images once with :data:`EVAL_BINARIZATION_SEED`, whatever ``seed`` is
+        (:func:`~jaxvae.data.binarization.binarize_once`).
       seed: The run's seed: seed of the static binarization; unused otherwise.
       limit_train: If positive, keep only the first ``limit_train`` training examples (those
         left after the validation split).
@@ -122,7 +109,6 @@ def load_dataset(
         the training split.
       lazy_train: Leave the training split in its TFDS records (``RecordColumn``) to stream it
         (TFDS data, no static binarization); the rest of the preparation is the same.
-
       test_only: Read only the test split (what evaluating a trained run needs): the training
         and validation splits are empty, and the test split is the one a full load gives (its
         binarization does not depend on the other splits).
@@ -162,13 +148,12 @@ def load_dataset(
         missing, not prepared or malformed.
     """
     check_choice("name", name, DATASETS)
-    check_choice("source", source, SOURCES)
     check_choice("binarize", binarize, BINARIZE)
-    registered = SOURCES_BY_NAME.get(name)
-    own_files = registered is not None or name in ("npz", "dsprites_procedural")
-    allowed = SOURCES if name == "fashion_mnist" else ("auto",) if own_files else ("auto", "tfds")
-    if source not in allowed:
-        raise ValueError(f"source={source!r} for dataset {name!r}; expected one of {allowed}.")
+    registered = SOURCES_BY_NAME[name]
+    if source not in registered.sources:
+        raise ValueError(
+            f"source={source!r} for dataset {name!r}; expected one of {registered.sources}."
+        )
     for arg, value, zero in (
         ("limit_train", limit_train, "0 keeps everything"),
         ("limit_test", limit_test, "0 keeps everything"),
@@ -178,60 +163,26 @@ def load_dataset(
             raise ValueError(f"{arg}={value!r}; expected an integer >= 0 ({zero}).")
     limit_train, limit_test = int(limit_train), int(limit_test)
     validation_size = int(validation_size)
-
-    options = options or SourceRequest()
-    download = options.download
-    tfds_backed = name in TFDS_DATASETS or (name == "fashion_mnist" and source == "tfds")
-    tfds_backed = tfds_backed or bool(registered and registered.train_records)
-    if lazy_train and (not tfds_backed or binarize == "static"):
+    if lazy_train and (registered.train_records is None or binarize == "static"):
         raise ValueError(
             f"a streamed training split needs TFDS-backed data without static binarization; got "
             f"{name!r} with source={source!r} and binarize={binarize!r}"
         )
-    lazy = {"lazy_train": True} if lazy_train else {}
-    # With a validation split the loader reads the whole training split: it is taken off its end.
-    read_train = 0 if validation_size else limit_train
-    splits = {"with_train": not test_only}
-    split = {}
-    if registered is not None:
-        request = dataclasses.replace(
-            options,
-            data_dir=data_dir,
-            tfds_data_dir=tfds_data_dir,
-            limit_train=read_train,
-            limit_test=limit_test,
-            lazy_train=lazy_train,
-            with_train=not test_only,
-        )
-        dataset = registered.load(request)
-    elif name in GROUND_TRUTH_DATASETS:
-        if name == "dsprites_procedural":
-            dataset = load_dsprites_procedural(limit_train, limit_test, validation_size)
-            what = "combinations (mixed-radix indices)"
-        else:
-            dataset = load_ground_truth_tfds(
-                name, tfds_data_dir, limit_train, limit_test, validation_size, download=download
-            )
-            what = "records of the TFDS 'train' split"
-        split = {
-            "split": f"test: the last 10% of np.random.default_rng(0).permutation(N) over the "
-            f"{what}; train the rest, in permuted order"
-        }
-    elif name == "fashion_mnist":
-        if source == "tfds":
-            dataset = load_fashion_mnist_tfds(
-                data_dir, tfds_data_dir, read_train, limit_test, **lazy, **splits
-            )
-        else:
-            dataset = load_fashion_mnist_idx(data_dir, read_train, limit_test, **splits)
-    elif name == "npz":
-        dataset = load_npz(data_dir, read_train, limit_test, **splits)
-    else:
-        dataset = load_tfds_dataset(
-            name, tfds_data_dir, read_train, limit_test, download=download, **lazy, **splits
-        )
-
-    if validation_size and not test_only and name not in GROUND_TRUTH_DATASETS:
+    own_splits = bool(registered.split)
+    request = dataclasses.replace(
+        options or SourceRequest(),
+        data_dir=data_dir,
+        tfds_data_dir=tfds_data_dir,
+        source=source,
+        # with a validation split the whole training split is read: it is taken off its end
+        limit_train=0 if validation_size and not own_splits else limit_train,
+        limit_test=limit_test,
+        validation_size=validation_size,
+        lazy_train=lazy_train,
+        with_train=not test_only,
+    )
+    dataset = registered.load(request)
+    if validation_size and not test_only and not own_splits:
         dataset = split_validation(dataset, validation_size)
         dataset = dataclasses.replace(
             dataset,
@@ -240,7 +191,12 @@ def load_dataset(
         )
     dataset = binarize_once(dataset, binarize, seed)
     own = {"source": dataset.protocol["source"]} if "source" in dataset.protocol else {}
-    protocol = {**own, **protocol_of_splits(dataset, binarize, seed, validation_size), **split}
+    protocol = {**own, **protocol_of_splits(dataset, binarize, seed, validation_size)}
+    if own_splits:
+        protocol["split"] = (
+            f"test: the last 10% of np.random.default_rng(0).permutation(N) over the "
+            f"{registered.split}; train the rest, in permuted order"
+        )
     if test_only:
         keep = (*own, "binarize", "binarization_seed", "test", "num_test")
         protocol = {k: protocol[k] for k in keep}
