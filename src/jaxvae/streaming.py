@@ -157,7 +157,6 @@ class StreamFeed(engine_lib.CompiledFeed):
         self.rows = local_rows(mesh, b)
         row_bytes = math.prod(self.image_shape) * (self.rows.stop - self.rows.start)  # uint8
         self.chunk = max(1, min(MAX_CHUNK_STEPS, CHUNK_BYTES // max(row_bytes, 1)))
-        self.step = start_step
         self._cpu = jax.local_devices(backend="cpu")[0]
         self._data_key = jax.device_put(data_key, self._cpu)
         self._orders: dict[int, np.ndarray] = {}
@@ -210,26 +209,21 @@ class StreamFeed(engine_lib.CompiledFeed):
             out[name] = jax.make_array_from_process_local_data(self.chunk_sharding, local, shape)
         return out
 
-    def abstract_inputs(self):
+    def one_batch(self):
+        b = self.batch_size
         return {
-            "image": jax.ShapeDtypeStruct(
-                (self.chunk, self.batch_size, *self.image_shape),
-                np.uint8,
-                sharding=self.chunk_sharding,
-            ),
-            "label": jax.ShapeDtypeStruct(
-                (self.chunk, self.batch_size), np.int32, sharding=self.chunk_sharding
-            ),
+            "image": jax.ShapeDtypeStruct((b, *self.image_shape), np.uint8),
+            "label": jax.ShapeDtypeStruct((b,), np.int32),
         }
 
-    def one_batch(self):
+    def abstract_inputs(self):
+        sharding = self.chunk_sharding
         return {
-            k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in self.abstract_inputs().items()
+            k: jax.ShapeDtypeStruct((self.chunk, *v.shape), v.dtype, sharding=sharding)
+            for k, v in self.one_batch().items()
         }
 
     def dispatches(self, n: int):
-        while n > 0:
-            k = min(n, self.chunk)
+        for start in range(0, n, self.chunk):
+            k = min(self.chunk, n - start)
             yield self._put([next(self._iter) for _ in range(k)]), k
-            self.step += k
-            n -= k

@@ -14,11 +14,13 @@ Sources:
 * ``npz``: a user-supplied ``.npz`` file.
 * ``folder``: a folder of PNG/JPEG images, class sub-folders giving labels, decoded once into a
   cache (:mod:`jaxvae.data.folder`); ``celeb_a``: TFDS's CelebA, centre crop 148 and resize to
-  64 (:mod:`jaxvae.data.tfds_celeb_a`). These two register themselves
-  (:func:`jaxvae.data.base.register`): a new source is one module calling ``register``.
+  64 (:mod:`jaxvae.data.tfds_celeb_a`).
 * ``dsprites_procedural``: dSprites rendered here with numpy on the original's factor grid
   (:mod:`jaxvae.data.dsprites`); ``dsprites``, ``shapes3d``: TFDS datasets, prepared as above
   (:mod:`jaxvae.data.tfds_ground_truth`). These carry ground-truth factors (``*_factors``).
+
+Every source registers itself under its name in the module that loads it
+(:func:`jaxvae.data.base.register`): a new source is one module calling ``register``.
 
 One module per concern:
 

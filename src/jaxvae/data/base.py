@@ -81,17 +81,15 @@ class Dataset:
                     f"{images.shape}; expected {' or '.join(np.dtype(d).name for d in dtypes)} "
                     "[N, H, W, C]."
                 )
+            if images.shape[1:] != hwc:
+                raise ValueError(
+                    f"Dataset {self.name!r}: train images are {hwc} but {split} images are "
+                    f"{images.shape[1:]}; expected the same [H, W, C]."
+                )
             if labels.dtype != np.int32 or labels.shape != images.shape[:1]:
                 raise ValueError(
                     f"Dataset {self.name!r}: {split}_labels has dtype {labels.dtype} and shape "
                     f"{labels.shape}; expected int32 [{images.shape[0]}]."
-                )
-        for split in ("test", "validation"):
-            shape = getattr(self, f"{split}_images").shape[1:]
-            if shape != self.train_images.shape[1:]:
-                raise ValueError(
-                    f"Dataset {self.name!r}: train images are {self.train_images.shape[1:]} but "
-                    f"{split} images are {shape}; expected the same [H, W, C]."
                 )
         self._check_factors()
         if not isinstance(self.protocol, dict):

@@ -52,7 +52,6 @@ from jaxvae.data.base import (
     check_choice,
     source_request,
     spec_field,
-    take_first,
     to_unit_float,
 )
 from jaxvae.data.binarization import binarize_once, protocol_of_splits
@@ -183,12 +182,7 @@ def load_dataset(
     )
     dataset = registered.load(request)
     if validation_size and not test_only and not own_splits:
-        dataset = split_validation(dataset, validation_size)
-        dataset = dataclasses.replace(
-            dataset,
-            train_images=take_first(dataset.train_images, limit_train),
-            train_labels=take_first(dataset.train_labels, limit_train),
-        )
+        dataset = split_validation(dataset, validation_size, limit_train)
     dataset = binarize_once(dataset, binarize, seed)
     own = {"source": dataset.protocol["source"]} if "source" in dataset.protocol else {}
     protocol = {**own, **protocol_of_splits(dataset, binarize, seed, validation_size)}
@@ -241,16 +235,17 @@ def load_from_config(
     )
 
 
-def split_validation(dataset: Dataset, size: int) -> Dataset:
+def split_validation(dataset: Dataset, size: int, limit_train: int = 0) -> Dataset:
     """Moves the last ``size`` training examples into the validation set.
 
     Args:
       dataset: A dataset without a validation set.
       size: Number of examples to hold out, ``1 <= size <`` the number of training examples.
+      limit_train: If positive, keep only the first ``limit_train`` of the other examples.
 
     Returns:
       A new :class:`Dataset` whose training split is the first ``N - size`` training examples
-      and whose validation split is the last ``size``, in order.
+      (at most ``limit_train``) and whose validation split is the last ``size``, in order.
 
     Raises:
       ValueError: If ``size`` is out of range or ``dataset`` already has a validation set.
@@ -268,18 +263,15 @@ def split_validation(dataset: Dataset, size: int) -> Dataset:
             "out."
         )
     keep = count - int(size)
-    factors = {}
-    if dataset.train_factors is not None:
-        factors = {
-            "train_factors": dataset.train_factors[:keep],
-            "validation_factors": dataset.train_factors[keep:],
-        }
+    train = slice(0, min(keep, limit_train) if limit_train > 0 else keep)
+    factors = dataset.train_factors
     held_out = np.asarray(dataset.train_images[keep:])  # read, if streamed
     return dataclasses.replace(
         dataset,
-        train_images=dataset.train_images[:keep],
-        train_labels=dataset.train_labels[:keep],
+        train_images=dataset.train_images[train],
+        train_labels=dataset.train_labels[train],
         validation_images=to_unit_float(held_out),
         validation_labels=np.asarray(dataset.train_labels[keep:]),
-        **factors,
+        **({} if factors is None else {"train_factors": factors[train]}),
+        **({} if factors is None else {"validation_factors": factors[keep:]}),
     )

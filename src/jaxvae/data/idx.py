@@ -80,17 +80,12 @@ def find_fashion_mnist_files(data_dir: str = "") -> dict[str, tuple[str, str]]:
             f"Fashion-MNIST directory {directory!r} (from {origin}) does not exist. "
             + _fashion_mnist_help()
         )
-    found: dict[str, tuple[str, str]] = {}
-    missing: list[str] = []
+    found, missing = {}, []
     for split, stems in FASHION_MNIST_FILES.items():
-        paths = []
-        for stem in stems:
-            candidates = [os.path.join(directory, stem + ".gz"), os.path.join(directory, stem)]
-            path = next((c for c in candidates if os.path.isfile(c)), "")
-            if not path:
-                missing.append(" or ".join(candidates))
-            paths.append(path)
-        found[split] = (paths[0], paths[1])
+        tried = [[os.path.join(directory, stem + ext) for ext in (".gz", "")] for stem in stems]
+        paths = [next((c for c in t if os.path.isfile(c)), "") for t in tried]
+        missing += [" or ".join(t) for t, p in zip(tried, paths, strict=True) if not p]
+        found[split] = tuple(paths)
     if missing:
         raise ValueError(
             f"Fashion-MNIST files missing in {directory!r} (from {origin}); tried: "

@@ -59,10 +59,6 @@ class RecordColumn:
     def ndim(self) -> int:
         return 1 + len(self.item_shape)
 
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
     def __len__(self) -> int:
         return self.stop - self.start
 
