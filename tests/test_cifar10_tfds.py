@@ -32,7 +32,7 @@ def cifar_dir(tmp_path_factory):
 
 
 def test_fake_cifar10_reads_back_through_the_loader(cifar_dir):
-    ds = data_lib.load_tfds_dataset("cifar10", cifar_dir)
+    ds = data_lib.load_dataset("cifar10", tfds_data_dir=cifar_dir)
     assert ds.image_shape == (32, 32, 3) and ds.num_classes == 10
     for split in ("train", "test"):
         images, labels = _images(split)

@@ -65,38 +65,13 @@ class TrainSource:
       records: the TFDS random-access data source of the ``train`` split.
       num_train: the training examples: the first ``num_train`` records (after the validation
         split and ``limit_train``).
-      has_labels: whether the records have a ``label``.
       workers: Grain reader threads.
     """
 
     dataset: data_lib.Dataset
     records: Sequence[Any]
     num_train: int
-    has_labels: bool
     workers: int
-
-
-def _train_records(d: DataSpec) -> tuple[int, tuple[int, ...], bool] | None:
-    """``(N, (H, W, C), has_labels)`` of the whole training split of ``config.data``, read from
-    its data source's metadata, or ``None`` when it cannot stream (not TFDS-backed nor a
-    registered source with records)."""
-    registered = data_lib.SOURCES_BY_NAME.get(d.name)
-    if registered is not None:
-        if registered.train_records is None:
-            return None
-        n, shape = registered.train_records(data_lib.source_request(d))
-        return n, shape, True  # a registered source's records always carry a label
-    if d.name == "fashion_mnist" and d.source == "tfds":
-        from jaxvae.data import tfds_fashion_mnist
-
-        builder = tfds_fashion_mnist.prepare(idx_dir=d.data_dir, tfds_data_dir=d.tfds_data_dir)
-    elif d.name in data_lib.TFDS_DATASETS:
-        builder = data_lib.prepared_builder(d.name, d.tfds_data_dir, download=d.download)
-    else:
-        return None
-    shape = tuple(int(x) for x in builder.info.features["image"].shape)
-    has_labels = "label" in builder.info.features
-    return int(builder.info.splits["train"].num_examples), shape, has_labels
 
 
 def open_train_source(d: DataSpec, seed: int) -> TrainSource | None:
@@ -105,19 +80,19 @@ def open_train_source(d: DataSpec, seed: int) -> TrainSource | None:
     ``data.stream``: ``"never"``; ``"always"`` (TFDS-backed data: fashion_mnist with
     ``data.source="tfds"``, mnist, binarized_mnist, cifar10, celeb_a; and an image folder,
     streamed from its memory-mapped cache, or without one from its files, each decoded when
-    read); ``"auto"``: stream such a dataset whose training images take more than ``data.stream_threshold_mb`` MiB as float32.
+    read); ``"auto"``: stream such a dataset whose training images take more than
+    ``data.stream_threshold_mb`` MiB as float32.
     The dataset goes through the one preparation step (:func:`jaxvae.data.load_dataset` with
     ``lazy_train``): the same validation split, limits, binarization and protocol as in memory.
 
     Raises:
       ValueError: static binarization of streamed data, or data that is missing or malformed.
     """
-    if d.stream == "never":
-        return None
-    sized = _train_records(d)
+    records = data_lib.SOURCES_BY_NAME[d.name].train_records  # (N, (H, W, C)) from metadata
+    sized = records(data_lib.source_request(d)) if records and d.stream != "never" else None
     if sized is None:
-        return None  # not streamable (DataSpec refuses stream='always' for these)
-    n_all, shape, has_labels = sized
+        return None  # not streamed (DataSpec refuses stream='always' for data that cannot)
+    n_all, shape = sized
     n_train = n_all - d.validation_size
     if d.limit_train:
         n_train = min(n_train, d.limit_train)
@@ -136,7 +111,7 @@ def open_train_source(d: DataSpec, seed: int) -> TrainSource | None:
     protocol["train"] += f"; streamed from {origin} ({mb:.0f} MiB as float32)"
     dataset = dataclasses.replace(dataset, protocol=protocol)
     workers = d.stream_workers or min(8, os.cpu_count() or 1)
-    return TrainSource(dataset, column.records, len(column), has_labels, workers)
+    return TrainSource(dataset, column.records, len(column), workers)
 
 
 def step_indices(order: np.ndarray, step: int, *, per_epoch: int, batch_size: int) -> np.ndarray:
@@ -182,7 +157,6 @@ class StreamFeed(engine_lib.CompiledFeed):
         self.rows = local_rows(mesh, b)
         row_bytes = math.prod(self.image_shape) * (self.rows.stop - self.rows.start)  # uint8
         self.chunk = max(1, min(MAX_CHUNK_STEPS, CHUNK_BYTES // max(row_bytes, 1)))
-        self.step = start_step
         self._cpu = jax.local_devices(backend="cpu")[0]
         self._data_key = jax.device_put(data_key, self._cpu)
         self._orders: dict[int, np.ndarray] = {}
@@ -212,7 +186,7 @@ class StreamFeed(engine_lib.CompiledFeed):
         image = np.stack([r["image"] for r in records])
         if image.dtype != np.uint8:
             raise ValueError(f"streamed records hold {image.dtype} images; expected uint8")
-        label = np.asarray([r["label"] if self.source.has_labels else 0 for r in records], np.int32)
+        label = np.asarray([r.get("label", 0) for r in records], np.int32)
         return {"image": image, "label": label}
 
     def _batches(self, start: int, stop: int):
@@ -235,26 +209,21 @@ class StreamFeed(engine_lib.CompiledFeed):
             out[name] = jax.make_array_from_process_local_data(self.chunk_sharding, local, shape)
         return out
 
-    def abstract_inputs(self):
+    def one_batch(self):
+        b = self.batch_size
         return {
-            "image": jax.ShapeDtypeStruct(
-                (self.chunk, self.batch_size, *self.image_shape),
-                np.uint8,
-                sharding=self.chunk_sharding,
-            ),
-            "label": jax.ShapeDtypeStruct(
-                (self.chunk, self.batch_size), np.int32, sharding=self.chunk_sharding
-            ),
+            "image": jax.ShapeDtypeStruct((b, *self.image_shape), np.uint8),
+            "label": jax.ShapeDtypeStruct((b,), np.int32),
         }
 
-    def one_batch(self):
+    def abstract_inputs(self):
+        sharding = self.chunk_sharding
         return {
-            k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in self.abstract_inputs().items()
+            k: jax.ShapeDtypeStruct((self.chunk, *v.shape), v.dtype, sharding=sharding)
+            for k, v in self.one_batch().items()
         }
 
     def dispatches(self, n: int):
-        while n > 0:
-            k = min(n, self.chunk)
+        for start in range(0, n, self.chunk):
+            k = min(self.chunk, n - start)
             yield self._put([next(self._iter) for _ in range(k)]), k
-            self.step += k
-            n -= k

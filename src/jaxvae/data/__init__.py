@@ -14,11 +14,13 @@ Sources:
 * ``npz``: a user-supplied ``.npz`` file.
 * ``folder``: a folder of PNG/JPEG images, class sub-folders giving labels, decoded once into a
   cache (:mod:`jaxvae.data.folder`); ``celeb_a``: TFDS's CelebA, centre crop 148 and resize to
-  64 (:mod:`jaxvae.data.tfds_celeb_a`). These two register themselves
-  (:func:`jaxvae.data.base.register`): a new source is one module calling ``register``.
+  64 (:mod:`jaxvae.data.tfds_celeb_a`).
 * ``dsprites_procedural``: dSprites rendered here with numpy on the original's factor grid
   (:mod:`jaxvae.data.dsprites`); ``dsprites``, ``shapes3d``: TFDS datasets, prepared as above
   (:mod:`jaxvae.data.tfds_ground_truth`). These carry ground-truth factors (``*_factors``).
+
+Every source registers itself under its name in the module that loads it
+(:func:`jaxvae.data.base.register`): a new source is one module calling ``register``.
 
 One module per concern:
 
@@ -47,8 +49,6 @@ from jaxvae.data.base import (
     SOURCES_BY_NAME,
     Dataset,
     SourceRequest,
-    default_tfds_data_dir,
-    register,
     source_request,
     to_unit_float,
 )
@@ -70,55 +70,35 @@ from jaxvae.data.ground_truth import (
     index_to_factors,
     split_indices,
 )
-from jaxvae.data.idx import (
-    DEFAULT_FASHION_MNIST_DIR,
-    FASHION_MNIST_ENV,
-    load_fashion_mnist_idx,
-    parse_idx,
-    read_fashion_mnist_split,
-    resolve_fashion_mnist_dir,
-)
+from jaxvae.data.idx import DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_ENV, parse_idx
 from jaxvae.data.synthetic import synthetic_dataset
-from jaxvae.data.tfds import (
-    TFDS_DATASETS,
-    load_tfds_dataset,
-    prepared_builder,
-    read_data_source,
-)
+from jaxvae.data.tfds import prepared_builder
 from jaxvae.data.tfds_ground_truth import ground_truth_from_tfds
 
 __all__ = [
     "SOURCES_BY_NAME",
     "SourceRequest",
-    "register",
     "source_request",
     "DATASETS",
     "DEFAULT_FASHION_MNIST_DIR",
     "EVAL_BINARIZATION_SEED",
     "FASHION_MNIST_ENV",
     "GROUND_TRUTH_DATASETS",
-    "TFDS_DATASETS",
     "ArrayGroundTruthData",
     "Dataset",
     "GroundTruthData",
     "ProceduralDSprites",
     "add_noise",
-    "default_tfds_data_dir",
     "dynamic_binarize",
     "distinct_combinations",
     "factors_to_index",
     "ground_truth_from_tfds",
     "index_to_factors",
     "load_dataset",
-    "load_fashion_mnist_idx",
     "load_from_config",
-    "load_tfds_dataset",
     "parse_idx",
     "prepared_builder",
-    "read_data_source",
-    "read_fashion_mnist_split",
     "render_dsprites",
-    "resolve_fashion_mnist_dir",
     "split_indices",
     "split_validation",
     "synthetic_dataset",

@@ -81,17 +81,15 @@ class Dataset:
                     f"{images.shape}; expected {' or '.join(np.dtype(d).name for d in dtypes)} "
                     "[N, H, W, C]."
                 )
+            if images.shape[1:] != hwc:
+                raise ValueError(
+                    f"Dataset {self.name!r}: train images are {hwc} but {split} images are "
+                    f"{images.shape[1:]}; expected the same [H, W, C]."
+                )
             if labels.dtype != np.int32 or labels.shape != images.shape[:1]:
                 raise ValueError(
                     f"Dataset {self.name!r}: {split}_labels has dtype {labels.dtype} and shape "
                     f"{labels.shape}; expected int32 [{images.shape[0]}]."
-                )
-        for split in ("test", "validation"):
-            shape = getattr(self, f"{split}_images").shape[1:]
-            if shape != self.train_images.shape[1:]:
-                raise ValueError(
-                    f"Dataset {self.name!r}: train images are {self.train_images.shape[1:]} but "
-                    f"{split} images are {shape}; expected the same [H, W, C]."
                 )
         self._check_factors()
         if not isinstance(self.protocol, dict):
@@ -221,24 +219,6 @@ def get_records(source: Sequence[Mapping[str, Any]], keys: list[int]) -> Sequenc
     return [source[k] for k in keys]
 
 
-def dataset_from_uint8(
-    name: str,
-    arrays: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    class_names: Sequence[str] = (),
-) -> Dataset:
-    """Builds a Dataset from ``{"train": (uint8 images, labels), "test": (...)}``: the training
-    images stay uint8, the test images become float32."""
-    (train_images, train_labels), (test_images, test_labels) = arrays["train"], arrays["test"]
-    return Dataset(
-        name=name,
-        train_images=train_images,
-        train_labels=train_labels.astype(np.int32),
-        test_images=to_unit_float(test_images),
-        test_labels=test_labels.astype(np.int32),
-        class_names=tuple(class_names),
-    )
-
-
 @dataclasses.dataclass(frozen=True)
 class SourceRequest:
     """What :func:`jaxvae.data.load_dataset` asks of a registered source (see :func:`register`).
@@ -246,6 +226,7 @@ class SourceRequest:
     Attributes:
       data_dir: the source's files (an image folder for ``folder``); "" = its default.
       tfds_data_dir: TFDS data directory; "" = :func:`default_tfds_data_dir`.
+      source: the files to read, one of the source's ``sources`` (``"auto"``: its default).
       image_size: the side of the square images to make; 0 = the source's default.
       channels: 1 (grey) or 3 (RGB); 0 = the source's rule.
       cache_dir: where a source that decodes files keeps its decoded arrays; "" = its default.
@@ -253,12 +234,15 @@ class SourceRequest:
       download: whether a TFDS source may download and prepare its data.
       limit_train: if positive, read only the first ``limit_train`` training examples.
       limit_test: if positive, read only the first ``limit_test`` test examples.
+      validation_size: the examples to hold out as the validation split, for a source that makes
+        its own splits (``Source.split``); the others leave it to :func:`jaxvae.data.load_dataset`.
       lazy_train: leave the training split in its records (a ``RecordColumn``), to stream it.
       with_train: whether to read the training split at all (else it is empty).
     """
 
     data_dir: str = ""
     tfds_data_dir: str = ""
+    source: str = "auto"
     image_size: int = 0
     channels: int = 0
     cache_dir: str = ""
@@ -266,6 +250,7 @@ class SourceRequest:
     download: bool = False
     limit_train: int = 0
     limit_test: int = 0
+    validation_size: int = 0
     lazy_train: bool = False
     with_train: bool = True
 
@@ -278,12 +263,19 @@ class Source:
       load: ``load(request) -> Dataset``, honouring every field of :class:`SourceRequest`.
       train_records: ``train_records(request) -> (N, (H, W, C))``: the size of the whole training
         split and the shape of one image, found without reading the images (or ``None`` for a
-        source that cannot stream: then ``lazy_train`` is refused). The streaming decision
-        (:mod:`jaxvae.streaming`) reads it.
+        source that cannot stream: then ``lazy_train`` is refused; it returns ``None`` for a
+        request whose ``source`` cannot). The streaming decision (:mod:`jaxvae.streaming`) reads it.
+      sources: the values of ``data.source`` it accepts.
+      split: for data with ground-truth factors, whose loader makes the train, validation and
+        test splits itself (a permutation of the examples): what is permuted, for the protocol;
+        "" for the others, whose validation split :func:`jaxvae.data.load_dataset` takes off the
+        training split.
     """
 
     load: Callable[[SourceRequest], Dataset]
-    train_records: Callable[[SourceRequest], tuple[int, tuple[int, int, int]]] | None = None
+    train_records: Callable[[SourceRequest], tuple[int, tuple[int, int, int]] | None] | None = None
+    sources: tuple[str, ...] = ("auto",)
+    split: str = ""
 
 
 SOURCES_BY_NAME: dict[str, Source] = {}
@@ -296,6 +288,7 @@ def source_request(cfg: Any) -> SourceRequest:
     return SourceRequest(
         data_dir=str(spec_field(cfg, "data_dir") or ""),
         tfds_data_dir=str(spec_field(cfg, "tfds_data_dir") or ""),
+        source=str(spec_field(cfg, "source") or "auto"),
         image_size=int(spec_field(cfg, "image_size") or 0),
         channels=int(spec_field(cfg, "channels") or 0),
         cache_dir=str(spec_field(cfg, "cache_dir") or ""),

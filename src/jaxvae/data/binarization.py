@@ -9,94 +9,78 @@ from typing import Any
 import numpy as np
 
 from jaxvae.corruptions import binarize_images
-from jaxvae.data.base import Dataset, to_unit_float
+from jaxvae.data.base import SPLITS, Dataset, to_unit_float
 
 # Seed of the one-off binarization of the test and validation sets under binarize="dynamic". A
 # constant, not the run's seed: runs with different seeds are evaluated on the same binary images.
 EVAL_BINARIZATION_SEED = 0
 
 
-def static_binarize(dataset: Dataset, seed: int) -> Dataset:
-    """Binarizes a dataset once, deterministically for ``seed``.
-
-    The train, test and validation splits use the independent streams
-    ``np.random.default_rng(seed).spawn(3)``, in that order, so an example's binarization does
-    not depend on how many examples of the other splits were kept (nor, for train and test, of
-    its own: the uniforms are drawn in order).
-
-    Args:
-      dataset: The dataset to binarize (images in ``[0, 1]``).
-      seed: Seed of ``np.random.default_rng``.
-
-    Returns:
-      A new :class:`Dataset` whose images are exactly 0.0 or 1.0.
-    """
-    train_rng, test_rng, validation_rng = np.random.default_rng(seed).spawn(3)
-    return dataclasses.replace(
-        dataset,
-        train_images=binarize_images(to_unit_float(dataset.train_images), train_rng),
-        test_images=binarize_images(dataset.test_images, test_rng),
-        validation_images=binarize_images(dataset.validation_images, validation_rng),
-    )
+# The splits each binarization protocol binarizes once, in the order of their rng streams.
+ONCE = {"static": ("train", "test", "validation"), "dynamic": ("test", "validation")}
 
 
-def binarize_for_evaluation(dataset: Dataset, seed: int = EVAL_BINARIZATION_SEED) -> Dataset:
-    """Binarizes the test and validation splits once, leaving the training split continuous.
+def binarize_once(dataset: Dataset, binarize: str, seed: int) -> Dataset:
+    """Binarizes the splits ``ONCE[binarize]`` of a dataset once (none for ``"none"``).
 
-    The protocol of dynamic binarization: training resamples every batch, while the test and
-    validation sets are each one fixed binary sample, ``x_bin = (u < x)`` with
-    ``u = rng.random(x.shape, dtype=np.float32)`` and ``rng`` the first (test) or second
-    (validation) of ``np.random.default_rng(seed).spawn(2)``, the same for every run of a study.
+    Split ``ONCE[binarize][i]`` becomes ``x_bin = (u < x)`` with
+    ``u = rng.random(x.shape, dtype=np.float32)`` and ``rng`` the ``i``-th of
+    ``np.random.default_rng(s).spawn(len(ONCE[binarize]))``: ``s`` is ``seed`` for ``"static"``
+    (every split) and :data:`EVAL_BINARIZATION_SEED` for ``"dynamic"`` (test and validation, the
+    same for every run of a study; training resamples every batch). An example's binarization
+    does not depend on how many examples of the other splits were kept (nor, the uniforms being
+    drawn in order, of its own split).
 
     Args:
       dataset: The dataset (images in ``[0, 1]``).
-      seed: Seed of ``np.random.default_rng``; keep the default, :data:`EVAL_BINARIZATION_SEED`,
-        to evaluate on the same images as every other run.
+      binarize: ``"none"``, ``"static"`` or ``"dynamic"``.
+      seed: The run's seed (``"static"`` only).
 
     Returns:
-      A new :class:`Dataset` whose test and validation images are exactly 0.0 or 1.0.
+      A new :class:`Dataset` whose binarized splits are exactly 0.0 or 1.0.
     """
-    test_rng, validation_rng = np.random.default_rng(seed).spawn(2)
+    splits = ONCE.get(binarize, ())
+    rngs = np.random.default_rng(_seed(binarize, seed)).spawn(len(splits))
     return dataclasses.replace(
         dataset,
-        test_images=binarize_images(dataset.test_images, test_rng),
-        validation_images=binarize_images(dataset.validation_images, validation_rng),
+        **{
+            f"{split}_images": binarize_images(
+                to_unit_float(getattr(dataset, f"{split}_images")), rng
+            )
+            for split, rng in zip(splits, rngs, strict=True)
+        },
     )
+
+
+def _seed(binarize: str, seed: int) -> int | None:
+    return {"static": int(seed), "dynamic": EVAL_BINARIZATION_SEED}.get(binarize)
 
 
 def protocol_of_splits(
     dataset: Dataset, binarize: str, seed: int, validation_size: int
 ) -> dict[str, Any]:
-    def once(seed: int, streams: int, stream: int) -> str:
-        return (
-            f"binarized once: pixel = u < x, u = np.random.default_rng({seed}).spawn({streams})"
-            f"[{stream}].random(images.shape, dtype=np.float32)"
-        )
-
     continuous = "continuous pixels in [0, 1]"
-    if binarize == "static":
-        binarization_seed = int(seed)
-        train, test, validation = (once(seed, 3, i) for i in range(3))
-    elif binarize == "dynamic":
-        binarization_seed = EVAL_BINARIZATION_SEED
-        train = f"{continuous}; every training batch resampled as Bernoulli(x) (dynamic_binarize)"
-        test, validation = (once(EVAL_BINARIZATION_SEED, 2, i) for i in range(2))
-    else:
-        binarization_seed, train, test, validation = None, continuous, continuous, continuous
+    words = dict.fromkeys(SPLITS, continuous)
+    if binarize == "dynamic":
+        words["train"] += "; every training batch resampled as Bernoulli(x) (dynamic_binarize)"
+    splits = ONCE.get(binarize, ())
+    for i, split in enumerate(splits):
+        words[split] = (
+            f"binarized once: pixel = u < x, u = np.random.default_rng({_seed(binarize, seed)})"
+            f".spawn({len(splits)})[{i}].random(images.shape, dtype=np.float32)"
+        )
     if validation_size:
         held_out = f"the last {validation_size} examples of the training split, before limit_train"
-        train = f"the training split less its last {validation_size} examples; {train}"
-        validation = f"{held_out}; {validation}"
+        words["train"] = (
+            f"the training split less its last {validation_size} examples; {words['train']}"
+        )
+        words["validation"] = f"{held_out}; {words['validation']}"
     else:
-        validation = "none"
+        words["validation"] = "none"
     return {
         "binarize": binarize,
-        "binarization_seed": binarization_seed,
-        "train": train,
-        "validation": validation,
-        "test": test,
+        "binarization_seed": _seed(binarize, seed),
+        **words,
         "validation_size": int(validation_size),
-        "num_train": int(dataset.train_images.shape[0]),
-        "num_validation": int(dataset.validation_images.shape[0]),
-        "num_test": int(dataset.test_images.shape[0]),
+        **{f"num_{split}": int(getattr(dataset, f"{split}_images").shape[0]) for split in SPLITS},
     }

@@ -1,7 +1,9 @@
 """Loading a dataset by name: the dispatch to each source and the evaluation protocol.
 
-:func:`load_dataset` picks the loader (:mod:`~jaxvae.data.idx`, :mod:`~jaxvae.data.tfds`,
-:mod:`~jaxvae.data.npz`), then applies what is the same for every source, in this order:
+:func:`load_dataset` asks the source registered under the dataset's name
+(:func:`~jaxvae.data.base.register`: :mod:`~jaxvae.data.idx`, :mod:`~jaxvae.data.tfds`,
+:mod:`~jaxvae.data.npz`, ...) for the data, then applies what is the same for every source, in
+this order:
 
 1. the validation split: the last ``validation_size`` examples of the full training split
    (:func:`split_validation`; the VampPrior and Exemplar-VAE protocol: Fashion-MNIST's or MNIST's
@@ -16,19 +18,19 @@ the arguments from a config's ``data`` section.
 
 Binarization protocols (``binarize=``), each ``x_bin = u < x`` for uniforms
 ``u = rng.random(images.shape, dtype=np.float32)`` drawn per split
-(:func:`~jaxvae.corruptions.binarize_images`):
+(:func:`~jaxvae.corruptions.binarize_images`, :func:`~jaxvae.data.binarization.binarize_once`):
 
 * ``"none"``: every split keeps its continuous pixels in ``[0, 1]``.
 * ``"static"``: every split is binarized once, with the streams
   ``np.random.default_rng(seed).spawn(3)`` (train, test, validation), ``seed`` being the run's
-  seed (:func:`static_binarize`).
+  seed.
 * ``"dynamic"``: the training images stay continuous (the training loop resamples each batch
   with :func:`~jaxvae.corruptions.dynamic_binarize`), and the test and validation images are
   binarized once with the streams ``np.random.default_rng(EVAL_BINARIZATION_SEED).spawn(2)``
   (test, validation), independent of the run's seed, so that every run of a study is evaluated
-  on the same binary images (:func:`binarize_for_evaluation`). That is the protocol of the
-  papers that report the test negative ELBO and NLL of dynamically binarized (Fashion-)MNIST;
-  the continuous test pixels would give figures not comparable with theirs.
+  on the same binary images. That is the protocol of the papers that report the test negative
+  ELBO and NLL of dynamically binarized (Fashion-)MNIST; the continuous test pixels would give
+  figures not comparable with theirs.
 
 The uniforms are drawn in file order, so the first ``n`` examples of a split are binarized the
 same whatever the limits; the validation images' depend only on ``validation_size``.
@@ -41,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxvae.data import folder, tfds_celeb_a  # noqa: F401  (they register themselves)
+# the sources register themselves (jaxvae.data.base.register) when their modules are imported
+from jaxvae.data import dsprites, folder, idx, npz, tfds_celeb_a, tfds_ground_truth  # noqa: F401
 from jaxvae.data.base import (
     SOURCES_BY_NAME,
     Dataset,
@@ -49,35 +52,14 @@ from jaxvae.data.base import (
     check_choice,
     source_request,
     spec_field,
-    take_first,
     to_unit_float,
 )
-from jaxvae.data.binarization import (
-    binarize_for_evaluation,
-    protocol_of_splits,
-    static_binarize,
-)
-from jaxvae.data.dsprites import load_dsprites_procedural
-from jaxvae.data.idx import load_fashion_mnist_idx
-from jaxvae.data.npz import load_npz
-from jaxvae.data.tfds import TFDS_DATASETS, load_fashion_mnist_tfds, load_tfds_dataset
-from jaxvae.data.tfds_ground_truth import GROUND_TRUTH_TFDS, load_ground_truth_tfds
+from jaxvae.data.binarization import binarize_once, protocol_of_splits
 from jaxvae.specs import BINARIZE
 
-DATASETS = (
-    "fashion_mnist",
-    "mnist",
-    "binarized_mnist",
-    "cifar10",
-    "npz",
-    "dsprites_procedural",
-    "dsprites",
-    "shapes3d",
-    *SOURCES_BY_NAME,  # registered by their modules: folder, celeb_a
-)
+DATASETS = tuple(sorted(SOURCES_BY_NAME))
 # Datasets with ground-truth factors; their loaders make the train/validation/test splits.
-GROUND_TRUTH_DATASETS = ("dsprites_procedural", *GROUND_TRUTH_TFDS)
-SOURCES = ("auto", "idx", "tfds")
+GROUND_TRUTH_DATASETS = tuple(name for name, source in SOURCES_BY_NAME.items() if source.split)
 
 
 def load_dataset(
@@ -112,11 +94,11 @@ def load_dataset(
         through a TFDS data source prepared from the same files, ``"auto"`` means ``"idx"``.
         Other datasets accept ``"auto"`` and their only source (``"tfds"`` for TFDS datasets).
       binarize: ``"none"``; ``"static"`` samples every pixel once from a Bernoulli with the pixel
-        intensity as probability (seeded by ``seed``), giving exact 0/1 values in every split
-        (:func:`static_binarize`); ``"dynamic"`` keeps the training images continuous (the
-        training loop resamples each batch with :func:`~jaxvae.corruptions.dynamic_binarize`)
-        and binarizes the test and validation images once with :data:`EVAL_BINARIZATION_SEED`,
-        whatever ``seed`` is (:func:`binarize_for_evaluation`).
+        intensity as probability (seeded by ``seed``), giving exact 0/1 values in every split;
+        ``"dynamic"`` keeps the training images continuous (the training loop resamples each
+        batch with :func:`~jaxvae.corruptions.dynamic_binarize`) and binarizes the test and
+        validation images once with :data:`EVAL_BINARIZATION_SEED`, whatever ``seed`` is
+        (:func:`~jaxvae.data.binarization.binarize_once`).
       seed: The run's seed: seed of the static binarization; unused otherwise.
       limit_train: If positive, keep only the first ``limit_train`` training examples (those
         left after the validation split).
@@ -126,7 +108,6 @@ def load_dataset(
         the training split.
       lazy_train: Leave the training split in its TFDS records (``RecordColumn``) to stream it
         (TFDS data, no static binarization); the rest of the preparation is the same.
-
       test_only: Read only the test split (what evaluating a trained run needs): the training
         and validation splits are empty, and the test split is the one a full load gives (its
         binarization does not depend on the other splits).
@@ -166,13 +147,12 @@ def load_dataset(
         missing, not prepared or malformed.
     """
     check_choice("name", name, DATASETS)
-    check_choice("source", source, SOURCES)
     check_choice("binarize", binarize, BINARIZE)
-    registered = SOURCES_BY_NAME.get(name)
-    own_files = registered is not None or name in ("npz", "dsprites_procedural")
-    allowed = SOURCES if name == "fashion_mnist" else ("auto",) if own_files else ("auto", "tfds")
-    if source not in allowed:
-        raise ValueError(f"source={source!r} for dataset {name!r}; expected one of {allowed}.")
+    registered = SOURCES_BY_NAME[name]
+    if source not in registered.sources:
+        raise ValueError(
+            f"source={source!r} for dataset {name!r}; expected one of {registered.sources}."
+        )
     for arg, value, zero in (
         ("limit_train", limit_train, "0 keeps everything"),
         ("limit_test", limit_test, "0 keeps everything"),
@@ -182,72 +162,35 @@ def load_dataset(
             raise ValueError(f"{arg}={value!r}; expected an integer >= 0 ({zero}).")
     limit_train, limit_test = int(limit_train), int(limit_test)
     validation_size = int(validation_size)
-
-    options = options or SourceRequest()
-    download = options.download
-    tfds_backed = name in TFDS_DATASETS or (name == "fashion_mnist" and source == "tfds")
-    tfds_backed = tfds_backed or bool(registered and registered.train_records)
-    if lazy_train and (not tfds_backed or binarize == "static"):
+    if lazy_train and (registered.train_records is None or binarize == "static"):
         raise ValueError(
             f"a streamed training split needs TFDS-backed data without static binarization; got "
             f"{name!r} with source={source!r} and binarize={binarize!r}"
         )
-    lazy = {"lazy_train": True} if lazy_train else {}
-    # With a validation split the loader reads the whole training split: it is taken off its end.
-    read_train = 0 if validation_size else limit_train
-    splits = {"with_train": not test_only}
-    split = {}
-    if registered is not None:
-        request = dataclasses.replace(
-            options,
-            data_dir=data_dir,
-            tfds_data_dir=tfds_data_dir,
-            limit_train=read_train,
-            limit_test=limit_test,
-            lazy_train=lazy_train,
-            with_train=not test_only,
-        )
-        dataset = registered.load(request)
-    elif name in GROUND_TRUTH_DATASETS:
-        if name == "dsprites_procedural":
-            dataset = load_dsprites_procedural(limit_train, limit_test, validation_size)
-            what = "combinations (mixed-radix indices)"
-        else:
-            dataset = load_ground_truth_tfds(
-                name, tfds_data_dir, limit_train, limit_test, validation_size, download=download
-            )
-            what = "records of the TFDS 'train' split"
-        split = {
-            "split": f"test: the last 10% of np.random.default_rng(0).permutation(N) over the "
-            f"{what}; train the rest, in permuted order"
-        }
-    elif name == "fashion_mnist":
-        if source == "tfds":
-            dataset = load_fashion_mnist_tfds(
-                data_dir, tfds_data_dir, read_train, limit_test, **lazy, **splits
-            )
-        else:
-            dataset = load_fashion_mnist_idx(data_dir, read_train, limit_test, **splits)
-    elif name == "npz":
-        dataset = load_npz(data_dir, read_train, limit_test, **splits)
-    else:
-        dataset = load_tfds_dataset(
-            name, tfds_data_dir, read_train, limit_test, download=download, **lazy, **splits
-        )
-
-    if validation_size and not test_only and name not in GROUND_TRUTH_DATASETS:
-        dataset = split_validation(dataset, validation_size)
-        dataset = dataclasses.replace(
-            dataset,
-            train_images=take_first(dataset.train_images, limit_train),
-            train_labels=take_first(dataset.train_labels, limit_train),
-        )
-    if binarize == "static":
-        dataset = static_binarize(dataset, seed)
-    elif binarize == "dynamic":
-        dataset = binarize_for_evaluation(dataset)
+    own_splits = bool(registered.split)
+    request = dataclasses.replace(
+        options or SourceRequest(),
+        data_dir=data_dir,
+        tfds_data_dir=tfds_data_dir,
+        source=source,
+        # with a validation split the whole training split is read: it is taken off its end
+        limit_train=0 if validation_size and not own_splits else limit_train,
+        limit_test=limit_test,
+        validation_size=validation_size,
+        lazy_train=lazy_train,
+        with_train=not test_only,
+    )
+    dataset = registered.load(request)
+    if validation_size and not test_only and not own_splits:
+        dataset = split_validation(dataset, validation_size, limit_train)
+    dataset = binarize_once(dataset, binarize, seed)
     own = {"source": dataset.protocol["source"]} if "source" in dataset.protocol else {}
-    protocol = {**own, **protocol_of_splits(dataset, binarize, seed, validation_size), **split}
+    protocol = {**own, **protocol_of_splits(dataset, binarize, seed, validation_size)}
+    if own_splits:
+        protocol["split"] = (
+            f"test: the last 10% of np.random.default_rng(0).permutation(N) over the "
+            f"{registered.split}; train the rest, in permuted order"
+        )
     if test_only:
         keep = (*own, "binarize", "binarization_seed", "test", "num_test")
         protocol = {k: protocol[k] for k in keep}
@@ -292,16 +235,17 @@ def load_from_config(
     )
 
 
-def split_validation(dataset: Dataset, size: int) -> Dataset:
+def split_validation(dataset: Dataset, size: int, limit_train: int = 0) -> Dataset:
     """Moves the last ``size`` training examples into the validation set.
 
     Args:
       dataset: A dataset without a validation set.
       size: Number of examples to hold out, ``1 <= size <`` the number of training examples.
+      limit_train: If positive, keep only the first ``limit_train`` of the other examples.
 
     Returns:
       A new :class:`Dataset` whose training split is the first ``N - size`` training examples
-      and whose validation split is the last ``size``, in order.
+      (at most ``limit_train``) and whose validation split is the last ``size``, in order.
 
     Raises:
       ValueError: If ``size`` is out of range or ``dataset`` already has a validation set.
@@ -319,18 +263,15 @@ def split_validation(dataset: Dataset, size: int) -> Dataset:
             "out."
         )
     keep = count - int(size)
-    factors = {}
-    if dataset.train_factors is not None:
-        factors = {
-            "train_factors": dataset.train_factors[:keep],
-            "validation_factors": dataset.train_factors[keep:],
-        }
+    train = slice(0, min(keep, limit_train) if limit_train > 0 else keep)
+    factors = dataset.train_factors
     held_out = np.asarray(dataset.train_images[keep:])  # read, if streamed
     return dataclasses.replace(
         dataset,
-        train_images=dataset.train_images[:keep],
-        train_labels=dataset.train_labels[:keep],
+        train_images=dataset.train_images[train],
+        train_labels=dataset.train_labels[train],
         validation_images=to_unit_float(held_out),
         validation_labels=np.asarray(dataset.train_labels[keep:]),
-        **factors,
+        **({} if factors is None else {"train_factors": factors[train]}),
+        **({} if factors is None else {"validation_factors": factors[keep:]}),
     )

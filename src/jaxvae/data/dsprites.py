@@ -54,7 +54,7 @@ import math
 
 import numpy as np
 
-from jaxvae.data.base import Dataset, to_unit_float
+from jaxvae.data.base import Dataset, Source, SourceRequest, register, to_unit_float
 from jaxvae.data.ground_truth import (
     check_factors,
     index_to_factors,
@@ -173,43 +173,34 @@ class ProceduralDSprites:
         return render(factors).astype(np.float32)
 
 
-def load_dsprites_procedural(
-    limit_train: int = 0,
-    limit_test: int = 0,
-    validation_size: int = 0,
-    num_test: int = DEFAULT_NUM_TEST,
-    split_seed: int = SPLIT_SEED,
-) -> Dataset:
+def load_dsprites_procedural(request: SourceRequest) -> Dataset:
     """The procedural dSprites as a training :class:`~jaxvae.data.Dataset`, rendering only what
     is kept.
 
-    The splits, by mixed-radix index: ``perm = np.random.default_rng(split_seed).permutation(
-    737280)``; test is ``perm[-num_test:]``, train the rest, both in permuted order (see
-    :func:`~jaxvae.data.ground_truth.split_indices`); validation is the last ``validation_size``
-    of train, then ``limit_train`` keeps the first of the remaining train and ``limit_test`` the
-    first of test. Labels are the shape factor (``class_names`` :data:`SHAPES`).
+    The splits, by mixed-radix index: ``perm = np.random.default_rng(SPLIT_SEED).permutation(
+    737280)``; test is ``perm[-DEFAULT_NUM_TEST:]`` (10%, 73,728), train the rest, both in
+    permuted order (see :func:`~jaxvae.data.ground_truth.split_indices`); validation is the last
+    ``validation_size`` of train, then ``limit_train`` keeps the first of the remaining train and
+    ``limit_test`` the first of test. Labels are the shape factor (``class_names`` :data:`SHAPES`).
 
     Args:
-      limit_train: If positive, keep only the first ``limit_train`` training examples.
-      limit_test: If positive, keep only the first ``limit_test`` test examples.
-      validation_size: Examples held out of the end of the training split; 0 for none.
-      num_test: Size of the test split (default 10%, 73,728).
-      split_seed: Seed of the permutation.
+      request: ``limit_train`` and ``limit_test`` (if positive, keep only the first examples of
+        the split), ``validation_size`` (examples held out of the end of the training split).
 
     Returns:
       A Dataset of images ``[N, 64, 64, 1]`` with factors: the training images uint8 0/255,
       the others float32 0/1 (see :func:`~jaxvae.data.to_unit_float`).
 
     Raises:
-      ValueError: If ``num_test`` or ``validation_size`` is out of range.
+      ValueError: If ``validation_size`` is out of range.
     """
     splits = split_index_sets(
         NUM_EXAMPLES,
-        num_test,
-        split_seed,
-        validation_size=validation_size,
-        limit_train=limit_train,
-        limit_test=limit_test,
+        DEFAULT_NUM_TEST,
+        SPLIT_SEED,
+        validation_size=request.validation_size,
+        limit_train=request.limit_train,
+        limit_test=request.limit_test,
         what="training examples of dsprites_procedural",
     )
     arrays = {}
@@ -227,3 +218,9 @@ def load_dsprites_procedural(
         factor_sizes=FACTOR_SIZES,
         **arrays,
     )
+
+
+register(
+    "dsprites_procedural",
+    Source(load_dsprites_procedural, split="combinations (mixed-radix indices)"),
+)

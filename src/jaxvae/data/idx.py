@@ -14,7 +14,8 @@ import zlib
 
 import numpy as np
 
-from jaxvae.data.base import Dataset, dataset_from_uint8, take_first
+from jaxvae.data.base import Dataset, Source, SourceRequest, register, take_first, to_unit_float
+from jaxvae.data.tfds import tfds_source
 
 FASHION_MNIST_ENV = "JAXVAE_FASHION_MNIST_DIR"
 DEFAULT_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -79,17 +80,12 @@ def find_fashion_mnist_files(data_dir: str = "") -> dict[str, tuple[str, str]]:
             f"Fashion-MNIST directory {directory!r} (from {origin}) does not exist. "
             + _fashion_mnist_help()
         )
-    found: dict[str, tuple[str, str]] = {}
-    missing: list[str] = []
+    found, missing = {}, []
     for split, stems in FASHION_MNIST_FILES.items():
-        paths = []
-        for stem in stems:
-            candidates = [os.path.join(directory, stem + ".gz"), os.path.join(directory, stem)]
-            path = next((c for c in candidates if os.path.isfile(c)), "")
-            if not path:
-                missing.append(" or ".join(candidates))
-            paths.append(path)
-        found[split] = (paths[0], paths[1])
+        tried = [[os.path.join(directory, stem + ext) for ext in (".gz", "")] for stem in stems]
+        paths = [next((c for c in t if os.path.isfile(c)), "") for t in tried]
+        missing += [" or ".join(t) for t, p in zip(tried, paths, strict=True) if not p]
+        found[split] = tuple(paths)
     if missing:
         raise ValueError(
             f"Fashion-MNIST files missing in {directory!r} (from {origin}); tried: "
@@ -201,33 +197,46 @@ def read_fashion_mnist_split(
     return images[..., None], labels.astype(np.int32)
 
 
-def load_fashion_mnist_idx(
-    data_dir: str = "", limit_train: int = 0, limit_test: int = 0, *, with_train: bool = True
-) -> Dataset:
-    """Loads Fashion-MNIST from its original IDX files with numpy.
+def load_fashion_mnist(request: SourceRequest) -> Dataset:
+    """Loads Fashion-MNIST: from its IDX files with numpy, or (``request.source="tfds"``)
+    through the TFDS data source prepared from them (:mod:`jaxvae.data.tfds_fashion_mnist`),
+    which holds the same examples in the same order.
 
     Args:
-      data_dir: Directory of the IDX files (see :func:`resolve_fashion_mnist_dir`).
-      limit_train: If positive, keep only the first ``limit_train`` training examples.
-      limit_test: If positive, keep only the first ``limit_test`` test examples.
-      with_train: Whether to read the training split (else it is empty).
+      request: ``data_dir`` (the IDX files, see :func:`resolve_fashion_mnist_dir`), the limits
+        and ``with_train`` (and, through TFDS, ``tfds_data_dir`` and ``lazy_train``).
 
     Returns:
-      The :class:`Dataset`, images scaled to float32 in ``[0, 1]``.
+      The :class:`Dataset`, the training images uint8 and the test images float32 in ``[0, 1]``.
 
     Raises:
       ValueError: If files are missing or malformed.
     """
-    files = find_fashion_mnist_files(data_dir)
-    arrays = {}
-    for split, limit in (("train", limit_train), ("test", limit_test)):
-        if split == "train" and not with_train:
-            empty = np.zeros((0, *FASHION_MNIST_IMAGE_HW, 1), np.uint8), np.zeros(0, np.int32)
-            arrays[split] = empty
-            continue
-        images, labels = read_fashion_mnist_split(*files[split], split)
-        arrays[split] = take_first(images, limit), take_first(labels, limit)
-    return dataset_from_uint8("fashion_mnist", arrays, FASHION_MNIST_CLASSES)
+    if request.source == "tfds":
+        return _TFDS.load(request)
+    files = find_fashion_mnist_files(request.data_dir)
+    test_images, test_labels = read_fashion_mnist_split(*files["test"], "test")
+    if request.with_train:
+        train_images, train_labels = read_fashion_mnist_split(*files["train"], "train")
+    else:
+        train_images, train_labels = (
+            np.zeros((0, *FASHION_MNIST_IMAGE_HW, 1), np.uint8),
+            np.zeros(0, np.int32),
+        )
+    return Dataset(
+        "fashion_mnist",
+        take_first(train_images, request.limit_train),
+        take_first(train_labels, request.limit_train),
+        to_unit_float(take_first(test_images, request.limit_test)),
+        take_first(test_labels, request.limit_test),
+        FASHION_MNIST_CLASSES,
+    )
+
+
+def _tfds_builder(request: SourceRequest):
+    from jaxvae.data import tfds_fashion_mnist  # Imports tensorflow_datasets.
+
+    return tfds_fashion_mnist.prepare(idx_dir=request.data_dir, tfds_data_dir=request.tfds_data_dir)
 
 
 def _fashion_mnist_help() -> str:
@@ -237,3 +246,14 @@ def _fashion_mnist_help() -> str:
         "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz "
         f"in a directory and set {FASHION_MNIST_ENV}=DIR or pass --config.data.data_dir=DIR."
     )
+
+
+_TFDS = tfds_source("fashion_mnist", _tfds_builder)
+register(
+    "fashion_mnist",
+    Source(
+        load_fashion_mnist,
+        lambda r: _TFDS.train_records(r) if r.source == "tfds" else None,
+        sources=("auto", "idx", "tfds"),
+    ),
+)

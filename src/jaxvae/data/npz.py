@@ -9,29 +9,22 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
-from collections.abc import Mapping
 
 import numpy as np
 
-from jaxvae.data.base import Dataset, take_first, to_unit_float
+from jaxvae.data.base import Dataset, Source, SourceRequest, register, take_first, to_unit_float
 
 _NPZ_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 
 
-def load_npz(
-    path: str, limit_train: int = 0, limit_test: int = 0, *, with_train: bool = True
-) -> Dataset:
-    """Loads a user dataset from an ``.npz`` file.
+def load_npz(request: SourceRequest) -> Dataset:
+    """Loads a user dataset from the ``.npz`` file ``request.data_dir``.
 
     The file holds ``train_images`` and ``test_images`` (uint8 0..255, or float in ``[0, 1]``;
     shape ``[N, H, W]`` or ``[N, H, W, C]`` with ``C`` 1 or 3, channels last) and optionally
-    ``train_labels`` and ``test_labels`` (non-negative integers; zeros when absent).
-
-    Args:
-      path: Path of the ``.npz`` file.
-      limit_train: If positive, keep only the first ``limit_train`` training examples.
-      limit_test: If positive, keep only the first ``limit_test`` test examples.
-      with_train: Whether to read the training arrays (else the training split is empty).
+    ``train_labels`` and ``test_labels`` (non-negative integers; zeros when absent). Only the
+    limits and ``with_train`` (whether to read the training arrays, which then need not be
+    there) of ``request`` apply.
 
     Returns:
       The :class:`Dataset`, named ``"npz"``.
@@ -40,6 +33,7 @@ def load_npz(
       ValueError: If the file is missing or unreadable, or an array has the wrong key, dtype,
         shape or range.
     """
+    path = request.data_dir
     if not path:
         raise ValueError(
             "The npz dataset needs the path of a .npz file; pass it as data_dir "
@@ -56,84 +50,42 @@ def load_npz(
             )
         with loaded as npz:
             # each array is read when indexed: the training arrays only when asked for
-            keys = [k for k in npz.files if with_train or not k.startswith("train_")]
-            contents = {key: npz[key] for key in keys}
+            keys = [k for k in npz.files if request.with_train or not k.startswith("train_")]
+            arrays = {key: npz[key] for key in keys}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(
             f"Could not read {path!r} as an .npz file ({reason}); expected a file made with "
             "np.savez or np.savez_compressed."
         ) from e
-    return dataset_from_arrays(
-        "npz", contents, path, limit_train, limit_test, with_train=with_train
-    )
-
-
-def dataset_from_arrays(
-    name: str,
-    arrays: Mapping[str, np.ndarray],
-    origin: str = "<arrays>",
-    limit_train: int = 0,
-    limit_test: int = 0,
-    *,
-    with_train: bool = True,
-) -> Dataset:
-    """Validates user arrays (as in an ``.npz`` file) and builds a Dataset.
-
-    Args:
-      name: Name of the dataset.
-      arrays: ``train_images``, ``test_images`` and optionally ``train_labels``,
-        ``test_labels``, as described in :func:`load_npz`.
-      origin: Where the arrays came from, for error messages.
-      limit_train: If positive, keep only the first ``limit_train`` training examples.
-      limit_test: If positive, keep only the first ``limit_test`` test examples.
-      with_train: Whether to take the training split (else it is empty, and the training arrays
-        need not be given).
-
-    Returns:
-      The :class:`Dataset`.
-
-    Raises:
-      ValueError: On unknown or missing keys, or bad dtype, shape or range.
-    """
     unknown = sorted(set(arrays) - set(_NPZ_KEYS))
-    required = ("train_images", "test_images") if with_train else ("test_images",)
+    required = ("train_images", "test_images") if request.with_train else ("test_images",)
     missing = [k for k in required if k not in arrays]
     if unknown or missing:
         raise ValueError(
-            f"{origin!r} has keys {sorted(arrays)}; expected train_images and test_images, "
+            f"{path!r} has keys {sorted(arrays)}; expected train_images and test_images, "
             f"optionally train_labels and test_labels (missing: {missing}, unknown: {unknown})."
         )
     splits = {}
-    for split, limit in (("train", limit_train), ("test", limit_test)):
-        if split == "train" and not with_train:
-            continue
-        images = _validate_user_images(
-            np.asarray(arrays[f"{split}_images"]), f"{split}_images", origin
-        )
-        if split == "test":
-            images = to_unit_float(images)  # uint8 training images stay uint8
-        labels_key = f"{split}_labels"
-        if labels_key in arrays:
-            labels = _validate_user_labels(
-                np.asarray(arrays[labels_key]), labels_key, origin, len(images)
-            )
-        else:
-            labels = np.zeros(len(images), np.int32)
-        splits[split] = take_first(images, limit), take_first(labels, limit)
-    if not with_train:
-        empty = np.zeros((0, *splits["test"][0].shape[1:]), np.float32)
-        splits["train"] = empty, np.zeros(0, np.int32)
-    train_shape, test_shape = splits["train"][0].shape[1:], splits["test"][0].shape[1:]
-    if train_shape != test_shape:
+    for split, limit in (("train", request.limit_train), ("test", request.limit_test)):
+        if f"{split}_images" in arrays:  # (the training arrays only with_train)
+            images = _validate_user_images(np.asarray(arrays[f"{split}_images"]), split, path)
+            images = to_unit_float(images) if split == "test" else images  # uint8 train stays
+            labels = _validate_user_labels(arrays.get(f"{split}_labels"), split, path, len(images))
+            splits[split] = take_first(images, limit), take_first(labels, limit)
+    test_shape = splits["test"][0].shape[1:]
+    empty = np.zeros((0, *test_shape), np.float32), np.zeros(0, np.int32)
+    train_images, train_labels = splits.get("train", empty)
+    if train_images.shape[1:] != test_shape:
         raise ValueError(
-            f"{origin!r}: train images are {train_shape} but test images are {test_shape}; "
-            "expected the same [H, W, C]."
+            f"{path!r}: train images are {train_images.shape[1:]} but test images are "
+            f"{test_shape}; expected the same [H, W, C]."
         )
-    return Dataset(name, *splits["train"], *splits["test"])
+    return Dataset("npz", train_images, train_labels, *splits["test"])
 
 
-def _validate_user_images(images: np.ndarray, key: str, origin: str) -> np.ndarray:
+def _validate_user_images(images: np.ndarray, split: str, origin: str) -> np.ndarray:
+    key = f"{split}_images"
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[0] == 0 or 0 in images.shape[1:]:
@@ -178,7 +130,11 @@ def _validate_user_images(images: np.ndarray, key: str, origin: str) -> np.ndarr
     return images.astype(np.float32)
 
 
-def _validate_user_labels(labels: np.ndarray, key: str, origin: str, count: int) -> np.ndarray:
+def _validate_user_labels(labels, split: str, origin: str, count: int) -> np.ndarray:
+    key = f"{split}_labels"
+    if labels is None:
+        return np.zeros(count, np.int32)
+    labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(
             f"{origin!r}: {key} has dtype {labels.dtype}; expected integer class indices "
@@ -198,3 +154,6 @@ def _validate_user_labels(labels: np.ndarray, key: str, origin: str, count: int)
 
 def _first_index(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape))
+
+
+register("npz", Source(load_npz))

@@ -2,26 +2,28 @@
 
 ``mnist``, ``binarized_mnist`` and ``cifar10`` are TFDS's stock builders, prepared elsewhere and
 copied into ``tfds_data_dir``, or downloaded and prepared there by TFDS with ``download=True``
-(``data.download=true``). Fashion-MNIST with ``source="tfds"`` is prepared here, offline, from
-its IDX files by :mod:`jaxvae.data.tfds_fashion_mnist`. ``tensorflow_datasets`` is imported only
-when one of these is loaded.
+(``data.download=true``); they register themselves here (:func:`tfds_source`). Fashion-MNIST
+with ``source="tfds"`` (:mod:`jaxvae.data.idx`) is prepared offline from its IDX files by
+:mod:`jaxvae.data.tfds_fashion_mnist`. ``tensorflow_datasets`` is imported only when one of these
+is loaded.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from jaxvae.data.base import (
     Dataset,
-    check_choice,
-    dataset_from_uint8,
+    Source,
+    SourceRequest,
     default_tfds_data_dir,
     get_records,
+    register,
     to_unit_float,
 )
 
@@ -57,10 +59,6 @@ class RecordColumn:
     def ndim(self) -> int:
         return 1 + len(self.item_shape)
 
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
     def __len__(self) -> int:
         return self.stop - self.start
 
@@ -88,39 +86,17 @@ class RecordColumn:
         return np.asarray([r.get("label", 0) for r in records], np.int32)
 
 
-def load_tfds_dataset(
-    name: str,
-    tfds_data_dir: str = "",
-    limit_train: int = 0,
-    limit_test: int = 0,
-    *,
-    lazy_train: bool = False,
-    with_train: bool = True,
-    download: bool = False,
-) -> Dataset:
-    """Loads an already prepared TFDS dataset through its array_record data source.
+def tfds_source(name: str, builder: Callable[[SourceRequest], Any]) -> Source:
+    """The source of a TFDS dataset whose prepared builder is ``builder(request)``: its ``train``
+    and ``test`` splits (:func:`read_tfds_builder`), the training split streamable."""
 
-    Nothing is downloaded unless ``download``: an unprepared dataset fails at once.
+    def train_records(request: SourceRequest) -> tuple[int, tuple[int, int, int]]:
+        info = builder(request).info
+        shape = tuple(int(x) for x in info.features["image"].shape)
+        return int(info.splits["train"].num_examples), shape
 
-    Args:
-      name: ``"mnist"``, ``"binarized_mnist"`` or ``"cifar10"``.
-      tfds_data_dir: TFDS data directory (default: :func:`default_tfds_data_dir`).
-      limit_train: If positive, read only the first ``limit_train`` training records.
-      limit_test: If positive, read only the first ``limit_test`` test records.
-      with_train: Whether to read the training split (else it is empty).
-      download: Let TFDS download and prepare it (see :func:`prepared_builder`).
-
-    Returns:
-      The :class:`Dataset`; datasets without labels get zeros.
-
-    Raises:
-      ValueError: If the dataset is not prepared in ``tfds_data_dir`` or not as array_record.
-    """
-    check_choice("name", name, TFDS_DATASETS)
-    builder = prepared_builder(name, tfds_data_dir, download=download)
-    return read_tfds_builder(
-        builder, name, limit_train, limit_test, lazy_train=lazy_train, with_train=with_train
-    )
+    load = lambda request: read_tfds_builder(builder(request), name, request)
+    return Source(load, train_records, sources=("auto", "tfds"))
 
 
 def prepared_builder(name: str, tfds_data_dir: str = "", *, download: bool = False) -> Any:
@@ -180,63 +156,14 @@ def _first_line(error: BaseException, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def load_fashion_mnist_tfds(
-    data_dir: str = "",
-    tfds_data_dir: str = "",
-    limit_train: int = 0,
-    limit_test: int = 0,
-    *,
-    lazy_train: bool = False,
-    with_train: bool = True,
-) -> Dataset:
-    """Loads Fashion-MNIST through a TFDS data source prepared from its IDX files.
-
-    Args:
-      data_dir: Directory of the IDX files, read only if the data source is not prepared yet
-        (see :func:`jaxvae.data.resolve_fashion_mnist_dir`).
-      tfds_data_dir: TFDS data directory (default: :func:`default_tfds_data_dir`).
-      limit_train: If positive, read only the first ``limit_train`` training records.
-      limit_test: If positive, read only the first ``limit_test`` test records.
-      with_train: Whether to read the training split (else it is empty).
-
-    Returns:
-      The :class:`Dataset`, equal to :func:`jaxvae.data.load_fashion_mnist_idx`'s.
-
-    Raises:
-      ValueError: As :func:`jaxvae.data.tfds_fashion_mnist.prepare`.
-    """
-    from jaxvae.data import tfds_fashion_mnist  # Imports tensorflow_datasets.
-
-    builder = tfds_fashion_mnist.prepare(idx_dir=data_dir, tfds_data_dir=tfds_data_dir)
-    return read_tfds_builder(
-        builder,
-        "fashion_mnist",
-        limit_train,
-        limit_test,
-        lazy_train=lazy_train,
-        with_train=with_train,
-    )
-
-
-def read_tfds_builder(
-    builder: Any,
-    name: str,
-    limit_train: int = 0,
-    limit_test: int = 0,
-    *,
-    lazy_train: bool = False,
-    with_train: bool = True,
-) -> Dataset:
+def read_tfds_builder(builder: Any, name: str, request: SourceRequest) -> Dataset:
     """Reads the ``train`` and ``test`` splits of a prepared TFDS builder into a Dataset.
 
     Args:
       builder: A prepared ``tfds.core.DatasetBuilder`` whose features hold a uint8 ``image``
         ``[H, W, C]`` and optionally an integer ``label``.
       name: Name of the returned dataset.
-      limit_train: If positive, read only the first ``limit_train`` training records.
-      limit_test: If positive, read only the first ``limit_test`` test records.
-      lazy_train: leave the training split in its records (:class:`RecordColumn`), to stream.
-      with_train: Whether to read the training records (else the training split is empty).
+      request: The limits, ``lazy_train`` and ``with_train`` (see :func:`train_split`).
 
     Returns:
       The :class:`Dataset`; without a ``label`` feature, labels are zeros.
@@ -252,33 +179,31 @@ def read_tfds_builder(
             f"{sorted(splits)} and features {sorted(features.keys())}; expected 'train' and 'test' "
             "splits with an 'image' feature."
         )
-    sources = data_source(builder, name, ["train", "test"])
+    train, test = data_source(builder, name, ["train", "test"])
     has_labels = "label" in features
-    class_names = tuple(getattr(features["label"], "names", ())) if has_labels else ()
-    if lazy_train:
-        train, test = sources
-        n = len(train) if limit_train <= 0 else min(limit_train, len(train))
-        shape = tuple(int(x) for x in features["image"].shape)
-        test_images, test_labels = read_data_source(test, limit_test, has_labels)
-        return Dataset(
-            name=name,
-            train_images=RecordColumn(train, "image", 0, n, shape),
-            train_labels=RecordColumn(train, "label", 0, n, ()),
-            test_images=to_unit_float(test_images),
-            test_labels=test_labels,
-            class_names=class_names,
-        )
-    arrays = {
-        split: read_data_source(source, limit, has_labels)
-        for split, source, limit in zip(
-            ("train", "test"), sources, (limit_train, limit_test), strict=True
-        )
-        if with_train or split == "test"
-    }
-    if not with_train:
-        test_images = arrays["test"][0]
-        arrays["train"] = np.zeros((0, *test_images.shape[1:]), np.uint8), np.zeros(0, np.int32)
-    return dataset_from_uint8(name, arrays, class_names)
+    shape = tuple(int(x) for x in features["image"].shape)
+    test_images, test_labels = read_data_source(test, request.limit_test, has_labels)
+    return Dataset(
+        name,
+        *train_split(train, request, shape, has_labels),
+        to_unit_float(test_images),
+        test_labels,
+        class_names=tuple(getattr(features["label"], "names", ())) if has_labels else (),
+    )
+
+
+def train_split(
+    records: Sequence[Mapping[str, Any]], request: SourceRequest, shape: tuple, has_labels=True
+) -> tuple[Any, Any]:
+    """The training split that ``request`` asks of the records: left in them
+    (:class:`RecordColumn`, ``lazy_train``), read (uint8, :func:`read_data_source`), or empty
+    (not ``with_train``); its first ``limit_train`` records when that is positive."""
+    if request.lazy_train:
+        n = len(records) if request.limit_train <= 0 else min(request.limit_train, len(records))
+        return RecordColumn(records, "image", 0, n, shape), RecordColumn(records, "label", 0, n, ())
+    if request.with_train:
+        return read_data_source(records, request.limit_train, has_labels)
+    return np.zeros((0, *shape), np.uint8), np.zeros(0, np.int32)
 
 
 def data_source(builder: Any, name: str, split: Any) -> Any:
@@ -329,3 +254,13 @@ def read_data_source(
         )
     label_array = np.concatenate(labels) if has_labels else np.zeros(count, np.int64)
     return image_array, label_array.astype(np.int32)
+
+
+for _name in TFDS_DATASETS:
+    register(
+        _name,
+        tfds_source(
+            _name,
+            lambda r, name=_name: prepared_builder(name, r.tfds_data_dir, download=r.download),
+        ),
+    )

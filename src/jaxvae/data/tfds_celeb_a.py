@@ -15,11 +15,9 @@ dataset above ``data.stream_threshold_mb``. Preparing CelebA needs its download 
 
 from __future__ import annotations
 
-import numpy as np
-
 from jaxvae.data.base import Dataset, Source, SourceRequest, register, to_unit_float
 from jaxvae.data.images import CroppedRecords
-from jaxvae.data.tfds import RecordColumn, data_source, prepared_builder, read_data_source
+from jaxvae.data.tfds import data_source, prepared_builder, read_data_source, train_split
 
 NAME = "celeb_a"
 CROP = 148
@@ -45,14 +43,7 @@ def load_celeb_a(request: SourceRequest) -> Dataset:
     """
     train, test, size = _sources(request)
     test_images, test_labels = read_data_source(test, request.limit_test, True)
-    n = len(train) if request.limit_train <= 0 else min(request.limit_train, len(train))
-    if request.lazy_train:
-        train_images = RecordColumn(train, "image", 0, n, (size, size, 3))
-        train_labels = RecordColumn(train, "label", 0, n, ())
-    elif request.with_train:
-        train_images, train_labels = read_data_source(train, request.limit_train, True)
-    else:
-        train_images, train_labels = np.zeros((0, size, size, 3), np.float32), np.zeros(0, np.int32)
+    train_images, train_labels = train_split(train, request, (size, size, 3))
     protocol = {
         "source": f"TFDS celeb_a: centre crop {CROP}x{CROP}, PIL bilinear resize to {size}x{size}, "
         "RGB; TFDS's train and test splits; attributes ignored (labels 0)"

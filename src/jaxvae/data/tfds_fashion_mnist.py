@@ -4,7 +4,7 @@ TFDS's stock ``fashion_mnist`` builder downloads the files itself and needs Tens
 them. :class:`JaxvaeFashionMnist` instead reads the local IDX files (e.g. from Debian's
 ``dataset-fashion-mnist`` package) with numpy and writes the array_record format, which TFDS
 reads back as a random-access data source. Examples keep the order of the IDX files, so the
-data source matches :func:`jaxvae.data.load_fashion_mnist_idx` exactly.
+data source matches :func:`jaxvae.data.idx.load_fashion_mnist_idx` exactly.
 
 This module imports only :mod:`jaxvae.data.idx` and :mod:`jaxvae.data.base` from jaxvae, and
 only :func:`jaxvae.data.tfds.load_fashion_mnist_tfds` imports it (lazily, since it imports
@@ -52,7 +52,7 @@ class JaxvaeFashionMnist(tfds.core.GeneratorBasedBuilder):
 
         Args:
           idx_dir: Directory of the IDX files, needed only to prepare (see
-            :func:`jaxvae.data.resolve_fashion_mnist_dir` for the fallbacks when empty).
+            :func:`jaxvae.data.idx.resolve_fashion_mnist_dir` for the fallbacks when empty).
           **kwargs: Passed to ``tfds.core.GeneratorBasedBuilder`` (``data_dir``,
             ``file_format``, ...).
         """
@@ -98,8 +98,8 @@ def prepare(idx_dir: str = "", tfds_data_dir: str = "") -> JaxvaeFashionMnist:
     without reading the IDX files.
 
     Args:
-      idx_dir: Directory of the IDX files (see :func:`jaxvae.data.resolve_fashion_mnist_dir`).
-      tfds_data_dir: TFDS data directory (default: :func:`jaxvae.data.default_tfds_data_dir`).
+      idx_dir: Directory of the IDX files (see :func:`jaxvae.data.idx.resolve_fashion_mnist_dir`).
+      tfds_data_dir: TFDS data directory (default: :func:`jaxvae.data.base.default_tfds_data_dir`).
 
     Returns:
       A prepared :class:`JaxvaeFashionMnist`.

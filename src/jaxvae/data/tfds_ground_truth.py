@@ -25,13 +25,22 @@ test split, by record number: ``perm = np.random.default_rng(split_seed).permuta
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from jaxvae.data.base import Dataset, check_choice, get_records, to_unit_float
+from jaxvae.data.base import (
+    Dataset,
+    Source,
+    SourceRequest,
+    check_choice,
+    get_records,
+    register,
+    to_unit_float,
+)
 from jaxvae.data.ground_truth import (
     ArrayGroundTruthData,
     check_factors,
@@ -84,29 +93,19 @@ GROUND_TRUTH_TFDS = {
 SPLIT_SEED = 0
 
 
-def load_ground_truth_tfds(
-    name: str,
-    tfds_data_dir: str = "",
-    limit_train: int = 0,
-    limit_test: int = 0,
-    validation_size: int = 0,
-    num_test: int = 0,
-    split_seed: int = SPLIT_SEED,
-    *,
-    download: bool = False,
-) -> Dataset:
+def load_ground_truth_tfds(name: str, request: SourceRequest) -> Dataset:
     """Loads ``dsprites`` or ``shapes3d`` from a prepared TFDS data source, with factors.
+
+    The test split is the last 10% (at least 1) of
+    ``np.random.default_rng(SPLIT_SEED).permutation(N)`` over the records, train the rest.
 
     Args:
       name: ``"dsprites"`` or ``"shapes3d"``.
-      tfds_data_dir: TFDS data directory (default: ``$TFDS_DATA_DIR``, else
-        ``~/tensorflow_datasets``).
-      limit_train: If positive, keep (and read) only the first ``limit_train`` training records.
-      limit_test: If positive, keep only the first ``limit_test`` test records.
-      validation_size: Records held out of the end of the training split; 0 for none.
-      num_test: Size of the test split; 0 for 10% of the records (at least 1).
-      split_seed: Seed of the permutation that makes the splits.
-      download: Let TFDS download and prepare it (see :func:`~jaxvae.data.prepared_builder`).
+      request: ``tfds_data_dir`` (default: ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``),
+        ``limit_train`` (if positive, keep and read only the first training records),
+        ``limit_test``, ``validation_size`` (records held out of the end of the training split)
+        and ``download`` (let TFDS download and prepare it, see
+        :func:`~jaxvae.data.prepared_builder`).
 
     Returns:
       A :class:`~jaxvae.data.Dataset` of images in ``[0, 1]`` (the training images uint8
@@ -116,17 +115,16 @@ def load_ground_truth_tfds(
     Raises:
       ValueError: If the dataset is not prepared, lacks a feature, or a size is out of range.
     """
-    check_choice("name", name, tuple(GROUND_TRUTH_TFDS))
     spec = GROUND_TRUTH_TFDS[name]
-    source = _train_source(name, tfds_data_dir, spec, download)
+    source = _train_source(name, request.tfds_data_dir, spec, request.download)
     count = len(source)
     splits = split_index_sets(
         count,
-        int(num_test) or max(1, count // 10),
-        split_seed,
-        validation_size=validation_size,
-        limit_train=limit_train,
-        limit_test=limit_test,
+        max(1, count // 10),
+        SPLIT_SEED,
+        validation_size=request.validation_size,
+        limit_train=request.limit_train,
+        limit_test=request.limit_test,
         what=f"training records of {name!r}",
     )
     label = spec.factor_names.index(spec.label_factor)
@@ -231,3 +229,14 @@ def _train_source(
             f"'image' feature and the labels {expected}."
         )
     return data_source(builder, name, "train")
+
+
+for _name in GROUND_TRUTH_TFDS:
+    register(
+        _name,
+        Source(
+            functools.partial(load_ground_truth_tfds, _name),
+            sources=("auto", "tfds"),
+            split="records of the TFDS 'train' split",
+        ),
+    )
