@@ -72,6 +72,13 @@ def set_numbers(model: Model, expected: str, ok, *names: str, cast=float) -> Non
         object.__setattr__(model, name, cast(value))
 
 
+def _check_shape(what: str, x: Any, event: tuple[int, ...]) -> None:
+    shape = tuple(jnp.shape(x))
+    if shape[1:] != event:  # equal for [N, *event] only
+        expected = ", ".join(map(str, ("N", *event)))
+        raise ValueError(f"{what} of shape {shape} do not fit the model: expected [{expected}]")
+
+
 def check_choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
@@ -138,9 +145,7 @@ class Model(abc.ABC):
             raise ValueError(f"image_shape must be (H, W, C), got {self.image_shape!r}")
         set_("hidden", _positive_ints("hidden", self.hidden, allow_empty=True))
         set_("channels", _positive_ints("channels", self.channels))
-        if int(self.latent_dim) <= 0:
-            raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
-        set_("latent_dim", int(self.latent_dim))
+        set_numbers(self, "a positive integer", lambda v: v > 0, "latent_dim", cast=int)
         if self.likelihood is None:
             set_("likelihood", likelihoods.make("bernoulli", image_shape=self.image_shape))
         if tuple(self.likelihood.image_shape) != self.image_shape:
@@ -179,19 +184,10 @@ class Model(abc.ABC):
 
     def check_images(self, x: Any) -> None:
         """Raises ``ValueError`` unless ``x`` is ``[N, *image_shape]``."""
-        shape = tuple(jnp.shape(x))
-        if len(shape) != 4 or shape[1:] != self.image_shape:
-            raise ValueError(
-                f"images of shape {shape} do not fit the model: expected "
-                f"[N, {', '.join(map(str, self.image_shape))}]"
-            )
+        _check_shape("images", x, self.image_shape)
 
     def check_latents(self, z: Any) -> None:
-        shape = tuple(jnp.shape(z))
-        if len(shape) != 2 or shape[-1] != self.latent_dim:
-            raise ValueError(
-                f"latents of shape {shape} do not fit the model: expected [N, {self.latent_dim}]"
-            )
+        _check_shape("latents", z, (self.latent_dim,))
 
     # ---- the interface --------------------------------------------------------------------
 

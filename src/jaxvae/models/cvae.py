@@ -39,9 +39,6 @@ class CVAE(VAE):
             )
         return one_hot(jnp.asarray(labels), self.num_classes)
 
-    def cond_dim(self) -> int:
-        return self.num_classes
-
     def samples(self, params, state, key, num, batch):
         """``8 * num_classes`` images from the prior, row ``r`` (8 columns) decoded with label
         ``r`` (``num`` is not used: the layout is one row per class)."""

@@ -29,6 +29,11 @@ from jaxvae.models.base import Model, Presentation, _positive_ints, set_numbers
 from jaxvae.models.vae import kl_weighted_loss
 
 
+def _gaussian(net, params, h) -> tuple[jax.Array, jax.Array]:
+    """``(mean, log_var)``: the two halves of ``net``'s output at ``h``."""
+    return tuple(jnp.split(net.apply({"params": params}, h), 2, axis=-1))
+
+
 @register("hvae")
 @dataclasses.dataclass(frozen=True)
 class HVAE(Model):
@@ -58,14 +63,8 @@ class HVAE(Model):
 
     # ---- networks -------------------------------------------------------------------------
 
-    def _q1(self):
-        return networks.MLPEncoder(self.hidden, 2 * self.latent_dim, self.activation, self.layer)
-
-    def _q2(self):
-        return networks.MLP(self.hidden2, 2 * self.z2_dim, self.activation, self.layer)
-
-    def _p1(self):
-        return networks.MLP(self.hidden2[::-1], 2 * self.latent_dim, self.activation, self.layer)
+    def _mlp(self, hidden, out_dim):
+        return networks.MLP(hidden, out_dim, self.activation, self.layer)
 
     def init(self, key):
         k_q1, k_q2, k_p1, k_px, k_lik = jax.random.split(key, 5)
@@ -73,9 +72,9 @@ class HVAE(Model):
         z1 = jnp.zeros((1, self.latent_dim), jnp.float32)
         z2 = jnp.zeros((1, self.z2_dim), jnp.float32)
         params = {
-            "encoder": self._q1().init(k_q1, x)["params"],
-            "encoder2": self._q2().init(k_q2, z1)["params"],
-            "prior1": self._p1().init(k_p1, z2)["params"],
+            "encoder": self.encoder_net(2 * self.latent_dim).init(k_q1, x)["params"],
+            "encoder2": self._mlp(self.hidden2, 2 * self.z2_dim).init(k_q2, z1)["params"],
+            "prior1": self._mlp(self.hidden2[::-1], 2 * self.latent_dim).init(k_p1, z2)["params"],
             "decoder": self.decoder_net().init(k_px, z1)["params"],
         }
         return self.with_likelihood(params, k_lik), {}
@@ -83,18 +82,15 @@ class HVAE(Model):
     def q_z1(self, params, x):
         """``(mean, log_var)`` of ``q(z1 | x)``, each ``[N, latent_dim]``."""
         self.check_images(x)
-        h = self._q1().apply({"params": params["encoder"]}, x)
-        return tuple(jnp.split(h, 2, axis=-1))
+        return _gaussian(self.encoder_net(2 * self.latent_dim), params["encoder"], x)
 
     def q_z2(self, q2_params, z1):
         """``(mean, log_var)`` of ``q(z2 | z1)`` for ``z1`` ``[..., latent_dim]``."""
-        h = self._q2().apply({"params": q2_params}, z1)
-        return tuple(jnp.split(h, 2, axis=-1))
+        return _gaussian(self._mlp(self.hidden2, 2 * self.z2_dim), q2_params, z1)
 
     def p_z1(self, params, z2):
         """``(mean, log_var)`` of ``p(z1 | z2)`` for ``z2`` ``[..., z2_dim]``."""
-        h = self._p1().apply({"params": params["prior1"]}, z2)
-        return tuple(jnp.split(h, 2, axis=-1))
+        return _gaussian(self._mlp(self.hidden2[::-1], 2 * self.latent_dim), params["prior1"], z2)
 
     def decode(self, params, state, z, labels=None):
         """``p(x | z1)``."""
@@ -107,7 +103,6 @@ class HVAE(Model):
         """``q(z1 | x)``, the first latent layer's posterior (the one :meth:`encode` gives the
         mean of)."""
         del state
-        self.check_images(batch["image"])
         return dist.DiagGaussian(*self.q_z1(params, batch["image"]))
 
     def encode(self, params, state, batch):
@@ -140,19 +135,14 @@ class HVAE(Model):
         eps1 = jax.random.normal(k1, (b, num_samples, d1), mean1.dtype)
         z1 = mean1[:, None] + jnp.exp(0.5 * log_var1)[:, None] * eps1
         mean2, log_var2 = self.q_z2(params["encoder2"], z1)
-        eps2 = jax.random.normal(k2, mean2.shape, mean2.dtype)
-        z2 = mean2 + jnp.exp(0.5 * log_var2) * eps2
-        q1_mean, q1_log_var, q2_mean, q2_log_var = mean1, log_var1, mean2, log_var2
+        z2 = dist.reparameterize(k2, mean2, log_var2)
+        q1, q2 = (mean1, log_var1), (mean2, log_var2)
         if stop_q_grad:
             stop = jax.lax.stop_gradient
-            q1_mean, q1_log_var = stop((mean1, log_var1))
-            q2_mean, q2_log_var = self.q_z2(stop(params["encoder2"]), z1)
-        log_qz1 = dist.diag_gaussian_log_prob(
-            z1, q1_mean[:, None], q1_log_var[:, None], batch_dims=2
-        )
-        log_qz2 = dist.diag_gaussian_log_prob(z2, q2_mean, q2_log_var, batch_dims=2)
-        p1_mean, p1_log_var = self.p_z1(params, z2)
-        log_pz1 = dist.diag_gaussian_log_prob(z1, p1_mean, p1_log_var, batch_dims=2)
+            q1, q2 = stop(q1), self.q_z2(stop(params["encoder2"]), z1)
+        log_qz1 = dist.diag_gaussian_log_prob(z1, q1[0][:, None], q1[1][:, None], batch_dims=2)
+        log_qz2 = dist.diag_gaussian_log_prob(z2, *q2, batch_dims=2)
+        log_pz1 = dist.diag_gaussian_log_prob(z1, *self.p_z1(params, z2), batch_dims=2)
         log_pz2 = dist.standard_normal_log_prob(z2, batch_dims=2)
         xs = jnp.repeat(x, num_samples, axis=0)
         log_px = self.decode(params, {}, z1.reshape(b * num_samples, d1)).log_prob(xs)
