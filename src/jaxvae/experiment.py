@@ -12,6 +12,7 @@ exactly what the CLI does.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
 
 import jax
@@ -37,15 +38,6 @@ def run_keys(seed: int) -> dict[str, jax.Array]:
     return {name: jax.random.fold_in(root, i) for i, name in enumerate(KEY_NAMES)}
 
 
-def data_info(dataset: data_lib.Dataset) -> models.DataInfo:
-    """What a model needs to know of ``dataset``."""
-    return models.DataInfo(
-        image_shape=dataset.image_shape,
-        num_classes=max(dataset.num_classes, 1),
-        num_train=int(dataset.train_images.shape[0]),
-    )
-
-
 def iwae_stages(num_stages: int = 8) -> list[tuple[int, float]]:
     """The IWAE paper's schedule (Burda et al. 2016, section 5): stage ``i = 0..7`` lasts ``3^i``
     epochs at learning rate ``lr * 10^(-i/7)`` (3280 epochs in all): ``[(epochs, factor), ...]``."""
@@ -66,10 +58,9 @@ def learning_rate(spec: OptimizerSpec, steps_per_epoch: int, total_steps: int):
     if kind == "exponential":
         return optax.exponential_decay(lr, steps_per_epoch, float(spec.lr_decay))
     stages = iwae_stages()
-    scales, epoch = {}, 0
-    for (epochs, factor), (_, next_factor) in zip(stages, stages[1:], strict=False):
-        epoch += epochs
-        scales[epoch * steps_per_epoch] = next_factor / factor
+    ends = itertools.accumulate(epochs for epochs, _ in stages)
+    pairs = zip(ends, stages, stages[1:], strict=False)
+    scales = {end * steps_per_epoch: b / a for end, (_, a), (_, b) in pairs}
     return optax.piecewise_constant_schedule(lr, scales)
 
 
@@ -170,7 +161,7 @@ class Experiment:
             out["factors"] = factors
         return out
 
-    def feed(self, start_step: int, total_steps: int) -> engine_lib.Feed:
+    def feed(self, start_step: int, total_steps: int) -> engine_lib.CompiledFeed:
         """The run's training batches: streamed from :attr:`source`, or device-resident."""
         keys = (self.keys["train"], self.keys["data"])
         kw = {"batch_size": self.train.batch_size, "mesh": self.mesh}
@@ -210,8 +201,9 @@ def build(
     if dataset is None and load_data:
         source = streaming.open_train_source(specs.data, config.seed) if stream else None
         dataset = source.dataset if source else data_lib.load_from_config(specs.data, config.seed)
-    if dataset is not None:
-        info = data_info(dataset)
+    if dataset is not None:  # what the model needs to know of it
+        n = int(dataset.train_images.shape[0])
+        info = models.DataInfo(dataset.image_shape, max(dataset.num_classes, 1), n)
     if info is None:
         raise ValueError("build() without data needs the data's DataInfo")
     model = config_lib.make_model(config, info)

@@ -1,6 +1,6 @@
 """Decoder distributions ``p(x | z)``: what a decoder's raw output means.
 
-A decoder emits ``likelihood.channels(C)`` values per pixel; the likelihood turns them (and any
+A decoder emits ``likelihood.output_shape`` values per image; the likelihood turns them (and any
 parameters of its own, such as a learned scale) into a distribution object with ``log_prob(x)``
 (summed over the image, one value per example), ``mean()`` (the expected image in [0, 1]) and
 ``sample(key)``. Likelihoods register themselves by name, so a new one is a class here (or in any
@@ -142,7 +142,7 @@ class DiscretizedLogisticMixture(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Likelihood(abc.ABC):
-    """How a decoder's raw output ``[N, H, W, C * channels_per_channel]`` becomes ``p(x | z)``.
+    """How a decoder's raw output ``[N, *output_shape]`` becomes ``p(x | z)``.
 
     Attributes:
       image_shape: ``(H, W, C)``.
@@ -158,14 +158,9 @@ class Likelihood(abc.ABC):
     discrete_8bit: ClassVar[bool] = False
 
     @property
-    def channels_per_channel(self) -> int:
-        return 1
-
-    @property
     def output_shape(self) -> tuple[int, int, int]:
-        """The decoder's output shape for one image."""
-        h, w, c = self.image_shape
-        return h, w, c * self.channels_per_channel
+        """The decoder's output shape for one image (one value per pixel and channel)."""
+        return self.image_shape
 
     def init(self, key: jax.Array) -> dict[str, Any]:
         """Parameters the likelihood owns (``{}`` for most)."""
@@ -214,8 +209,9 @@ class LogisticMixtureLikelihood(Likelihood):
     discrete_8bit: ClassVar[bool] = True
 
     @property
-    def channels_per_channel(self) -> int:
-        return 3 * self.num_mixtures
+    def output_shape(self) -> tuple[int, int, int]:
+        h, w, c = self.image_shape
+        return h, w, c * 3 * self.num_mixtures
 
     def distribution(self, raw, params):
         n, h, w, _ = raw.shape

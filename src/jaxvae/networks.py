@@ -57,13 +57,6 @@ class GatedDense(nn.Module):
         return nn.Dense(self.features)(x) * jax.nn.sigmoid(nn.Dense(self.features)(x))
 
 
-def _hidden_layer(width: int, layer: str, activation: str):
-    if layer == "gated":
-        return GatedDense(width)
-    dense = nn.Dense(width)
-    return lambda h: ACTIVATIONS[activation](dense(h))
-
-
 class MLP(nn.Module):
     """Hidden layers (dense + ``activation``, or gated dense), then a dense layer to ``out_dim``."""
 
@@ -75,7 +68,10 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
         for width in self.hidden:
-            h = _hidden_layer(width, self.layer, self.activation)(h)
+            if self.layer == "gated":
+                h = GatedDense(width)(h)
+            else:
+                h = ACTIVATIONS[self.activation](nn.Dense(width)(h))
         return nn.Dense(self.out_dim)(h)
 
 
@@ -121,9 +117,7 @@ class ConvEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, cond: jax.Array | None = None) -> jax.Array:
-        h = x
-        for c in self.channels:
-            h = nn.relu(Conv(c, stride=2, impl=self.impl)(h))
+        h = downsample(x, self.channels, self.impl)
         h = h.reshape(h.shape[0], -1)
         if cond is not None:
             h = jnp.concatenate([h, cond], axis=-1)
@@ -147,9 +141,19 @@ class ConvDecoder(nn.Module):
         factor = 2 ** len(self.channels)
         h = nn.Dense((height // factor) * (width // factor) * self.channels[-1])(z)
         h = nn.relu(h).reshape(z.shape[0], height // factor, width // factor, self.channels[-1])
-        widths = list(self.channels[-2::-1]) + [out_channels]
-        for i, c in enumerate(widths):
-            h = ConvTranspose(c, stride=2, impl=self.impl)(h)
-            if i < len(widths) - 1:
-                h = nn.relu(h)
-        return h
+        return upsample(h, self.channels, out_channels, self.impl)
+
+
+def downsample(x: jax.Array, channels: Sequence[int], impl: str) -> jax.Array:
+    """Stride-2 3x3 convolutions to each of ``channels``, with ReLU (inside a compact module)."""
+    for c in channels:
+        x = nn.relu(Conv(c, stride=2, impl=impl)(x))
+    return x
+
+
+def upsample(h: jax.Array, channels: Sequence[int], out_channels: int, impl: str) -> jax.Array:
+    """Stride-2 transposed convolutions to ``channels`` reversed but the last, with ReLU, then to
+    ``out_channels`` (inside a compact module)."""
+    for c in channels[-2::-1]:
+        h = nn.relu(ConvTranspose(c, stride=2, impl=impl)(h))
+    return ConvTranspose(out_channels, stride=2, impl=impl)(h)

@@ -59,10 +59,9 @@ class StopRequest:
         self.signal_name = signal.Signals(signum).name
 
     def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            # Several processes must agree: only JAX's notifier (SIGTERM) may decide there.
-            signals = [] if self._multi else [signal.SIGINT, signal.SIGTERM]
-            for s in signals:
+        # Several processes must agree: only JAX's notifier (SIGTERM) may decide there.
+        if threading.current_thread() is threading.main_thread() and not self._multi:
+            for s in (signal.SIGINT, signal.SIGTERM):
                 self._previous[s] = signal.signal(s, self._handler)
         return self
 

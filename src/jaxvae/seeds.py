@@ -57,14 +57,10 @@ def why_not(configs: Sequence[Any]) -> str | None:
     seeds = [int(c.seed) for c in configs]
     if len(set(seeds)) != len(seeds):
         return f"repeated seeds {seeds}"
-    first = config_lib.flat(configs[0])
-    for c in configs[1:]:
-        other = config_lib.flat(c)
-        keys = sorted(
-            k for k in set(first) | set(other) if k != "seed" and first.get(k) != other.get(k)
-        )
-        if keys:
-            return f"the configs differ in more than the seed: {keys}"
+    flats = [config_lib.flat(c) for c in configs]
+    differ = {k for f in flats for k in f if any(g.get(k) != f[k] for g in flats)} - {"seed"}
+    if differ:
+        return f"the configs differ in more than the seed: {sorted(differ)}"
     if configs[0].data.binarize == "static":
         return "data.binarize='static' gives each seed its own training images"
     return None
@@ -122,22 +118,17 @@ def train_seeds(
             f"train_seeds needs one distinct workdir per config: {len(configs)} configs, "
             f"workdirs {list(workdirs)}"
         )
+    pairs = list(zip(configs, workdirs, strict=True))
 
     def one_by_one(reason: str) -> list[dict[str, Any]]:
         from jaxvae import api
 
         if len(configs) > 1:
             print(f"seeds trained one by one: {reason}", file=stream)
-        return [
-            api.train(c, w, mesh=mesh, stream=stream)
-            for c, w in zip(configs, workdirs, strict=True)
-        ]
+        return [api.train(c, w, mesh=mesh, stream=stream) for c, w in pairs]
 
     reason = why_not(configs)
-    if reason is None and any(
-        workdir_lib.finished_summary(w, c) is not None
-        for c, w in zip(configs, workdirs, strict=True)
-    ):
+    if reason is None and any(workdir_lib.finished_summary(w, c) is not None for c, w in pairs):
         reason = "some have finished (they are left alone)"
     if reason is None:
         specs = config_lib.validate(configs[0])
@@ -157,8 +148,6 @@ def train_seeds(
                 r.close()
             return one_by_one(f"they resume from different steps {starts}")
         state = jax.device_put(stack([r.state for r in runs]), sharding.replicated(exps[0].mesh))
-        for r in runs:
-            r.state = None
         feed = seeds_feed(exps)
         compile_s = feed.compile(state)
     except BaseException:
@@ -166,7 +155,7 @@ def train_seeds(
             r.close()
         raise
     for r in runs:
-        r.compile_s = compile_s
+        r.state, r.compile_s = None, compile_s
     if len(runs) > 1:
         runs[0].progress.say(f"{len(runs)} seeds in one program: {list(workdirs)}")
     return runner.drive(

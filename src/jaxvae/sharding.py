@@ -46,8 +46,7 @@ def initialize_distributed(
             )
         if not 0 <= process_id < num_processes:
             raise ValueError(f"--process-id {process_id} is not in [0, {num_processes})")
-        where = {"coordinator_address": coordinator_address, "num_processes": num_processes}
-        jax.distributed.initialize(**where, process_id=process_id)
+        jax.distributed.initialize(coordinator_address, num_processes, process_id)
         return
     if auto or any(os.environ.get(var) for var in _CLUSTER_ENV):
         # A cluster JAX recognises by itself (SLURM, Open MPI, a multi-host TPU slice).

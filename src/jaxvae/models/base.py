@@ -236,7 +236,3 @@ class Model(abc.ABC):
 
 def num_params(params: Params) -> int:
     return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
-
-
-def one_hot(labels: jax.Array, num_classes: int) -> jax.Array:
-    return jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 
 from jaxvae.models import register
-from jaxvae.models.base import one_hot, set_numbers
+from jaxvae.models.base import set_numbers
 from jaxvae.models.vae import VAE
 
 
@@ -37,7 +38,7 @@ class CVAE(VAE):
             raise ValueError(
                 "model kind 'cvae' is conditional: encode and decode need labels, got None"
             )
-        return one_hot(jnp.asarray(labels), self.num_classes)
+        return jax.nn.one_hot(jnp.asarray(labels), self.num_classes, dtype=jnp.float32)
 
     def samples(self, params, state, key, num, batch):
         """``8 * num_classes`` images from the prior, row ``r`` (8 columns) decoded with label

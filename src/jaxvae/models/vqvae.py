@@ -69,9 +69,7 @@ class VQEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = x
-        for c in self.channels:
-            h = nn.relu(networks.Conv(c, stride=2, impl=self.impl)(h))
+        h = networks.downsample(x, self.channels, self.impl)
         return networks.Conv(self.code_dim, stride=1, kernel_size=1, impl=self.impl)(h)
 
 
@@ -86,12 +84,7 @@ class VQDecoder(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
         h = nn.relu(networks.Conv(self.channels[-1], stride=1, impl=self.impl)(z))
-        widths = list(self.channels[-2::-1]) + [self.out_channels]
-        for i, c in enumerate(widths):
-            h = networks.ConvTranspose(c, stride=2, impl=self.impl)(h)
-            if i < len(widths) - 1:
-                h = nn.relu(h)
-        return h
+        return networks.upsample(h, self.channels, self.out_channels, self.impl)
 
 
 # ---- vector quantization: free functions over [M, D] vectors and a [K, D] codebook ---------
@@ -191,7 +184,7 @@ class VQVAE(Model):
         set_numbers(self, "a number >= 0", lambda v: v >= 0, "commitment_cost")
         set_numbers(self, "in [0, 1)", lambda v: 0 <= v < 1, "ema_decay")
         set_numbers(self, "a number > 0", lambda v: v > 0, "ema_epsilon")
-        h, w = self._grid_hw()
+        h, w, _ = self.grid_shape
         derived = h * w * self.code_dim
         if self.latent_dim not in (0, derived):
             raise ValueError(
@@ -201,14 +194,12 @@ class VQVAE(Model):
         object.__setattr__(self, "latent_dim", derived)
         super().__post_init__()
 
-    def _grid_hw(self) -> tuple[int, int]:
-        factor = 2 ** len(self.channels)
-        return int(self.image_shape[0]) // factor, int(self.image_shape[1]) // factor
-
     @property
     def grid_shape(self) -> tuple[int, int, int]:
         """``(h, w, code_dim)`` of the encoder's output grid."""
-        return (*self._grid_hw(), self.code_dim)
+        factor = 2 ** len(self.channels)
+        h, w = (int(self.image_shape[i]) // factor for i in (0, 1))
+        return h, w, self.code_dim
 
     # ---- networks -------------------------------------------------------------------------
 
@@ -244,8 +235,7 @@ class VQVAE(Model):
         """``(z_q, codes)`` of a grid ``[..., code_dim]``: the nearest codes' vectors (no
         gradient) and their indices ``[...]``."""
         codebook = state["codebook"]
-        flat = z_e.reshape(-1, self.code_dim)
-        codes = nearest_code(flat, codebook)
+        codes = nearest_code(z_e.reshape(-1, self.code_dim), codebook)
         z_q = jnp.take(codebook, codes, axis=0)
         return z_q.reshape(z_e.shape), codes.reshape(z_e.shape[:-1])
 
