@@ -129,21 +129,18 @@ def make_loss(model: Model, spec: ObjectiveSpec):
     weighted = caps.has(model, caps.KLWeighted)  # beta and warm-up apply to these only
 
     def f(params, state, batch, key, step):
+        args = (params, state, batch, key)
         if spec.name == "iwae":
-            loss, terms, new_state = iwae_loss(
-                model, params, state, batch, key, k=spec.k, estimator=spec.estimator
-            )
+            loss, terms, new_state = iwae_loss(model, *args, k=spec.k, estimator=spec.estimator)
         elif spec.name == "elbo_k":  # the ELBO averaged over k samples: mean_x mean_i log w_i
-            elbo = jnp.mean(model.log_weights(params, state, batch, key, spec.k))
+            elbo = jnp.mean(model.log_weights(*args, spec.k))
             loss, terms, new_state = -elbo, {"loss": -elbo, "elbo": elbo}, state
         elif weighted:
             weight = schedule(step)
-            loss, terms, new_state = model.loss(
-                params, state, batch, key, kl_weight=weight, step=step
-            )
+            loss, terms, new_state = model.loss(*args, kl_weight=weight, step=step)
             terms = terms | {"kl_weight": jnp.asarray(weight, jnp.float32)}
         else:
-            loss, terms, new_state = model.loss(params, state, batch, key, step=step)
+            loss, terms, new_state = model.loss(*args, step=step)
         return loss, (terms, new_state)
 
     return f

@@ -133,10 +133,11 @@ class Model(abc.ABC):
 
     name: ClassVar[str] = ""
     presentation: ClassVar[Presentation] = Presentation()
+    architectures: ClassVar[tuple[str, ...]] = ARCHITECTURES  # the backbones the family supports
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)
-        check_choice("model architecture", self.architecture, ARCHITECTURES)
+        check_choice(f"{self.name} architecture", self.architecture, self.architectures)
         check_choice("conv_impl", self.conv_impl, convs.IMPLS)
         check_choice("model activation", self.activation, tuple(networks.ACTIVATIONS))
         check_choice("model layer", self.layer, networks.LAYERS)

@@ -48,15 +48,11 @@ class HVAE(Model):
     hidden2: tuple[int, ...] = (100, 100)
 
     inference_keys: ClassVar[tuple[str, ...]] = ("encoder", "encoder2")
+    architectures: ClassVar[tuple[str, ...]] = ("mlp",)
     # z1's prior is p(z1 | z2), not N(0, I): sweeping its coordinates shows nothing.
     presentation: ClassVar[Presentation] = Presentation(traversal_range=None)
 
     def __post_init__(self) -> None:
-        if self.architecture != "mlp":
-            raise ValueError(
-                f"model kind 'hvae' is MLP only: architecture={self.architecture!r} is not "
-                "supported (use architecture='mlp')"
-            )
         super().__post_init__()
         set_numbers(self, "a positive integer", lambda v: v > 0, "z2_dim", cast=int)
         object.__setattr__(self, "hidden2", _positive_ints("hvae hidden2", self.hidden2))

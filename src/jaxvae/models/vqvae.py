@@ -170,17 +170,13 @@ class VQVAE(Model):
     presentation: ClassVar[Presentation] = Presentation(
         headline=("recon", "mse_per_pixel", "perplexity", "codes_used"), traversal_range=None
     )
+    architectures: ClassVar[tuple[str, ...]] = ("conv",)  # it quantizes a grid of conv features
     # model.latent_dim does not apply: the latent is the quantized grid (derived).
     derived_options: ClassVar[tuple[str, ...]] = ("latent_dim",)
 
     def __post_init__(self) -> None:
         sizes = ("codebook_size", "code_dim")
         set_numbers(self, "a positive integer", lambda v: v > 0, *sizes, cast=int)
-        if self.architecture != "conv":
-            raise ValueError(
-                f"the VQ-VAE quantizes a grid of conv features: architecture must be 'conv', got "
-                f"{self.architecture!r}"
-            )
         set_numbers(self, "a number >= 0", lambda v: v >= 0, "commitment_cost")
         set_numbers(self, "in [0, 1)", lambda v: 0 <= v < 1, "ema_decay")
         set_numbers(self, "a number > 0", lambda v: v > 0, "ema_epsilon")
