@@ -326,13 +326,12 @@ class CompiledFeed(abc.ABC):
 
     def compile(self, state: TrainState) -> float:
         t = time.time()
-        one_state = part(state, 0) if self.seeds else state
-        one_key = self.key[0] if self.seeds else self.key
+        one_state, one_key = part((state, self.key), 0) if self.seeds else (state, self.key)
         zeros = zero_metrics(self.train_step, one_state, self.one_batch(), one_key)
-        if self.seeds:
-            zeros = jax.tree.map(lambda z: np.stack([z] * self.seeds), zeros)
-        self.zeros = zeros
-        args = (state, self.abstract_inputs(), self.key, jnp.int32(1), zeros)
+        self.zeros = (
+            jax.tree.map(lambda z: np.stack([z] * self.seeds), zeros) if self.seeds else zeros
+        )
+        args = (state, self.abstract_inputs(), self.key, jnp.int32(1), self.zeros)
         self.compiled = self.engine.lower(*args).compile()
         return time.time() - t
 

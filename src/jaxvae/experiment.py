@@ -82,6 +82,10 @@ def make_optimizer(
     return tx
 
 
+def _binarize(key, batch):
+    return batch | {"image": corruptions.dynamic_binarize(key, batch["image"])}
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """Everything built from one config.
@@ -128,13 +132,7 @@ class Experiment:
 
     def preprocess(self):
         """The training batches' input transform: dynamic binarization, or ``None``."""
-        if self.data.binarize != "dynamic":
-            return None
-
-        def binarize(key, batch):
-            return batch | {"image": corruptions.dynamic_binarize(key, batch["image"])}
-
-        return binarize
+        return _binarize if self.data.binarize == "dynamic" else None
 
     def train_step(self):
         """The pure ``(state, batch, key) -> (state, metrics)`` of this run."""

@@ -31,8 +31,7 @@ class Preempted(Exception):
             f"stopped by {signal_name} at step {step}; a checkpoint of that step is written: "
             "run the same command again to resume"
         )
-        self.step = step
-        self.signal_name = signal_name
+        self.step, self.signal_name = step, signal_name
 
 
 class StopRequest:

@@ -245,22 +245,16 @@ class Run:
         return out
 
 
-def whole(tree, i: int):
-    """The part of run ``i`` of a one-run drive: everything."""
-    del i
-    return tree
-
-
-def drive(runs: list[Run], feed, state, *, part=whole, join=None) -> list[dict[str, Any]]:
+def drive(runs: list[Run], feed, state, *, part, join) -> list[dict[str, Any]]:
     """Trains ``runs`` (of one config but the seed) together from ``state`` with ``feed``, to the
     end or their early stop; returns their summaries.
 
     ``part(tree, i)`` is run ``i``'s part of the state or of the metric sums, ``join(parts)`` the
-    inverse (one run: :func:`whole`; stacked seeds: :mod:`jaxvae.seeds`). Every run must start at
+    inverse (one run: the tree, the one part; stacked seeds: :mod:`jaxvae.seeds`). Every run must start at
     the same step. A stop request (SIGTERM, SIGINT) saves every unfinished run's checkpoint and
     raises :class:`jaxvae.preemption.Preempted`.
     """
-    lead, join = runs[0], join or (lambda parts: parts[0])
+    lead = runs[0]
     if any(r.start_step != lead.start_step for r in runs):
         raise ValueError(
             f"runs driven together must start at one step, got {[r.start_step for r in runs]}"
@@ -321,5 +315,5 @@ def train(exp, workdir: str, *, stream=None) -> dict[str, Any]:
         run.close()
         raise
     state, run.state = run.state, None  # the engine donates it
-    (out,) = drive([run], feed, state)
+    (out,) = drive([run], feed, state, part=lambda tree, i: tree, join=lambda parts: parts[0])
     return out

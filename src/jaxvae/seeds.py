@@ -88,15 +88,9 @@ def groups(configs: Sequence[Any], size: int) -> list[list[int]]:
 def seeds_feed(exps: Sequence[build_lib.Experiment]) -> engine_lib.DeviceFeed:
     """The one device-resident feed, vmapped over the stacked keys of ``exps``' seeds."""
     exp = exps[0]
-    return engine_lib.DeviceFeed(
-        exp.train_step(),
-        exp.split("train"),
-        stack([e.keys["train"] for e in exps]),
-        stack([e.keys["data"] for e in exps]),
-        batch_size=exp.train.batch_size,
-        mesh=exp.mesh,
-        seeds=len(exps),
-    )
+    keys = [stack([e.keys[name] for e in exps]) for name in ("train", "data")]
+    kw = {"batch_size": exp.train.batch_size, "mesh": exp.mesh, "seeds": len(exps)}
+    return engine_lib.DeviceFeed(exp.train_step(), exp.split("train"), *keys, **kw)
 
 
 def train_seeds(

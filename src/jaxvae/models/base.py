@@ -42,11 +42,8 @@ class DataInfo:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataInfo:
-        return cls(
-            image_shape=tuple(d["image_shape"]),
-            num_classes=int(d.get("num_classes", 10)),
-            num_train=int(d.get("num_train", 60_000)),
-        )
+        facts = {k: int(d[k]) for k in ("num_classes", "num_train") if k in d}
+        return cls(tuple(d["image_shape"]), **facts)
 
 
 def _positive_ints(name: str, values: Any, *, allow_empty: bool = False) -> tuple[int, ...]:

@@ -27,9 +27,6 @@ from jaxvae.models import register
 from jaxvae.models.base import set_numbers
 from jaxvae.models.vae import VAE
 
-PSEUDO_INIT_MEAN = 0.05
-PSEUDO_INIT_STD = 0.01
-
 
 @register("vampprior")
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +41,8 @@ class VampPrior(VAE):
     """
 
     num_pseudo: int = 500
-    pseudo_init_mean: float = PSEUDO_INIT_MEAN
-    pseudo_init_std: float = PSEUDO_INIT_STD
+    pseudo_init_mean: float = 0.05
+    pseudo_init_std: float = 0.01
 
     # The prior is built from q's own encoder: no parameter split exists for DReG.
     inference_keys: ClassVar[tuple[str, ...]] = ()

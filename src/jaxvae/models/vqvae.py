@@ -57,8 +57,6 @@ from jaxvae import networks
 from jaxvae.models import register
 from jaxvae.models.base import Model, Presentation, set_numbers
 
-NUM_CODEBOOK_PICTURES = 64
-
 
 class VQEncoder(nn.Module):
     """Stride-2 3x3 convolutions with ReLU, then a 1x1 projection to ``code_dim`` per cell."""
@@ -299,7 +297,7 @@ class VQVAE(Model):
 
     # ---- pictures -------------------------------------------------------------------------
 
-    def codebook_images(self, params, state, num: int = NUM_CODEBOOK_PICTURES) -> jax.Array:
+    def codebook_images(self, params, state, num: int = 64) -> jax.Array:
         """The ``num`` codes with the largest EMA cluster sizes (the most used in training, most
         used first), each decoded from a grid whose every cell holds that code: ``[num, H, W, C]``
         mean images."""
