@@ -50,13 +50,9 @@ def init_state(model: Model, tx: optax.GradientTransformation, key: jax.Array) -
     return TrainState(jnp.int32(0), params, model_state, tx.init(params), jnp.int32(0))
 
 
-def abstract_state(
-    model: Model, tx: optax.GradientTransformation, mesh: Mesh | None = None
-) -> TrainState:
+def abstract_state(model: Model, tx: optax.GradientTransformation, mesh: Mesh) -> TrainState:
     """Shapes, dtypes and (replicated) shardings of the state, without allocating it."""
     shapes = jax.eval_shape(lambda: init_state(model, tx, jax.random.key(0)))
-    if mesh is None:
-        return shapes
     target = sharding.replicated(mesh)
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=target), shapes)
 

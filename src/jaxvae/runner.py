@@ -68,8 +68,7 @@ class Progress:
 
     def __init__(self, stream, *, total: int, enabled: bool, main: bool, label: str = ""):
         self.stream, self.main, self.label = stream, main, label
-        tty = getattr(stream, "isatty", lambda: False)()
-        shown = main and enabled and tty
+        shown = main and enabled and getattr(stream, "isatty", lambda: False)()
         self.bar = tqdm(
             total=total, unit="step", file=stream, disable=not shown, dynamic_ncols=True
         )

@@ -61,8 +61,7 @@ def initialize_distributed(
 
 def make_mesh(devices=None) -> Mesh:
     """A one-axis ``("data",)`` mesh over ``devices`` (default: every device of every process)."""
-    devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
+    return Mesh(np.asarray(jax.devices() if devices is None else devices), (DATA_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -232,5 +232,10 @@ class Model(abc.ABC):
         return {}
 
 
+def split_gaussian(net, params, *inputs) -> tuple[jax.Array, jax.Array]:
+    """``(mean, log_var)`` of a diagonal Gaussian: the two halves of ``net``'s output."""
+    return tuple(jnp.split(net.apply({"params": params}, *inputs), 2, axis=-1))
+
+
 def num_params(params: Params) -> int:
     return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))

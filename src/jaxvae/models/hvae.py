@@ -25,13 +25,8 @@ import jax.numpy as jnp
 from jaxvae import distributions as dist
 from jaxvae import networks
 from jaxvae.models import register
-from jaxvae.models.base import Model, Presentation, _positive_ints, set_numbers
+from jaxvae.models.base import Model, Presentation, _positive_ints, set_numbers, split_gaussian
 from jaxvae.models.vae import kl_weighted_loss
-
-
-def _gaussian(net, params, h) -> tuple[jax.Array, jax.Array]:
-    """``(mean, log_var)``: the two halves of ``net``'s output at ``h``."""
-    return tuple(jnp.split(net.apply({"params": params}, h), 2, axis=-1))
 
 
 @register("hvae")
@@ -78,15 +73,16 @@ class HVAE(Model):
     def q_z1(self, params, x):
         """``(mean, log_var)`` of ``q(z1 | x)``, each ``[N, latent_dim]``."""
         self.check_images(x)
-        return _gaussian(self.encoder_net(2 * self.latent_dim), params["encoder"], x)
+        return split_gaussian(self.encoder_net(2 * self.latent_dim), params["encoder"], x)
 
     def q_z2(self, q2_params, z1):
         """``(mean, log_var)`` of ``q(z2 | z1)`` for ``z1`` ``[..., latent_dim]``."""
-        return _gaussian(self._mlp(self.hidden2, 2 * self.z2_dim), q2_params, z1)
+        return split_gaussian(self._mlp(self.hidden2, 2 * self.z2_dim), q2_params, z1)
 
     def p_z1(self, params, z2):
         """``(mean, log_var)`` of ``p(z1 | z2)`` for ``z2`` ``[..., z2_dim]``."""
-        return _gaussian(self._mlp(self.hidden2[::-1], 2 * self.latent_dim), params["prior1"], z2)
+        net = self._mlp(self.hidden2[::-1], 2 * self.latent_dim)
+        return split_gaussian(net, params["prior1"], z2)
 
     def decode(self, params, state, z, labels=None):
         """``p(x | z1)``."""
@@ -111,8 +107,7 @@ class HVAE(Model):
         del state, labels
         k2, k1 = jax.random.split(key)
         z2 = jax.random.normal(k2, (num, self.z2_dim))
-        mean, log_var = self.p_z1(params, z2)
-        return dist.reparameterize(k1, mean, log_var)
+        return dist.reparameterize(k1, *self.p_z1(params, z2))
 
     # ---- the bound --------------------------------------------------------------------------
 

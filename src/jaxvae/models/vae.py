@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from jaxvae import distributions as dist
 from jaxvae.models import register
-from jaxvae.models.base import Model, set_numbers
+from jaxvae.models.base import Model, set_numbers, split_gaussian
 
 
 def kl_weighted_loss(parts, kl_weight, penalty, extra=None, **figures):
@@ -93,8 +93,7 @@ class VAE(Model):
         x = batch["image"]
         self.check_images(x)
         cond = self.condition(batch.get("label"))
-        h = self.encoder_net(2 * self.latent_dim).apply({"params": params["encoder"]}, x, cond)
-        return tuple(jnp.split(h, 2, axis=-1))
+        return split_gaussian(self.encoder_net(2 * self.latent_dim), params["encoder"], x, cond)
 
     def conditioned(self, z, labels):
         """The decoder's input: ``z`` and the condition of ``labels``, if any."""
