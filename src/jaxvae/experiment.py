@@ -38,17 +38,13 @@ def run_keys(seed: int) -> dict[str, jax.Array]:
     return {name: jax.random.fold_in(root, i) for i, name in enumerate(KEY_NAMES)}
 
 
-def iwae_stages(num_stages: int = 8) -> list[tuple[int, float]]:
-    """The IWAE paper's schedule (Burda et al. 2016, section 5): stage ``i = 0..7`` lasts ``3^i``
-    epochs at learning rate ``lr * 10^(-i/7)`` (3280 epochs in all): ``[(epochs, factor), ...]``."""
-    return [(3**i, 10.0 ** (-i / 7)) for i in range(num_stages)]
-
-
 def learning_rate(spec: OptimizerSpec, steps_per_epoch: int, total_steps: int):
     """The learning rate as an optax schedule of the step.
 
     ``constant``; ``cosine`` (from ``learning_rate`` to 0 over ``total_steps``); ``exponential``
-    (times ``lr_decay`` per epoch); ``iwae`` (:func:`iwae_stages`, then the last rate).
+    (times ``lr_decay`` per epoch); ``iwae``: the IWAE paper's schedule (Burda et al. 2016,
+    section 5), stage ``i = 0..7`` lasting ``3^i`` epochs at ``lr * 10^(-i/7)`` (3280 epochs in
+    all), then the last rate.
     """
     lr, kind = float(spec.learning_rate), spec.lr_schedule
     if kind == "constant":
@@ -57,10 +53,10 @@ def learning_rate(spec: OptimizerSpec, steps_per_epoch: int, total_steps: int):
         return optax.cosine_decay_schedule(lr, max(1, total_steps))
     if kind == "exponential":
         return optax.exponential_decay(lr, steps_per_epoch, float(spec.lr_decay))
-    stages = iwae_stages()
-    ends = itertools.accumulate(epochs for epochs, _ in stages)
-    pairs = zip(ends, stages, stages[1:], strict=False)
-    scales = {end * steps_per_epoch: b / a for end, (_, a), (_, b) in pairs}
+    factors = [10.0 ** (-i / 7) for i in range(8)]
+    ends = itertools.accumulate(3**i for i in range(7))  # the epochs where stages 1..7 start
+    pairs = zip(ends, itertools.pairwise(factors), strict=True)
+    scales = {end * steps_per_epoch: b / a for end, (a, b) in pairs}
     return optax.piecewise_constant_schedule(lr, scales)
 
 
