@@ -58,10 +58,6 @@ def make(
     return _REGISTRY[name](tuple(image_shape), float(gaussian_std), int(num_mixtures))
 
 
-def _flat(x: jax.Array) -> jax.Array:
-    return x.reshape(x.shape[0], -1)
-
-
 class Bernoulli(NamedTuple):
     """Independent Bernoulli pixels with ``logits`` ``[N, H, W, C]``."""
 
@@ -124,7 +120,7 @@ class DiscretizedLogisticMixture(NamedTuple):
         log_bin = jnp.where(y < -0.999, log_cdf_plus, log_top)
         log_mix = jax.nn.log_softmax(self.logit_probs, axis=-1)
         per_pixel = jax.nn.logsumexp(log_bin + log_mix, axis=-1)
-        return jnp.sum(_flat(per_pixel), axis=-1)
+        return jnp.sum(per_pixel.reshape(per_pixel.shape[0], -1), axis=-1)
 
     def mean(self) -> jax.Array:
         probs = jax.nn.softmax(self.logit_probs, axis=-1)

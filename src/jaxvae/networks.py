@@ -7,6 +7,7 @@ is fast on CPU; ``conv_impl="lax"`` selects the straightforward ``lax`` convolut
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -75,6 +76,11 @@ class MLP(nn.Module):
         return nn.Dense(self.out_dim)(h)
 
 
+def _with_cond(h: jax.Array, cond: jax.Array | None) -> jax.Array:
+    """``h`` with the condition ``cond`` (e.g. a one-hot label) appended, if any."""
+    return h if cond is None else jnp.concatenate([h, cond], axis=-1)
+
+
 class MLPEncoder(nn.Module):
     """Flatten (and append ``cond``, e.g. a one-hot label), hidden layers, then a dense layer to
     ``out_dim`` (e.g. ``2 * latent_dim``)."""
@@ -86,9 +92,7 @@ class MLPEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, cond: jax.Array | None = None) -> jax.Array:
-        h = x.reshape(x.shape[0], -1)
-        if cond is not None:
-            h = jnp.concatenate([h, cond], axis=-1)
+        h = _with_cond(x.reshape(x.shape[0], -1), cond)
         return MLP(self.hidden, self.out_dim, self.activation, self.layer)(h)
 
 
@@ -103,8 +107,7 @@ class MLPDecoder(nn.Module):
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
-        size = self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
-        out = MLP(self.hidden, size, self.activation, self.layer)(z)
+        out = MLP(self.hidden, math.prod(self.image_shape), self.activation, self.layer)(z)
         return out.reshape(z.shape[0], *self.image_shape)
 
 
@@ -118,10 +121,7 @@ class ConvEncoder(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, cond: jax.Array | None = None) -> jax.Array:
         h = downsample(x, self.channels, self.impl)
-        h = h.reshape(h.shape[0], -1)
-        if cond is not None:
-            h = jnp.concatenate([h, cond], axis=-1)
-        return nn.Dense(self.out_dim)(h)
+        return nn.Dense(self.out_dim)(_with_cond(h.reshape(h.shape[0], -1), cond))
 
 
 class ConvDecoder(nn.Module):

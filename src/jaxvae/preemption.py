@@ -75,8 +75,7 @@ class StopRequest:
         if self._multi:
             from jax.experimental import multihost_utils
 
-            if multihost_utils.reached_preemption_sync_point(self._dispatches):
-                self.signal_name = self.signal_name or "SIGTERM"
-                return True
-            return False
+            if not multihost_utils.reached_preemption_sync_point(self._dispatches):
+                return False
+            self.signal_name = self.signal_name or "SIGTERM"
         return self.signal_name is not None

@@ -314,5 +314,4 @@ def train(exp, workdir: str, *, stream=None) -> dict[str, Any]:
         run.close()
         raise
     state, run.state = run.state, None  # the engine donates it
-    (out,) = drive([run], feed, state, part=lambda tree, i: tree, join=lambda parts: parts[0])
-    return out
+    return drive([run], feed, state, part=lambda tree, i: tree, join=lambda parts: parts[0])[0]

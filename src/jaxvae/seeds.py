@@ -43,13 +43,6 @@ def default_group_size(backend: str | None = None) -> int:
     return BACKEND_DEFAULT.get(backend or jax.default_backend(), 1)
 
 
-def without_seed(config) -> str:
-    """``config`` as canonical JSON, its seed left out: equal for runs that can share a program."""
-    flat = config_lib.flat(config)
-    flat.pop("seed", None)
-    return repr(sorted(flat.items()))
-
-
 def why_not(configs: Sequence[Any]) -> str | None:
     """Why ``configs`` cannot be trained as one vectorized group (a sentence), or ``None``."""
     if len(configs) < 2:
@@ -72,8 +65,9 @@ def groups(configs: Sequence[Any], size: int) -> list[list[int]]:
     if size < 1:
         raise ValueError(f"seeds per program must be >= 1, got {size}")
     buckets: dict[str, list[int]] = {}
-    for i, c in enumerate(configs):
-        buckets.setdefault(without_seed(c), []).append(i)
+    for i, c in enumerate(configs):  # keyed by the config but the seed
+        rest = sorted((k, v) for k, v in config_lib.flat(c).items() if k != "seed")
+        buckets.setdefault(repr(rest), []).append(i)
     out = []
     for members in buckets.values():
         for j in range(0, len(members), size):

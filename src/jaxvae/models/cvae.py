@@ -46,7 +46,6 @@ class CVAE(VAE):
         del num, batch
         from jaxvae import pictures  # the picture layout's owner; imported late (cycle)
 
-        cols = pictures.NCOLS
-        labels = jnp.repeat(jnp.arange(self.num_classes, dtype=jnp.int32), cols)
+        labels = jnp.repeat(jnp.arange(self.num_classes, dtype=jnp.int32), pictures.NCOLS)
         z = self.sample_latents(params, state, key, labels.shape[0], labels)
         return self.decode(params, state, z, labels).mean()
