@@ -151,9 +151,7 @@ class Experiment:
         d = self.dataset
         out = {"image": getattr(d, f"{name}_images"), "label": getattr(d, f"{name}_labels")}
         factors = getattr(d, f"{name}_factors", None)
-        if factors is not None:
-            out["factors"] = factors
-        return out
+        return out if factors is None else out | {"factors": factors}
 
     def feed(self, start_step: int, total_steps: int) -> engine_lib.CompiledFeed:
         """The run's training batches: streamed from :attr:`source`, or device-resident."""

@@ -43,8 +43,6 @@ from jaxvae.models import register
 from jaxvae.models.base import Presentation, set_numbers
 from jaxvae.models.vae import VAE, kl_weighted_loss
 
-_LOG_2PI = math.log(2.0 * math.pi)
-
 
 def mws_log_densities(
     z: jax.Array, mean: jax.Array, log_var: jax.Array, num_train: int
@@ -61,11 +59,9 @@ def mws_log_densities(
       ``[M]`` arrays: ``log_qz_x`` (``log q(z_i | x_i)``), ``log_qz`` (``log q(z_i)``),
       ``log_prod_qzd`` (``log prod_d q(z_id)``) and ``log_pz`` (``log N(z_i; 0, I)``).
     """
-    m = z.shape[0]
     # log q(z_id | x_j) for every pair: [M (i), M (j), D].
-    diff = z[:, None, :] - mean[None, :, :]
-    log_q_pairs = -0.5 * (_LOG_2PI + log_var[None] + jnp.square(diff) * jnp.exp(-log_var[None]))
-    log_nm = math.log(num_train * m)
+    log_q_pairs = dist.diag_gaussian_log_density(z[:, None, :], mean[None], log_var[None])
+    log_nm = math.log(num_train * z.shape[0])
     return {
         "log_qz_x": dist.diag_gaussian_log_prob(z, mean, log_var),
         "log_qz": jax.nn.logsumexp(jnp.sum(log_q_pairs, axis=-1), axis=1) - log_nm,
