@@ -169,8 +169,7 @@ class Run:
         """The training line of the ``n`` steps up to ``step``, the test and validation figures
         when due, early stopping and the checkpoint. ``state_fn()`` gives the state."""
         exp, epoch, say = self.exp, step / self.per_epoch, self.progress.say
-        rate = self.images_seen / self.train_seconds
-        record = self.log.training(step, epoch, n, sums, rate)
+        record = self.log.training(step, epoch, n, sums, self.images_seen / self.train_seconds)
         if record["skipped"]:
             say(f"warning: {record['skipped']} update(s) skipped (non-finite loss/gradient)")
         self.progress.advance(n, record["loss"])
@@ -249,8 +248,8 @@ def drive(runs: list[Run], feed, state, *, part, join) -> list[dict[str, Any]]:
     end or their early stop; returns their summaries.
 
     ``part(tree, i)`` is run ``i``'s part of the state or of the metric sums, ``join(parts)`` the
-    inverse (one run: the tree, the one part; stacked seeds: :mod:`jaxvae.seeds`). Every run must start at
-    the same step. A stop request (SIGTERM, SIGINT) saves every unfinished run's checkpoint and
+    inverse (one run: the tree, the one part; stacked seeds: :mod:`jaxvae.seeds`). Every run must
+    start at the same step. A stop request (SIGTERM, SIGINT) saves every unfinished run's checkpoint and
     raises :class:`jaxvae.preemption.Preempted`.
     """
     lead = runs[0]
@@ -288,9 +287,7 @@ def drive(runs: list[Run], feed, state, *, part, join) -> list[dict[str, Any]]:
                     if runs[i].stopper.stop:
                         summaries[i] = runs[i].finish(part(state, i))
                 live, step = [i for i in live if i not in summaries], boundary
-        for i in range(len(runs)):
-            if i not in summaries:
-                summaries[i] = runs[i].finish(part(state, i))
+        summaries |= {i: r.finish(part(state, i)) for i, r in enumerate(runs) if i not in summaries}
     finally:
         for r in runs:
             r.close()
