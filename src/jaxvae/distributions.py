@@ -57,13 +57,8 @@ def diag_gaussian_log_prob(
 ) -> jax.Array:
     """``log N(z; mean, diag(exp(log_var)))`` summed over the event axes."""
     z, mean, log_var = jnp.asarray(z), jnp.asarray(mean), jnp.asarray(log_var)
-    return _sum_event(diag_gaussian_log_density(z, mean, log_var), batch_dims)
-
-
-def diag_gaussian_log_density(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
-    """``log N(z; mean, exp(log_var))`` of each element (the terms
-    :func:`diag_gaussian_log_prob` sums)."""
-    return -0.5 * (_LOG_2PI + log_var + jnp.square(z - mean) * jnp.exp(-log_var))
+    lp = -0.5 * (_LOG_2PI + log_var + jnp.square(z - mean) * jnp.exp(-log_var))
+    return _sum_event(lp, batch_dims)
 
 
 @jax.custom_vjp

@@ -205,12 +205,11 @@ def compile_engine(train_step, prepare: Prepare, mesh: Mesh, *, input_axes=None)
     if input_axes is not None:
         run = jax.vmap(run, in_axes=(0, input_axes, 0, None, 0))
     replicated = sharding.replicated(mesh)
-    options = xla_cpu.compiler_options(mesh.devices.flat)
     return jax.jit(
         run,
         donate_argnums=(0,),
         out_shardings=(replicated, replicated),
-        compiler_options=options,
+        compiler_options=xla_cpu.compiler_options(mesh.devices.flat),
     )
 
 

@@ -43,6 +43,8 @@ from jaxvae.models import register
 from jaxvae.models.base import Presentation, set_numbers
 from jaxvae.models.vae import VAE, kl_weighted_loss
 
+_LOG_2PI = math.log(2.0 * math.pi)
+
 
 def mws_log_densities(
     z: jax.Array, mean: jax.Array, log_var: jax.Array, num_train: int
@@ -60,7 +62,8 @@ def mws_log_densities(
       ``log_prod_qzd`` (``log prod_d q(z_id)``) and ``log_pz`` (``log N(z_i; 0, I)``).
     """
     # log q(z_id | x_j) for every pair: [M (i), M (j), D].
-    log_q_pairs = dist.diag_gaussian_log_density(z[:, None, :], mean[None], log_var[None])
+    diff = z[:, None, :] - mean[None, :, :]
+    log_q_pairs = -0.5 * (_LOG_2PI + log_var[None] + jnp.square(diff) * jnp.exp(-log_var[None]))
     log_nm = math.log(num_train * z.shape[0])
     return {
         "log_qz_x": dist.diag_gaussian_log_prob(z, mean, log_var),
