@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxvae import checkpoint, engine, models
+from jaxvae import checkpoint, engine, models, sharding
 from jaxvae.models import capabilities as caps
 from jaxvae.models import vqvae
 from jaxvae.objectives import ObjectiveSpec
@@ -239,7 +239,8 @@ def test_train_step_changes_the_state_and_a_checkpoint_restores_it_bit_for_bit(t
     manager = checkpoint.make_manager(str(tmp_path), keep=1)
     checkpoint.save(manager, 3, state, wait=True)
     manager.close()
-    restored, at = checkpoint.restore_newest(str(tmp_path), engine.abstract_state(model, tx))
+    abstract = engine.abstract_state(model, tx, sharding.make_mesh())
+    restored, at = checkpoint.restore_newest(str(tmp_path), abstract)
     assert at == 3
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

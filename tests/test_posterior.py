@@ -25,8 +25,6 @@ def test_vae_posterior_matches_scipy_and_the_encoder():
     z = np.asarray(q.sample(jax.random.key(1)))
     expected = scipy.stats.norm.logpdf(z, mean, std).sum(-1)
     np.testing.assert_allclose(np.asarray(q.log_prob(z)), expected, rtol=1e-5)
-    kl = (np.log(1 / std) + (std**2 + mean**2) / 2 - 0.5).sum(-1)
-    np.testing.assert_allclose(np.asarray(q.kl_to_standard_normal()), kl, rtol=1e-4, atol=1e-6)
 
 
 def test_posterior_samples_have_its_moments():

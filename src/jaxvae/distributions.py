@@ -149,9 +149,6 @@ class DiagGaussian(NamedTuple):
     def stddev(self) -> jax.Array:
         return jnp.exp(0.5 * self.log_var)
 
-    def variance(self) -> jax.Array:
-        return jnp.exp(self.log_var)
-
     def sample(self, key: jax.Array, num: int | None = None) -> jax.Array:
         """One reparameterized draw ``[..., D]``, or ``num`` of them ``[num, ..., D]``."""
         shape = self.loc.shape if num is None else (num, *self.loc.shape)
@@ -161,7 +158,3 @@ class DiagGaussian(NamedTuple):
     def log_prob(self, z: ArrayLike) -> jax.Array:
         z = jnp.asarray(z)
         return diag_gaussian_log_prob(z, self.loc, self.log_var, batch_dims=z.ndim - 1)
-
-    def kl_to_standard_normal(self) -> jax.Array:
-        """``KL(q || N(0, I))`` per example, summed over ``D``."""
-        return jnp.sum(gaussian_kl(self.loc, self.log_var), axis=-1)

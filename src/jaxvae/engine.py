@@ -2,9 +2,10 @@
 
 The step is a pure function ``(state, batch, key) -> (state, metrics)``; a batch is a dict
 ``{"image": [B, H, W, C], "label": [B], ...}``. The engine (:func:`engine_fn`) runs many steps per
-dispatch inside one compiled ``fori_loop``; where each step's batch comes from is a :class:`Feed`'s
-business (:class:`DeviceFeed`: the training set on the devices, each step gathering its batch from
-the epoch's permutation; :class:`jaxvae.streaming.StreamFeed`: chunks of batches read on the host).
+dispatch inside one compiled ``fori_loop``; where each step's batch comes from is a feed's business
+(a :class:`CompiledFeed`; :class:`DeviceFeed`: the training set on the devices, each step gathering
+its batch from the epoch's permutation; :class:`jaxvae.streaming.StreamFeed`: chunks of batches
+read on the host).
 Each epoch's order is the permutation of ``fold_in(data_key, epoch)`` and each step's randomness
 ``fold_in(key, step)``, so the data order and randomness are functions of the seed and the step
 alone: a run resumed from a checkpoint continues bit for bit. Several seeds run as one program by
@@ -17,7 +18,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +32,6 @@ from jaxvae.data.base import to_unit_float
 from jaxvae.models import Model, Params
 from jaxvae.models import capabilities as caps
 from jaxvae.objectives import ObjectiveSpec, make_loss
-
-Metrics = dict[str, jax.Array]
 
 
 class TrainState(NamedTuple):
@@ -51,13 +50,9 @@ def init_state(model: Model, tx: optax.GradientTransformation, key: jax.Array) -
     return TrainState(jnp.int32(0), params, model_state, tx.init(params), jnp.int32(0))
 
 
-def abstract_state(
-    model: Model, tx: optax.GradientTransformation, mesh: Mesh | None = None
-) -> TrainState:
+def abstract_state(model: Model, tx: optax.GradientTransformation, mesh: Mesh) -> TrainState:
     """Shapes, dtypes and (replicated) shardings of the state, without allocating it."""
     shapes = jax.eval_shape(lambda: init_state(model, tx, jax.random.key(0)))
-    if mesh is None:
-        return shapes
     target = sharding.replicated(mesh)
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=target), shapes)
 
@@ -171,11 +166,7 @@ def next_boundary(step: int, *, per_epoch: int, total: int, intervals: tuple[int
     (checkpoints, logging, dispatch size). They depend on the step alone, never on when a run was
     started, so a resumed run makes the same dispatches as one that was never stopped.
     """
-    boundary = min((step // per_epoch + 1) * per_epoch, total)
-    for n in intervals:
-        if n > 0:
-            boundary = min(boundary, (step // n + 1) * n)
-    return boundary
+    return min([total] + [(step // n + 1) * n for n in (per_epoch, *intervals) if n > 0])
 
 
 # ---- the engine --------------------------------------------------------------------------------
@@ -214,12 +205,11 @@ def compile_engine(train_step, prepare: Prepare, mesh: Mesh, *, input_axes=None)
     if input_axes is not None:
         run = jax.vmap(run, in_axes=(0, input_axes, 0, None, 0))
     replicated = sharding.replicated(mesh)
-    options = xla_cpu.compiler_options(mesh.devices.flat)
     return jax.jit(
         run,
         donate_argnums=(0,),
         out_shardings=(replicated, replicated),
-        compiler_options=options,
+        compiler_options=xla_cpu.compiler_options(mesh.devices.flat),
     )
 
 
@@ -293,15 +283,6 @@ def zero_metrics(train_step, state: TrainState, batch, key: jax.Array):
 # ---- feeds ---------------------------------------------------------------------------------------
 
 
-class Feed(Protocol):
-    """Where a run's batches come from: ``compile(state)`` once, then ``run(state, n, sums)``
-    for the next ``n`` steps (continuing the running metric sums; ``None``: zeros)."""
-
-    def compile(self, state: TrainState) -> float: ...
-
-    def run(self, state: TrainState, n: int, sums=None) -> tuple[TrainState, Any]: ...
-
-
 def stack(trees) -> Any:
     """The trees stacked on a new leading (seed) axis."""
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
@@ -313,9 +294,10 @@ def part(tree: Any, i: int) -> Any:
 
 
 class CompiledFeed(abc.ABC):
-    """A :class:`Feed` over :func:`compile_engine`: subclasses give ``prepare``, the batch shapes
-    and the inputs of each dispatch (:meth:`dispatches`). With ``seeds``, ``key`` and the
-    inputs' seed-dependent parts are stacked, and so are the state and the sums."""
+    """Where a run's batches come from, over :func:`compile_engine`: :meth:`compile` once, then
+    :meth:`run` for the next ``n`` steps. Subclasses give ``prepare``, the batch shapes and the
+    inputs of each dispatch (:meth:`dispatches`). With ``seeds``, ``key`` and the inputs'
+    seed-dependent parts are stacked, and so are the state and the sums."""
 
     input_axes = None  # vmap axes of the inputs when seeds are stacked
 
@@ -339,17 +321,17 @@ class CompiledFeed(abc.ABC):
 
     def compile(self, state: TrainState) -> float:
         t = time.time()
-        one_state = part(state, 0) if self.seeds else state
-        one_key = self.key[0] if self.seeds else self.key
+        one_state, one_key = part((state, self.key), 0) if self.seeds else (state, self.key)
         zeros = zero_metrics(self.train_step, one_state, self.one_batch(), one_key)
-        if self.seeds:
-            zeros = jax.tree.map(lambda z: np.stack([z] * self.seeds), zeros)
-        self.zeros = zeros
-        args = (state, self.abstract_inputs(), self.key, jnp.int32(1), zeros)
+        self.zeros = (
+            jax.tree.map(lambda z: np.stack([z] * self.seeds), zeros) if self.seeds else zeros
+        )
+        args = (state, self.abstract_inputs(), self.key, jnp.int32(1), self.zeros)
         self.compiled = self.engine.lower(*args).compile()
         return time.time() - t
 
-    def run(self, state: TrainState, n: int, sums=None):
+    def run(self, state: TrainState, n: int, sums=None) -> tuple[TrainState, Any]:
+        """Runs the next ``n`` steps, continuing the running metric ``sums`` (``None``: zeros)."""
         sums = self.zeros if sums is None else sums
         for inputs, k in self.dispatches(n):
             state, sums = self.compiled(state, inputs, self.key, jnp.int32(k), sums)

@@ -12,6 +12,7 @@ exactly what the CLI does.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
 
 import jax
@@ -37,26 +38,13 @@ def run_keys(seed: int) -> dict[str, jax.Array]:
     return {name: jax.random.fold_in(root, i) for i, name in enumerate(KEY_NAMES)}
 
 
-def data_info(dataset: data_lib.Dataset) -> models.DataInfo:
-    """What a model needs to know of ``dataset``."""
-    return models.DataInfo(
-        image_shape=dataset.image_shape,
-        num_classes=max(dataset.num_classes, 1),
-        num_train=int(dataset.train_images.shape[0]),
-    )
-
-
-def iwae_stages(num_stages: int = 8) -> list[tuple[int, float]]:
-    """The IWAE paper's schedule (Burda et al. 2016, section 5): stage ``i = 0..7`` lasts ``3^i``
-    epochs at learning rate ``lr * 10^(-i/7)`` (3280 epochs in all): ``[(epochs, factor), ...]``."""
-    return [(3**i, 10.0 ** (-i / 7)) for i in range(num_stages)]
-
-
 def learning_rate(spec: OptimizerSpec, steps_per_epoch: int, total_steps: int):
     """The learning rate as an optax schedule of the step.
 
     ``constant``; ``cosine`` (from ``learning_rate`` to 0 over ``total_steps``); ``exponential``
-    (times ``lr_decay`` per epoch); ``iwae`` (:func:`iwae_stages`, then the last rate).
+    (times ``lr_decay`` per epoch); ``iwae``: the IWAE paper's schedule (Burda et al. 2016,
+    section 5), stage ``i = 0..7`` lasting ``3^i`` epochs at ``lr * 10^(-i/7)`` (3280 epochs in
+    all), then the last rate.
     """
     lr, kind = float(spec.learning_rate), spec.lr_schedule
     if kind == "constant":
@@ -65,11 +53,10 @@ def learning_rate(spec: OptimizerSpec, steps_per_epoch: int, total_steps: int):
         return optax.cosine_decay_schedule(lr, max(1, total_steps))
     if kind == "exponential":
         return optax.exponential_decay(lr, steps_per_epoch, float(spec.lr_decay))
-    stages = iwae_stages()
-    scales, epoch = {}, 0
-    for (epochs, factor), (_, next_factor) in zip(stages, stages[1:], strict=False):
-        epoch += epochs
-        scales[epoch * steps_per_epoch] = next_factor / factor
+    factors = [10.0 ** (-i / 7) for i in range(8)]
+    ends = itertools.accumulate(3**i for i in range(7))  # the epochs where stages 1..7 start
+    pairs = zip(ends, itertools.pairwise(factors), strict=True)
+    scales = {end * steps_per_epoch: b / a for end, (a, b) in pairs}
     return optax.piecewise_constant_schedule(lr, scales)
 
 
@@ -89,6 +76,10 @@ def make_optimizer(
     if spec.grad_clip > 0:
         tx = optax.chain(optax.clip_by_global_norm(spec.grad_clip), tx)
     return tx
+
+
+def _binarize(key, batch):
+    return batch | {"image": corruptions.dynamic_binarize(key, batch["image"])}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,13 +128,7 @@ class Experiment:
 
     def preprocess(self):
         """The training batches' input transform: dynamic binarization, or ``None``."""
-        if self.data.binarize != "dynamic":
-            return None
-
-        def binarize(key, batch):
-            return batch | {"image": corruptions.dynamic_binarize(key, batch["image"])}
-
-        return binarize
+        return _binarize if self.data.binarize == "dynamic" else None
 
     def train_step(self):
         """The pure ``(state, batch, key) -> (state, metrics)`` of this run."""
@@ -166,11 +151,9 @@ class Experiment:
         d = self.dataset
         out = {"image": getattr(d, f"{name}_images"), "label": getattr(d, f"{name}_labels")}
         factors = getattr(d, f"{name}_factors", None)
-        if factors is not None:
-            out["factors"] = factors
-        return out
+        return out if factors is None else out | {"factors": factors}
 
-    def feed(self, start_step: int, total_steps: int) -> engine_lib.Feed:
+    def feed(self, start_step: int, total_steps: int) -> engine_lib.CompiledFeed:
         """The run's training batches: streamed from :attr:`source`, or device-resident."""
         keys = (self.keys["train"], self.keys["data"])
         kw = {"batch_size": self.train.batch_size, "mesh": self.mesh}
@@ -210,8 +193,9 @@ def build(
     if dataset is None and load_data:
         source = streaming.open_train_source(specs.data, config.seed) if stream else None
         dataset = source.dataset if source else data_lib.load_from_config(specs.data, config.seed)
-    if dataset is not None:
-        info = data_info(dataset)
+    if dataset is not None:  # what the model needs to know of it
+        n = int(dataset.train_images.shape[0])
+        info = models.DataInfo(dataset.image_shape, max(dataset.num_classes, 1), n)
     if info is None:
         raise ValueError("build() without data needs the data's DataInfo")
     model = config_lib.make_model(config, info)

@@ -1,6 +1,6 @@
 """Decoder distributions ``p(x | z)``: what a decoder's raw output means.
 
-A decoder emits ``likelihood.channels(C)`` values per pixel; the likelihood turns them (and any
+A decoder emits ``likelihood.output_shape`` values per image; the likelihood turns them (and any
 parameters of its own, such as a learned scale) into a distribution object with ``log_prob(x)``
 (summed over the image, one value per example), ``mean()`` (the expected image in [0, 1]) and
 ``sample(key)``. Likelihoods register themselves by name, so a new one is a class here (or in any
@@ -56,10 +56,6 @@ def make(
     if int(num_mixtures) < 1:
         raise ValueError(f"num_mixtures must be a positive integer, got {num_mixtures!r}")
     return _REGISTRY[name](tuple(image_shape), float(gaussian_std), int(num_mixtures))
-
-
-def _flat(x: jax.Array) -> jax.Array:
-    return x.reshape(x.shape[0], -1)
 
 
 class Bernoulli(NamedTuple):
@@ -124,7 +120,7 @@ class DiscretizedLogisticMixture(NamedTuple):
         log_bin = jnp.where(y < -0.999, log_cdf_plus, log_top)
         log_mix = jax.nn.log_softmax(self.logit_probs, axis=-1)
         per_pixel = jax.nn.logsumexp(log_bin + log_mix, axis=-1)
-        return jnp.sum(_flat(per_pixel), axis=-1)
+        return jnp.sum(per_pixel.reshape(per_pixel.shape[0], -1), axis=-1)
 
     def mean(self) -> jax.Array:
         probs = jax.nn.softmax(self.logit_probs, axis=-1)
@@ -142,7 +138,7 @@ class DiscretizedLogisticMixture(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Likelihood(abc.ABC):
-    """How a decoder's raw output ``[N, H, W, C * channels_per_channel]`` becomes ``p(x | z)``.
+    """How a decoder's raw output ``[N, *output_shape]`` becomes ``p(x | z)``.
 
     Attributes:
       image_shape: ``(H, W, C)``.
@@ -158,14 +154,9 @@ class Likelihood(abc.ABC):
     discrete_8bit: ClassVar[bool] = False
 
     @property
-    def channels_per_channel(self) -> int:
-        return 1
-
-    @property
     def output_shape(self) -> tuple[int, int, int]:
-        """The decoder's output shape for one image."""
-        h, w, c = self.image_shape
-        return h, w, c * self.channels_per_channel
+        """The decoder's output shape for one image (one value per pixel and channel)."""
+        return self.image_shape
 
     def init(self, key: jax.Array) -> dict[str, Any]:
         """Parameters the likelihood owns (``{}`` for most)."""
@@ -214,8 +205,9 @@ class LogisticMixtureLikelihood(Likelihood):
     discrete_8bit: ClassVar[bool] = True
 
     @property
-    def channels_per_channel(self) -> int:
-        return 3 * self.num_mixtures
+    def output_shape(self) -> tuple[int, int, int]:
+        h, w, c = self.image_shape
+        return h, w, c * 3 * self.num_mixtures
 
     def distribution(self, raw, params):
         n, h, w, _ = raw.shape

@@ -7,6 +7,7 @@ is fast on CPU; ``conv_impl="lax"`` selects the straightforward ``lax`` convolut
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -65,13 +66,6 @@ class GatedDense(nn.Module):
         return dense()(x) * jax.nn.sigmoid(dense()(x))
 
 
-def _hidden_layer(width: int, layer: str, activation: str, weight_init: str):
-    if layer == "gated":
-        return GatedDense(width, weight_init)
-    dense = nn.Dense(width, kernel_init=INITIALIZERS[weight_init])
-    return lambda h: ACTIVATIONS[activation](dense(h))
-
-
 class MLP(nn.Module):
     """Hidden layers (dense + ``activation``, or gated dense), then a dense layer to ``out_dim``."""
 
@@ -84,8 +78,17 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
         for width in self.hidden:
-            h = _hidden_layer(width, self.layer, self.activation, self.weight_init)(h)
+            if self.layer == "gated":
+                h = GatedDense(width, self.weight_init)(h)
+            else:
+                dense = nn.Dense(width, kernel_init=INITIALIZERS[self.weight_init])
+                h = ACTIVATIONS[self.activation](dense(h))
         return nn.Dense(self.out_dim, kernel_init=INITIALIZERS[self.weight_init])(h)
+
+
+def _with_cond(h: jax.Array, cond: jax.Array | None) -> jax.Array:
+    """``h`` with the condition ``cond`` (e.g. a one-hot label) appended, if any."""
+    return h if cond is None else jnp.concatenate([h, cond], axis=-1)
 
 
 class MLPEncoder(nn.Module):
@@ -100,9 +103,7 @@ class MLPEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, cond: jax.Array | None = None) -> jax.Array:
-        h = x.reshape(x.shape[0], -1)
-        if cond is not None:
-            h = jnp.concatenate([h, cond], axis=-1)
+        h = _with_cond(x.reshape(x.shape[0], -1), cond)
         return MLP(self.hidden, self.out_dim, self.activation, self.layer, self.weight_init)(h)
 
 
@@ -118,7 +119,7 @@ class MLPDecoder(nn.Module):
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
-        size = self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
+        size = math.prod(self.image_shape)
         out = MLP(self.hidden, size, self.activation, self.layer, self.weight_init)(z)
         return out.reshape(z.shape[0], *self.image_shape)
 
@@ -137,13 +138,9 @@ class ConvEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, cond: jax.Array | None = None) -> jax.Array:
-        h, init = x, INITIALIZERS[self.weight_init]
-        kernels = self.kernels or (3,) * len(self.channels)
-        for c, k in zip(self.channels, kernels, strict=True):
-            h = nn.relu(Conv(c, 2, k, self.impl, self.weight_init)(h))
-        h = h.reshape(h.shape[0], -1)
-        if cond is not None:
-            h = jnp.concatenate([h, cond], axis=-1)
+        init = INITIALIZERS[self.weight_init]
+        h = downsample(x, self.channels, self.impl, self.kernels, self.weight_init)
+        h = _with_cond(h.reshape(h.shape[0], -1), cond)
         for width in self.dense:
             h = nn.relu(nn.Dense(width, kernel_init=init)(h))
         return nn.Dense(self.out_dim, kernel_init=init)(h)
@@ -175,10 +172,35 @@ class ConvDecoder(nn.Module):
         size = (height // factor) * (width // factor) * self.channels[-1]
         h = nn.Dense(size, kernel_init=init)(h)
         h = nn.relu(h).reshape(z.shape[0], height // factor, width // factor, self.channels[-1])
-        widths = list(self.channels[-2::-1]) + [out_channels]
-        kernels = self.kernels or (3,) * len(widths)
-        for i, c in enumerate(widths):
-            h = ConvTranspose(c, 2, kernels[i], self.impl, self.weight_init)(h)
-            if i < len(widths) - 1:
-                h = nn.relu(h)
-        return h
+        return upsample(h, self.channels, out_channels, self.impl, self.kernels, self.weight_init)
+
+
+def downsample(
+    x: jax.Array,
+    channels: Sequence[int],
+    impl: str,
+    kernels: Sequence[int] = (),
+    weight_init: str = "lecun_normal",
+) -> jax.Array:
+    """Stride-2 convolutions to each of ``channels`` (3x3 unless ``kernels`` gives each layer's
+    size), with ReLU (inside a compact module)."""
+    for c, k in zip(channels, kernels or (3,) * len(channels), strict=True):
+        x = nn.relu(Conv(c, 2, k, impl, weight_init)(x))
+    return x
+
+
+def upsample(
+    h: jax.Array,
+    channels: Sequence[int],
+    out_channels: int,
+    impl: str,
+    kernels: Sequence[int] = (),
+    weight_init: str = "lecun_normal",
+) -> jax.Array:
+    """Stride-2 transposed convolutions to ``channels`` reversed but the last, with ReLU, then to
+    ``out_channels`` (3x3 unless ``kernels`` gives each layer's size; inside a compact module)."""
+    widths = [*channels[-2::-1], out_channels]
+    kernels = kernels or (3,) * len(widths)
+    for c, k in zip(widths[:-1], kernels, strict=False):
+        h = nn.relu(ConvTranspose(c, 2, k, impl, weight_init)(h))
+    return ConvTranspose(out_channels, 2, kernels[-1], impl, weight_init)(h)

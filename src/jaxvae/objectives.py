@@ -18,6 +18,7 @@ import optax
 
 from jaxvae.models import Model
 from jaxvae.models import capabilities as caps
+from jaxvae.models.base import check_choice
 
 OBJECTIVES = ("elbo", "elbo_k", "iwae")
 ESTIMATORS = ("standard", "dreg")
@@ -44,10 +45,8 @@ class ObjectiveSpec:
     warmup_steps: int = 0
 
     def __post_init__(self) -> None:
-        if self.name not in OBJECTIVES:
-            raise ValueError(f"objective name must be one of {OBJECTIVES}, got {self.name!r}")
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        check_choice("objective name", self.name, OBJECTIVES)
+        check_choice("estimator", self.estimator, ESTIMATORS)
         if isinstance(self.k, bool) or int(self.k) != self.k or self.k < 1:
             raise ValueError(f"objective k must be a positive integer, got {self.k!r}")
         if not float(self.beta) >= 0:
@@ -113,13 +112,6 @@ def iwae_loss(model: Model, params, state, batch, key, *, k: int, estimator: str
     return loss, terms, state
 
 
-def elbo_k_loss(model: Model, params, state, batch, key, *, k: int):
-    """Negative ELBO averaged over ``k`` samples: ``-mean_x mean_i log w_i``."""
-    log_w = model.log_weights(params, state, batch, key, k)
-    elbo = jnp.mean(log_w)
-    return -elbo, {"loss": -elbo, "elbo": elbo}, state
-
-
 def check_objective(model: Model, spec: ObjectiveSpec) -> None:
     """Raises ``ValueError`` unless ``model`` can be trained by ``spec``: a bound on ``log p(x)``
     needs the family's importance log-weights, DReG a ``q`` that shares no parameters with the
@@ -137,20 +129,18 @@ def make_loss(model: Model, spec: ObjectiveSpec):
     weighted = caps.has(model, caps.KLWeighted)  # beta and warm-up apply to these only
 
     def f(params, state, batch, key, step):
+        args = (params, state, batch, key)
         if spec.name == "iwae":
-            loss, terms, new_state = iwae_loss(
-                model, params, state, batch, key, k=spec.k, estimator=spec.estimator
-            )
-        elif spec.name == "elbo_k":
-            loss, terms, new_state = elbo_k_loss(model, params, state, batch, key, k=spec.k)
+            loss, terms, new_state = iwae_loss(model, *args, k=spec.k, estimator=spec.estimator)
+        elif spec.name == "elbo_k":  # the ELBO averaged over k samples: mean_x mean_i log w_i
+            elbo = jnp.mean(model.log_weights(*args, spec.k))
+            loss, terms, new_state = -elbo, {"loss": -elbo, "elbo": elbo}, state
         elif weighted:
             weight = schedule(step)
-            loss, terms, new_state = model.loss(
-                params, state, batch, key, kl_weight=weight, step=step
-            )
+            loss, terms, new_state = model.loss(*args, kl_weight=weight, step=step)
             terms = terms | {"kl_weight": jnp.asarray(weight, jnp.float32)}
         else:
-            loss, terms, new_state = model.loss(params, state, batch, key, step=step)
+            loss, terms, new_state = model.loss(*args, step=step)
         return loss, (terms, new_state)
 
     return f

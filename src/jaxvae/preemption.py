@@ -31,8 +31,7 @@ class Preempted(Exception):
             f"stopped by {signal_name} at step {step}; a checkpoint of that step is written: "
             "run the same command again to resume"
         )
-        self.step = step
-        self.signal_name = signal_name
+        self.step, self.signal_name = step, signal_name
 
 
 class StopRequest:
@@ -59,10 +58,9 @@ class StopRequest:
         self.signal_name = signal.Signals(signum).name
 
     def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            # Several processes must agree: only JAX's notifier (SIGTERM) may decide there.
-            signals = [] if self._multi else [signal.SIGINT, signal.SIGTERM]
-            for s in signals:
+        # Several processes must agree: only JAX's notifier (SIGTERM) may decide there.
+        if threading.current_thread() is threading.main_thread() and not self._multi:
+            for s in (signal.SIGINT, signal.SIGTERM):
                 self._previous[s] = signal.signal(s, self._handler)
         return self
 
@@ -77,8 +75,7 @@ class StopRequest:
         if self._multi:
             from jax.experimental import multihost_utils
 
-            if multihost_utils.reached_preemption_sync_point(self._dispatches):
-                self.signal_name = self.signal_name or "SIGTERM"
-                return True
-            return False
+            if not multihost_utils.reached_preemption_sync_point(self._dispatches):
+                return False
+            self.signal_name = self.signal_name or "SIGTERM"
         return self.signal_name is not None

@@ -1,8 +1,8 @@
 """The training loop: from an :class:`~jaxvae.experiment.Experiment` to a finished run directory.
 
-:func:`drive` is the loop, top to bottom: dispatches of the engine (a :class:`~jaxvae.engine.Feed`)
-up to each boundary, then each run's boundary work, then the summaries. The concerns are small
-pieces it calls: :func:`open_run` (the run directory: validate, restore or initialise),
+:func:`drive` is the loop, top to bottom: dispatches of the engine (a feed,
+:class:`~jaxvae.engine.CompiledFeed`) up to each boundary, then each run's boundary work, then
+the summaries. The concerns are small pieces it calls: :func:`open_run` (the run directory: validate, restore or initialise),
 :class:`~jaxvae.workdir.RunLog` (metrics.jsonl and TensorBoard), :class:`~jaxvae.checkpoint.Checkpoints`
 (when to save, the best state), :func:`eval_due` (when to evaluate),
 :class:`~jaxvae.checkpoint.EarlyStopping`, :mod:`jaxvae.summary` (figures, pictures, summary) and
@@ -37,9 +37,8 @@ from jaxvae import workdir as workdir_lib
 def eval_due(step: int, *, per_epoch: int, total: int, every_epochs: int) -> bool:
     """Whether the test figures are computed after ``step``: at the end, and every
     ``every_epochs`` epochs (0 = only at the end)."""
-    if step == total:
-        return True
-    return step % per_epoch == 0 and every_epochs > 0 and (step // per_epoch) % every_epochs == 0
+    epoch, within = divmod(step, per_epoch)
+    return step == total or (within == 0 and every_epochs > 0 and epoch % every_epochs == 0)
 
 
 class DispatchPacer:
@@ -56,10 +55,8 @@ class DispatchPacer:
     def steps(self, remaining: int) -> int:
         if self.max_seconds <= 0:
             return remaining
-        if self.seconds_per_step is None:
-            n = min(remaining, 8)  # a first measurement
-        else:
-            n = min(remaining, max(1, int(self.max_seconds / self.seconds_per_step)))
+        per_step = self.seconds_per_step  # None: 8 steps, a first measurement
+        n = min(remaining, 8 if per_step is None else max(1, int(self.max_seconds / per_step)))
         return int(sharding.from_process_0(n)) if jax.process_count() > 1 else n
 
     def took(self, n: int, seconds: float) -> None:
@@ -71,8 +68,7 @@ class Progress:
 
     def __init__(self, stream, *, total: int, enabled: bool, main: bool, label: str = ""):
         self.stream, self.main, self.label = stream, main, label
-        tty = getattr(stream, "isatty", lambda: False)()
-        shown = main and enabled and tty
+        shown = main and enabled and getattr(stream, "isatty", lambda: False)()
         self.bar = tqdm(
             total=total, unit="step", file=stream, disable=not shown, dynamic_ncols=True
         )
@@ -108,12 +104,9 @@ def open_run(exp, workdir: str, say) -> tuple[Any, int, bool]:
         raise ValueError(
             f"workdir {workdir!r} has checkpoints but no {layout.CONFIG}; use a new --workdir"
         )
-    restored = None
-    if existing:
-        restored = checkpoint.restore_newest(
-            workdir, exp.abstract_state(), warn=lambda m: say(f"warning: {m}")
-        )
-    if restored is not None:
+    warn = lambda m: say(f"warning: {m}")
+    restored = existing and checkpoint.restore_newest(workdir, exp.abstract_state(), warn=warn)
+    if restored:  # (state, step), or None without a readable checkpoint
         state, start = restored
         say(f"resuming {workdir} from step {start}")
     else:
@@ -162,7 +155,6 @@ class Run:
         self.intervals = (t.checkpoint_every_steps or self.per_epoch, t.log_every_steps)
         self.intervals += (t.steps_per_dispatch,)
         self.train_seconds, self.images_seen, self.compile_s = 0.0, 0, 0.0
-        self.closed = False
 
     def next_boundary(self, step: int) -> int:
         return engine.next_boundary(
@@ -177,8 +169,7 @@ class Run:
         """The training line of the ``n`` steps up to ``step``, the test and validation figures
         when due, early stopping and the checkpoint. ``state_fn()`` gives the state."""
         exp, epoch, say = self.exp, step / self.per_epoch, self.progress.say
-        rate = self.images_seen / self.train_seconds
-        record = self.log.training(step, epoch, n, sums, rate)
+        record = self.log.training(step, epoch, n, sums, self.images_seen / self.train_seconds)
         if record["skipped"]:
             say(f"warning: {record['skipped']} update(s) skipped (non-finite loss/gradient)")
         self.progress.advance(n, record["loss"])
@@ -213,10 +204,7 @@ class Run:
 
     def close(self) -> None:
         """Ends the progress bar, the checkpoints (saves finished) and the logs (tracked runs
-        ended): after the summary, a stop or an error."""
-        if self.closed:
-            return
-        self.closed = True
+        ended): after the summary, a stop or an error (closing twice is harmless)."""
         self.progress.close()
         self.checkpoints.close()
         self.log.close()
@@ -255,22 +243,16 @@ class Run:
         return out
 
 
-def whole(tree, i: int):
-    """The part of run ``i`` of a one-run drive: everything."""
-    del i
-    return tree
-
-
-def drive(runs: list[Run], feed, state, *, part=whole, join=None) -> list[dict[str, Any]]:
+def drive(runs: list[Run], feed, state, *, part, join) -> list[dict[str, Any]]:
     """Trains ``runs`` (of one config but the seed) together from ``state`` with ``feed``, to the
     end or their early stop; returns their summaries.
 
     ``part(tree, i)`` is run ``i``'s part of the state or of the metric sums, ``join(parts)`` the
-    inverse (one run: :func:`whole`; stacked seeds: :mod:`jaxvae.seeds`). Every run must start at
-    the same step. A stop request (SIGTERM, SIGINT) saves every unfinished run's checkpoint and
+    inverse (one run: the tree, the one part; stacked seeds: :mod:`jaxvae.seeds`). Every run must
+    start at the same step. A stop request (SIGTERM, SIGINT) saves every unfinished run's checkpoint and
     raises :class:`jaxvae.preemption.Preempted`.
     """
-    lead, join = runs[0], join or (lambda parts: parts[0])
+    lead = runs[0]
     if any(r.start_step != lead.start_step for r in runs):
         raise ValueError(
             f"runs driven together must start at one step, got {[r.start_step for r in runs]}"
@@ -305,9 +287,7 @@ def drive(runs: list[Run], feed, state, *, part=whole, join=None) -> list[dict[s
                     if runs[i].stopper.stop:
                         summaries[i] = runs[i].finish(part(state, i))
                 live, step = [i for i in live if i not in summaries], boundary
-        for i in range(len(runs)):
-            if i not in summaries:
-                summaries[i] = runs[i].finish(part(state, i))
+        summaries |= {i: r.finish(part(state, i)) for i, r in enumerate(runs) if i not in summaries}
     finally:
         for r in runs:
             r.close()
@@ -331,5 +311,4 @@ def train(exp, workdir: str, *, stream=None) -> dict[str, Any]:
         run.close()
         raise
     state, run.state = run.state, None  # the engine donates it
-    (out,) = drive([run], feed, state)
-    return out
+    return drive([run], feed, state, part=lambda tree, i: tree, join=lambda parts: parts[0])[0]

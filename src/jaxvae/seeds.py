@@ -43,13 +43,6 @@ def default_group_size(backend: str | None = None) -> int:
     return BACKEND_DEFAULT.get(backend or jax.default_backend(), 1)
 
 
-def without_seed(config) -> str:
-    """``config`` as canonical JSON, its seed left out: equal for runs that can share a program."""
-    flat = config_lib.flat(config)
-    flat.pop("seed", None)
-    return repr(sorted(flat.items()))
-
-
 def why_not(configs: Sequence[Any]) -> str | None:
     """Why ``configs`` cannot be trained as one vectorized group (a sentence), or ``None``."""
     if len(configs) < 2:
@@ -57,14 +50,10 @@ def why_not(configs: Sequence[Any]) -> str | None:
     seeds = [int(c.seed) for c in configs]
     if len(set(seeds)) != len(seeds):
         return f"repeated seeds {seeds}"
-    first = config_lib.flat(configs[0])
-    for c in configs[1:]:
-        other = config_lib.flat(c)
-        keys = sorted(
-            k for k in set(first) | set(other) if k != "seed" and first.get(k) != other.get(k)
-        )
-        if keys:
-            return f"the configs differ in more than the seed: {keys}"
+    flats = [config_lib.flat(c) for c in configs]
+    differ = {k for f in flats for k in f if any(g.get(k) != f[k] for g in flats)} - {"seed"}
+    if differ:
+        return f"the configs differ in more than the seed: {sorted(differ)}"
     if configs[0].data.binarize == "static":
         return "data.binarize='static' gives each seed its own training images"
     return None
@@ -76,8 +65,9 @@ def groups(configs: Sequence[Any], size: int) -> list[list[int]]:
     if size < 1:
         raise ValueError(f"seeds per program must be >= 1, got {size}")
     buckets: dict[str, list[int]] = {}
-    for i, c in enumerate(configs):
-        buckets.setdefault(without_seed(c), []).append(i)
+    for i, c in enumerate(configs):  # keyed by the config but the seed
+        rest = sorted((k, v) for k, v in config_lib.flat(c).items() if k != "seed")
+        buckets.setdefault(repr(rest), []).append(i)
     out = []
     for members in buckets.values():
         for j in range(0, len(members), size):
@@ -92,15 +82,9 @@ def groups(configs: Sequence[Any], size: int) -> list[list[int]]:
 def seeds_feed(exps: Sequence[build_lib.Experiment]) -> engine_lib.DeviceFeed:
     """The one device-resident feed, vmapped over the stacked keys of ``exps``' seeds."""
     exp = exps[0]
-    return engine_lib.DeviceFeed(
-        exp.train_step(),
-        exp.split("train"),
-        stack([e.keys["train"] for e in exps]),
-        stack([e.keys["data"] for e in exps]),
-        batch_size=exp.train.batch_size,
-        mesh=exp.mesh,
-        seeds=len(exps),
-    )
+    keys = [stack([e.keys[name] for e in exps]) for name in ("train", "data")]
+    kw = {"batch_size": exp.train.batch_size, "mesh": exp.mesh, "seeds": len(exps)}
+    return engine_lib.DeviceFeed(exp.train_step(), exp.split("train"), *keys, **kw)
 
 
 def train_seeds(
@@ -122,22 +106,17 @@ def train_seeds(
             f"train_seeds needs one distinct workdir per config: {len(configs)} configs, "
             f"workdirs {list(workdirs)}"
         )
+    pairs = list(zip(configs, workdirs, strict=True))
 
     def one_by_one(reason: str) -> list[dict[str, Any]]:
         from jaxvae import api
 
         if len(configs) > 1:
             print(f"seeds trained one by one: {reason}", file=stream)
-        return [
-            api.train(c, w, mesh=mesh, stream=stream)
-            for c, w in zip(configs, workdirs, strict=True)
-        ]
+        return [api.train(c, w, mesh=mesh, stream=stream) for c, w in pairs]
 
     reason = why_not(configs)
-    if reason is None and any(
-        workdir_lib.finished_summary(w, c) is not None
-        for c, w in zip(configs, workdirs, strict=True)
-    ):
+    if reason is None and any(workdir_lib.finished_summary(w, c) is not None for c, w in pairs):
         reason = "some have finished (they are left alone)"
     if reason is None:
         specs = config_lib.validate(configs[0])
@@ -157,8 +136,6 @@ def train_seeds(
                 r.close()
             return one_by_one(f"they resume from different steps {starts}")
         state = jax.device_put(stack([r.state for r in runs]), sharding.replicated(exps[0].mesh))
-        for r in runs:
-            r.state = None
         feed = seeds_feed(exps)
         compile_s = feed.compile(state)
     except BaseException:
@@ -166,7 +143,7 @@ def train_seeds(
             r.close()
         raise
     for r in runs:
-        r.compile_s = compile_s
+        r.state, r.compile_s = None, compile_s
     if len(runs) > 1:
         runs[0].progress.say(f"{len(runs)} seeds in one program: {list(workdirs)}")
     return runner.drive(

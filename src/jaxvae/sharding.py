@@ -46,8 +46,7 @@ def initialize_distributed(
             )
         if not 0 <= process_id < num_processes:
             raise ValueError(f"--process-id {process_id} is not in [0, {num_processes})")
-        where = {"coordinator_address": coordinator_address, "num_processes": num_processes}
-        jax.distributed.initialize(**where, process_id=process_id)
+        jax.distributed.initialize(coordinator_address, num_processes, process_id)
         return
     if auto or any(os.environ.get(var) for var in _CLUSTER_ENV):
         # A cluster JAX recognises by itself (SLURM, Open MPI, a multi-host TPU slice).
@@ -62,8 +61,7 @@ def initialize_distributed(
 
 def make_mesh(devices=None) -> Mesh:
     """A one-axis ``("data",)`` mesh over ``devices`` (default: every device of every process)."""
-    devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
+    return Mesh(np.asarray(jax.devices() if devices is None else devices), (DATA_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -47,18 +47,14 @@ def register(name: str):
     return deco
 
 
-def _load_all() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    for info in pkgutil.iter_modules(__path__):
-        if info.name not in ("base", "capabilities"):
-            importlib.import_module(f"{__name__}.{info.name}")
-
-
 def families() -> dict[str, type[Model]]:
-    _load_all()
+    """Every registered family by name (this package's modules imported on the first call)."""
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        for info in pkgutil.iter_modules(__path__):
+            if info.name not in ("base", "capabilities"):
+                importlib.import_module(f"{__name__}.{info.name}")
     return dict(_FAMILIES)
 
 

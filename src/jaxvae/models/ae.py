@@ -57,13 +57,11 @@ class AE(Model):
         }
         return params, {}
 
-    def _code(self, params, x):
-        self.check_images(x)
-        return self.encoder_net(self.latent_dim).apply({"params": params["encoder"]}, x)
-
     def encode(self, params, state, batch):
         del state
-        return self._code(params, batch["image"])
+        x = batch["image"]
+        self.check_images(x)
+        return self.encoder_net(self.latent_dim).apply({"params": params["encoder"]}, x)
 
     def decode(self, params, state, z, labels=None):
         del state, labels
@@ -78,7 +76,8 @@ class AE(Model):
 
     def loss(self, params, state, batch, key, *, step=0):
         x = batch["image"]
-        out = self.decode(params, state, self._code(params, self.corrupt(key, x))).mean()
+        code = self.encode(params, state, {"image": self.corrupt(key, x)})
+        out = self.decode(params, state, code).mean()
         recon = jnp.mean(pixel_loss(self.ae_loss, x, out))
         return recon, {"loss": recon, "recon": recon}, state
 
@@ -87,17 +86,11 @@ class AE(Model):
         (whose variance gives active units)."""
         del key
         x = batch["image"]
-        code = self._code(params, x)
+        code = self.encode(params, state, batch)
         out = self.decode(params, state, code).mean()
-        l2 = pixel_loss("l2", x, out)
-        pixels = x[0].size
-        return {
-            "recon_l2": l2,
-            "recon_l1": pixel_loss("l1", x, out),
-            "mse_per_pixel": l2 / pixels,
-            "recon": pixel_loss(self.ae_loss, x, out),
-            "posterior_mean": code,
-        }
+        l2, l1 = (pixel_loss(kind, x, out) for kind in ("l2", "l1"))
+        terms = {"recon_l2": l2, "recon_l1": l1, "mse_per_pixel": l2 / x[0].size}
+        return terms | {"recon": terms[f"recon_{self.ae_loss}"], "posterior_mean": code}
 
     def samples(self, params, state, key, num, batch):
         """Codes from a Gaussian fitted to the codes of ``batch``'s images, decoded."""

@@ -42,11 +42,8 @@ class DataInfo:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataInfo:
-        return cls(
-            image_shape=tuple(d["image_shape"]),
-            num_classes=int(d.get("num_classes", 10)),
-            num_train=int(d.get("num_train", 60_000)),
-        )
+        facts = {k: int(d[k]) for k in ("num_classes", "num_train") if k in d}
+        return cls(tuple(d["image_shape"]), **facts)
 
 
 def _positive_ints(name: str, values: Any, *, allow_empty: bool = False) -> tuple[int, ...]:
@@ -70,6 +67,13 @@ def set_numbers(model: Model, expected: str, ok, *names: str, cast=float) -> Non
         if not (number and ok(value) and cast(value) == value):
             raise ValueError(f"{model.name} {name} must be {expected}, got {value!r}")
         object.__setattr__(model, name, cast(value))
+
+
+def _check_shape(what: str, x: Any, event: tuple[int, ...]) -> None:
+    shape = tuple(jnp.shape(x))
+    if shape[1:] != event:  # equal for [N, *event] only
+        expected = ", ".join(map(str, ("N", *event)))
+        raise ValueError(f"{what} of shape {shape} do not fit the model: expected [{expected}]")
 
 
 def check_choice(name: str, value: Any, choices: tuple) -> None:
@@ -136,10 +140,11 @@ class Model(abc.ABC):
 
     name: ClassVar[str] = ""
     presentation: ClassVar[Presentation] = Presentation()
+    architectures: ClassVar[tuple[str, ...]] = ARCHITECTURES  # the backbones the family supports
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)
-        check_choice("model architecture", self.architecture, ARCHITECTURES)
+        check_choice(f"{self.name} architecture", self.architecture, self.architectures)
         check_choice("conv_impl", self.conv_impl, convs.IMPLS)
         check_choice("weight_init", self.weight_init, tuple(networks.INITIALIZERS))
         check_choice("model activation", self.activation, tuple(networks.ACTIVATIONS))
@@ -158,9 +163,7 @@ class Model(abc.ABC):
                     f"({len(self.channels)}, as channels {self.channels}) or be empty"
                 )
             set_(name, sizes)
-        if int(self.latent_dim) <= 0:
-            raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
-        set_("latent_dim", int(self.latent_dim))
+        set_numbers(self, "a positive integer", lambda v: v > 0, "latent_dim", cast=int)
         if self.likelihood is None:
             set_("likelihood", likelihoods.make("bernoulli", image_shape=self.image_shape))
         if tuple(self.likelihood.image_shape) != self.image_shape:
@@ -206,19 +209,10 @@ class Model(abc.ABC):
 
     def check_images(self, x: Any) -> None:
         """Raises ``ValueError`` unless ``x`` is ``[N, *image_shape]``."""
-        shape = tuple(jnp.shape(x))
-        if len(shape) != 4 or shape[1:] != self.image_shape:
-            raise ValueError(
-                f"images of shape {shape} do not fit the model: expected "
-                f"[N, {', '.join(map(str, self.image_shape))}]"
-            )
+        _check_shape("images", x, self.image_shape)
 
     def check_latents(self, z: Any) -> None:
-        shape = tuple(jnp.shape(z))
-        if len(shape) != 2 or shape[-1] != self.latent_dim:
-            raise ValueError(
-                f"latents of shape {shape} do not fit the model: expected [N, {self.latent_dim}]"
-            )
+        _check_shape("latents", z, (self.latent_dim,))
 
     # ---- the interface --------------------------------------------------------------------
 
@@ -265,9 +259,10 @@ class Model(abc.ABC):
         return {}
 
 
+def split_gaussian(net, params, *inputs) -> tuple[jax.Array, jax.Array]:
+    """``(mean, log_var)`` of a diagonal Gaussian: the two halves of ``net``'s output."""
+    return tuple(jnp.split(net.apply({"params": params}, *inputs), 2, axis=-1))
+
+
 def num_params(params: Params) -> int:
     return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
-
-
-def one_hot(labels: jax.Array, num_classes: int) -> jax.Array:
-    return jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)

@@ -61,11 +61,10 @@ def mws_log_densities(
       ``[M]`` arrays: ``log_qz_x`` (``log q(z_i | x_i)``), ``log_qz`` (``log q(z_i)``),
       ``log_prod_qzd`` (``log prod_d q(z_id)``) and ``log_pz`` (``log N(z_i; 0, I)``).
     """
-    m = z.shape[0]
     # log q(z_id | x_j) for every pair: [M (i), M (j), D].
     diff = z[:, None, :] - mean[None, :, :]
     log_q_pairs = -0.5 * (_LOG_2PI + log_var[None] + jnp.square(diff) * jnp.exp(-log_var[None]))
-    log_nm = math.log(num_train * m)
+    log_nm = math.log(num_train * z.shape[0])
     return {
         "log_qz_x": dist.diag_gaussian_log_prob(z, mean, log_var),
         "log_qz": jax.nn.logsumexp(jnp.sum(log_q_pairs, axis=-1), axis=1) - log_nm,

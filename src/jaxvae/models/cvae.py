@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 
 from jaxvae.models import register
-from jaxvae.models.base import one_hot, set_numbers
+from jaxvae.models.base import set_numbers
 from jaxvae.models.vae import VAE
 
 
@@ -37,10 +38,7 @@ class CVAE(VAE):
             raise ValueError(
                 "model kind 'cvae' is conditional: encode and decode need labels, got None"
             )
-        return one_hot(jnp.asarray(labels), self.num_classes)
-
-    def cond_dim(self) -> int:
-        return self.num_classes
+        return jax.nn.one_hot(jnp.asarray(labels), self.num_classes, dtype=jnp.float32)
 
     def samples(self, params, state, key, num, batch):
         """``8 * num_classes`` images from the prior, row ``r`` (8 columns) decoded with label
@@ -48,7 +46,6 @@ class CVAE(VAE):
         del num, batch
         from jaxvae import pictures  # the picture layout's owner; imported late (cycle)
 
-        cols = pictures.NCOLS
-        labels = jnp.repeat(jnp.arange(self.num_classes, dtype=jnp.int32), cols)
+        labels = jnp.repeat(jnp.arange(self.num_classes, dtype=jnp.int32), pictures.NCOLS)
         z = self.sample_latents(params, state, key, labels.shape[0], labels)
         return self.decode(params, state, z, labels).mean()

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jaxvae import distributions as dist
 from jaxvae import networks
 from jaxvae.models import register
-from jaxvae.models.base import Model, Presentation, _positive_ints, set_numbers
+from jaxvae.models.base import Model, Presentation, _positive_ints, set_numbers, split_gaussian
 from jaxvae.models.vae import kl_weighted_loss
 
 
@@ -43,29 +43,19 @@ class HVAE(Model):
     hidden2: tuple[int, ...] = (100, 100)
 
     inference_keys: ClassVar[tuple[str, ...]] = ("encoder", "encoder2")
+    architectures: ClassVar[tuple[str, ...]] = ("mlp",)
     # z1's prior is p(z1 | z2), not N(0, I): sweeping its coordinates shows nothing.
     presentation: ClassVar[Presentation] = Presentation(traversal_range=None)
 
     def __post_init__(self) -> None:
-        if self.architecture != "mlp":
-            raise ValueError(
-                f"model kind 'hvae' is MLP only: architecture={self.architecture!r} is not "
-                "supported (use architecture='mlp')"
-            )
         super().__post_init__()
         set_numbers(self, "a positive integer", lambda v: v > 0, "z2_dim", cast=int)
         object.__setattr__(self, "hidden2", _positive_ints("hvae hidden2", self.hidden2))
 
     # ---- networks -------------------------------------------------------------------------
 
-    def _q1(self):
-        return networks.MLPEncoder(self.hidden, 2 * self.latent_dim, self.activation, self.layer)
-
-    def _q2(self):
-        return networks.MLP(self.hidden2, 2 * self.z2_dim, self.activation, self.layer)
-
-    def _p1(self):
-        return networks.MLP(self.hidden2[::-1], 2 * self.latent_dim, self.activation, self.layer)
+    def _mlp(self, hidden, out_dim):
+        return networks.MLP(hidden, out_dim, self.activation, self.layer)
 
     def init(self, key):
         k_q1, k_q2, k_p1, k_px, k_lik = jax.random.split(key, 5)
@@ -73,9 +63,9 @@ class HVAE(Model):
         z1 = jnp.zeros((1, self.latent_dim), jnp.float32)
         z2 = jnp.zeros((1, self.z2_dim), jnp.float32)
         params = {
-            "encoder": self._q1().init(k_q1, x)["params"],
-            "encoder2": self._q2().init(k_q2, z1)["params"],
-            "prior1": self._p1().init(k_p1, z2)["params"],
+            "encoder": self.encoder_net(2 * self.latent_dim).init(k_q1, x)["params"],
+            "encoder2": self._mlp(self.hidden2, 2 * self.z2_dim).init(k_q2, z1)["params"],
+            "prior1": self._mlp(self.hidden2[::-1], 2 * self.latent_dim).init(k_p1, z2)["params"],
             "decoder": self.decoder_net().init(k_px, z1)["params"],
         }
         return self.with_likelihood(params, k_lik), {}
@@ -83,18 +73,16 @@ class HVAE(Model):
     def q_z1(self, params, x):
         """``(mean, log_var)`` of ``q(z1 | x)``, each ``[N, latent_dim]``."""
         self.check_images(x)
-        h = self._q1().apply({"params": params["encoder"]}, x)
-        return tuple(jnp.split(h, 2, axis=-1))
+        return split_gaussian(self.encoder_net(2 * self.latent_dim), params["encoder"], x)
 
     def q_z2(self, q2_params, z1):
         """``(mean, log_var)`` of ``q(z2 | z1)`` for ``z1`` ``[..., latent_dim]``."""
-        h = self._q2().apply({"params": q2_params}, z1)
-        return tuple(jnp.split(h, 2, axis=-1))
+        return split_gaussian(self._mlp(self.hidden2, 2 * self.z2_dim), q2_params, z1)
 
     def p_z1(self, params, z2):
         """``(mean, log_var)`` of ``p(z1 | z2)`` for ``z2`` ``[..., z2_dim]``."""
-        h = self._p1().apply({"params": params["prior1"]}, z2)
-        return tuple(jnp.split(h, 2, axis=-1))
+        net = self._mlp(self.hidden2[::-1], 2 * self.latent_dim)
+        return split_gaussian(net, params["prior1"], z2)
 
     def decode(self, params, state, z, labels=None):
         """``p(x | z1)``."""
@@ -107,7 +95,6 @@ class HVAE(Model):
         """``q(z1 | x)``, the first latent layer's posterior (the one :meth:`encode` gives the
         mean of)."""
         del state
-        self.check_images(batch["image"])
         return dist.DiagGaussian(*self.q_z1(params, batch["image"]))
 
     def encode(self, params, state, batch):
@@ -120,8 +107,7 @@ class HVAE(Model):
         del state, labels
         k2, k1 = jax.random.split(key)
         z2 = jax.random.normal(k2, (num, self.z2_dim))
-        mean, log_var = self.p_z1(params, z2)
-        return dist.reparameterize(k1, mean, log_var)
+        return dist.reparameterize(k1, *self.p_z1(params, z2))
 
     # ---- the bound --------------------------------------------------------------------------
 
@@ -140,19 +126,14 @@ class HVAE(Model):
         eps1 = jax.random.normal(k1, (b, num_samples, d1), mean1.dtype)
         z1 = mean1[:, None] + jnp.exp(0.5 * log_var1)[:, None] * eps1
         mean2, log_var2 = self.q_z2(params["encoder2"], z1)
-        eps2 = jax.random.normal(k2, mean2.shape, mean2.dtype)
-        z2 = mean2 + jnp.exp(0.5 * log_var2) * eps2
-        q1_mean, q1_log_var, q2_mean, q2_log_var = mean1, log_var1, mean2, log_var2
+        z2 = dist.reparameterize(k2, mean2, log_var2)
+        q1, q2 = (mean1, log_var1), (mean2, log_var2)
         if stop_q_grad:
             stop = jax.lax.stop_gradient
-            q1_mean, q1_log_var = stop((mean1, log_var1))
-            q2_mean, q2_log_var = self.q_z2(stop(params["encoder2"]), z1)
-        log_qz1 = dist.diag_gaussian_log_prob(
-            z1, q1_mean[:, None], q1_log_var[:, None], batch_dims=2
-        )
-        log_qz2 = dist.diag_gaussian_log_prob(z2, q2_mean, q2_log_var, batch_dims=2)
-        p1_mean, p1_log_var = self.p_z1(params, z2)
-        log_pz1 = dist.diag_gaussian_log_prob(z1, p1_mean, p1_log_var, batch_dims=2)
+            q1, q2 = stop(q1), self.q_z2(stop(params["encoder2"]), z1)
+        log_qz1 = dist.diag_gaussian_log_prob(z1, q1[0][:, None], q1[1][:, None], batch_dims=2)
+        log_qz2 = dist.diag_gaussian_log_prob(z2, *q2, batch_dims=2)
+        log_pz1 = dist.diag_gaussian_log_prob(z1, *self.p_z1(params, z2), batch_dims=2)
         log_pz2 = dist.standard_normal_log_prob(z2, batch_dims=2)
         xs = jnp.repeat(x, num_samples, axis=0)
         log_px = self.decode(params, {}, z1.reshape(b * num_samples, d1)).log_prob(xs)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from jaxvae import distributions as dist
 from jaxvae.models import register
-from jaxvae.models.base import Model, set_numbers
+from jaxvae.models.base import Model, set_numbers, split_gaussian
 
 
 def kl_weighted_loss(parts, kl_weight, penalty, extra=None, **figures):
@@ -61,9 +61,6 @@ class VAE(Model):
         del labels
         return None
 
-    def cond_dim(self) -> int:
-        return 0
-
     def log_prior(self, params, z: jax.Array) -> jax.Array:
         """``log p(z)`` summed over the last axis."""
         del params
@@ -85,12 +82,10 @@ class VAE(Model):
     def init(self, key):
         k_enc, k_dec, k_lik = jax.random.split(key, 3)
         x = jnp.zeros((1, *self.image_shape), jnp.float32)
-        cond = self.condition(jnp.zeros((1,), jnp.int32))
-        z = jnp.zeros((1, self.latent_dim + self.cond_dim()), jnp.float32)
-        params = {
-            "encoder": self.encoder_net(2 * self.latent_dim).init(k_enc, x, cond)["params"],
-            "decoder": self.decoder_net().init(k_dec, z)["params"],
-        }
+        labels = jnp.zeros((1,), jnp.int32)
+        z = self.conditioned(jnp.zeros((1, self.latent_dim), jnp.float32), labels)
+        enc = self.encoder_net(2 * self.latent_dim).init(k_enc, x, self.condition(labels))
+        params = {"encoder": enc["params"], "decoder": self.decoder_net().init(k_dec, z)["params"]}
         return self.with_likelihood(params, k_lik), {}
 
     def q_params(self, params, batch):
@@ -98,17 +93,19 @@ class VAE(Model):
         x = batch["image"]
         self.check_images(x)
         cond = self.condition(batch.get("label"))
-        h = self.encoder_net(2 * self.latent_dim).apply({"params": params["encoder"]}, x, cond)
-        mean, log_var = jnp.split(h, 2, axis=-1)
-        return mean, log_var
+        return split_gaussian(self.encoder_net(2 * self.latent_dim), params["encoder"], x, cond)
+
+    def conditioned(self, z, labels):
+        """The decoder's input: ``z`` and the condition of ``labels``, if any."""
+        cond = self.condition(labels)
+        if cond is None:
+            return z
+        return jnp.concatenate([z, jnp.broadcast_to(cond, (z.shape[0], cond.shape[-1]))], -1)
 
     def decode(self, params, state, z, labels=None):
         del state
         self.check_latents(z)
-        cond = self.condition(labels)
-        if cond is not None:
-            z = jnp.concatenate([z, jnp.broadcast_to(cond, (z.shape[0], cond.shape[-1]))], -1)
-        raw = self.decoder_net().apply({"params": params["decoder"]}, z)
+        raw = self.decoder_net().apply({"params": params["decoder"]}, self.conditioned(z, labels))
         return self.likelihood.distribution(raw, params.get("likelihood", {}))
 
     def posterior(self, params, state, batch) -> dist.DiagGaussian:
@@ -163,10 +160,8 @@ class VAE(Model):
         b, d = mean.shape
         eps = jax.random.normal(key, (b, num_samples, d), mean.dtype)
         z = mean[:, None, :] + jnp.exp(0.5 * log_var)[:, None, :] * eps
-        q_mean, q_log_var = mean, log_var
-        if stop_q_grad:
-            q_mean, q_log_var = jax.lax.stop_gradient((mean, log_var))
-        log_q = dist.diag_gaussian_log_prob(z, q_mean[:, None], q_log_var[:, None], batch_dims=2)
+        q = jax.lax.stop_gradient((mean, log_var)) if stop_q_grad else (mean, log_var)
+        log_q = dist.diag_gaussian_log_prob(z, q[0][:, None], q[1][:, None], batch_dims=2)
         log_prior = self.log_prior(params, z)
         xs = jnp.repeat(x, num_samples, axis=0)
         ys = None if labels is None else jnp.repeat(labels, num_samples, axis=0)

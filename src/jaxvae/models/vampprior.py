@@ -27,9 +27,6 @@ from jaxvae.models import register
 from jaxvae.models.base import set_numbers
 from jaxvae.models.vae import VAE
 
-PSEUDO_INIT_MEAN = 0.05
-PSEUDO_INIT_STD = 0.01
-
 
 @register("vampprior")
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +41,8 @@ class VampPrior(VAE):
     """
 
     num_pseudo: int = 500
-    pseudo_init_mean: float = PSEUDO_INIT_MEAN
-    pseudo_init_std: float = PSEUDO_INIT_STD
+    pseudo_init_mean: float = 0.05
+    pseudo_init_std: float = 0.01
 
     # The prior is built from q's own encoder: no parameter split exists for DReG.
     inference_keys: ClassVar[tuple[str, ...]] = ()
@@ -71,15 +68,12 @@ class VampPrior(VAE):
 
     def components(self, params) -> tuple[jax.Array, jax.Array]:
         """``(mean, log_var)`` of ``q(z | u_k)`` for every pseudo-input: each ``[K, D]``."""
-        u = self.pseudo_inputs(params)
-        labels = jnp.zeros((self.num_pseudo,), jnp.int32)
-        return self.q_params(params, {"image": u, "label": labels})
+        return self.q_params(params, {"image": self.pseudo_inputs(params)})
 
     def log_prior(self, params, z):
         """``log (1/K) sum_k N(z; mean_k, diag exp(log_var_k))`` for ``z`` of shape ``[..., D]``."""
-        mean, log_var = self.components(params)
         flat = z.reshape(-1, z.shape[-1])
-        log_comp = dist.pairwise_diag_gaussian_log_prob(flat, mean, log_var)  # [N, K]
+        log_comp = dist.pairwise_diag_gaussian_log_prob(flat, *self.components(params))  # [N, K]
         log_comp = log_comp.reshape(*z.shape[:-1], self.num_pseudo)
         return jax.nn.logsumexp(log_comp, axis=-1) - math.log(self.num_pseudo)
 

@@ -57,8 +57,6 @@ from jaxvae import networks
 from jaxvae.models import register
 from jaxvae.models.base import Model, Presentation, set_numbers
 
-NUM_CODEBOOK_PICTURES = 64
-
 
 class VQEncoder(nn.Module):
     """Stride-2 3x3 convolutions with ReLU, then a 1x1 projection to ``code_dim`` per cell."""
@@ -69,9 +67,7 @@ class VQEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = x
-        for c in self.channels:
-            h = nn.relu(networks.Conv(c, stride=2, impl=self.impl)(h))
+        h = networks.downsample(x, self.channels, self.impl)
         return networks.Conv(self.code_dim, stride=1, kernel_size=1, impl=self.impl)(h)
 
 
@@ -86,12 +82,7 @@ class VQDecoder(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
         h = nn.relu(networks.Conv(self.channels[-1], stride=1, impl=self.impl)(z))
-        widths = list(self.channels[-2::-1]) + [self.out_channels]
-        for i, c in enumerate(widths):
-            h = networks.ConvTranspose(c, stride=2, impl=self.impl)(h)
-            if i < len(widths) - 1:
-                h = nn.relu(h)
-        return h
+        return networks.upsample(h, self.channels, self.out_channels, self.impl)
 
 
 # ---- vector quantization: free functions over [M, D] vectors and a [K, D] codebook ---------
@@ -177,21 +168,17 @@ class VQVAE(Model):
     presentation: ClassVar[Presentation] = Presentation(
         headline=("recon", "mse_per_pixel", "perplexity", "codes_used"), traversal_range=None
     )
+    architectures: ClassVar[tuple[str, ...]] = ("conv",)  # it quantizes a grid of conv features
     # model.latent_dim does not apply: the latent is the quantized grid (derived).
     derived_options: ClassVar[tuple[str, ...]] = ("latent_dim",)
 
     def __post_init__(self) -> None:
         sizes = ("codebook_size", "code_dim")
         set_numbers(self, "a positive integer", lambda v: v > 0, *sizes, cast=int)
-        if self.architecture != "conv":
-            raise ValueError(
-                f"the VQ-VAE quantizes a grid of conv features: architecture must be 'conv', got "
-                f"{self.architecture!r}"
-            )
         set_numbers(self, "a number >= 0", lambda v: v >= 0, "commitment_cost")
         set_numbers(self, "in [0, 1)", lambda v: 0 <= v < 1, "ema_decay")
         set_numbers(self, "a number > 0", lambda v: v > 0, "ema_epsilon")
-        h, w = self._grid_hw()
+        h, w, _ = self.grid_shape
         derived = h * w * self.code_dim
         if self.latent_dim not in (0, derived):
             raise ValueError(
@@ -201,14 +188,12 @@ class VQVAE(Model):
         object.__setattr__(self, "latent_dim", derived)
         super().__post_init__()
 
-    def _grid_hw(self) -> tuple[int, int]:
-        factor = 2 ** len(self.channels)
-        return int(self.image_shape[0]) // factor, int(self.image_shape[1]) // factor
-
     @property
     def grid_shape(self) -> tuple[int, int, int]:
         """``(h, w, code_dim)`` of the encoder's output grid."""
-        return (*self._grid_hw(), self.code_dim)
+        factor = 2 ** len(self.channels)
+        h, w = (int(self.image_shape[i]) // factor for i in (0, 1))
+        return h, w, self.code_dim
 
     # ---- networks -------------------------------------------------------------------------
 
@@ -244,8 +229,7 @@ class VQVAE(Model):
         """``(z_q, codes)`` of a grid ``[..., code_dim]``: the nearest codes' vectors (no
         gradient) and their indices ``[...]``."""
         codebook = state["codebook"]
-        flat = z_e.reshape(-1, self.code_dim)
-        codes = nearest_code(flat, codebook)
+        codes = nearest_code(z_e.reshape(-1, self.code_dim), codebook)
         z_q = jnp.take(codebook, codes, axis=0)
         return z_q.reshape(z_e.shape), codes.reshape(z_e.shape[:-1])
 
@@ -313,7 +297,7 @@ class VQVAE(Model):
 
     # ---- pictures -------------------------------------------------------------------------
 
-    def codebook_images(self, params, state, num: int = NUM_CODEBOOK_PICTURES) -> jax.Array:
+    def codebook_images(self, params, state, num: int = 64) -> jax.Array:
         """The ``num`` codes with the largest EMA cluster sizes (the most used in training, most
         used first), each decoded from a grid whose every cell holds that code: ``[num, H, W, C]``
         mean images."""
