@@ -50,6 +50,9 @@ def _config(kind: str):
     config_lib.apply_overrides(config, [f"model.kind={kind}", *COMMON, *SMALL.get(kind, [])])
     if config.model.architecture == "mlp" and kind not in SMALL:
         config_lib.apply_overrides(config, ["model.hidden=(32,)"])
+    if config.model.kernels:  # disentanglement_lib's networks (dsprites.py), shrunk to 2 layers
+        shrunk = ["model.kernels=(4, 2)", "model.decoder_kernels=(4, 4)", "model.conv_hidden=(8,)"]
+        config_lib.apply_overrides(config, shrunk)
     return config
 
 
