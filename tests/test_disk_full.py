@@ -122,6 +122,27 @@ def test_async_failure_is_reported_under_its_own_step(small_disk, one_device_mes
     manager.close()
 
 
+def test_a_failed_best_save_names_the_best_states_kept(small_disk, one_device_mesh):
+    """The best state's directory fails on its own: the message lists its steps, not those of
+    ``checkpoints/``."""
+    workdir = str(small_disk / "run")
+    (s1, s2), _ = _states(one_device_mesh, 2)
+    newest = checkpoint.make_manager(workdir, keep=3)
+    best = checkpoint.make_manager(workdir, keep=1, name=layout.BEST)
+    for step, state in ((1, s1), (2, s2)):
+        checkpoint.save(newest, step, state, wait=True)
+    checkpoint.save(best, 1, s1, wait=True)
+    _fill(small_disk, leave=0)
+    with pytest.raises(ValueError) as info:
+        checkpoint.save(best, 2, s2, wait=True)
+    directory = os.path.join(workdir, layout.BEST)
+    assert str(info.value).startswith(f"checkpoint at step 2 could not be written to {directory}")
+    assert str(info.value).endswith("; the previous checkpoints are kept (steps 1)")
+    assert checkpoint.steps(workdir, layout.BEST) == [1]
+    newest.close()
+    best.close()
+
+
 def test_no_previous_checkpoint(small_disk, one_device_mesh):
     workdir = str(small_disk / "run")
     (s1,), abstract = _states(one_device_mesh, 1)

@@ -127,7 +127,7 @@ def _save_failed(
     directory = str(manager.directory)
     if jax.process_index() == 0:
         _remove_tmp_dirs(directory)
-    kept = steps(os.path.dirname(directory))
+    kept = steps(os.path.dirname(directory), os.path.basename(directory))
     previous = "there is no previous checkpoint"
     if kept:
         previous = f"the previous checkpoints are kept (steps {', '.join(map(str, kept))})"
