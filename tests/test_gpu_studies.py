@@ -72,7 +72,9 @@ def test_the_gpu_script_rehearses_on_cpu(tmp_path):
     assert "6 runs: 2 done, 0 running, 0 failed, 4 pending" in summary
     assert re.search(r"^vae_gaussian-seed1\s+done\s+6/6$", summary, re.M)
     assert re.search(r"^vampprior-seed0\s+pending\s+0/6\s+-\s+-$", summary, re.M)
-    assert "total: 12 of 36 steps (33.3 %) (+ 4 run(s) of variants not measured yet)" in summary
+    assert (
+        "total: 12 of 36 steps (33.3 %) (+ 4 run(s) of model families not measured yet)" in summary
+    )
     assert re.search(r"gpu_studies: done in \d+ s\n$", summary)
     # The tarball: everything but checkpoints and the compilation cache.
     with tarfile.open(tarball) as tar:

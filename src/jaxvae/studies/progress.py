@@ -11,7 +11,9 @@ estimate of the time left.
   throughput of the process that wrote it since that process took the run over (its training
   dispatches, host syncs included); the run's rate is its newest line's, divided by the batch
   size, in steps per second. A run without a line of its own takes the mean rate of the measured
-  runs of its variant; a variant none of whose runs has trained yet has no estimate.
+  runs of its variant, or, when none of those has trained yet, of the measured runs of its model
+  family (``model.kind``: the variants of one family share its networks, so their steps cost
+  alike); a family none of whose runs has trained yet has no estimate.
 - **Time left** of a run: its steps left / its rate. Of the study: the sum over its runs, the
   time of one process training one run after another at the measured rates. It counts training
   only: evaluation (the validation figure of every epoch under early stopping, the test figures,
@@ -40,7 +42,7 @@ class RunProgress:
       state, detail: as :class:`jaxvae.studies.state.RunState`.
       done: the steps done.
       planned: the steps planned (``None``: not known yet).
-      rate: training steps per second (``None``: not measured for its variant).
+      rate: training steps per second (``None``: not measured for its variant or family).
       measured: whether ``rate`` is the run's own (else its variant's mean).
     """
 
@@ -97,19 +99,21 @@ def progress(workdir: str) -> list[RunProgress]:
     states = [state.run_state(workdir, run) for run in runs]
     measured = [_measure(workdir, run, st) for run, st in zip(runs, states, strict=True)]
     num_train: dict[str, int] = {}  # data settings -> training images, from started runs
-    rates: dict[str, list[float]] = {}  # variant -> its measured runs' rates
+    rates: dict[str, list[float]] = {}  # variant, or model family -> its measured runs' rates
+    family = lambda run: "model.kind=" + run["config"]["model"]["kind"]
     for run, m in zip(runs, measured, strict=True):
         if m["num_train"] is not None:
             num_train.setdefault(_data_key(run), m["num_train"])
         if m["rate"] is not None:
             rates.setdefault(run["variant"], []).append(m["rate"])
+            rates.setdefault(family(run), []).append(m["rate"])
     out = []
     for run, st, m in zip(runs, states, measured, strict=True):
         train = run["config"]["train"]
         images = m["num_train"] or num_train.get(_data_key(run)) or 0
         planned = train["epochs"] * (images // train["batch_size"]) or None
         planned = m["done"] if st.state == state.DONE else planned
-        mean = rates.get(run["variant"])
+        mean = rates.get(run["variant"]) or rates.get(family(run))
         rate = m["rate"] or (sum(mean) / len(mean) if mean else None)
         where = (run["name"], run["variant"], st.state, st.detail)
         out.append(RunProgress(*where, m["done"], planned, rate, measured=bool(m["rate"])))
@@ -131,7 +135,8 @@ def format_duration(seconds: float) -> str:
 
 def totals(runs: list[RunProgress]) -> dict[str, Any]:
     """The study's steps done and planned (over the runs whose plan is known), the seconds of
-    training left (over the runs with an estimate), and the runs without a plan or estimate."""
+    training left (over the runs with an estimate), the runs without a plan, and the planned runs
+    without a rate."""
     known = [r for r in runs if r.planned is not None]
     estimated = [r for r in runs if r.left_s is not None]
     return {
@@ -139,7 +144,7 @@ def totals(runs: list[RunProgress]) -> dict[str, Any]:
         "planned": sum(r.planned for r in known),
         "left_s": sum(r.left_s for r in estimated),
         "unplanned": len(runs) - len(known),
-        "unestimated": len(runs) - len(estimated),
+        "unestimated": len(known) - len(estimated),
     }
 
 
@@ -155,13 +160,13 @@ def total_line(runs: list[RunProgress]) -> str:
     if any(r.left_s is not None and r.state != state.DONE for r in runs):
         text += f", about {format_duration(t['left_s'])} of training left at the measured rates"
     if t["unestimated"]:
-        text += f" (+ {t['unestimated']} run(s) of variants not measured yet)"
+        text += f" (+ {t['unestimated']} run(s) of model families not measured yet)"
     return text
 
 
 def format_status(runs: list[RunProgress]) -> str:
     """The text of ``jaxvae study status``: a line per run under a header, the total, then the
-    counts. A rate marked ``*`` is its variant's mean."""
+    counts. A rate marked ``*`` is its variant's mean (else its model family's)."""
     rows = [["run", "state", "steps", "rate", "left", ""]]
     for r in runs:
         rate = left = ""
@@ -177,5 +182,5 @@ def format_status(runs: list[RunProgress]) -> str:
     ]
     lines.append(total_line(runs))
     if any(r.rate and not r.measured and r.state != state.DONE for r in runs):
-        lines.append("* the mean rate of the variant's measured runs")
+        lines.append("* the mean rate of the variant's measured runs (else its model family's)")
     return "\n".join([*lines, report.counts_line([r.state for r in runs])])
