@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxvae import data, engine, experiment, sharding
+from jaxvae import data, engine, evaluate, experiment, sharding
 from jaxvae.config import base_config
 
 N_TRAIN, N_VALIDATION, SHAPE, BATCH, STEPS = 64, 16, (8, 8, 1), 16, 4
@@ -98,3 +98,51 @@ def test_uint8_training_split_trains_to_the_float32_bits(runs):
     params = out["uint8"]["seeds"][0].params
     first = jax.tree.leaves(params)[0]
     assert not np.array_equal(np.asarray(first[0]), np.asarray(first[1]))
+
+
+def test_a_cpu_device_holds_the_training_split_in_place(runs):
+    """The training split is kept 64-byte aligned, so the CPU devices use the host's memory for
+    it instead of a second copy (a full dSprites: 3 GB once, not twice)."""
+    _, compact, out = runs
+    host = compact.dataset.train_images
+    assert host.ctypes.data % data.base.ALIGNMENT == 0
+    on_devices = out["uint8"]["feed"].data["image"]
+    pointers = {s.data.unsafe_buffer_pointer() for s in on_devices.addressable_shards}
+    assert pointers == {host.ctypes.data}  # all four devices read the host's array
+    # A split given unaligned (a view one byte into a buffer) is copied once, to the boundary.
+    images = np.arange(33 * 64).astype(np.uint8).reshape(33, 8, 8, 1)
+    raw = np.empty(images.nbytes + 1, np.uint8)
+    unaligned = (raw[1:] if raw.ctypes.data % 2 == 0 else raw[:-1]).reshape(images.shape)
+    unaligned[...] = images
+    assert unaligned.ctypes.data % data.base.ALIGNMENT != 0
+    labels, test = np.zeros(33, np.int32), np.zeros((2, 8, 8, 1), np.float32)
+    d = data.Dataset("d", unaligned, labels, test, labels[:2])
+    assert d.train_images.ctypes.data % data.base.ALIGNMENT == 0
+    np.testing.assert_array_equal(d.train_images, images)
+    again = data.Dataset("d", d.train_images, labels, test, labels[:2])
+    assert again.train_images is d.train_images  # an aligned split is not copied
+    put = sharding.put_replicated(d.train_images, compact.mesh)
+    assert put.addressable_data(0).unsafe_buffer_pointer() == d.train_images.ctypes.data
+    # The dSprites renderer and the ground-truth TFDS reader allocate on the boundary themselves.
+    rendered = data.dsprites.render(np.zeros((3, 5), np.int64))
+    assert rendered.ctypes.data % data.base.ALIGNMENT == 0
+
+
+def test_an_8_bit_test_split_evaluates_to_the_float32_figures(runs):
+    """Test and validation splits may stay uint8 too (the ground-truth sources keep all three
+    so): evaluation turns each batch into ``v / 255`` and gets the float32 split's figures."""
+    images, compact, _ = runs
+    d, model, key = compact.dataset, compact.model, compact.keys["eval"]
+    params, state = model.init(compact.keys["init"])
+    eight = dataclasses.replace(d, test_images=images[-8:])
+    floats = dataclasses.replace(eight, test_images=data.to_unit_float(images[-8:]))
+    assert eight.test_images.dtype == np.uint8
+    for fn in (evaluate.evaluate_model, evaluate.evaluate_iwae):
+        kw = {"batch_size": 3} | ({"k": 4} if fn is evaluate.evaluate_iwae else {})
+        got, want = (fn(model, params, state, x, key, **kw) for x in (eight, floats))
+        assert got.keys() == want.keys()
+        for name, value in want.items():
+            assert np.asarray(got[name]).tobytes() == np.asarray(value).tobytes(), name
+    assert evaluate.as_data(images[-8:])["image"].dtype == np.uint8  # not converted in full
+    with pytest.raises(ValueError, match="test_images has dtype int32"):
+        dataclasses.replace(d, test_images=images[-8:].astype(np.int32))

@@ -291,8 +291,10 @@ def test_load_dsprites_procedural_renders_only_what_the_limits_keep():
         )
         np.testing.assert_array_equal(getattr(ds, f"{split}_labels"), factors[:, 0])
     assert ds.protocol["num_validation"] == 25 and "permutation" in ds.protocol["split"]
-    # The training images stay uint8, 0 and 255 (read as 0.0 and 1.0).
-    assert ds.train_images.dtype == np.uint8 and set(np.unique(ds.train_images)) == {0, 255}
+    # Every split stays uint8, 0 and 255 (read as 0.0 and 1.0).
+    for split in ("train", "validation", "test"):
+        images = getattr(ds, f"{split}_images")
+        assert images.dtype == np.uint8 and set(np.unique(images)) == {0, 255}, split
     again = data.load_dataset("dsprites_procedural", limit_train=10, limit_test=30)
     np.testing.assert_array_equal(again.train_factors, ds.train_factors[:10])
     np.testing.assert_array_equal(again.test_images, ds.test_images)

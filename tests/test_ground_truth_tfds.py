@@ -54,8 +54,8 @@ def test_splits_images_and_factors(prepared):
     seen = []
     for split in ("train", "test"):
         images, factors_split = getattr(ds, f"{split}_images"), getattr(ds, f"{split}_factors")
-        # The training images stay uint8 (dsprites' 0/1 as 0/255), the test images are float32.
-        assert images.dtype == (np.uint8 if split == "train" else np.float32)
+        # Every split stays uint8 (dsprites' 0/1 as 0/255), read as v / 255.
+        assert images.dtype == np.uint8
         images = data.to_unit_float(images)
         assert factors_split.dtype == np.int32
         scale = 1.0 if name == "dsprites" else 255.0
@@ -92,9 +92,7 @@ def test_deterministic_limits_and_validation(prepared):
     np.testing.assert_array_equal(small.train_images, full.train_images[:11])
     np.testing.assert_array_equal(small.test_factors, full.test_factors[:5])
     np.testing.assert_array_equal(small.validation_factors, full.train_factors[-20:])
-    np.testing.assert_array_equal(
-        small.validation_images, data.to_unit_float(full.train_images[-20:])
-    )
+    np.testing.assert_array_equal(small.validation_images, full.train_images[-20:])
     assert small.protocol["num_validation"] == 20
 
 

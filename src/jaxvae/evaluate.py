@@ -28,8 +28,12 @@ from jaxvae.models import capabilities as caps
 
 
 def as_data(images, labels=None) -> dict[str, np.ndarray]:
-    """``{"image": float32 images, "label": int32 labels}`` (zeros when ``labels`` is None)."""
-    images = to_unit_float(np.asarray(images))  # uint8 training images: v / 255
+    """``{"image": images, "label": int32 labels}`` (zeros when ``labels`` is None): float32
+    images, or uint8 ones as they are (:func:`padded_batches` turns each batch into ``v / 255``,
+    so a large 8-bit split is never held as float32 in full)."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        images = to_unit_float(images)
     labels = np.asarray(np.zeros(images.shape[:1]) if labels is None else labels, np.int32)
     if images.ndim < 1 or labels.shape != images.shape[:1]:
         raise ValueError(
@@ -39,10 +43,12 @@ def as_data(images, labels=None) -> dict[str, np.ndarray]:
 
 
 def padded_batches(data: dict[str, np.ndarray], batch_size: int):
-    """Yields ``(padded_batch, num_valid)`` of exactly ``batch_size`` examples."""
+    """Yields ``(padded_batch, num_valid)`` of exactly ``batch_size`` examples, float32 images
+    (uint8 ones read as ``v / 255``, :func:`~jaxvae.data.to_unit_float`)."""
     n = data["image"].shape[0]
     for start in range(0, n, batch_size):
         batch = {k: v[start : start + batch_size] for k, v in data.items()}
+        batch["image"] = to_unit_float(np.asarray(batch["image"]))
         valid = batch["image"].shape[0]
         if valid < batch_size:
             batch = {

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvae import evaluate, layout, plots, sharding
+from jaxvae.data.base import to_unit_float
 from jaxvae.models import Model
 from jaxvae.models import capabilities as caps
 
@@ -173,6 +174,7 @@ def write_pictures(
     params, state = jax.device_put(sharding.host((params, state)))
     n = max(num, 32)
     batch = {k: jnp.asarray(v[:n]) for k, v in data.items()}
+    batch["image"] = jnp.asarray(to_unit_float(np.asarray(data["image"][:n])))  # uint8: v / 255
     first = lambda b, sl: {k: v[sl] for k, v in b.items()}
     written = []
 

@@ -11,6 +11,7 @@ import numpy as np
 import psutil
 
 from jaxvae import evaluate, io, layout, likelihoods, pictures, plots, sharding, storage
+from jaxvae.data.base import to_unit_float
 from jaxvae.models import Params, num_params
 from jaxvae.models import capabilities as caps
 
@@ -118,7 +119,7 @@ def draw(exp, state, workdir: str, *, kl_per_dim=None, disentanglement=None) -> 
     if disentanglement is not None:
         from jaxvae import disentangle
 
-        image = exp.split("test")["image"][0]
+        image = to_unit_float(np.asarray(exp.split("test")["image"][0]))
         params, model_state = sharding.host((state.params, state.model_state))
         written += disentangle.draw(workdir, exp.model, params, model_state, image, disentanglement)
     metrics = layout.path(workdir, layout.METRICS)

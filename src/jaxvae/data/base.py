@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -28,12 +29,17 @@ class Dataset:
       train_images: ``[N, H, W, C]``, float32 with values in ``[0, 1]``, or uint8 (its compact
         stored form, where that is exact: pixels ``v`` stand for ``v / 255``,
         :func:`to_unit_float`), which is how it goes onto the devices; the train step converts
-        each batch (:func:`jaxvae.engine.make_train_step`).
+        each batch (:func:`jaxvae.engine.make_train_step`). Kept on a 64-byte boundary
+        (:func:`aligned`; an array that is not is copied once), so that a CPU device uses it in
+        place: on a CPU the training split on the "device" is this very memory, not a second
+        copy (do not write into it while a run trains from it).
       train_labels: int32 array ``[N]``.
-      test_images: float32 array ``[M, H, W, C]`` with values in ``[0, 1]``.
+      test_images: ``[M, H, W, C]``, float32 in ``[0, 1]``, or uint8 read as ``v / 255``
+        (the ground-truth sources keep every split in its stored 8 bits; evaluation converts
+        batch by batch, :func:`jaxvae.evaluate.padded_batches`).
       test_labels: int32 array ``[M]``.
       class_names: Optional names of the classes; when given, ``num_classes`` is their count.
-      validation_images: float32 array ``[V, H, W, C]`` with values in ``[0, 1]``, held out of
+      validation_images: ``[V, H, W, C]``, float32 in ``[0, 1]`` or uint8 as above, held out of
         the training split (see :func:`jaxvae.data.load_dataset`'s ``validation_size``);
         ``[0, H, W, C]`` when there is none, which is also what ``None`` (the default) becomes.
       validation_labels: int32 array ``[V]``; ``[0]`` when there is none (or ``None``).
@@ -66,6 +72,8 @@ class Dataset:
     validation_factors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.train_images, np.ndarray):
+            object.__setattr__(self, "train_images", aligned(self.train_images))
         hwc = self.train_images.shape[1:]
         if self.validation_images is None:
             object.__setattr__(self, "validation_images", np.zeros((0, *hwc), np.float32))
@@ -74,7 +82,7 @@ class Dataset:
         for split in SPLITS:
             images = getattr(self, f"{split}_images")
             labels = getattr(self, f"{split}_labels")
-            dtypes = (np.float32, np.uint8) if split == "train" else (np.float32,)
+            dtypes = (np.float32, np.uint8)
             if images.dtype not in dtypes or images.ndim != 4:
                 raise ValueError(
                     f"Dataset {self.name!r}: {split}_images has dtype {images.dtype} and shape "
@@ -154,6 +162,31 @@ class Dataset:
         read = [s for s in labels if isinstance(s, np.ndarray) and s.size]
         largest = max((int(split.max()) for split in read), default=-1)
         return largest + 1
+
+
+ALIGNMENT = 64  # bytes: the host buffers XLA's CPU client takes in place instead of copying
+
+
+def aligned_empty(shape: Sequence[int], dtype) -> np.ndarray:
+    """An uninitialized C-contiguous array whose data starts on an :data:`ALIGNMENT` boundary.
+
+    ``jax.device_put`` onto a CPU device uses such an array's memory as the device buffer (it
+    copies any other), so a large training split allocated this way is held once, not twice.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start : start + nbytes].view(dtype).reshape(tuple(shape))
+
+
+def aligned(array: np.ndarray) -> np.ndarray:
+    """``array`` if it is C-contiguous on an :data:`ALIGNMENT` boundary, else such a copy."""
+    if array.flags.c_contiguous and array.ctypes.data % ALIGNMENT == 0:
+        return array
+    out = aligned_empty(array.shape, array.dtype)
+    out[...] = array
+    return out
 
 
 def to_unit_float(images):

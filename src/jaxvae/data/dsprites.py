@@ -43,8 +43,9 @@ orientation grid holds 0 and 2 pi), not in value.
 
 Rendering cost: 1.7 to 2.1 seconds per 10,000 images (measured on one core of a shared 2-core
 x86 machine; numpy float64, in chunks of 1,024), so about 2.5 minutes for all 737,280. The whole
-set takes 3 GB as uint8 (12 GB as float32): the training split stays uint8 (0 and 255, read as 0.0
-and 1.0), in memory and on the devices.
+set takes 3 GB as uint8 (12 GB as float32): every split stays uint8 (0 and 255, read as 0.0
+and 1.0), in memory and on the devices, and on a CPU the devices use the host's training split in
+place (:func:`~jaxvae.data.base.aligned_empty`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,13 @@ import math
 
 import numpy as np
 
-from jaxvae.data.base import Dataset, Source, SourceRequest, register, to_unit_float
+from jaxvae.data.base import (
+    Dataset,
+    Source,
+    SourceRequest,
+    aligned_empty,
+    register,
+)
 from jaxvae.data.ground_truth import (
     check_factors,
     index_to_factors,
@@ -100,7 +107,7 @@ def render(factors: np.ndarray) -> np.ndarray:
       ValueError: If ``factors`` is not ``[N, 5]`` integers within :data:`FACTOR_SIZES`.
     """
     table = check_factors(factors, FACTOR_SIZES, "dSprites factors")
-    images = np.zeros((table.shape[0], *IMAGE_SHAPE), np.uint8)
+    images = aligned_empty((table.shape[0], *IMAGE_SHAPE), np.uint8)  # (a CPU device keeps it)
     for start in range(0, table.shape[0], _CHUNK):
         images[start : start + _CHUNK, ..., 0] = _render_chunk(table[start : start + _CHUNK])
     return images
@@ -188,8 +195,8 @@ def load_dsprites_procedural(request: SourceRequest) -> Dataset:
         the split), ``validation_size`` (examples held out of the end of the training split).
 
     Returns:
-      A Dataset of images ``[N, 64, 64, 1]`` with factors: the training images uint8 0/255,
-      the others float32 0/1 (see :func:`~jaxvae.data.to_unit_float`).
+      A Dataset of images ``[N, 64, 64, 1]`` with factors, every split uint8 0/255 (read as 0
+      and 1, :func:`~jaxvae.data.to_unit_float`).
 
     Raises:
       ValueError: If ``validation_size`` is out of range.
@@ -207,8 +214,8 @@ def load_dsprites_procedural(request: SourceRequest) -> Dataset:
     for split, index in splits.items():
         factors = index_to_factors(index, FACTOR_SIZES)
         images = render(factors)
-        np.multiply(images, 255, out=images)  # 0/255: the training split stays uint8
-        arrays[f"{split}_images"] = images if split == "train" else to_unit_float(images)
+        np.multiply(images, 255, out=images)  # 0/255, read as 0.0 and 1.0: every split uint8
+        arrays[f"{split}_images"] = images
         arrays[f"{split}_labels"] = factors[:, 0].copy()
         arrays[f"{split}_factors"] = factors
     return Dataset(

@@ -36,10 +36,10 @@ from jaxvae.data.base import (
     Dataset,
     Source,
     SourceRequest,
+    aligned_empty,
     check_choice,
     get_records,
     register,
-    to_unit_float,
 )
 from jaxvae.data.ground_truth import (
     ArrayGroundTruthData,
@@ -108,8 +108,8 @@ def load_ground_truth_tfds(name: str, request: SourceRequest) -> Dataset:
         :func:`~jaxvae.data.prepared_builder`).
 
     Returns:
-      A :class:`~jaxvae.data.Dataset` of images in ``[0, 1]`` (the training images uint8
-      0..255, dsprites' 0/1 as 0/255; the others float32), labels the ``spec.label_factor``
+      A :class:`~jaxvae.data.Dataset` of images in ``[0, 1]`` (every split uint8 0..255,
+      dsprites' 0/1 as 0/255), labels the ``spec.label_factor``
       factor, and the factors of every example.
 
     Raises:
@@ -131,8 +131,8 @@ def load_ground_truth_tfds(name: str, request: SourceRequest) -> Dataset:
     arrays = {}
     for split, index in splits.items():
         images, factors = read_factor_records(source, index, spec)
-        np.multiply(images, 255 // spec.pixel_max, out=images)  # 0..255: train stays uint8
-        arrays[f"{split}_images"] = images if split == "train" else to_unit_float(images)
+        np.multiply(images, 255 // spec.pixel_max, out=images)  # 0..255: every split uint8
+        arrays[f"{split}_images"] = images
         arrays[f"{split}_labels"] = factors[:, label].copy()
         arrays[f"{split}_factors"] = factors
     return Dataset(
@@ -189,7 +189,7 @@ def read_factor_records(
     Raises:
       ValueError: If an image has the wrong dtype, shape or range, or a factor is out of range.
     """
-    images = np.zeros((len(index), *spec.image_shape), np.uint8)
+    images = aligned_empty((len(index), *spec.image_shape), np.uint8)  # every row is read below
     factors = np.zeros((len(index), len(spec.factor_names)), np.int64)
     for start in range(0, len(index), _READ_CHUNK):
         keys = [int(k) for k in index[start : start + _READ_CHUNK]]
