@@ -48,7 +48,10 @@ def one_device_mesh():
 # The order the test modules are handed to pytest-xdist's workers (`make test`: --dist loadgroup
 # --no-loadscope-reorder): the slowest first, so the workers finish together. Each module is one
 # unit of work (its module fixtures built once), except the families test, whose families go
-# out one by one.
+# out one by one. The units are made by `pytest_xdist_make_scheduler` below, not by xdist's
+# `xdist_group` marks: with pytest 9.2 those marks no longer reach xdist 3.8's scheduler (it
+# writes the group into a node id field pytest stopped reading, pytest-xdist issue 1386), so
+# every test went out alone and a module's fixtures were built once per worker.
 SLOWEST_FIRST = (
     "test_families",
     "test_preemption",
@@ -73,11 +76,23 @@ SPLIT = ("test_families",)
 
 
 def pytest_collection_modifyitems(config, items):
-    def module(item):
-        return os.path.basename(item.nodeid.split("::")[0])[:-3]
-
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(module(item), len(rank)))  # stable: file order kept
-    for item in items:
-        if module(item) not in SPLIT:
-            item.add_marker(pytest.mark.xdist_group(module(item)))
+    items.sort(key=lambda item: rank.get(_module(item.nodeid), len(rank)))  # stable: file order
+
+
+def _module(nodeid: str) -> str:
+    return os.path.basename(nodeid.split("::")[0])[:-3]
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """With ``--dist loadgroup``: one unit of work per test module (per test in the SPLIT
+    modules), in collection order."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid if _module(nodeid) in SPLIT else nodeid.split("::")[0]
+
+    return ByModule(config, log)
