@@ -23,6 +23,7 @@ import math
 from typing import Any
 
 import numpy as np
+from matplotlib import ticker
 from matplotlib.patches import Rectangle
 
 from jaxvae.studies import figures, report, state
@@ -162,6 +163,9 @@ def _rank_correlation_text(data, spec: dict[str, Any]) -> list[str]:
     return [*report.markdown_table(header, body, set(range(1, m + 1))), ""]
 
 
+SUBS = (1.0, 2.0, 5.0)  # the total correlation axes' ticks in each decade
+
+
 def _check_findings(figure, study) -> None:
     _coords_check(figure, study, "x", "y")
     if missing := [m for m in (TC_SAMPLED, TC_MEAN) if m not in study.metrics]:
@@ -191,7 +195,18 @@ def _draw_findings(data, spec: dict[str, Any], path: str) -> None:
             med = [np.nanmedian(np.asarray(ys)[np.asarray(pos) == i]) for i in range(len(levels))]
             ax.plot(range(len(levels)), med, color=color, label=str(group))
         ax.set(xlabel=f"{spec['x']} (rank of the level, weak to strong)", ylabel=metric)
-        ax.set_yscale("symlog", linthresh=0.1)
+        # log (symlog where a value is 0 or below), ticks at 1, 2, 5 of each decade, so that
+        # values within one decade get labels too
+        if all(y > 0 for _, ys in by.values() for y in ys):
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=SUBS))
+        else:
+            ax.set_yscale("symlog", linthresh=0.1)
+            locator = ticker.SymmetricalLogLocator(linthresh=0.1, base=10, subs=SUBS)
+            ax.yaxis.set_major_locator(locator)
+        ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].legend(frameon=False, fontsize=7)
     fig.suptitle(f"{data.name}: {spec['title'] or 'findings'} (lines: medians over seeds)")
