@@ -125,11 +125,12 @@ def _draw_distributions(data, spec: dict[str, Any], path: str) -> None:
         ax.set_title(metric, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     handles = [Rectangle((0, 0), 1, 1, color=c, alpha=0.5) for c in palette]
-    fig.legend(handles, groups, loc="upper center", ncol=len(groups), frameon=False)
+    # the legend in a line of its own between the title and the panels
+    fig.legend(handles, groups, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(groups))
     fig.suptitle(
         f"{data.name}: {spec['title'] or 'distributions'} (x: {spec['y']}; n seeds "
         f"{figures._seed_count(data)})",
-        y=1.02,
+        y=1.0 + 0.5 / fig.get_figheight(),
     )
     figures._save(fig, path)
 
