@@ -88,6 +88,31 @@ def test_render_is_binary_deterministic_and_batch_independent():
     np.testing.assert_array_equal(images[1100:1103], dsprites.render(factors[1100:1103]))
 
 
+def _drawn_in_place(factors: np.ndarray) -> np.ndarray:
+    """The module's geometry evaluated at each image's own 64x64 pixel centres (no sprite table):
+    the centre at pixel (16 + x, 16 + y), y up, rotation by the orientation, size 10 x scale."""
+    s, c, o, x, y = (factors[:, j, None, None] for j in range(5))
+    pixels = np.arange(64, dtype=np.float64)
+    dx, dy = pixels[None, None, :] - (16 + x), (16 + y) - pixels[None, :, None]
+    theta, h = dsprites.ORIENTATIONS[o] % (2 * np.pi), 10.0 * dsprites.SCALES[c]
+    u = (np.cos(theta) * dx + np.sin(theta) * dy) / h
+    v = (np.cos(theta) * dy - np.sin(theta) * dx) / h
+    shapes = (dsprites._square(u, v), dsprites._ellipse(u, v), dsprites._heart(u, v))
+    return np.choose(np.broadcast_to(s, u.shape), shapes).astype(np.uint8)[..., None]
+
+
+def test_render_equals_drawing_each_image_in_place():
+    """render() cuts each image out of its sprite drawn once on a larger canvas; the result is
+    the drawing at the image's own pixels, for random combinations and the corner positions."""
+    rng = np.random.default_rng(1)
+    factors = data.index_to_factors(rng.integers(0, dsprites.NUM_EXAMPLES, 600), SIZES)
+    corners = [
+        [sh, 5, o, x, y] for sh in range(3) for o in (0, 7) for x in (0, 31) for y in (0, 31)
+    ]
+    factors = np.concatenate([factors, _factors(*corners)])
+    np.testing.assert_array_equal(dsprites.render(factors), _drawn_in_place(factors))
+
+
 def test_shape_changes_the_silhouette_not_the_centre():
     for scale, orientation, x, y in [(5, 0, 10, 20), (2, 13, 31, 0), (0, 27, 0, 31)]:
         images = dsprites.render(_factors(*[[s, scale, orientation, x, y] for s in range(3)]))

@@ -51,6 +51,7 @@ place (:func:`~jaxvae.data.base.aligned_empty`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -108,17 +109,43 @@ def render(factors: np.ndarray) -> np.ndarray:
     """
     table = check_factors(factors, FACTOR_SIZES, "dSprites factors")
     images = aligned_empty((table.shape[0], *IMAGE_SHAPE), np.uint8)  # (a CPU device keeps it)
+    windows = _windows()
     for start in range(0, table.shape[0], _CHUNK):
-        images[start : start + _CHUNK, ..., 0] = _render_chunk(table[start : start + _CHUNK])
+        shape, scale, orientation, x_pos, y_pos = table[start : start + _CHUNK].T
+        picked = windows[shape, scale, orientation, _MAX_SHIFT - y_pos, _MAX_SHIFT - x_pos]
+        images[start : start + _CHUNK, ..., 0] = picked
     return images
 
 
-def _render_chunk(factors: np.ndarray) -> np.ndarray:
-    shape, scale, orientation, x_pos, y_pos = factors.T
-    pixels = np.arange(IMAGE_SHAPE[0], dtype=np.float64)
+# A position index moves the sprite by whole pixels, so every image is a 64x64 window of its
+# (shape, scale, orientation)'s sprite drawn once on a larger canvas, on the very pixel offsets
+# (integers, exact in float64) that drawing it in place would use: the same pixels.
+_MAX_SHIFT = FACTOR_SIZES[3] - 1  # 31: the largest shift in x (and in y)
+_CANVAS = IMAGE_SHAPE[0] + _MAX_SHIFT  # 95
+
+
+@functools.cache
+def _windows() -> np.ndarray:
+    """A read-only view ``[3, 6, 40, 32, 32, 64, 64]`` (bool): ``[s, c, o, i, j]`` is the
+    image of shape ``s``, scale ``c``, orientation ``o`` at x position ``31 - j`` and y position
+    ``31 - i``. Built once (720 sprites on a 95x95 canvas, 6.5 MB)."""
+    grid = np.stack(np.meshgrid(*map(np.arange, FACTOR_SIZES[:3]), indexing="ij"), -1)
+    sprites = _draw(grid.reshape(-1, 3)).reshape(*FACTOR_SIZES[:3], _CANVAS, _CANVAS)
+    windows = np.lib.stride_tricks.sliding_window_view(sprites, IMAGE_SHAPE[:2], axis=(3, 4))
+    windows.flags.writeable = False
+    return windows
+
+
+def _draw(factors: np.ndarray) -> np.ndarray:
+    """bool ``[N, 95, 95]``: each (shape, scale, orientation) row's sprite on the canvas whose
+    pixel ``[a, b]`` lies ``b - 47`` right of and ``47 - a`` above the sprite's centre (so the
+    window at row ``31 - y``, column ``31 - x`` is the image at positions ``x``, ``y``: a pixel
+    ``(r, p)`` of that image lies ``p - 16 - x`` right of and ``16 + y - r`` above the centre)."""
+    shape, scale, orientation = factors.T
+    pixels, centre = np.arange(_CANVAS, dtype=np.float64), float(_FIRST_CENTRE_PX + _MAX_SHIFT)
     # Offsets of each pixel centre from the sprite centre: x right, y up.
-    dx = pixels[None, None, :] - (_FIRST_CENTRE_PX + x_pos)[:, None, None]
-    dy = (_FIRST_CENTRE_PX + y_pos)[:, None, None] - pixels[None, :, None]
+    dx = (pixels - centre)[None, None, :]
+    dy = (centre - pixels)[None, :, None]
     theta = np.mod(ORIENTATIONS[orientation], 2.0 * np.pi)[:, None, None]
     h = (_UNIT_PX * SCALES[scale])[:, None, None]
     cos, sin = np.cos(theta), np.sin(theta)
@@ -130,7 +157,7 @@ def _render_chunk(factors: np.ndarray) -> np.ndarray:
         chosen = shape == k
         if chosen.any():
             inside[chosen] = fn(u[chosen], v[chosen])
-    return inside.astype(np.uint8)
+    return inside
 
 
 def _square(u: np.ndarray, v: np.ndarray) -> np.ndarray:
