@@ -84,6 +84,7 @@ def _module(nodeid: str) -> str:
     return os.path.basename(nodeid.split("::")[0])[:-3]
 
 
+@pytest.hookimpl(optionalhook=True)  # (a hook of pytest-xdist: unknown without it)
 def pytest_xdist_make_scheduler(config, log):
     """With ``--dist loadgroup``: one unit of work per test module (per test in the SPLIT
     modules), in collection order."""
