@@ -173,8 +173,9 @@ def write_pictures(
     """
     params, state = jax.device_put(sharding.host((params, state)))
     n = max(num, 32)
-    batch = {k: jnp.asarray(v[:n]) for k, v in data.items()}
-    batch["image"] = jnp.asarray(to_unit_float(np.asarray(data["image"][:n])))  # uint8: v / 255
+    firsts = {k: v[:n] for k, v in data.items()}
+    firsts["image"] = to_unit_float(np.asarray(firsts["image"]))  # uint8: v / 255
+    batch = {k: jnp.asarray(v) for k, v in firsts.items()}
     first = lambda b, sl: {k: v[sl] for k, v in b.items()}
     written = []
 
