@@ -51,7 +51,7 @@ def encode_images(run: api.Run, images, labels, *, batch_size: int) -> dict[str,
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    data = evaluate.as_data(images, labels)  # uint8 training images: v / 255
+    data = evaluate.as_data(images, labels)  # uint8 images stay so; each batch becomes v / 255
     run.model.check_images(data["image"])
     params, state = jax.device_put((run.params, run.state))
     fn = lambda batch, _, p, s: _codes(run.model, p, s, batch)
