@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -292,6 +293,24 @@ def test_shards_are_disjoint_cover_all_and_are_deterministic():
             runs_lib.parse_shard(bad)
 
 
+def test_run_patterns_select_by_name_and_refuse_a_pattern_that_matches_nothing():
+    study = Study(
+        "s",
+        smoke_config(),
+        axes=(Axis("beta", key="objective.beta", values=(1.0, 2.0, 10.0)),),
+        seeds=2,
+    )
+    runs = expand(study)
+    names = lambda patterns: [r.name for r in runs_lib.select(runs, patterns)]
+    assert names(None) == [r.name for r in runs]
+    assert names("beta=1-*") == ["beta=1-seed0", "beta=1-seed1"]  # not beta=10
+    expected = ["beta=2-seed0", "beta=1-seed1", "beta=2-seed1", "beta=10-seed1"]
+    assert names("*-seed1, beta=2-seed0") == expected  # in the study's order
+    for bad, match in (("beta=3-*", "'beta=3-\\*' matches no run"), ("beta=1-*,", "empty")):
+        with pytest.raises(ValueError, match=match):
+            runs_lib.select(runs, bad)
+
+
 # --- running -----------------------------------------------------------------------------------
 
 
@@ -470,6 +489,73 @@ def test_two_shards_at_once_equal_one_process(tiny, tmp_path):
     json.load(open(os.path.join(workdir, "study.json")))  # whole, not torn
     assert [n for n in os.listdir(workdir) if n.endswith(".tmp")] == []
     assert results_csv(workdir, tmp_path) == results_csv(reference, tmp_path)[:3]
+
+
+def test_selected_runs_are_split_by_the_shards_and_equal_the_whole_studys(tiny, tmp_path):
+    """`--runs 'beta=4-*'` with two shards: one of the two beta=4 runs each, the same results as
+    in the whole study; the other runs stay pending."""
+    study_file, reference = tiny
+    workdir = str(tmp_path / "selected")
+    procs = [
+        study_run(study_file, workdir, "--runs", "beta=4-*", "--shard", f"{i}/2") for i in range(2)
+    ]
+    for (rc, _, err), name in zip(
+        map(finish, procs), ("beta=4-seed0", "beta=4-seed1"), strict=True
+    ):
+        assert rc == 0, err
+        assert "1 of 4 runs" in err and "1 trained" in err and name in err, err
+    rows = list(csv.DictReader(results_csv(workdir, tmp_path)))
+    expected = list(csv.DictReader(results_csv(reference, tmp_path)))
+    for row, ref in zip(rows, expected, strict=True):
+        if row["run"].startswith("beta=4-"):
+            assert row == ref
+        else:
+            assert row["state"] == "pending" and row["test_nelbo"] == ""
+
+
+def test_an_export_is_the_study_without_its_weights(tiny, tmp_path, capsys):
+    """`study export`: the done runs' record only; reported as the study itself, and `study run`
+    on it trains only what was not done; exporting again adds the runs done since."""
+    from jaxvae.studies import execute, export
+
+    study_file, workdir = tiny
+    partial = tmp_path / "partial"
+    shutil.copytree(workdir, partial)
+    os.remove(partial / "runs" / "beta=4-seed1" / "summary.json")  # as if still training
+    dest = str(tmp_path / "export")
+    assert cli.main(["study", "export", str(partial), dest]) == 0
+    assert capsys.readouterr().out.strip() == f"3 done runs exported to {dest}"
+    assert sorted(os.listdir(os.path.join(dest, "runs"))) == sorted(RUN_NAMES[:2] + RUN_NAMES[2:3])
+    for name in RUN_NAMES[:3]:
+        files = sorted(os.listdir(os.path.join(dest, "runs", name)))
+        assert files == sorted(
+            n for n in export.RECORD if os.path.exists(partial / "runs" / name / n)
+        )
+        assert "metrics.jsonl" in files and "summary.json" in files
+    size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(dest) for f in fs)
+    assert size < 0.1 * sum(
+        os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(partial) for f in fs
+    )
+    assert results_csv(dest, tmp_path) == results_csv(str(partial), tmp_path)
+    ours, theirs = report.collect(dest), report.collect(str(partial))
+    assert ours.curves == theirs.curves and ours.values == theirs.values
+
+    trained = []
+    fake_train = lambda config, run_dir: trained.append(os.path.basename(run_dir)) or {}
+    outcome = execute.run_study(load_study(study_file), dest, train=fake_train, log=lambda m: None)
+    assert sorted(outcome.done_before) == sorted(RUN_NAMES[:3]) and trained == ["beta=4-seed1"]
+
+    assert cli.main(["study", "export", workdir, dest]) == 0  # the same study: adds the 4th
+    assert capsys.readouterr().out.startswith("4 done runs")
+    assert results_csv(dest, tmp_path) == results_csv(workdir, tmp_path)
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    for target in (str(other), workdir):
+        assert cli.main(["study", "export", workdir, target]) == 2
+        assert "Traceback" not in capsys.readouterr().err
+    assert os.listdir(other) == ["notes.txt"]
 
 
 def test_seeds_at_once_equal_one_run_at_a_time(tiny, tmp_path):
@@ -685,7 +771,11 @@ def test_mean_std_is_numpys(tmp_path):
         (["study", "report", "{tmp}"], "holds no study"),
         (["study", "status", "{tmp}", "--config.train.epochs=1"], "apply to `study run` only"),
         (["study", "run", "{study}"], "--workdir"),
-        (["study"], "run,status,report"),
+        (["study"], "run,status,report,export"),
+        (
+            ["study", "run", "{study}", "--workdir", "{tmp}/w", "--runs", "beta=9*"],
+            "--runs: 'beta=9*' matches no run",
+        ),
         (["study", "run", "{tmp}/syntax.py", "--workdir", "{tmp}/w"], "syntax.py': SyntaxError"),
         (
             ["study", "run", "{tmp}/bad.py", "--workdir", "{tmp}/w"],

@@ -46,6 +46,7 @@ def run_study(
     workdir: str,
     *,
     shard: tuple[int, int] = (0, 1),
+    select: str | None = None,
     seeds: int | None = None,
     overrides: Sequence[str] = (),
     seeds_at_once: int | None = None,
@@ -56,6 +57,9 @@ def run_study(
 
     Args:
       shard: ``(I, N)``: this process takes the runs whose canonical index is I mod N.
+      select: comma-separated shell patterns of run names (:func:`jaxvae.studies.runs.select`):
+        only those runs are trained, and ``shard`` splits them (the k-th selected run goes to
+        shard k mod N); the study and its directory are the whole study's either way.
       seeds: keep the first ``seeds`` seeds only.
       overrides: ``"KEY=VALUE"`` config overrides applied to every run (recorded in study.json).
       seeds_at_once: train up to this many pending seeds of a variant in one vectorized program
@@ -77,7 +81,10 @@ def run_study(
     if seeds_at_once is not None and seeds_at_once < 1:
         raise ValueError(f"--seeds-at-once must be >= 1, got {seeds_at_once}")
     runs = runs_lib.expand(study, seeds=seeds, overrides=overrides)
-    mine = runs_lib.shard(runs, *shard)
+    selected = runs_lib.select(runs, select)
+    if select is not None:  # number the selected runs afresh, so shards split them evenly
+        selected = [dataclasses.replace(r, index=k) for k, r in enumerate(selected)]
+    mine = runs_lib.shard(selected, *shard)
     study_json = runs_lib.canonical(study, runs, overrides=overrides)
     state.init_study_dir(workdir, study_json)
     seeds_at_once = seeds_at_once or seeds_lib.default_group_size()

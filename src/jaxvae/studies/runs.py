@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import fnmatch
 import json
 import re
 from collections.abc import Sequence
@@ -93,6 +94,24 @@ def shard(runs: Sequence[RunSpec], index: int, count: int) -> list[RunSpec]:
     if not (type(index) is type(count) is int and 0 <= index < count):
         raise ValueError(f"shard {index!r}/{count!r}: expected I/N with 0 <= I < N")
     return [r for r in runs if r.index % count == index]
+
+
+def select(runs: Sequence[RunSpec], patterns: str | None) -> list[RunSpec]:
+    """The runs whose name matches one of the comma-separated shell patterns ``patterns``
+    (``fnmatch``, e.g. ``"dipvae_*-seed0,beta_tcvae.*"``); every run when ``patterns`` is
+    ``None``. A pattern that matches no run is a mistake (a typo would train nothing)."""
+    if patterns is None:
+        return list(runs)
+    wanted = [p.strip() for p in patterns.split(",")]
+    if not all(wanted):
+        raise ValueError(f"--runs {patterns!r}: an empty pattern")
+    for pattern in wanted:
+        if not any(fnmatch.fnmatchcase(r.name, pattern) for r in runs):
+            names = ", ".join(r.name for r in runs[:3])
+            raise ValueError(
+                f"--runs: {pattern!r} matches no run of the study (runs: {names}, ...)"
+            )
+    return [r for r in runs if any(fnmatch.fnmatchcase(r.name, p) for p in wanted)]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
