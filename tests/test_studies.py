@@ -273,13 +273,14 @@ def test_bad_parts_name_the_bad_value():
         expand(study, overrides=["train.epoch=1"])
 
 
+def beta_grid(betas, seeds):
+    """A study of the smoke config over ``betas`` x ``seeds`` (never run here)."""
+    axes = (Axis("beta", key="objective.beta", values=betas),)
+    return Study("s", smoke_config(), axes=axes, seeds=seeds)
+
+
 def test_shards_are_disjoint_cover_all_and_are_deterministic():
-    study = Study(
-        "s",
-        smoke_config(),
-        axes=(Axis("beta", key="objective.beta", values=(1.0, 2.0, 4.0)),),
-        seeds=5,
-    )
+    study = beta_grid((1.0, 2.0, 4.0), seeds=5)
     runs = expand(study)
     for n in (1, 2, 4, 7, 20):
         parts = [[r.name for r in shard(runs, i, n)] for i in range(n)]
@@ -294,13 +295,7 @@ def test_shards_are_disjoint_cover_all_and_are_deterministic():
 
 
 def test_run_patterns_select_by_name_and_refuse_a_pattern_that_matches_nothing():
-    study = Study(
-        "s",
-        smoke_config(),
-        axes=(Axis("beta", key="objective.beta", values=(1.0, 2.0, 10.0)),),
-        seeds=2,
-    )
-    runs = expand(study)
+    runs = expand(beta_grid((1.0, 2.0, 10.0), seeds=2))
     names = lambda patterns: [r.name for r in runs_lib.select(runs, patterns)]
     assert names(None) == [r.name for r in runs]
     assert names("beta=1-*") == ["beta=1-seed0", "beta=1-seed1"]  # not beta=10
