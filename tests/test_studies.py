@@ -734,6 +734,33 @@ def test_locks_tell_running_from_a_killed_process(tmp_path):
     assert progress.progress(workdir)[0].state == "pending"
 
 
+def test_a_live_lock_survives_a_clock_step_and_release_removes_only_its_own(tmp_path):
+    """The wall clock moved since a lock was taken (its recorded start seconds off): the holder
+    is still live, by the start counted since boot. A lock taken over from its holder is not
+    removed when the old holder releases."""
+    path = str(tmp_path / "run.lock")
+    lock = state.RunLock(path)
+    assert lock.acquire()
+    info = json.load(open(path))
+    assert info["process_since_boot"] is not None and info["pid"] == os.getpid()
+    info["process_start"] -= 5.0  # what a 5 s clock step makes of the recorded start
+    with open(path, "w") as f:
+        json.dump(info, f)
+    assert state.lock_holder(path)["pid"] == os.getpid()
+    assert not state.RunLock(path).acquire()
+    info["process_since_boot"] -= 5.0  # a later process that reused the pid
+    with open(path, "w") as f:
+        json.dump(info, f)
+    assert state.lock_holder(path) is None
+    second = state.RunLock(path)
+    assert second.acquire()  # taken over
+    lock.release()  # the first holder ends: the second's lock stays
+    assert json.load(open(path))["token"] == json.loads(second._text)["token"]
+    assert state.lock_holder(path) is not None
+    second.release()
+    assert not os.path.exists(path)
+
+
 def test_mean_std_is_numpys(tmp_path):
     rng = np.random.default_rng(0)
     for n in (2, 3, 7):

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import socket
 import threading
 import time
@@ -141,12 +142,40 @@ def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _create_time(pid: int) -> float | None:
+def _start(pid: int) -> tuple[float, float | None] | None:
+    """When process ``pid`` started: ``(seconds since the epoch, seconds since boot)``, or
+    ``None`` when it is gone. The first is for people and moves with the wall clock (an NTP step,
+    a VM's clock sync: a lock once judged stale because of that was taken from a live process);
+    the second is the kernel's own count since boot, which never moves (``None`` off Linux)."""
     try:
         p = psutil.Process(pid)
-        return None if p.status() == psutil.STATUS_ZOMBIE else p.create_time()
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return p.create_time(), _since_boot(pid)
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
+
+
+def _since_boot(pid: int) -> float | None:
+    """Linux: the start of ``pid`` in seconds since boot (``/proc/<pid>/stat``'s starttime, in
+    clock ticks); ``None`` elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()  # after the command, which may hold spaces
+        return int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of the whole line
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _same_process(info: dict[str, Any]) -> bool:
+    """Whether the process a lock names on this host is alive, and is that process, not a later
+    one that reuses its pid."""
+    if (now := _start(int(info.get("pid", -1)))) is None:
+        return False
+    wall, since_boot = now
+    if since_boot is not None and info.get("process_since_boot") is not None:
+        return abs(since_boot - info["process_since_boot"]) < 0.05  # clock ticks: exact
+    return abs(wall - info.get("process_start", wall)) <= 2.0
 
 
 def lock_holder(path: str) -> dict[str, Any] | None:
@@ -161,11 +190,7 @@ def lock_holder(path: str) -> dict[str, Any] | None:
     except json.JSONDecodeError:  # being written by its holder right now
         return {"host": "?", "pid": None} if time.time() - mtime < STALE_S else None
     if info.get("host") == socket.gethostname():
-        started = _create_time(int(info.get("pid", -1)))
-        # the same pid, and not a later process that reuses it
-        if started is None or abs(started - info.get("process_start", started)) > 1.0:
-            return None
-        return info
+        return info if _same_process(info) else None
     return info if time.time() - mtime < STALE_S else None
 
 
@@ -179,12 +204,16 @@ class RunLock:
         self.path = path
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._text: str | None = None  # what this lock wrote: release removes only that
 
     def acquire(self) -> bool:
         for _ in range(2):
-            info = {"host": socket.gethostname(), "pid": os.getpid()}
-            info |= {"process_start": _create_time(os.getpid()), "started": _now()}
-            if not storage.create(self.path, json.dumps(info)):
+            wall, since_boot = _start(os.getpid()) or (None, None)
+            info = {"host": socket.gethostname(), "pid": os.getpid(), "process_start": wall}
+            info |= {"process_since_boot": since_boot, "started": _now()}
+            info["token"] = secrets.token_hex(8)
+            self._text = json.dumps(info)
+            if not storage.create(self.path, self._text):
                 if lock_holder(self.path) is not None:
                     return False
                 with contextlib.suppress(FileNotFoundError):
@@ -204,8 +233,11 @@ class RunLock:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        # Only this lock's own file: were it ever taken over (judged stale), removing the new
+        # holder's file would let a third process train the run beside it.
         with contextlib.suppress(FileNotFoundError):
-            storage.remove(self.path)
+            if storage.read_text(self.path) == self._text:
+                storage.remove(self.path)
 
 
 # --- failures ----------------------------------------------------------------------------------
