@@ -280,3 +280,19 @@ def test_a_study_of_two_shards_on_gcs_and_its_report(gcs, tmp_path, capsys):
     lock.release()
     assert state.lock_holder(path) is None
     assert not objects(gcs, "studies/s/state/")
+    # its record exported from GCS to a local directory, and from there to GCS again: no
+    # weights, the same summaries, the same report
+    local = str(tmp_path / "kept")
+    assert cli.main(["study", "export", workdir, local]) == 0
+    assert cli.main(["study", "export", local, f"gs://{BUCKET}/kept/s"]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        f"2 done runs exported to {local}",
+        f"2 done runs exported to gs://{BUCKET}/kept/s",
+    ]
+    kept = objects(gcs, "kept/s/")
+    assert kept and not [n for n in kept if "checkpoints" in n or "events" in n], kept
+    for run_name in (row.split(",")[0] for row in rows[1:]):
+        summary = f"runs/{run_name}/summary.json"
+        assert get(gcs, f"kept/s/{summary}") == get(gcs, f"studies/s/{summary}")
+    assert cli.main(["study", "report", f"gs://{BUCKET}/kept/s"]) == 0
+    assert get(gcs, "kept/s/report/results.csv").decode().splitlines() == rows
