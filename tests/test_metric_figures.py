@@ -13,7 +13,7 @@ from scipy import stats
 
 from jaxvae import config as config_lib
 from jaxvae import io, layout
-from jaxvae.studies import execute, expand, load_study, metric_figures, report
+from jaxvae.studies import Figure, execute, expand, load_study, metric_figures, report
 from tests.conftest import REPO
 
 STUDY = os.path.join(REPO, "experiments", "studies", "locatello_dsprites.py")
@@ -123,7 +123,8 @@ def test_findings_are_computed_from_the_runs(made):
         ]
         row = next(line for line in text.splitlines() if line.startswith(f"| {model} | 6 |"))
         cells = [c.strip() for c in row.split("|")[1:-1]]
-        assert cells[2:] == [f"{want[0]:+.2f}", f"{want[1]:+.2f}", "yes"], row
+        paper = "sampled falls, mean does not"
+        assert cells[2:] == [f"{want[0]:+.2f}", f"{want[1]:+.2f}", paper, "yes"], row
     # Finding 2: the standard deviations against numpy on results.csv
     by_variant = {}
     for r in rows:
@@ -138,6 +139,31 @@ def test_findings_are_computed_from_the_runs(made):
     assert got == pytest.approx({"seed": seed, "hyperparameter": hyper, "model": model})
     row = next(line for line in text.splitlines() if line.startswith("| mig | "))
     assert row.split("|")[2].strip() == f"{seed:.3g}"
+
+
+def test_a_models_exception_to_figure_1_is_held_against_the_exception(made):
+    """A model the paper names as an exception (its mean representation's total correlation
+    falls too) holds when both fall, and not when the mean one rises as for the others."""
+    workdir, _ = made
+    data = report.collect(workdir)
+    spec = next(f for f in data.figures if f["kind"] == "findings")
+    assert spec["exceptions"] == ["dipvae_i"]  # the shipped study's, through study.json
+
+    def verdicts(exceptions):
+        lines = metric_figures._findings_text(data, dict(spec, exceptions=exceptions))
+        rows = [[c.strip() for c in line.split("|")[1:-1]] for line in lines]
+        return {r[0]: r[4:] for r in rows if r and r[0] in MODELS}
+
+    assert verdicts(["factorvae"])["factorvae"] == ["both fall (its exception)", "no"]
+    assert verdicts(["factorvae"])["beta_vae"] == ["sampled falls, mean does not", "yes"]
+    for v in data.variants:  # the mean representation's TC falls too for factorvae
+        if v["coords"]["model"] == "factorvae":
+            tc = data.values[v["name"]]["gaussian_total_correlation_mean"]
+            tc[:] = [1.0 / x for x in tc]
+    assert verdicts(["factorvae"])["factorvae"] == ["both fall (its exception)", "yes"]
+    assert verdicts([])["factorvae"] == ["sampled falls, mean does not", "no"]
+    with pytest.raises(ValueError, match="exceptions='dipvae_i', expected a tuple"):
+        Figure("f", kind="findings", x="strength", y="model", exceptions="dipvae_i")
 
 
 def test_the_shipped_grid_is_the_papers():

@@ -178,6 +178,10 @@ class Figure:
       title, xlabel, ylabel: text on the figure (defaults: derived from ``x`` and ``y``).
       log_x: a logarithmic x axis (base 2).
       ylim: ``(low, high)`` of the y axis (default: fitted to the points).
+      exceptions: for the ``findings`` kind, the groups (values of ``y``) that the paper names
+        as exceptions to its Figure 1: their mean representation's total correlation falls with
+        the regularisation too (Locatello et al.: DIP-VAE-I, which penalises the covariance of
+        the mean representation); their verdict is held against that.
     """
 
     name: str
@@ -189,8 +193,14 @@ class Figure:
     ylabel: str = ""
     log_x: bool = False
     ylim: tuple[float, float] | None = None
+    exceptions: tuple[str, ...] = ()
 
     def __post_init__(self):
+        if isinstance(self.exceptions, str) or not all(isinstance(e, str) for e in self.exceptions):
+            raise ValueError(
+                f"figure {self.name!r}: exceptions={self.exceptions!r}, expected a tuple of names"
+            )
+        object.__setattr__(self, "exceptions", tuple(self.exceptions))
         if self.ylim is not None:
             ok = isinstance(self.ylim, tuple | list) and len(self.ylim) == 2
             low, high = map(figures.number, self.ylim) if ok else (math.nan, math.nan)
