@@ -98,7 +98,7 @@ def shard(runs: Sequence[RunSpec], index: int, count: int) -> list[RunSpec]:
 
 def select(runs: Sequence[RunSpec], patterns: str | None) -> list[RunSpec]:
     """The runs whose name matches one of the comma-separated shell patterns ``patterns``
-    (``fnmatch``, e.g. ``"dipvae_*-seed0,beta_tcvae.*"``); every run when ``patterns`` is
+    (``fnmatch``, e.g. ``"dipvae_*-seed0,btcvae.*"``); every run when ``patterns`` is
     ``None``. A pattern that matches no run is a mistake (a typo would train nothing)."""
     if patterns is None:
         return list(runs)
