@@ -81,6 +81,10 @@ def test_report_figures_and_spearman_against_scipy(made):
     workdir, paths = made
     for name in ("metric_distributions", "metric_rank_correlation", "total_correlation"):
         assert os.path.getsize(paths[f"{name}.png"]) > 10_000
+    # the distributions figure shows every metric of every variant: the comparison is left out
+    text = open(paths["report.md"]).read()
+    assert "comparison.png" not in paths and "comparison.png" not in text
+    assert not os.path.exists(os.path.join(workdir, "report", "comparison.png"))
     data = report.collect(workdir)
     values = metric_figures.run_values(data, data.metrics)
     assert values.shape == (18, len(data.metrics))

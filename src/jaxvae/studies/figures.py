@@ -182,6 +182,9 @@ class Kind(NamedTuple):
     check: Callable[[Any, Any], None]  # (Figure, Study) -> raises ValueError
     draw: Callable[[Any, dict, str], None]  # (ReportData, figure spec, path)
     text: Callable[[Any, dict], list[str]] | None = None  # markdown lines under the figure
+    # the STANDARD figures that this kind shows again in another arrangement: a report whose study
+    # asks for this kind leaves them out
+    replaces: tuple[str, ...] = ()
 
 
 def default_title(spec: dict[str, Any]) -> str:

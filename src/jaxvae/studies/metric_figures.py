@@ -258,7 +258,9 @@ def _findings_text(data, spec: dict[str, Any]) -> list[str]:
 
 
 figures.KINDS.update(
-    distributions=figures.Kind(lambda f, s: _coords_check(f, s, "x", "y"), _draw_distributions),
+    distributions=figures.Kind(  # every metric of every variant, as the comparison, by model
+        lambda f, s: _coords_check(f, s, "x", "y"), _draw_distributions, replaces=("comparison",)
+    ),
     rank_correlation=figures.Kind(
         _check_rank_correlation, _draw_rank_correlation, _rank_correlation_text
     ),

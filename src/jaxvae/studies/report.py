@@ -3,7 +3,9 @@
 The report reads only the study directory (``study.json`` and each run's ``summary.json`` and
 ``metrics.jsonl``) and writes ``DIR/report/``: ``report.md`` (mean +- std over seeds and n per
 variant, references beside them with the difference), ``results.csv`` (a row per run, every seed's
-values), ``results.json``, ``learning_curves.png``, ``comparison.png`` and the study's own figures.
+values), ``results.json``, ``learning_curves.png``, ``comparison.png`` (left out when one of the
+study's own figures shows the same again, as the ``distributions`` kind does) and the study's own
+figures.
 Statistics are over the finished runs: the mean and the sample standard deviation (ddof=1; none
 for a single seed).
 """
@@ -289,8 +291,11 @@ def write_report(workdir: str) -> dict[str, str]:
     }
     io.write_json(paths["results.json"], results)
     figure_files = []
+    replaced = {r for spec in data.figures for r in figures.KINDS[spec["kind"]].replaces}
     for name, (title, draw) in figures.STANDARD.items():
         file = f"{name}.png"
+        if name in replaced:
+            continue
         if draw(data, path := os.path.join(out, file)):
             paths[file] = path
             figure_files.append((title, file, []))
