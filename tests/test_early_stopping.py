@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 import jaxvae
-from jaxvae import checkpoint, sharding
+from jaxvae import checkpoint, sharding, storage
 from jaxvae import config as config_lib
 from tests.conftest import CONFIGS
 
@@ -82,3 +82,28 @@ def test_early_stopping_needs_a_validation_set():
         assert "data.validation_size" in str(e)
     else:
         raise AssertionError("accepted early stopping without a validation set")
+
+
+def test_resume_behind_the_best_checkpoint(tmp_path):
+    """A kill after the best state was written but before the regular checkpoint of that step:
+    the resumed run reaches the step again and replaces the best state; nothing is refused, and
+    the run ends as one that was never stopped."""
+    mesh = sharding.make_mesh(jax.devices()[:1])
+    config = _config(epochs=3, early_stopping_patience=5)
+    whole = jaxvae.train(config, str(tmp_path / "whole"), mesh=mesh)
+    workdir = str(tmp_path / "killed")
+    jaxvae.train(config, workdir, mesh=mesh)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        figures = [json.loads(line)["val_nelbo"] for line in f if "val_nelbo" in line]
+    assert figures[-1] < min(figures[:-1]), "the last epoch is not the best; nothing to test"
+    last = whole["trained_steps"]
+    assert checkpoint.steps(workdir, "checkpoints-best") == [last]
+    # The state a kill leaves between the two saves of the last epoch's end.
+    storage.rmtree(os.path.join(workdir, "checkpoints", str(last)))
+    os.remove(os.path.join(workdir, "summary.json"))
+    again = jaxvae.train(config, workdir, mesh=mesh)
+    assert again["resumed_from_step"] == last - last // 3
+    assert again["best_step"] == whole["best_step"] == last
+    assert again["params_digest"] == whole["params_digest"]
+    assert again["test_nelbo"] == whole["test_nelbo"]
+    assert checkpoint.steps(workdir, "checkpoints-best") == [last]

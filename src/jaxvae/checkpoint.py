@@ -300,6 +300,18 @@ class Checkpoints:
         save(self.manager, step, state, wait=True)
 
     def save_best(self, step: int, state) -> None:
+        """Writes the best state as ``step``, replacing what the best directory holds.
+
+        A run killed after its best state was written but before its next regular checkpoint
+        resumes from an earlier step and reaches ``step`` again: the best directory then already
+        holds ``step`` (or a later step of the attempt that was stopped, which the resumed
+        stopper, rebuilt from the log up to the resume step, does not know). Those are removed
+        first, so that the new best is the one kept (Orbax keeps the highest step) and the save
+        is not refused as a step that exists.
+        """
+        stale = [s for s in self.best.all_steps() if s >= step]
+        for s in stale:
+            self.best.delete(s)
         save(self.best, step, state, wait=True)
 
     def close(self) -> None:
