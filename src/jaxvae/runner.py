@@ -219,9 +219,14 @@ class Run:
         trained_steps, early = int(state.step), {}
         if self.checkpoints.best is not None and stopper.best_step is not None:
             # The figures and pictures of an early-stopped protocol are the best epoch's.
-            state, _ = checkpoint.restore_newest(
+            state, step = checkpoint.restore_newest(
                 self.workdir, exp.abstract_state(), name=layout.BEST
             )
+            if step != stopper.best_step:
+                raise ValueError(
+                    f"the best checkpoint in {self.workdir} is of step {step}, but the logged "
+                    f"validation figures put the best at step {stopper.best_step}"
+                )
             early = {"best_step": stopper.best_step, f"best_{stopper.metric}": stopper.best}
             early |= {"stopped_early": stopper.stop, "trained_steps": trained_steps}
         seconds = self.train_seconds
