@@ -6,10 +6,11 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import jaxvae
-from jaxvae import checkpoint, sharding, storage
+from jaxvae import checkpoint, layout, sharding, storage
 from jaxvae import config as config_lib
 from tests.conftest import CONFIGS
 
@@ -107,3 +108,41 @@ def test_resume_behind_the_best_checkpoint(tmp_path):
     assert again["params_digest"] == whole["params_digest"]
     assert again["test_nelbo"] == whole["test_nelbo"]
     assert checkpoint.steps(workdir, "checkpoints-best") == [last]
+
+
+def test_the_best_state_is_written_with_the_next_checkpoint(tmp_path):
+    """An improving epoch keeps a copy of its state, written just before the next regular
+    checkpoint: the copy outlives the engine's donation of the live state, and a best that no
+    checkpoint followed yet is not on disk (a kill loses it with the training it came from)."""
+    workdir = str(tmp_path)
+    ckpts = checkpoint.Checkpoints(
+        workdir, keep=3, every_steps=0, min_interval_s=1e9, per_epoch=10, total=100,
+        resumed=False, best=True,
+    )  # fmt: skip
+    replicated = sharding.replicated(sharding.make_mesh(jax.devices()[:1]))
+
+    def best():
+        like = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), state
+        )
+        restored, step = checkpoint.restore_newest(workdir, like, name=layout.BEST)
+        return step, np.asarray(restored["w"])
+
+    state = {"w": jnp.arange(4.0)}
+    assert ckpts.after(10, lambda: state)  # the first epoch's end: nothing saved yet
+    ckpts.save_best(20, state)
+    state = jax.jit(lambda s: jax.tree.map(lambda a: a + 1, s), donate_argnums=0)(state)
+    assert not ckpts.after(20, lambda: state)  # within min_interval_s: no checkpoint
+    assert checkpoint.steps(workdir, layout.BEST) == []
+    assert ckpts.after(30, lambda: state, force=True)
+    assert checkpoint.steps(workdir) == [10, 30]
+    step, w = best()
+    assert step == 20
+    np.testing.assert_array_equal(w, np.arange(4.0))
+    ckpts.save_best(40, state)
+    ckpts.now(45, state)  # a stop request writes the kept best first
+    assert checkpoint.steps(workdir) == [10, 30, 45]
+    step, w = best()
+    assert step == 40
+    np.testing.assert_array_equal(w, np.arange(4.0) + 1)
+    ckpts.close()

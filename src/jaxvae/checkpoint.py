@@ -15,7 +15,10 @@ Early stopping (:class:`EarlyStopping`) on a validation figure keeps the best st
 ``data.validation_size > 0`` the run evaluates the validation set at every epoch end
 (``val_<figure>`` lines in metrics.jsonl). With ``train.early_stopping_patience = P > 0`` it keeps the
 state of the best epoch in ``checkpoints-best/`` and stops once ``P`` epochs in a row did not
-improve on it; the test figures and pictures are then those of the best state. The stopper's
+improve on it; the test figures and pictures are then those of the best state. An improving epoch
+keeps a copy of its state and writes it with the next regular checkpoint (just before it), so
+short epochs do not pay for a synchronous save each, and a killed run's best directory matches the
+checkpoint it resumes from. The stopper's
 state is a function of the logged validation figures alone, so a resumed run rebuilds it from
 metrics.jsonl and takes the same decisions as one that was never stopped.
 """
@@ -281,6 +284,7 @@ class Checkpoints:
         self.last = time.time() if resumed else None
         self.wait = jax.default_backend() == "cpu"  # see save
         self.closed = False
+        self.pending_best: tuple[int, Any] | None = None  # (step, state), written with the next save
 
     def after(self, step: int, state_fn, *, force: bool = False, before=lambda: None) -> bool:
         """Saves ``state_fn()`` at ``step`` when due (or ``force``), calling ``before()`` first
@@ -291,28 +295,41 @@ class Checkpoints:
         due = force or save_due(step, **self.policy, seconds_since_save=since)
         if due:
             before()
+            self.write_best()
             save(self.manager, step, state_fn(), wait=self.wait)
             self.last = time.time()
         return due
 
     def now(self, step: int, state) -> None:
         """A checkpoint at ``step``, written before returning (a stop request)."""
+        self.write_best()
         save(self.manager, step, state, wait=True)
 
     def save_best(self, step: int, state) -> None:
-        """Writes the best state as ``step``, replacing what the best directory holds.
+        """Keeps ``state`` (a copy: the engine donates the live one) as the best, of ``step``;
+        it is written by :meth:`write_best` just before the next regular checkpoint (or the
+        summary). A kill loses it together with the training since that checkpoint, which the
+        resumed run repeats, reaching the same best again."""
+        self.pending_best = (step, jax.tree.map(lambda a: a.copy(), state))
 
-        A run killed after its best state was written but before its next regular checkpoint
-        resumes from an earlier step and reaches ``step`` again: the best directory then already
-        holds ``step`` (or a later step of the attempt that was stopped, which the resumed
-        stopper, rebuilt from the log up to the resume step, does not know). Those are removed
-        first, so that the new best is the one kept (Orbax keeps the highest step) and the save
-        is not refused as a step that exists.
+    def write_best(self) -> None:
+        """Writes the kept best state, if any, replacing what the best directory holds.
+
+        A run killed after its best state was written but before the regular checkpoint that
+        follows resumes from an earlier step and reaches the best's step again: the best
+        directory then already holds that step (or a later one of the attempt that was stopped,
+        which the resumed stopper, rebuilt from the log up to the resume step, does not know).
+        Those are removed first, so that the new best is the one kept (Orbax keeps the highest
+        step) and the save is not refused as a step that exists.
         """
+        if self.pending_best is None:
+            return
+        step, state = self.pending_best
         stale = [s for s in self.best.all_steps() if s >= step]
         for s in stale:
             self.best.delete(s)
         save(self.best, step, state, wait=True)
+        self.pending_best = None
 
     def close(self) -> None:
         if self.closed:

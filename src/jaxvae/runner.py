@@ -214,6 +214,7 @@ class Run:
         ``state`` (the best epoch's under early stopping); returns the summary."""
         self.progress.close()
         self.log.flush()
+        self.checkpoints.write_best()
         self.checkpoints.close()
         exp, stopper = self.exp, self.stopper
         trained_steps, early = int(state.step), {}
