@@ -284,9 +284,8 @@ class Checkpoints:
         self.last = time.time() if resumed else None
         self.wait = jax.default_backend() == "cpu"  # see save
         self.closed = False
-        self.pending_best: tuple[int, Any] | None = (
-            None  # (step, state), written with the next save
-        )
+        # (step, state) of a best epoch not yet written: written with the next save
+        self.pending_best: tuple[int, Any] | None = None
 
     def after(self, step: int, state_fn, *, force: bool = False, before=lambda: None) -> bool:
         """Saves ``state_fn()`` at ``step`` when due (or ``force``), calling ``before()`` first
