@@ -154,7 +154,9 @@ class GatedDense(nn.Module):
 
 class GatedVAE(nn.Module):
     """The Exemplar-VAE study's Gaussian-prior VAE (experiments/studies/exemplar_fmnist.py):
-    two gated 300-unit layers each way, 40 latents, a dense head to ``(mean, log_var)``."""
+    two gated 300-unit layers each way, 40 latents, a dense head to ``(mean, log_var)``, the
+    log-variance clipped to [-6, 2] (the reference code's hardtanh, jaxvae's
+    ``model.log_var_range``)."""
 
     latent_dim = 40
 
@@ -165,7 +167,7 @@ class GatedVAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         stats = self.enc(x.reshape(-1, 784))
-        return stats[:, :40], stats[:, 40:]
+        return stats[:, :40], torch.clamp(stats[:, 40:], -6.0, 2.0)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Returns flat (..., 784) logits."""

@@ -146,3 +146,26 @@ def test_the_best_state_is_written_with_the_next_checkpoint(tmp_path):
     assert step == 40
     np.testing.assert_array_equal(w, np.arange(4.0) + 1)
     ckpts.close()
+
+
+def test_updates_skipped_after_the_best_epoch_are_reported(tmp_path, monkeypatch):
+    """A run whose loss turns non-finite after its best epoch: every later update is skipped, early
+    stopping ends it, the figures are the best state's (no skipped update in it), and the summary
+    says how many updates the trained state skipped."""
+    from jaxvae import models
+    from jaxvae.models.vae import VAE
+
+    class NonFiniteLate(VAE):
+        def loss(self, params, state, batch, key, **kw):
+            loss, terms, state = super().loss(params, state, batch, key, **kw)
+            return jnp.where(kw.get("step", 0) >= 8, jnp.nan, loss), terms, state
+
+    NonFiniteLate.name = "vae_nonfinite_late"
+    monkeypatch.setitem(models._FAMILIES, NonFiniteLate.name, NonFiniteLate)
+    config = _config(epochs=6, early_stopping_patience=2)  # 4 steps an epoch
+    config_lib.apply_overrides(config, ["model.kind=vae_nonfinite_late"])
+    mesh = sharding.make_mesh(jax.devices()[:1])
+    out = jaxvae.train(config, str(tmp_path), mesh=mesh)
+    assert (out["best_step"], out["trained_steps"], out["stopped_early"]) == (8, 16, True)
+    assert out["skipped_steps"] == 0 and out["trained_skipped_steps"] == 8
+    assert np.isfinite(out["test_nelbo"])

@@ -3,6 +3,7 @@ of ``q(z1|x) q(z2|z1)`` and ``p(z2) p(z1|z2) p(x|z1)``; shapes, configuration an
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -301,3 +302,23 @@ def test_hvae_config_is_the_iwae_papers_architecture():
     assert kernels(shapes["encoder2"]) == [(100, 100), (100, 100), (100, 100)]
     assert kernels(shapes["prior1"]) == [(50, 100), (100, 100), (100, 200)]
     assert kernels(shapes["decoder"]["MLP_0"]) == [(100, 200), (200, 200), (200, 784)]
+
+
+def test_log_var_range_clips_all_three_gaussian_heads():
+    """``log_var_range`` bounds q(z1|x), q(z2|z1) and p(z1|z2) alike: each head's log-variance is
+    the unbounded model's, clipped; the means are untouched."""
+    model, params = _tiny_hvae()
+    clipped = dataclasses.replace(model, log_var_range=(-0.2, 0.2))
+    x = jnp.asarray(np.random.default_rng(1).random((5, *IMAGE_SHAPE)), jnp.float32)
+    z1 = jnp.asarray(np.random.default_rng(2).normal(size=(5, D1)), jnp.float32)
+    z2 = jnp.asarray(np.random.default_rng(3).normal(size=(5, D2)), jnp.float32)
+    heads = [
+        lambda m: m.q_z1(params, x),
+        lambda m: m.q_z2(params["encoder2"], z1),
+        lambda m: m.p_z1(params, z2),
+    ]
+    for head in heads:
+        (mean, lv), (cmean, clv) = head(model), head(clipped)
+        assert np.mean(np.abs(np.asarray(lv)) > 0.2) > 0.1  # the clip matters
+        np.testing.assert_array_equal(np.asarray(cmean), np.asarray(mean))
+        np.testing.assert_array_equal(np.asarray(clv), np.clip(np.asarray(lv), -0.2, 0.2))

@@ -188,3 +188,42 @@ def test_free_bits_and_dreg_are_refused():
     )
     with pytest.raises(ValueError, match="dreg"):
         config_lib.validate(config)
+
+
+def test_log_var_range_clips_every_gaussian_head_like_a_hardtanh():
+    """``log_var_range=(lo, hi)`` clips the encoder's log-variance (so the prior's components at
+    the pseudo-inputs too) to [lo, hi], with the hardtanh's gradient: none outside the range."""
+    model = _model(log_var_range=(-0.05, 0.05))
+    params, state = _params(model)
+    x = _images(6)
+    raw_mean, raw_lv = _encode(_np(params), x)
+    assert np.mean(raw_lv < -0.05) > 0.1 and np.mean(raw_lv > 0.05) > 0.1  # the clip matters
+    mean, lv = model.q_params(params, {"image": jnp.asarray(x)})
+    np.testing.assert_allclose(np.asarray(mean), raw_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(lv), np.clip(raw_lv, -0.05, 0.05), rtol=1e-5, atol=1e-6)
+    u = np.clip(np.asarray(params["prior"]["pseudo_inputs"], np.float64), 0.0, 1.0)
+    _, comp_lv = model.components(params)
+    np.testing.assert_allclose(
+        np.asarray(comp_lv), np.clip(_encode(_np(params), u)[1], -0.05, 0.05), rtol=1e-5, atol=1e-6
+    )
+    # d(sum of clipped log-variances)/d(output bias) = the number of images inside the range
+    d = model.latent_dim
+    last = sorted(params["encoder"]["MLP_0"], key=lambda n: int(n.split("_")[1]))[-1]
+    g = jax.grad(lambda p: jnp.sum(model.q_params(p, {"image": jnp.asarray(x)})[1]))(params)
+    inside = ((raw_lv > -0.05) & (raw_lv < 0.05)).sum(axis=0)
+    np.testing.assert_allclose(np.asarray(g["encoder"]["MLP_0"][last]["bias"][d:]), inside)
+
+
+@pytest.mark.parametrize(
+    "kind, value, message",
+    [
+        ("vampprior", (2.0, -6.0), "lo < hi"),
+        ("vampprior", (1.0,), "lo < hi"),
+        ("vampprior", ("a", "b"), "log_var_range"),
+        ("ae", (-6.0, 2.0), "no Gaussian log-variance heads"),
+    ],
+)
+def test_log_var_range_refused(kind, value, message):
+    kw = dict(image_shape=IMAGE, architecture="mlp", hidden=(8,), latent_dim=3)
+    with pytest.raises(ValueError, match=message):
+        models.get(kind)(log_var_range=value, **kw)

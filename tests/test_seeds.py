@@ -15,7 +15,7 @@ import pytest
 import jaxvae
 from jaxvae import checkpoint, layout, preemption, seeds
 from jaxvae import config as config_lib
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, REPO
 
 SEEDS = (0, 1)
 
@@ -186,6 +186,12 @@ def test_why_not_and_groups():
     with pytest.raises(ValueError, match="seeds per program must be >= 1, got 0"):
         seeds.groups([a], 0)
     assert seeds.default_group_size("cpu") == 1
+    # The GPU default is the measured group: 16 seeds of peer_mlp.py on one H200, at least 4x
+    # as fast vectorized as one after another (benchmarks/results/gpu/vmap_seeds_mlp_16.json).
+    with open(os.path.join(REPO, "benchmarks", "results", "gpu", "vmap_seeds_mlp_16.json")) as f:
+        measured = json.load(f)
+    assert measured["backend"] == "gpu" and measured["speedup"] >= 4
+    assert seeds.default_group_size("gpu") == measured["seeds"] == 16
 
 
 def test_train_seeds_refuses_mismatched_workdirs(tmp_path):

@@ -42,6 +42,7 @@ def test_exemplar_fmnist_protocol():
         assert c.data.validation_size == 10_000  # 50k train / 10k validation
         assert c.model.layer == "gated" and tuple(c.model.hidden) == (300, 300)
         assert c.model.latent_dim == 40 and c.model.likelihood == "bernoulli"
+        assert tuple(c.model.log_var_range) == (-6.0, 2.0)  # the reference code's hardtanh
         assert c.train.batch_size == 100 and c.train.learning_rate == 5e-4
         assert c.objective.warmup_steps == 100 * 500  # 100 epochs of 500 steps
         assert c.train.epochs == 2000 and c.train.early_stopping_patience == 50

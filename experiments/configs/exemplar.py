@@ -4,7 +4,8 @@ Gaussian-prior row; ``--config.model.kind=vampprior`` gives the VampPrior row's 
 
 Protocol (the paper's code): the 60k training images split 50k train / 10k validation (the last
 10k); dynamic binarization for training, the validation and test sets binarized once; two gated
-dense layers of 300 units, 40 latents, Bernoulli decoder; batch 100, Adam lr 5e-4; KL warm-up over
+dense layers of 300 units, 40 latents, every Gaussian head's log-variance clipped to [-6, 2]
+(the reference code's hardtanh), Bernoulli decoder; batch 100, Adam lr 5e-4; KL warm-up over
 100 epochs; up to 2000 epochs with early stopping on the validation negative ELBO (patience 50),
 the best epoch evaluated; test NLL by the IWAE bound with 5000 importance samples on the 10k test
 images. ``jaxvae bench --config exemplar`` times its training step (docs/benchmarks.md).
@@ -22,6 +23,7 @@ def get_config():
     config.model.layer = "gated"
     config.model.hidden = (300, 300)
     config.model.latent_dim = 40
+    config.model.log_var_range = (-6.0, 2.0)  # the reference code's hardtanh on every log-variance
     config.data.binarize = "dynamic"
     config.data.validation_size = 10_000
     config.train.batch_size = 100

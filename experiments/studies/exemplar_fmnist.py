@@ -3,8 +3,8 @@ Gaussian-prior VAE, VampPrior and two-layer HVAE rows.
 
 Protocol (the paper's code): the 60k training images split 50k train / 10k validation (the last
 10k); dynamic binarization for training, the validation and test sets binarized once
-(`data.EVAL_BINARIZATION_SEED`); two gated dense layers of 300 units, 40 latents, Bernoulli
-decoder; batch 100, Adam lr 5e-4; KL warm-up over 100 epochs; up to 2000 epochs with early stopping
+(`data.EVAL_BINARIZATION_SEED`); two gated dense layers of 300 units, 40 latents, every
+Gaussian head's log-variance clipped to [-6, 2] (the reference code's hardtanh), Bernoulli decoder; batch 100, Adam lr 5e-4; KL warm-up over 100 epochs; up to 2000 epochs with early stopping
 on the validation negative ELBO (patience 50), the best epoch evaluated; test NLL by the IWAE bound
 with 5000 importance samples on the 10k test images. The HVAE here is jaxvae's `hvae` family
 (z1 = 40, z2 = 40, gated 300-unit layers on both levels), whose exact wiring may differ from the

@@ -90,6 +90,8 @@ def base_config(imports: Sequence[str] = ()) -> ml_collections.ConfigDict:
     c.model.gaussian_std = 0.1
     c.model.num_mixtures = 5  # logistic_mixture components
     c.model.conv_impl = "auto"  # auto (fast on CPU and GPU, lax on TPU) | fast | lax
+    # (lo, hi): Gaussian heads' log-variances clipped to [lo, hi] (a hardtanh); (): unbounded
+    c.model.log_var_range = ()
     for name, family in sorted(models.families().items()):
         if options := family_options(family):
             c.model[name] = ml_collections.ConfigDict(options)
@@ -297,6 +299,7 @@ def make_model(
     }
     options |= {k: tuple(m[k]) for k in ("hidden", "channels", "kernels", "decoder_kernels")}
     options["conv_hidden"] = tuple(m.conv_hidden)
+    options["log_var_range"] = tuple(m.log_var_range)
     options |= {"conv_impl": resolve_conv_impl(m.conv_impl, backend), "image_shape": image_shape}
     pixels = {"gaussian_std": m.gaussian_std, "num_mixtures": m.num_mixtures}
     options["likelihood"] = likelihoods.make(m.likelihood, image_shape=image_shape, **pixels)

@@ -217,7 +217,7 @@ class Run:
         self.checkpoints.write_best()
         self.checkpoints.close()
         exp, stopper = self.exp, self.stopper
-        trained_steps, early = int(state.step), {}
+        trained_steps, trained_skipped, early = int(state.step), int(state.skipped), {}
         if self.checkpoints.best is not None and stopper.best_step is not None:
             # The figures and pictures of an early-stopped protocol are the best epoch's.
             state, step = checkpoint.restore_newest(
@@ -230,6 +230,8 @@ class Run:
                 )
             early = {"best_step": stopper.best_step, f"best_{stopper.metric}": stopper.best}
             early |= {"stopped_early": stopper.stop, "trained_steps": trained_steps}
+            # skipped_steps is the best state's; updates skipped after it are the trained one's
+            early["trained_skipped_steps"] = trained_skipped
         seconds = self.train_seconds
         out = summary.final_summary(exp, state) | early
         out |= {

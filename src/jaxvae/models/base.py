@@ -120,6 +120,8 @@ class Model(abc.ABC):
       likelihood: the decoder distribution (:mod:`jaxvae.likelihoods`).
       num_classes: classes of the labels (conditional families use them).
       num_train: training-set size (estimators that need it, e.g. beta-TCVAE's).
+      log_var_range: ``(lo, hi)``: every Gaussian head's log-variance clipped to ``[lo, hi]``
+        (:meth:`gaussian`; families with such heads only); empty: unbounded.
     """
 
     image_shape: tuple[int, int, int] = (28, 28, 1)
@@ -137,10 +139,12 @@ class Model(abc.ABC):
     likelihood: likelihoods.Likelihood | None = None
     num_classes: int = 10
     num_train: int = 60_000
+    log_var_range: tuple[float, ...] = ()
 
     name: ClassVar[str] = ""
     presentation: ClassVar[Presentation] = Presentation()
     architectures: ClassVar[tuple[str, ...]] = ARCHITECTURES  # the backbones the family supports
+    gaussian_heads: ClassVar[bool] = False  # whether the family has Gaussian heads (log_var_range)
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)
@@ -164,6 +168,7 @@ class Model(abc.ABC):
                 )
             set_(name, sizes)
         set_numbers(self, "a positive integer", lambda v: v > 0, "latent_dim", cast=int)
+        set_("log_var_range", self._log_var_range())
         if self.likelihood is None:
             set_("likelihood", likelihoods.make("bernoulli", image_shape=self.image_shape))
         if tuple(self.likelihood.image_shape) != self.image_shape:
@@ -180,7 +185,35 @@ class Model(abc.ABC):
                     f"{len(self.channels)} stride-2 layers: H and W must be divisible by {factor}"
                 )
 
+    def _log_var_range(self) -> tuple[float, ...]:
+        """``log_var_range`` checked: empty, or ``(lo, hi)`` with ``lo < hi``, for a family with
+        Gaussian heads."""
+        try:
+            bounds = tuple(float(v) for v in self.log_var_range)
+        except (TypeError, ValueError):
+            bounds = None
+        if bounds is None or (bounds and (len(bounds) != 2 or not bounds[0] < bounds[1])):
+            raise ValueError(
+                f"log_var_range must be empty or (lo, hi) with lo < hi, got {self.log_var_range!r}"
+            )
+        if bounds and not self.gaussian_heads:
+            raise ValueError(
+                f"log_var_range={bounds!r}: the {self.name} family has no Gaussian log-variance "
+                "heads to clip; leave model.log_var_range empty"
+            )
+        return bounds
+
     # ---- shared backbones -----------------------------------------------------------------
+
+    def gaussian(self, net, params, *inputs) -> tuple[jax.Array, jax.Array]:
+        """``(mean, log_var)`` of a diagonal Gaussian: the two halves of ``net``'s output, the
+        log-variance clipped to ``log_var_range`` where one is set (a hardtanh, whose gradient is
+        zero outside the range, as the VampPrior's and the Exemplar VAE's reference code bound
+        every Gaussian head's log-variance to [-6, 2])."""
+        mean, log_var = jnp.split(net.apply({"params": params}, *inputs), 2, axis=-1)
+        if self.log_var_range:
+            log_var = jnp.clip(log_var, *self.log_var_range)
+        return mean, log_var
 
     def encoder_net(self, out_dim: int):
         """The backbone encoder ``(x, cond) -> [N, out_dim]``."""
@@ -257,11 +290,6 @@ class Model(abc.ABC):
         """Family-specific pictures: ``{file name: (images, columns)}``."""
         del params, state, batch, key
         return {}
-
-
-def split_gaussian(net, params, *inputs) -> tuple[jax.Array, jax.Array]:
-    """``(mean, log_var)`` of a diagonal Gaussian: the two halves of ``net``'s output."""
-    return tuple(jnp.split(net.apply({"params": params}, *inputs), 2, axis=-1))
 
 
 def num_params(params: Params) -> int:

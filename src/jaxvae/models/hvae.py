@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jaxvae import distributions as dist
 from jaxvae import networks
 from jaxvae.models import register
-from jaxvae.models.base import Model, Presentation, _positive_ints, set_numbers, split_gaussian
+from jaxvae.models.base import Model, Presentation, _positive_ints, set_numbers
 from jaxvae.models.vae import kl_weighted_loss
 
 
@@ -43,6 +43,7 @@ class HVAE(Model):
     hidden2: tuple[int, ...] = (100, 100)
 
     inference_keys: ClassVar[tuple[str, ...]] = ("encoder", "encoder2")
+    gaussian_heads: ClassVar[bool] = True
     architectures: ClassVar[tuple[str, ...]] = ("mlp",)
     # z1's prior is p(z1 | z2), not N(0, I): sweeping its coordinates shows nothing.
     presentation: ClassVar[Presentation] = Presentation(traversal_range=None)
@@ -73,16 +74,16 @@ class HVAE(Model):
     def q_z1(self, params, x):
         """``(mean, log_var)`` of ``q(z1 | x)``, each ``[N, latent_dim]``."""
         self.check_images(x)
-        return split_gaussian(self.encoder_net(2 * self.latent_dim), params["encoder"], x)
+        return self.gaussian(self.encoder_net(2 * self.latent_dim), params["encoder"], x)
 
     def q_z2(self, q2_params, z1):
         """``(mean, log_var)`` of ``q(z2 | z1)`` for ``z1`` ``[..., latent_dim]``."""
-        return split_gaussian(self._mlp(self.hidden2, 2 * self.z2_dim), q2_params, z1)
+        return self.gaussian(self._mlp(self.hidden2, 2 * self.z2_dim), q2_params, z1)
 
     def p_z1(self, params, z2):
         """``(mean, log_var)`` of ``p(z1 | z2)`` for ``z2`` ``[..., z2_dim]``."""
         net = self._mlp(self.hidden2[::-1], 2 * self.latent_dim)
-        return split_gaussian(net, params["prior1"], z2)
+        return self.gaussian(net, params["prior1"], z2)
 
     def decode(self, params, state, z, labels=None):
         """``p(x | z1)``."""

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from jaxvae import distributions as dist
 from jaxvae.models import register
-from jaxvae.models.base import Model, set_numbers, split_gaussian
+from jaxvae.models.base import Model, set_numbers
 
 
 def kl_weighted_loss(parts, kl_weight, penalty, extra=None, **figures):
@@ -42,6 +42,7 @@ class VAE(Model):
     free_bits: float = 0.0
 
     inference_keys: ClassVar[tuple[str, ...]] = ("encoder",)  # q's own parameters (DReG)
+    gaussian_heads: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -93,7 +94,7 @@ class VAE(Model):
         x = batch["image"]
         self.check_images(x)
         cond = self.condition(batch.get("label"))
-        return split_gaussian(self.encoder_net(2 * self.latent_dim), params["encoder"], x, cond)
+        return self.gaussian(self.encoder_net(2 * self.latent_dim), params["encoder"], x, cond)
 
     def conditioned(self, z, labels):
         """The decoder's input: ``z`` and the condition of ``labels``, if any."""
