@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU figures of docs/benchmarks.md, in one go, on a CUDA machine whose python3 holds JAX (with
 # its CUDA plugin) and PyTorch. jaxvae runs from this checkout (PYTHONPATH=src); ml_collections
-# is its only requirement such images tend to lack (pip install it, or put a wheel in .whl/).
+# and tensorboardX are the requirements such images tend to lack (pip install them, or put their
+# wheels in .whl/).
 #
 #     JAXVAE_FASHION_MNIST_DIR=/path/to/idx bash benchmarks/gpu.sh OUTDIR
 #

@@ -24,6 +24,7 @@
 #
 # JAXVAE_GPU_STUDIES_DRY_RUN=1: every command line here at a tiny budget (the studies'
 # --config overrides, 2 seeds), on any machine: the rehearsal of tests/test_gpu_studies.py.
+# JAXVAE_GPU_VMAP=0 leaves stage 1 out (measured once, it need not take a later call's time).
 # JAXVAE_GPU_EXEMPLAR_PROCS=P (default 3) starts the first P of the Exemplar study's 3 shards
 # (variants), JAXVAE_GPU_IWAE_PROCS=P (default 12) the first P of the IWAE table's 12.
 set -u
@@ -96,9 +97,13 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
   >> "$OUTDIR/summary.txt" 2>&1
 
 # 1. Seeds in one program: what jaxvae.seeds.BACKEND_DEFAULT["gpu"] rests on.
-limited "$VMAP_LIMIT" $PY benchmarks/vmap_seeds.py "${VMAP[@]}" --out "$OUTDIR/vmap_seeds.json" \
-  > "$OUTDIR/vmap_seeds.out" 2> "$OUTDIR/vmap_seeds.log"
-say "vmap_seeds (exit $?): $(tail -n 1 "$OUTDIR/vmap_seeds.out")"
+if [ "${JAXVAE_GPU_VMAP:-1}" = 0 ]; then
+  say "vmap_seeds: left out (JAXVAE_GPU_VMAP=0)"
+else
+  limited "$VMAP_LIMIT" $PY benchmarks/vmap_seeds.py "${VMAP[@]}" --out "$OUTDIR/vmap_seeds.json" \
+    > "$OUTDIR/vmap_seeds.out" 2> "$OUTDIR/vmap_seeds.log"
+  say "vmap_seeds (exit $?): $(tail -n 1 "$OUTDIR/vmap_seeds.out")"
+fi
 # 2. The Exemplar VAE table at its full protocol; 3. the IWAE table, with the time left.
 study exemplar_fmnist experiments/studies/exemplar_fmnist.py "$EXEMPLAR_PROCS" 3 \
   --seeds-at-once 3 "${EXEMPLAR_ARGS[@]}"
